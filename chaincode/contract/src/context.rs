@@ -1,0 +1,169 @@
+//! One transaction's view of the contract's state: typed reads and writes over the ledger stub,
+//! caller authentication, and the single place where ledger records, their indexes and the
+//! chaincode event are written.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ContractError;
+use crate::identity::{check_chain, Certificate};
+use crate::keys;
+use crate::ledger::{LedgerStub, Timestamp};
+use crate::model::{AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, RecordKind, Role, Stamp};
+
+/// The authenticated creator of the transaction.
+pub struct Caller {
+    pub agent: AgentRef,
+    pub certificate: Certificate,
+    pub role: Option<Role>,
+}
+
+pub struct Ctx<'a> {
+    pub stub: &'a mut dyn LedgerStub,
+    pub function: &'static str,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(stub: &'a mut dyn LedgerStub, function: &'static str) -> Self {
+        Ctx { stub, function }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.stub.tx_timestamp()
+    }
+
+    pub fn tx_id(&self) -> String {
+        self.stub.tx_id().to_owned()
+    }
+
+    pub fn stamp(&self, caller: &Caller) -> Stamp {
+        Stamp { tx_id: self.tx_id(), at: self.now(), by: caller.agent.clone() }
+    }
+
+    // --- typed state access -------------------------------------------------------------
+
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ContractError> {
+        match self.stub.get_state(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ContractError::CorruptState { key: key.to_owned(), detail: e.to_string() }),
+        }
+    }
+
+    pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), ContractError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| ContractError::CorruptState { key: key.to_owned(), detail: e.to_string() })?;
+        Ok(self.stub.put_state(key, bytes)?)
+    }
+
+    pub fn entity(&self, id: &str) -> Result<Option<Entity>, ContractError> {
+        self.get(&keys::key(keys::ENTITY, &[id])?)
+    }
+
+    pub fn put_entity(&mut self, entity: &Entity) -> Result<(), ContractError> {
+        let key = keys::key(keys::ENTITY, &[entity.id()])?;
+        self.put(&key, entity)
+    }
+
+    pub fn org(&self, msp_id: &str) -> Result<Option<Org>, ContractError> {
+        self.get(&keys::key(keys::ORG, &[msp_id])?)
+    }
+
+    pub fn contract(&self, id: &str) -> Result<Option<ProcessingContract>, ContractError> {
+        self.get(&keys::key(keys::CONTRACT, &[id])?)
+    }
+
+    pub fn put_contract(&mut self, contract: &ProcessingContract) -> Result<(), ContractError> {
+        let key = keys::key(keys::CONTRACT, &[&contract.id])?;
+        self.put(&key, contract)
+    }
+
+    /// Keys (and values) under a partial composite key.
+    pub fn scan(&self, object_type: &str, attributes: &[&str]) -> Result<Vec<(String, Vec<u8>)>, ContractError> {
+        Ok(self
+            .stub
+            .get_state_by_partial_composite_key(object_type, attributes)?
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect())
+    }
+
+    /// An index entry: the value is the transaction id that wrote it (Fabric forbids empty values).
+    pub fn put_index(&mut self, object_type: &str, attributes: &[&str]) -> Result<(), ContractError> {
+        let key = keys::key(object_type, attributes)?;
+        let tx_id = self.tx_id();
+        Ok(self.stub.put_state(&key, tx_id.into_bytes())?)
+    }
+
+    pub fn delete_index(&mut self, object_type: &str, attributes: &[&str]) -> Result<(), ContractError> {
+        let key = keys::key(object_type, attributes)?;
+        Ok(self.stub.delete_state(&key)?)
+    }
+
+    // --- callers --------------------------------------------------------------------------
+
+    /// Anyone whose certificate is readable and valid at the transaction time (the peer's MSP
+    /// has already checked membership); this is enough to read.
+    pub fn caller(&self) -> Result<Caller, ContractError> {
+        let creator = self.stub.creator();
+        let pem = std::str::from_utf8(&creator.certificate_pem)
+            .map_err(|_| ContractError::denied(self.function, "creator certificate is not PEM text"))?;
+        let certificate = Certificate::from_pem(pem)
+            .map_err(|e| ContractError::denied(self.function, format!("creator certificate: {e}")))?;
+        certificate
+            .check_valid_at(self.now())
+            .map_err(|e| ContractError::denied(self.function, e))?;
+        let role = certificate.role().map_err(|e| ContractError::denied(self.function, e))?;
+        let agent = certificate.agent(&creator.msp_id);
+        Ok(Caller { agent, certificate, role })
+    }
+
+    /// A caller who may write: one of `roles`, of a registered organisation whose CA issued the
+    /// certificate.
+    pub fn member(&self, roles: &[Role]) -> Result<(Caller, Org), ContractError> {
+        let caller = self.caller()?;
+        let allowed: Vec<&str> = roles.iter().map(Role::as_str).collect();
+        match caller.role {
+            Some(role) if roles.contains(&role) => {}
+            Some(role) => {
+                return Err(ContractError::denied(
+                    self.function,
+                    format!("{} has role {role}; this needs role {}", caller.agent.id, allowed.join(" or ")),
+                ))
+            }
+            None => {
+                return Err(ContractError::denied(
+                    self.function,
+                    format!("{} has no tom.role attribute; this needs role {}", caller.agent.id, allowed.join(" or ")),
+                ))
+            }
+        }
+        let org = self.org(&caller.agent.msp_id)?.ok_or_else(|| {
+            ContractError::denied(self.function, format!("organisation {} is not registered", caller.agent.msp_id))
+        })?;
+        check_chain(&caller.certificate, &org.ca_certificates_pem, self.now())
+            .map_err(|e| ContractError::denied(self.function, e))?;
+        Ok((caller, org))
+    }
+
+    // --- records --------------------------------------------------------------------------
+
+    /// Write this transaction's ledger record with its time, agent and entity indexes, and emit
+    /// the chaincode event named after its kind. Called exactly once per committing transaction.
+    pub fn record(&mut self, caller: &Caller, kind: RecordKind, subjects: Vec<String>, body: RecordBody) -> Result<LedgerRecord, ContractError> {
+        let record = LedgerRecord { kind, tx_id: self.tx_id(), timestamp: self.now(), agent: caller.agent.clone(), subjects, body };
+        let tx_id = record.tx_id.clone();
+        let at = record.timestamp.sortable();
+        self.put(&keys::key(keys::RECORD, &[&tx_id])?, &record)?;
+        self.put_index(keys::BY_TIME, &[&at, &tx_id])?;
+        self.put_index(keys::BY_AGENT, &[&record.agent.id, &at, &tx_id])?;
+        for subject in &record.subjects {
+            self.put_index(keys::BY_ENTITY, &[subject, &at, &tx_id])?;
+        }
+        let payload = serde_json::to_vec(&record)
+            .map_err(|e| ContractError::CorruptState { key: tx_id.clone(), detail: e.to_string() })?;
+        self.stub.set_event(kind.as_str(), payload)?;
+        Ok(record)
+    }
+}

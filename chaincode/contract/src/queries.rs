@@ -1,0 +1,407 @@
+//! The audit queries (read-only transactions): entities, history, lineage, records by agent or
+//! time window. Every answer is built from ordered scans and `BTreeMap`/`BTreeSet`s, so every peer
+//! returns the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::error::ContractError;
+use crate::keys;
+use crate::ledger::{split_composite_key, Timestamp};
+use crate::model::*;
+use crate::requests::{self, Direction};
+use crate::transactions::check_id;
+
+pub const DEFAULT_DEPTH: u32 = 8;
+pub const MAX_DEPTH: u32 = 64;
+pub const DEFAULT_PAGE: u32 = 100;
+pub const MAX_PAGE: u32 = 1000;
+
+/// `GetEntity`: a device, container or data item, or a processing contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EntityView {
+    Entity(Entity),
+    Contract(ContractView),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContractView {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub contract: ProcessingContract,
+    /// The state as of the query's transaction time (deadline evaluated).
+    pub effective_state: ContractState,
+}
+
+pub fn get_entity(ctx: &Ctx, req: requests::ById) -> Result<EntityView, ContractError> {
+    ctx.caller()?;
+    check_id(ctx.function, "id", &req.id)?;
+    if let Some(entity) = ctx.entity(&req.id)? {
+        return Ok(EntityView::Entity(entity));
+    }
+    if let Some(contract) = ctx.contract(&req.id)? {
+        let effective_state = contract.state_at(ctx.now());
+        return Ok(EntityView::Contract(ContractView { kind: "contract", contract, effective_state }));
+    }
+    Err(ContractError::NotFound { kind: "entity", id: req.id })
+}
+
+pub fn get_org(ctx: &Ctx, req: requests::ById) -> Result<Org, ContractError> {
+    ctx.caller()?;
+    check_id(ctx.function, "id", &req.id)?;
+    ctx.org(&req.id)?.ok_or(ContractError::NotFound { kind: "organisation", id: req.id })
+}
+
+pub fn get_record(ctx: &Ctx, req: requests::ById) -> Result<LedgerRecord, ContractError> {
+    ctx.caller()?;
+    ctx.get(&keys::key(keys::RECORD, &[&req.id])?)?.ok_or(ContractError::NotFound { kind: "record", id: req.id })
+}
+
+/// One version of an entity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub tx_id: String,
+    pub timestamp: Timestamp,
+    pub is_delete: bool,
+    pub value: Option<serde_json::Value>,
+}
+
+pub fn get_history(ctx: &Ctx, req: requests::ById) -> Result<Vec<HistoryEntry>, ContractError> {
+    ctx.caller()?;
+    check_id(ctx.function, "id", &req.id)?;
+    let mut key = keys::key(keys::ENTITY, &[&req.id])?;
+    let mut history = ctx.stub.get_history_for_key(&key)?;
+    if history.is_empty() {
+        key = keys::key(keys::CONTRACT, &[&req.id])?;
+        history = ctx.stub.get_history_for_key(&key)?;
+    }
+    if history.is_empty() {
+        return Err(ContractError::NotFound { kind: "entity", id: req.id });
+    }
+    history
+        .into_iter()
+        .map(|m| {
+            let value = if m.is_delete {
+                None
+            } else {
+                Some(serde_json::from_slice(&m.value).map_err(|e| ContractError::CorruptState { key: key.clone(), detail: e.to_string() })?)
+            };
+            Ok(HistoryEntry { tx_id: m.tx_id, timestamp: m.timestamp, is_delete: m.is_delete, value })
+        })
+        .collect()
+}
+
+// --- records by agent / entity / time ---------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordPage {
+    pub records: Vec<LedgerRecord>,
+    /// Pass back as `bookmark` for the next page; empty when this is the last.
+    pub bookmark: String,
+}
+
+pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPage, ContractError> {
+    let f = ctx.function;
+    ctx.caller()?;
+    let parse = |field: &str, text: &Option<String>, default: Timestamp| -> Result<Timestamp, ContractError> {
+        match text {
+            None => Ok(default),
+            Some(t) => crate::time::parse_rfc3339(t).ok_or_else(|| ContractError::bad(f, format!("{field} {t:?} is not an RFC 3339 timestamp"))),
+        }
+    };
+    let from = parse("from", &req.from, Timestamp::from_seconds(0))?;
+    // Year 9999: beyond any transaction timestamp.
+    let to = parse("to", &req.to, Timestamp::from_seconds(253_402_300_799))?;
+    if to < from {
+        return Err(ContractError::bad(f, format!("to ({to}) is before from ({from})")));
+    }
+    let page_size = req.page_size.unwrap_or(DEFAULT_PAGE);
+    if page_size == 0 || page_size > MAX_PAGE {
+        return Err(ContractError::bad(f, format!("page_size must be 1 to {MAX_PAGE}, got {page_size}")));
+    }
+    let (start, end) = match (&req.agent, &req.entity) {
+        (Some(_), Some(_)) => return Err(ContractError::bad(f, "give agent or entity, not both")),
+        (Some(agent), None) => {
+            if agent.is_empty() || agent.len() > 300 || agent.contains('\u{0}') {
+                return Err(ContractError::bad(f, "agent must be <msp_id>/<common name>"));
+            }
+            keys::time_range(keys::BY_AGENT, &[agent], from, to)?
+        }
+        (None, Some(entity)) => {
+            check_id(f, "entity", entity)?;
+            keys::time_range(keys::BY_ENTITY, &[entity], from, to)?
+        }
+        (None, None) => keys::time_range(keys::BY_TIME, &[], from, to)?,
+    };
+    let bookmark = req.bookmark.unwrap_or_default();
+    if !bookmark.is_empty() && !(bookmark >= start && bookmark < end) {
+        return Err(ContractError::bad(f, "bookmark does not belong to this query"));
+    }
+    let (rows, next) = ctx.stub.get_state_by_range_with_pagination(&start, &end, page_size, &bookmark)?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        let tx_id = String::from_utf8_lossy(&row.value).into_owned();
+        let key = keys::key(keys::RECORD, &[&tx_id])?;
+        let record: LedgerRecord = ctx.get(&key)?.ok_or_else(|| ContractError::CorruptState { key: row.key.clone(), detail: format!("index names missing record {tx_id}") })?;
+        records.push(record);
+    }
+    Ok(RecordPage { records, bookmark: next })
+}
+
+// --- lineage ----------------------------------------------------------------------------------
+
+/// A node of a lineage graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "node", rename_all = "snake_case")]
+pub enum LineageNode {
+    Entity { entity: Entity },
+    Contract { contract: ProcessingContract },
+    Agent { agent: AgentRef },
+}
+
+/// A PROV relation between two lineage nodes, with the transaction that recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Relation {
+    pub relation: RelationKind,
+    pub from: String,
+    pub to: String,
+    pub tx_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RelationKind {
+    /// activity used data (an EXEC).
+    Used,
+    /// data wasGeneratedBy activity.
+    WasGeneratedBy,
+    /// data wasDerivedFrom data.
+    WasDerivedFrom,
+    /// activity wasAssociatedWith agent (the orchestrator that placed or contracted it).
+    WasAssociatedWith,
+    /// data wasAttributedTo agent (the identity that recorded it).
+    WasAttributedTo,
+    /// container was placed on device (ORCHESTRATE(deployed, location)).
+    PlacedOn,
+    /// activity acted under contract.
+    UnderContract,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lineage {
+    pub root: String,
+    pub direction: Direction,
+    pub depth: u32,
+    /// Node id → node. Entity and contract ids as given; agents by `<msp>/<cn>`.
+    pub nodes: BTreeMap<String, LineageNode>,
+    pub relations: BTreeSet<Relation>,
+}
+
+struct LineageBuilder<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    nodes: BTreeMap<String, LineageNode>,
+    relations: BTreeSet<Relation>,
+}
+
+impl LineageBuilder<'_, '_> {
+    fn relate(&mut self, relation: RelationKind, from: &str, to: &str, tx_id: &str) {
+        self.relations.insert(Relation { relation, from: from.to_owned(), to: to.to_owned(), tx_id: tx_id.to_owned() });
+    }
+
+    fn agent(&mut self, agent: &AgentRef) {
+        self.nodes.entry(agent.id.clone()).or_insert_with(|| LineageNode::Agent { agent: agent.clone() });
+    }
+
+    /// Add an entity node (and, for activities, where they ran and who orchestrated them).
+    fn entity(&mut self, id: &str) -> Result<Option<Entity>, ContractError> {
+        if let Some(LineageNode::Entity { entity }) = self.nodes.get(id) {
+            return Ok(Some(entity.clone()));
+        }
+        let Some(entity) = self.ctx.entity(id)? else { return Ok(None) };
+        self.nodes.insert(id.to_owned(), LineageNode::Entity { entity: entity.clone() });
+        match &entity {
+            Entity::Container(c) => {
+                self.agent(&c.joined.by);
+                self.relate(RelationKind::WasAssociatedWith, &c.id, &c.joined.by.id, &c.joined.tx_id);
+                if let Some(p) = &c.placement {
+                    self.agent(&p.stamp.by);
+                    self.relate(RelationKind::WasAssociatedWith, &c.id, &p.stamp.by.id, &p.stamp.tx_id);
+                }
+            }
+            Entity::Device(d) => {
+                self.agent(&d.joined.by);
+                self.relate(RelationKind::WasAssociatedWith, &d.id, &d.joined.by.id, &d.joined.tx_id);
+            }
+            Entity::Data(_) => {}
+        }
+        Ok(Some(entity))
+    }
+
+    fn contract(&mut self, id: &str) -> Result<(), ContractError> {
+        if self.nodes.contains_key(id) {
+            return Ok(());
+        }
+        if let Some(contract) = self.ctx.contract(id)? {
+            self.agent(&contract.defined.by);
+            self.relate(RelationKind::WasAssociatedWith, &contract.contractor, &contract.defined.by.id, &contract.defined.tx_id);
+            self.nodes.insert(id.to_owned(), LineageNode::Contract { contract });
+        }
+        Ok(())
+    }
+
+    /// How a data item came to be: generator, host device, contracts, recorder, inputs.
+    fn data_upstream(&mut self, data: &Data) -> Result<Vec<String>, ContractError> {
+        let tx = &data.recorded.tx_id;
+        self.entity(&data.generated_by)?;
+        self.relate(RelationKind::WasGeneratedBy, &data.id, &data.generated_by, tx);
+        if let Some(host) = &data.host_device {
+            self.entity(host)?;
+            self.relate(RelationKind::PlacedOn, &data.generated_by, host, tx);
+        }
+        self.agent(&data.recorded.by);
+        self.relate(RelationKind::WasAttributedTo, &data.id, &data.recorded.by.id, tx);
+        for contract in &data.fulfils {
+            self.contract(contract)?;
+            self.relate(RelationKind::UnderContract, &data.generated_by, contract, tx);
+        }
+        for input in &data.derived_from {
+            self.relate(RelationKind::WasDerivedFrom, &data.id, input, tx);
+            self.uses(input, Some(&data.generated_by))?;
+        }
+        Ok(data.derived_from.clone())
+    }
+
+    /// The EXECs in which `data` joined an activity (all, or only `activity`'s).
+    fn uses(&mut self, data: &str, activity: Option<&str>) -> Result<Vec<String>, ContractError> {
+        let mut users = Vec::new();
+        for (key, tx) in self.ctx.scan(keys::USED, &[data])? {
+            let tx_id = String::from_utf8_lossy(&tx).into_owned();
+            let Some(record) = self.ctx.get::<LedgerRecord>(&keys::key(keys::RECORD, &[&tx_id])?)? else {
+                return Err(ContractError::CorruptState { key, detail: format!("index names missing record {tx_id}") });
+            };
+            let RecordBody::ExecContract { activity: user, contract, host_device, .. } = &record.body else { continue };
+            if activity.is_some_and(|a| a != user) {
+                continue;
+            }
+            self.entity(user)?;
+            self.relate(RelationKind::Used, user, data, &tx_id);
+            self.contract(contract)?;
+            self.relate(RelationKind::UnderContract, user, contract, &tx_id);
+            if let Some(host) = host_device {
+                self.entity(host)?;
+                self.relate(RelationKind::PlacedOn, user, host, &tx_id);
+            }
+            self.agent(&record.agent);
+            self.relate(RelationKind::WasAssociatedWith, user, &record.agent.id, &tx_id);
+            users.push(user.clone());
+        }
+        Ok(users)
+    }
+
+    /// What came of a data item: who used it and what was derived from it.
+    fn data_downstream(&mut self, data: &Data) -> Result<Vec<String>, ContractError> {
+        self.uses(&data.id, None)?;
+        let mut derived = Vec::new();
+        for (key, tx) in self.ctx.scan(keys::DERIVED, &[&data.id])? {
+            let Some(output) = split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned())) else { continue };
+            self.relate(RelationKind::WasDerivedFrom, &output, &data.id, &String::from_utf8_lossy(&tx));
+            derived.push(output);
+        }
+        Ok(derived)
+    }
+
+    /// Data an activity (device or container) generated.
+    fn generated_by(&mut self, activity: &str) -> Result<Vec<String>, ContractError> {
+        let mut out = Vec::new();
+        for (key, _) in self.ctx.scan(keys::GENERATED, &[activity])? {
+            if let Some(id) = split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned())) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, ContractError> {
+    ctx.caller()?;
+    check_id(ctx.function, "id", &req.id)?;
+    let depth = req.depth.unwrap_or(DEFAULT_DEPTH);
+    if depth > MAX_DEPTH {
+        return Err(ContractError::bad(ctx.function, format!("depth must be at most {MAX_DEPTH}, got {depth}")));
+    }
+    let mut b = LineageBuilder { ctx, nodes: BTreeMap::new(), relations: BTreeSet::new() };
+    let root = b.entity(&req.id)?.ok_or_else(|| ContractError::NotFound { kind: "entity", id: req.id.clone() })?;
+    let up = matches!(req.direction, Direction::Up | Direction::Both);
+    let down = matches!(req.direction, Direction::Down | Direction::Both);
+
+    // Seeds: a data item itself, or for an activity the data it generated (downstream) and
+    // the inputs it used (upstream).
+    let mut up_queue: VecDeque<(String, u32)> = VecDeque::new();
+    let mut down_queue: VecDeque<(String, u32)> = VecDeque::new();
+    match &root {
+        Entity::Data(_) => {
+            up_queue.push_back((req.id.clone(), 0));
+            down_queue.push_back((req.id.clone(), 0));
+        }
+        Entity::Device(_) | Entity::Container(_) => {
+            if down {
+                for id in b.generated_by(&req.id)? {
+                    b.entity(&id)?;
+                    down_queue.push_back((id, 1));
+                }
+            }
+            if up {
+                for (key, _) in ctx.scan(keys::CONTRACT_BY_CONTRACTOR, &[&req.id])? {
+                    if let Some(contract) = split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned())) {
+                        b.contract(&contract)?;
+                        b.relate(RelationKind::UnderContract, &req.id, &contract, "");
+                    }
+                }
+            }
+        }
+    }
+    let mut seen_up = BTreeSet::new();
+    while up {
+        let Some((id, level)) = up_queue.pop_front() else { break };
+        if level > depth || !seen_up.insert(id.clone()) {
+            continue;
+        }
+        let Some(Entity::Data(data)) = b.entity(&id)? else { continue };
+        if level == depth {
+            continue;
+        }
+        for input in b.data_upstream(&data)? {
+            up_queue.push_back((input, level + 1));
+        }
+    }
+    let mut seen_down = BTreeSet::new();
+    while down {
+        let Some((id, level)) = down_queue.pop_front() else { break };
+        if level > depth || !seen_down.insert(id.clone()) {
+            continue;
+        }
+        let Some(Entity::Data(data)) = b.entity(&id)? else { continue };
+        if level > 0 || !up {
+            // The generation of each downstream item (and of the root, when not going up).
+            b.entity(&data.generated_by)?;
+            b.relate(RelationKind::WasGeneratedBy, &data.id, &data.generated_by, &data.recorded.tx_id);
+            b.agent(&data.recorded.by);
+            b.relate(RelationKind::WasAttributedTo, &data.id, &data.recorded.by.id, &data.recorded.tx_id);
+            if let Some(host) = &data.host_device {
+                b.entity(host)?;
+                b.relate(RelationKind::PlacedOn, &data.generated_by, host, &data.recorded.tx_id);
+            }
+        }
+        if level == depth {
+            continue;
+        }
+        for output in b.data_downstream(&data)? {
+            down_queue.push_back((output, level + 1));
+        }
+    }
+    Ok(Lineage { root: req.id, direction: req.direction, depth, nodes: b.nodes, relations: b.relations })
+}
