@@ -1,0 +1,112 @@
+//! The gateway's ledger port: how the gateway submits transactions and evaluates queries,
+//! whichever ledger is underneath.
+//!
+//! Two adapters implement [`Ledger`]: the embedded single-machine ledger (the default) and a
+//! Fabric network reached through the Fabric Gateway gRPC API. [`memory::InMemoryLedger`] is a
+//! third, non-durable one for tests. All of them run transactions as the caller's
+//! [`SigningIdentity`], so the contract sees the caller as creator on every back end.
+
+pub mod memory;
+
+use std::fmt;
+
+use p256::ecdsa::signature::Signer;
+
+/// A ledger identity the gateway holds for a caller: X.509 certificate and private key.
+#[derive(Clone)]
+pub struct SigningIdentity {
+    pub msp_id: String,
+    pub certificate_pem: String,
+    key: p256::ecdsa::SigningKey,
+}
+
+impl fmt::Debug for SigningIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningIdentity").field("msp_id", &self.msp_id).finish_non_exhaustive()
+    }
+}
+
+impl SigningIdentity {
+    /// From a PEM certificate and a PEM PKCS#8 P-256 private key.
+    pub fn from_pem(msp_id: &str, certificate_pem: &str, key_pkcs8_pem: &str) -> Result<Self, LedgerError> {
+        use p256::pkcs8::DecodePrivateKey;
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(key_pkcs8_pem)
+            .map_err(|e| LedgerError::Internal(format!("identity of {msp_id}: private key is not a PKCS#8 P-256 key: {e}")))?;
+        Ok(SigningIdentity { msp_id: msp_id.to_owned(), certificate_pem: certificate_pem.to_owned(), key })
+    }
+
+    /// ECDSA P-256 / SHA-256 over `message`, DER encoded, with low S as Fabric requires.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let signature: p256::ecdsa::Signature = self.key.sign(message);
+        let signature = signature.normalize_s().unwrap_or(signature);
+        signature.to_der().as_bytes().to_vec()
+    }
+
+    /// The creator as the contract sees it.
+    pub fn creator(&self) -> tom_contract::Creator {
+        tom_contract::Creator { msp_id: self.msp_id.clone(), certificate_pem: self.certificate_pem.clone().into_bytes() }
+    }
+}
+
+/// A committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub tx_id: String,
+    /// The block that carries it.
+    pub block: u64,
+    /// The contract's response (JSON).
+    pub response: Vec<u8>,
+}
+
+/// A chaincode event of a committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedEvent {
+    pub tx_id: String,
+    pub block: u64,
+    pub name: String,
+    pub payload: Vec<u8>,
+}
+
+/// Why a ledger call failed. Only `Rejected` and `Conflict` are the caller's business; the
+/// others mean nothing was recorded and the call may be retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The contract refused the transaction (status as the chaincode returned it: 400/403/404/409).
+    #[error("{message}")]
+    Rejected { status: u16, message: String },
+    /// The transaction was endorsed but invalidated at commit (MVCC conflict, duplicate tx id).
+    #[error("transaction {tx_id} was not committed: {reason}")]
+    Conflict { tx_id: String, reason: String },
+    /// The ledger cannot be reached or is shutting down.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupt local state.
+    #[error("ledger failure: {0}")]
+    Internal(String),
+}
+
+impl From<tom_contract::ContractError> for LedgerError {
+    fn from(e: tom_contract::ContractError) -> Self {
+        match e.status() {
+            status @ 400..=499 => LedgerError::Rejected { status, message: e.to_string() },
+            _ => LedgerError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A ledger the gateway can submit transactions to and evaluate queries on.
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync + 'static {
+    /// Endorse, order and commit one transaction as `identity`; returns once it is committed
+    /// (durably, for the embedded ledger).
+    async fn submit(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Submitted, LedgerError>;
+
+    /// Run a read-only query as `identity`; nothing is recorded.
+    async fn evaluate(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Vec<u8>, LedgerError>;
+
+    /// Committed chaincode events from now on.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedEvent>;
+
+    /// A short description for logs and `/healthz` (e.g. "embedded at /var/lib/tom").
+    fn describe(&self) -> String;
+}

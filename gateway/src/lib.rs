@@ -1,0 +1,5 @@
+//! TOM's gateway: the service orchestrators call. Every orchestration action becomes exactly one
+//! ledger transaction (through a [`ledger::Ledger`] back end) and, for placements and removals, a
+//! Docker Swarm action.
+
+pub mod ledger;
