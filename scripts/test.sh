@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): prepares a fresh Debian machine with what the
+# tests need, then runs every check. Each scripts/setup/*.sh step is idempotent and says what it
+# installs or starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for step in scripts/setup/*.sh; do
+    [ -e "$step" ] || continue
+    echo "==> setup: $step"
+    bash "$step"
+done
+
+echo "==> the contract library must stay free of I/O crates"
+bash scripts/check-contract-purity.sh
+
+echo "==> formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> tests"
+cargo test --workspace --locked
