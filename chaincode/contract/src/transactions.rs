@@ -514,14 +514,16 @@ fn generator_signer(generator: &Entity) -> Result<(CertificateInfo, Option<Strin
     match generator {
         Entity::Device(d) => Ok((d.certificate.clone(), None)),
         Entity::Container(c) => {
-            let host = c.placement.as_ref().map(|p| p.device.clone());
-            match (&c.certificate, &host) {
-                (Some(cert), _) => Ok((cert.clone(), host)),
-                (None, Some(_)) => Err(GuardFailure::Precondition {
+            // An activity generates data only where it runs, and signs with its own key.
+            let Some(host) = c.placement.as_ref().map(|p| p.device.clone()) else {
+                return Err(GuardFailure::NotPlaced { container: c.id.clone() });
+            };
+            match &c.certificate {
+                Some(cert) => Ok((cert.clone(), Some(host))),
+                None => Err(GuardFailure::Precondition {
                     condition: "signing-identity(activity)",
                     detail: format!("container {} has no workload certificate; identify it with one to let it sign data", c.id),
                 }),
-                (None, None) => Err(GuardFailure::NotPlaced { container: c.id.clone() }),
             }
         }
         Entity::Data(d) => Err(GuardFailure::WrongType { id: d.id.clone(), expected: EntityType::Container, actual: EntityType::Data }),

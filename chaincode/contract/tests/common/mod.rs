@@ -1,0 +1,214 @@
+//! The test world: a Fabric-faithful in-memory ledger, a controllable transaction clock, and
+//! helpers that build correctly signed requests from the fixture identities.
+#![allow(dead_code)] // each test binary uses a different subset of the helpers
+
+use base64::Engine;
+use serde_json::{json, Value};
+use tom_contract::memory::{MemoryLedger, SubmitError};
+use tom_contract::requests::{data_hash_message, identify_device_message, image_digest_message};
+use tom_contract::{ContractError, Creator, Timestamp};
+use tom_fixtures::Identity;
+
+pub fn id(org: &str, name: &str) -> &'static Identity {
+    tom_fixtures::identity(org, name)
+}
+
+pub fn creator(identity: &Identity) -> Creator {
+    Creator { msp_id: identity.msp_id.to_owned(), certificate_pem: identity.cert_pem.as_bytes().to_vec() }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)))
+}
+
+/// SHA-256 (hex) of a PEM certificate's DER bytes, as the contract binds it in id-proofs.
+pub fn cert_sha256(pem: &str) -> String {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, &block.contents))
+}
+
+/// 2026-06-01T00:00:00Z: inside every fixture's validity except the expired/future ones.
+pub const START: Timestamp = Timestamp { seconds: 1_780_272_000, nanos: 0 };
+
+pub struct World {
+    pub ledger: MemoryLedger,
+    pub now: Timestamp,
+    seq: u64,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World { ledger: MemoryLedger::new(), now: START, seq: 0 }
+    }
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A world with Org1MSP and Org2MSP registered by their admins.
+    pub fn with_orgs() -> Self {
+        let mut w = World::new();
+        w.register_org("org1", json!({})).unwrap();
+        w.register_org("org2", json!({})).unwrap();
+        w
+    }
+
+    pub fn tick(&mut self, seconds: i64) {
+        self.now.seconds += seconds;
+    }
+
+    pub fn next_tx(&mut self) -> String {
+        self.seq += 1;
+        self.now.nanos = (self.seq % 1_000_000) as i32; // distinct, increasing timestamps
+        format!("tx{:05}", self.seq)
+    }
+
+    pub fn submit(&mut self, who: &Identity, function: &str, arg: Value) -> Result<Value, SubmitError> {
+        let arg = serde_json::to_vec(&arg).unwrap();
+        self.submit_raw(who, function, &[&arg])
+    }
+
+    pub fn submit_raw(&mut self, who: &Identity, function: &str, args: &[&[u8]]) -> Result<Value, SubmitError> {
+        let tx = self.next_tx();
+        let bytes = self.ledger.submit(&creator(who), &tx, self.now, function, args)?;
+        Ok(serde_json::from_slice(&bytes).unwrap())
+    }
+
+    pub fn query(&mut self, who: &Identity, function: &str, arg: Value) -> Result<Value, ContractError> {
+        let tx = self.next_tx();
+        let arg = serde_json::to_vec(&arg).unwrap();
+        let bytes = self.ledger.evaluate(&creator(who), &tx, self.now, function, &[&arg])?;
+        Ok(serde_json::from_slice(&bytes).unwrap())
+    }
+
+    pub fn entity(&mut self, id: &str) -> Value {
+        self.query(crate::common::id("org1", "auditor"), "GetEntity", json!({ "id": id })).unwrap()
+    }
+
+    pub fn register_org(&mut self, org: &str, policy: Value) -> Result<Value, SubmitError> {
+        let o = tom_fixtures::org(org);
+        self.submit(
+            id(org, "admin"),
+            "RegisterOrg",
+            json!({ "msp_id": o.msp_id, "name": org, "ca_certificates": [o.ca_cert_pem], "policy": policy }),
+        )
+    }
+
+    /// A correctly signed IdentifyDevice request for `device`.
+    pub fn device_request(device_id: &str, device: &Identity, kind: &str, nonce: &str) -> Value {
+        let message = identify_device_message(device_id, device.msp_id, kind, nonce, &cert_sha256(device.cert_pem));
+        json!({
+            "device_id": device_id,
+            "org": device.msp_id,
+            "kind": kind,
+            "certificate": device.cert_pem,
+            "nonce": nonce,
+            "proof": b64(&device.sign(&message)),
+        })
+    }
+
+    pub fn identify_device(&mut self, device_id: &str, device: &Identity, kind: &str) -> Result<Value, SubmitError> {
+        let nonce = format!("nonce-{}-{}", device_id, self.seq);
+        let orchestrator = id("org1", "orchestrator");
+        self.submit(orchestrator, "IdentifyDevice", Self::device_request(device_id, device, kind, &nonce))
+    }
+
+    pub fn container_request(container_id: &str, workload: Option<&Identity>) -> Value {
+        let digest = sha256(format!("image of {container_id}").as_bytes());
+        let mut req = json!({
+            "container_id": container_id,
+            "org": "Org1MSP",
+            "image": format!("registry.city.example/tom/{container_id}:1.0"),
+            "digest": digest,
+        });
+        if let Some(w) = workload {
+            req["certificate"] = json!(w.cert_pem);
+        }
+        req
+    }
+
+    pub fn publisher_signature(digest: &str) -> Value {
+        json!({ "publisher": "city-publisher", "signature": b64(&id("org1", "publisher").sign(&image_digest_message(digest))) })
+    }
+
+    pub fn identify_container(&mut self, container_id: &str, workload: Option<&Identity>) -> Result<Value, SubmitError> {
+        self.submit(id("org1", "orchestrator"), "IdentifyContainer", Self::container_request(container_id, workload))
+    }
+
+    pub fn place(&mut self, container_id: &str, device_id: &str) -> Result<Value, SubmitError> {
+        self.submit(id("org1", "orchestrator"), "PlaceContainer", json!({ "container_id": container_id, "device_id": device_id }))
+    }
+
+    pub fn define_contract(&mut self, contract_id: &str, contractor: &str, uses: Value, generates: Value) -> Result<Value, SubmitError> {
+        let deadline = Timestamp { seconds: self.now.seconds + 3_600, nanos: 0 }.to_rfc3339();
+        self.submit(
+            id("org1", "orchestrator"),
+            "DefineContract",
+            json!({ "contract_id": contract_id, "contractor": contractor, "uses": uses, "generates": generates, "deadline": deadline }),
+        )
+    }
+
+    /// RecordData submitted by `recorder`, signed by `signer` (normally the generator's key).
+    pub fn record_data(
+        &mut self,
+        recorder: &Identity,
+        signer: &Identity,
+        data_id: &str,
+        kind: &str,
+        generated_by: &str,
+        derived_from: &[&str],
+    ) -> Result<Value, SubmitError> {
+        let bytes = format!("payload of {data_id}");
+        let hash = sha256(bytes.as_bytes());
+        self.submit(
+            recorder,
+            "RecordData",
+            json!({
+                "data_id": data_id,
+                "kind": kind,
+                "hash": hash,
+                "size": bytes.len(),
+                "location": format!("file:///var/lib/tom/data/{data_id}"),
+                "generated_by": generated_by,
+                "derived_from": derived_from,
+                "signature": b64(&signer.sign(&data_hash_message(&hash))),
+            }),
+        )
+    }
+
+    pub fn exec(&mut self, who: &Identity, contract_id: &str, data_id: &str) -> Result<Value, SubmitError> {
+        self.submit(who, "ExecContract", json!({ "contract_id": contract_id, "data_id": data_id }))
+    }
+
+    /// Count of committed ledger records (all kinds).
+    pub fn record_count(&mut self) -> usize {
+        let page = self.query(id("org1", "auditor"), "QueryRecords", json!({ "page_size": 1000 })).unwrap();
+        page["records"].as_array().unwrap().len()
+    }
+}
+
+/// The message of a rejected transaction (panics if it committed).
+pub fn rejection(result: Result<Value, SubmitError>) -> (u16, String) {
+    match result {
+        Ok(v) => panic!("expected a rejection, but it committed: {v}"),
+        Err(SubmitError::Rejected(e)) => (e.status(), e.to_string()),
+        Err(other) => panic!("expected a contract rejection, got {other}"),
+    }
+}
+
+/// Assert a rejection whose status and message match, and return the message.
+#[track_caller]
+pub fn assert_rejected(result: Result<Value, SubmitError>, status: u16, fragments: &[&str]) -> String {
+    let (got, message) = rejection(result);
+    assert_eq!(got, status, "status of: {message}");
+    for f in fragments {
+        assert!(message.contains(f), "message {message:?} should contain {f:?}");
+    }
+    message
+}
