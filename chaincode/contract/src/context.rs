@@ -12,6 +12,7 @@ use crate::ledger::{LedgerStub, Timestamp};
 use crate::model::{AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, RecordKind, Role, Stamp};
 
 /// The authenticated creator of the transaction.
+#[derive(Clone)]
 pub struct Caller {
     pub agent: AgentRef,
     pub certificate: Certificate,
@@ -21,11 +22,13 @@ pub struct Caller {
 pub struct Ctx<'a> {
     pub stub: &'a mut dyn LedgerStub,
     pub function: &'static str,
+    /// The creator, parsed once per transaction.
+    caller: std::cell::OnceCell<Caller>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(stub: &'a mut dyn LedgerStub, function: &'static str) -> Self {
-        Ctx { stub, function }
+        Ctx { stub, function, caller: std::cell::OnceCell::new() }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -106,6 +109,14 @@ impl<'a> Ctx<'a> {
     /// Anyone whose certificate is readable and valid at the transaction time (the peer's MSP
     /// has already checked membership); this is enough to read.
     pub fn caller(&self) -> Result<Caller, ContractError> {
+        if let Some(caller) = self.caller.get() {
+            return Ok(caller.clone());
+        }
+        let caller = self.authenticate()?;
+        Ok(self.caller.get_or_init(|| caller).clone())
+    }
+
+    fn authenticate(&self) -> Result<Caller, ContractError> {
         let creator = self.stub.creator();
         let pem = std::str::from_utf8(&creator.certificate_pem)
             .map_err(|_| ContractError::denied(self.function, "creator certificate is not PEM text"))?;

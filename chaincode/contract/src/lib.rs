@@ -105,6 +105,8 @@ pub fn invoke(stub: &mut dyn LedgerStub, function_name: &str, args: &[&[u8]]) ->
     };
     let name = f.name;
     let mut ctx = Ctx::new(stub, name);
+    // Authenticate before looking at the argument: an unauthenticated caller learns nothing.
+    ctx.caller()?;
     let c = &mut ctx;
     match name {
         "RegisterOrg" => respond(name, &transactions::register_org(c, arg(name, args)?)?),

@@ -100,6 +100,11 @@ impl World {
         )
     }
 
+    pub fn register_org_as(&mut self, who: &Identity, org: &str) -> Result<Value, SubmitError> {
+        let o = tom_fixtures::org(org);
+        self.submit(who, "RegisterOrg", json!({ "msp_id": o.msp_id, "ca_certificates": [o.ca_cert_pem] }))
+    }
+
     /// A correctly signed IdentifyDevice request for `device`.
     pub fn device_request(device_id: &str, device: &Identity, kind: &str, nonce: &str) -> Value {
         let message = identify_device_message(device_id, device.msp_id, kind, nonce, &cert_sha256(device.cert_pem));
