@@ -481,7 +481,21 @@ pub fn define_contract(ctx: &mut Ctx, req: requests::DefineContract) -> Result<L
         generates: req.generates.into_iter().map(|g| g.kind).collect(),
         deadline,
     };
-    ctx.record(&caller, RecordKind::Contract, vec![req.contract_id, req.contractor], body)
+    // The contract is about its contractor and about every named source of its inputs.
+    let mut subjects = vec![req.contract_id, req.contractor];
+    for source in body_sources(&body) {
+        if !subjects.contains(&source) {
+            subjects.push(source);
+        }
+    }
+    ctx.record(&caller, RecordKind::Contract, subjects, body)
+}
+
+fn body_sources(body: &RecordBody) -> Vec<String> {
+    match body {
+        RecordBody::DefineContract { uses, .. } => uses.iter().filter_map(|u| u.source.clone()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Persist a contract's settlement once its deadline has passed (anyone registered may ask).
