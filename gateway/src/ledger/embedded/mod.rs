@@ -1,0 +1,426 @@
+//! The embedded ledger: TOM's default back end, a durable single-machine ledger with Fabric's
+//! transaction semantics and a tamper-evident block log.
+//!
+//! # How a transaction flows
+//!
+//! 1. **Proposal.** [`EmbeddedLedger::submit`] builds a [`codec::Proposal`] (function, argument,
+//!    creator, timestamp, a random nonce and the Fabric-style transaction id
+//!    `hex(sha256(nonce ‖ msp_id ‖ certificate))`) and signs its canonical bytes with the
+//!    caller's [`SigningIdentity`]. [`EmbeddedLedger::submit_signed`] accepts a proposal signed
+//!    elsewhere and checks the id derivation and the signature instead.
+//! 2. **Endorsement.** The contract runs in a [`TxSimulator`] over a redb read snapshot
+//!    ([`store::Snapshot`]) on the blocking pool, so simulations run concurrently. A contract
+//!    rejection ends here: nothing is recorded and the caller gets [`LedgerError::Rejected`].
+//!    A transaction id that is already committed is refused here too (replay protection).
+//! 3. **Ordering and commit.** One committer thread (the single writer) takes whatever
+//!    endorsed transactions are waiting, up to [`EmbeddedOptions::max_block_transactions`], and
+//!    cuts them into one block (group commit: while one block is being fsynced, the next one
+//!    fills up, so the fsync is paid once per block, not per transaction). Each transaction is
+//!    validated in order against committed state plus the earlier transactions of the same block
+//!    ([`tom_contract::simulation::validate`]: MVCC and phantom reads). An invalid transaction
+//!    is still recorded in the block with its validation code, as Fabric does, but its writes are
+//!    not applied and its submitter gets [`LedgerError::Conflict`]. A duplicate transaction id
+//!    never enters a block.
+//! 4. **Durability.** The block, the state and history it produces and the transaction index
+//!    are written in one redb write transaction, committed with [`redb::Durability::Immediate`]
+//!    (fsync), and only then are submitters answered and [`CommittedEvent`]s broadcast. An
+//!    acknowledged transaction therefore survives a crash or restart.
+//!
+//! # The block log
+//!
+//! Blocks are numbered from the genesis block 0 (no transactions), hash-linked through their
+//! headers and signed by the node's key ([`node_key`]); [`codec`] defines every byte. Each
+//! transaction carries the creator (MSP id and certificate), function, argument, timestamp,
+//! transaction id, nonce, read-write set, response and the creator's signature, so anyone can
+//! re-check who asked for what without trusting the node. [`verify`] does exactly that.
+//!
+//! # What this module must never do
+//!
+//! Answer a submitter before its block is durable; apply the writes of an invalid transaction;
+//! hold a lock across an `.await`; or change a stored block (blocks are append-only).
+
+pub mod codec;
+mod committer;
+pub mod node_key;
+pub mod store;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use redb::ReadableDatabase;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tom_contract::simulation::{ReadWriteSet, TxSimulator};
+use tom_contract::Timestamp;
+
+pub use codec::{BlockHeader, Proposal, Transaction, ValidationCode};
+pub use verify::{verify, verify_with_public_key, TamperKind, Tampering, VerifyError, VerifyReport};
+
+use super::memory::{new_tx_id, now};
+use super::{CommittedEvent, Ledger, LedgerError, SigningIdentity, Submitted};
+use committer::{Committer, Message, Ordered};
+use store::Snapshot;
+
+/// Tuning of the embedded ledger. Every field has a default that suits a 2-core edge gateway.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// At most this many transactions go into one block. Default 1024. Larger blocks amortise
+    /// the fsync further but make the submitters of a block wait for all of it.
+    pub max_block_transactions: usize,
+    /// Endorsed transactions that may wait for the committer before submitters are held back
+    /// (back-pressure instead of unbounded memory). Default 8192.
+    pub queue_capacity: usize,
+    /// Whether each block is fsynced before its submitters are answered. Default `true`; the
+    /// gateway never turns it off. `false` exists only so benchmarks can show what the fsync costs.
+    pub durable: bool,
+    /// Bytes of redb page cache. Default 256 MiB.
+    pub cache_size: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions { max_block_transactions: 1024, queue_capacity: 8192, durable: true, cache_size: 256 << 20 }
+    }
+}
+
+impl EmbeddedOptions {
+    fn check(&self) -> Result<(), LedgerError> {
+        if self.max_block_transactions == 0 {
+            return Err(LedgerError::Internal("embedded ledger option max_block_transactions must be at least 1".into()));
+        }
+        if self.queue_capacity == 0 {
+            return Err(LedgerError::Internal("embedded ledger option queue_capacity must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A transaction simulated against committed state and signed by its creator, not yet ordered.
+#[derive(Debug, Clone)]
+pub struct Endorsement {
+    tx_id: String,
+    timestamp: Timestamp,
+    proposal_bytes: Vec<u8>,
+    signature: Vec<u8>,
+    rwset: ReadWriteSet,
+    response: Vec<u8>,
+}
+
+impl Endorsement {
+    pub fn tx_id(&self) -> &str {
+        &self.tx_id
+    }
+
+    /// What the transaction read and would write.
+    pub fn rwset(&self) -> &ReadWriteSet {
+        &self.rwset
+    }
+
+    /// The contract's response, as the submitter will get it if the transaction commits.
+    pub fn response(&self) -> &[u8] {
+        &self.response
+    }
+}
+
+/// Where a committed transaction id is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxStatus {
+    pub block: u64,
+    pub index: u32,
+    pub code: ValidationCode,
+}
+
+/// A stored block, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub transactions: Vec<Transaction>,
+}
+
+/// How a submitted proposal is authenticated before simulation.
+enum Signing {
+    /// Built here for a caller whose key the gateway holds: sign it.
+    Sign(SigningIdentity),
+    /// Signed elsewhere: check the id derivation and the signature.
+    Check(Vec<u8>),
+}
+
+/// The durable embedded ledger. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct EmbeddedLedger {
+    data_dir: PathBuf,
+    db: Arc<redb::Database>,
+    // Mutex: only so `shutdown(&self)` can take the sender and the thread handle out; each use
+    // is a clone or a take, never held across an await.
+    orderer: Mutex<Option<mpsc::Sender<Message>>>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    events: broadcast::Sender<CommittedEvent>,
+    /// The number of blocks in the log (genesis included), published by the committer.
+    height: Arc<AtomicU64>,
+    public_key_pem: String,
+}
+
+fn store_error(context: &str, e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Internal(format!("embedded ledger store: {context}: {e}"))
+}
+
+impl EmbeddedLedger {
+    /// Open the ledger in `data_dir`, creating the directory, the store (`ledger.redb`) with its
+    /// genesis block, and the node key on first start.
+    pub fn open(data_dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedLedger, LedgerError> {
+        options.check()?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| LedgerError::Internal(format!("cannot create ledger data directory {}: {e}", data_dir.display())))?;
+        let key = node_key::NodeKey::load_or_create(data_dir)?;
+        let path = data_dir.join(store::STORE_FILE);
+        let db = redb::Builder::new().set_cache_size(options.cache_size).create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                LedgerError::Unavailable(format!("ledger store {} is already open (another tom process?)", path.display()))
+            }
+            e => LedgerError::Internal(format!("cannot open ledger store {}: {e}", path.display())),
+        })?;
+        let db = Arc::new(db);
+        let height = Arc::new(AtomicU64::new(0));
+        let (events, _) = broadcast::channel(4096);
+        let committer = Committer::start(db.clone(), key, options.durable, options.max_block_transactions, events.clone(), height.clone())?;
+        let public_key_pem = committer.public_key_pem().to_owned();
+        let (sender, receiver) = mpsc::channel(options.queue_capacity);
+        let handle = std::thread::Builder::new()
+            .name("tom-ledger-commit".into())
+            .spawn(move || committer.run(receiver))
+            .map_err(|e| LedgerError::Internal(format!("cannot start the committer thread: {e}")))?;
+        tracing::info!(dir = %data_dir.display(), height = height.load(Ordering::Acquire), "embedded ledger open");
+        Ok(EmbeddedLedger {
+            data_dir: data_dir.to_owned(),
+            db,
+            orderer: Mutex::new(Some(sender)),
+            committer: Mutex::new(Some(handle)),
+            events,
+            height,
+            public_key_pem,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The node's block-signing public key (SubjectPublicKeyInfo PEM).
+    pub fn public_key_pem(&self) -> &str {
+        &self.public_key_pem
+    }
+
+    /// The number of blocks in the log, genesis included (Fabric's block height).
+    pub fn height(&self) -> u64 {
+        self.height.load(Ordering::Acquire)
+    }
+
+    /// Simulate a transaction as `identity` without ordering it (Fabric's endorsement).
+    pub async fn endorse(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Endorsement, LedgerError> {
+        let creator = identity.creator();
+        let (tx_id, nonce) = new_tx_id(&creator);
+        let proposal = Proposal { tx_id, nonce: nonce.to_vec(), timestamp: now(), creator, function: function.to_owned(), argument: argument.to_vec() };
+        self.endorse_proposal(proposal, Signing::Sign(identity.clone())).await
+    }
+
+    /// Order and commit an endorsed transaction; returns once its block is durable.
+    pub async fn commit(&self, endorsement: Endorsement) -> Result<Submitted, LedgerError> {
+        // Clone the sender out of the lock: the lock must not be held across the send's await.
+        let sender = self
+            .orderer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| LedgerError::Unavailable("the embedded ledger is shut down".into()))?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Message::Transaction(Ordered { endorsement, reply }))
+            .await
+            .map_err(|_| LedgerError::Unavailable("the embedded ledger is shutting down".into()))?;
+        answer.await.map_err(|_| LedgerError::Unavailable("the embedded ledger shut down before the transaction was ordered".into()))?
+    }
+
+    /// Submit a proposal signed elsewhere (`signature`: DER ECDSA P-256/SHA-256 by the creator's
+    /// certificate key over [`Proposal::encode`]). The transaction id must be derived from the
+    /// nonce and creator; a replayed proposal is refused with [`LedgerError::Conflict`].
+    pub async fn submit_signed(&self, proposal: Proposal, signature: Vec<u8>) -> Result<Submitted, LedgerError> {
+        let endorsement = self.endorse_proposal(proposal, Signing::Check(signature)).await?;
+        self.commit(endorsement).await
+    }
+
+    async fn endorse_proposal(&self, proposal: Proposal, signing: Signing) -> Result<Endorsement, LedgerError> {
+        let db = self.db.clone();
+        // The blocking pool: a simulation is CPU-bound (certificate parsing, ECDSA) and reads
+        // redb synchronously; running it there lets simulations proceed in parallel without
+        // stalling the async workers.
+        tokio::task::spawn_blocking(move || endorse_blocking(&db, proposal, signing))
+            .await
+            .map_err(|e| LedgerError::Internal(format!("endorsement task failed: {e}")))?
+    }
+
+    /// Where `tx_id` was committed, if it was (valid or not).
+    pub fn transaction_status(&self, tx_id: &str) -> Result<Option<TxStatus>, LedgerError> {
+        let snapshot = Snapshot::begin(&self.db).map_err(|e| LedgerError::Internal(e.0))?;
+        let Some((block, index, code)) = snapshot.tx_status(tx_id).map_err(|e| LedgerError::Internal(e.0))? else {
+            return Ok(None);
+        };
+        let code = ValidationCode::from_u8(code)
+            .ok_or_else(|| LedgerError::Internal(format!("transaction {tx_id} has unknown validation code {code}")))?;
+        Ok(Some(TxStatus { block, index, code }))
+    }
+
+    /// Block `number`, decoded, if it exists (blocking read; meant for audits and tests).
+    pub fn block(&self, number: u64) -> Result<Option<Block>, LedgerError> {
+        let txn = self.db.begin_read().map_err(|e| store_error("begin read", e))?;
+        let blocks = txn.open_table(store::BLOCKS).map_err(|e| store_error("open blocks", e))?;
+        let Some(bytes) = blocks.get(number).map_err(|e| store_error("read block", e))? else {
+            return Ok(None);
+        };
+        decode_block(bytes.value()).map(Some).map_err(|e| LedgerError::Internal(format!("block {number} is undecodable: {e}")))
+    }
+
+    /// The chaincode events of valid transactions in blocks `from_block..`, in commit order, as
+    /// [`Ledger::subscribe`] delivered them (for resuming a feed after a restart).
+    pub fn events_from(&self, from_block: u64) -> Result<Vec<CommittedEvent>, LedgerError> {
+        let txn = self.db.begin_read().map_err(|e| store_error("begin read", e))?;
+        let blocks = txn.open_table(store::BLOCKS).map_err(|e| store_error("open blocks", e))?;
+        let mut events = Vec::new();
+        for row in blocks.range(from_block..).map_err(|e| store_error("read blocks", e))? {
+            let (number, bytes) = row.map_err(|e| store_error("read blocks", e))?;
+            let number = number.value();
+            let block = decode_block(bytes.value()).map_err(|e| LedgerError::Internal(format!("block {number} is undecodable: {e}")))?;
+            for tx in block.transactions {
+                if let (true, Some(event)) = (tx.code.is_valid(), tx.rwset.event) {
+                    events.push(CommittedEvent { tx_id: tx.proposal.tx_id, block: number, name: event.name, payload: event.payload });
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Stop accepting transactions, let the committer finish the block it is cutting, and wait
+    /// for it. Every transaction acknowledged before is durable already; transactions not yet
+    /// ordered get [`LedgerError::Unavailable`]. Idempotent; also run on drop.
+    pub fn shutdown(&self) {
+        let sender = self.orderer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(sender) = sender {
+            // `try_send` never blocks (this may run inside an async runtime). If the queue is
+            // full the committer is draining it, so a retry soon succeeds; if the committer is
+            // gone, there is nothing to stop.
+            let mut message = Message::Stop;
+            loop {
+                match sender.try_send(message) {
+                    Ok(()) => break,
+                    Err(mpsc::error::TrySendError::Full(m)) => {
+                        message = m;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+        }
+        let handle = self.committer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the embedded ledger's committer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for EmbeddedLedger {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn decode_block(bytes: &[u8]) -> Result<Block, codec::DecodeError> {
+    let raw = codec::RawBlock::decode(bytes)?;
+    let header = BlockHeader::decode(raw.header_bytes)?;
+    let transactions = raw.transactions.iter().map(|tx| Transaction::decode(tx)).collect::<Result<_, _>>()?;
+    Ok(Block { header, transactions })
+}
+
+fn endorse_blocking(db: &redb::Database, proposal: Proposal, signing: Signing) -> Result<Endorsement, LedgerError> {
+    let proposal_bytes = proposal.encode();
+    let signature = match signing {
+        Signing::Sign(identity) => identity.sign(&proposal_bytes),
+        Signing::Check(signature) => {
+            check_proposal(&proposal, &proposal_bytes, &signature)?;
+            signature
+        }
+    };
+    let snapshot = Snapshot::begin(db).map_err(|e| LedgerError::Internal(e.0))?;
+    if let Some((block, index, _)) = snapshot.tx_status(&proposal.tx_id).map_err(|e| LedgerError::Internal(e.0))? {
+        return Err(LedgerError::Conflict {
+            tx_id: proposal.tx_id,
+            reason: format!("duplicate transaction id: already committed in block {block} at index {index}"),
+        });
+    }
+    let mut simulator = TxSimulator::new(&snapshot, proposal.tx_id.clone(), proposal.timestamp, proposal.creator.clone());
+    let response = tom_contract::invoke(&mut simulator, &proposal.function, &[&proposal.argument])?;
+    Ok(Endorsement {
+        tx_id: proposal.tx_id,
+        timestamp: proposal.timestamp,
+        proposal_bytes,
+        signature,
+        rwset: simulator.into_rwset(),
+        response,
+    })
+}
+
+/// A proposal from outside: its id must follow from its nonce and creator (so an id cannot be
+/// chosen to collide) and its signature must verify with the creator's certificate key.
+fn check_proposal(proposal: &Proposal, bytes: &[u8], signature: &[u8]) -> Result<(), LedgerError> {
+    let derived = proposal.derived_tx_id();
+    if proposal.tx_id != derived {
+        return Err(LedgerError::Rejected {
+            status: 400,
+            message: format!("transaction id {} is not sha256(nonce ‖ creator) = {derived}", proposal.tx_id),
+        });
+    }
+    let pem = std::str::from_utf8(&proposal.creator.certificate_pem)
+        .map_err(|_| LedgerError::Rejected { status: 403, message: "creator certificate is not PEM text".into() })?;
+    let certificate = tom_contract::identity::Certificate::from_pem(pem)
+        .map_err(|e| LedgerError::Rejected { status: 403, message: format!("creator certificate: {e}") })?;
+    if !certificate.verify(bytes, signature) {
+        return Err(LedgerError::Rejected {
+            status: 403,
+            message: format!("signature over proposal {} does not verify with the key of {}", proposal.tx_id, certificate.info.subject),
+        });
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Ledger for EmbeddedLedger {
+    async fn submit(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Submitted, LedgerError> {
+        let endorsement = self.endorse(identity, function, argument).await?;
+        self.commit(endorsement).await
+    }
+
+    async fn evaluate(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Vec<u8>, LedgerError> {
+        let db = self.db.clone();
+        let creator = identity.creator();
+        let function = function.to_owned();
+        let argument = argument.to_vec();
+        // The blocking pool, for the same reason as endorsements: queries may be CPU-heavy
+        // (lineage walks, PROV export) and read redb synchronously.
+        tokio::task::spawn_blocking(move || {
+            let (tx_id, _) = new_tx_id(&creator);
+            let snapshot = Snapshot::begin(&db).map_err(|e| LedgerError::Internal(e.0))?;
+            let mut simulator = TxSimulator::new(&snapshot, tx_id, now(), creator);
+            Ok(tom_contract::invoke(&mut simulator, &function, &[&argument])?)
+        })
+        .await
+        .map_err(|e| LedgerError::Internal(format!("query task failed: {e}")))?
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<CommittedEvent> {
+        self.events.subscribe()
+    }
+
+    fn describe(&self) -> String {
+        format!("embedded at {}", self.data_dir.display())
+    }
+}

@@ -1,0 +1,293 @@
+//! `tom verify`: re-read the whole block log and check everything that makes it tamper-evident.
+//!
+//! For each block, in order: its bytes decode; its number is its position; its
+//! `previous_hash` is the SHA-256 of the previous header (zeros for genesis); the node's
+//! signature over the header verifies with the node public key; the header's `data_hash` is the
+//! hash of its transaction hashes; and each transaction's bytes hash to the header's entry for
+//! it. For each transaction: it decodes, its id is `sha256(nonce ‖ creator)`, it appears once
+//! in the log, and the creator's signature over the proposal verifies with the creator's
+//! certificate. The first failure is reported with its block, transaction and what failed.
+//!
+//! Verification only reads: it opens the store read-only, so it must run while no node has the
+//! store open (stop the gateway first).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::codec::{sha256, BlockHeader, Hash, RawBlock, Transaction};
+use super::node_key::{public_key_point, PUBLIC_KEY_FILE};
+use super::store::{BLOCKS, STORE_FILE};
+
+/// What an intact log contains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Blocks checked, genesis included (the log's height).
+    pub blocks: u64,
+    /// Transactions checked.
+    pub transactions: u64,
+    /// Of those, recorded invalid (MVCC or phantom conflicts).
+    pub invalid_transactions: u64,
+    /// Hex SHA-256 of the last block's header: quote it to pin the log's state.
+    pub tip_hash: String,
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ledger intact: {} blocks, {} transactions ({} recorded invalid), tip {}",
+            self.blocks, self.transactions, self.invalid_transactions, self.tip_hash
+        )
+    }
+}
+
+/// What failed in a tampered block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TamperKind {
+    /// The bytes do not decode as a block or transaction.
+    Undecodable(String),
+    /// Block number in the header differs from its position in the log, or blocks are missing.
+    Numbering { found: u64 },
+    /// `previous_hash` is not the hash of the previous block's header.
+    HashLink,
+    /// The node's signature over the header does not verify.
+    BlockSignature,
+    /// The header's data hash is not the hash of its transaction hashes.
+    DataHash,
+    /// The transaction's bytes do not hash to the header's entry (its contents changed).
+    TransactionHash,
+    /// The block holds a different number of transactions than its header lists.
+    TransactionCount { header: usize, body: usize },
+    /// The transaction id is not `sha256(nonce ‖ creator)`.
+    TransactionId { derived: String },
+    /// The id appears earlier in the log.
+    DuplicateTransactionId { first_block: u64 },
+    /// The creator's signature over the proposal does not verify.
+    CreatorSignature(String),
+}
+
+impl fmt::Display for TamperKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TamperKind::Undecodable(e) => write!(f, "undecodable bytes: {e}"),
+            TamperKind::Numbering { found } => write!(f, "the header says block {found}"),
+            TamperKind::HashLink => write!(f, "previous-hash link broken: it is not the hash of the previous block's header"),
+            TamperKind::BlockSignature => write!(f, "the node's block signature does not verify"),
+            TamperKind::DataHash => write!(f, "data hash mismatch: it is not the hash of the listed transaction hashes"),
+            TamperKind::TransactionHash => write!(f, "transaction bytes do not match the hash in the signed header"),
+            TamperKind::TransactionCount { header, body } => write!(f, "the header lists {header} transactions, the block holds {body}"),
+            TamperKind::TransactionId { derived } => write!(f, "transaction id is not sha256(nonce ‖ creator) = {derived}"),
+            TamperKind::DuplicateTransactionId { first_block } => write!(f, "transaction id already used in block {first_block}"),
+            TamperKind::CreatorSignature(e) => write!(f, "creator signature does not verify: {e}"),
+        }
+    }
+}
+
+/// The first tampering found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tampering {
+    pub block: u64,
+    /// Index of the transaction in the block, when a transaction is at fault.
+    pub tx_index: Option<u32>,
+    /// Its id, when it could still be read.
+    pub tx_id: Option<String>,
+    pub kind: TamperKind,
+    /// Blocks before this one, all intact.
+    pub intact_blocks: u64,
+}
+
+impl fmt::Display for Tampering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "block {}", self.block)?;
+        if let Some(index) = self.tx_index {
+            write!(f, ", transaction {index}")?;
+        }
+        if let Some(tx_id) = &self.tx_id {
+            write!(f, " (tx {tx_id})")?;
+        }
+        write!(f, ": {} ({} earlier blocks intact)", self.kind, self.intact_blocks)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The log is not intact.
+    #[error("ledger tampered: {0}")]
+    Tampered(Box<Tampering>),
+    /// The store cannot be read at all.
+    #[error("cannot read ledger store {path}: {detail}")]
+    Store { path: PathBuf, detail: String },
+    /// The node public key cannot be read.
+    #[error("cannot read node public key {path}: {detail}")]
+    NodeKey { path: PathBuf, detail: String },
+}
+
+impl VerifyError {
+    /// The tampering, if that is what failed.
+    pub fn tampering(&self) -> Option<&Tampering> {
+        match self {
+            VerifyError::Tampered(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Verify the block log in `data_dir` with the node public key stored beside it.
+pub fn verify(data_dir: &Path) -> Result<VerifyReport, VerifyError> {
+    let path = data_dir.join(PUBLIC_KEY_FILE);
+    let pem = std::fs::read_to_string(&path).map_err(|e| VerifyError::NodeKey { path: path.clone(), detail: e.to_string() })?;
+    verify_with_public_key(data_dir, &pem)
+}
+
+/// Verify the block log in `data_dir` against a node public key (SubjectPublicKeyInfo PEM)
+/// obtained out of band.
+pub fn verify_with_public_key(data_dir: &Path, public_key_pem: &str) -> Result<VerifyReport, VerifyError> {
+    let point = public_key_point(public_key_pem)
+        .map_err(|detail| VerifyError::NodeKey { path: data_dir.join(PUBLIC_KEY_FILE), detail })?;
+    let path = data_dir.join(STORE_FILE);
+    if !path.exists() {
+        return Err(VerifyError::Store { path, detail: "no such file (is this a tom data directory?)".into() });
+    }
+    // redb may panic on a store file whose pages were altered behind its back (it trusts its
+    // own pages unless asked to check integrity); that is tampering too, so report it rather
+    // than crash.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_store(&path, &point)));
+    result.unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "unknown".into());
+        Err(VerifyError::Store { path: path.clone(), detail: format!("the store file is corrupt (redb failed: {detail})") })
+    })
+}
+
+fn store_error(path: &Path, e: impl fmt::Display) -> VerifyError {
+    VerifyError::Store { path: path.to_owned(), detail: e.to_string() }
+}
+
+fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyError> {
+    let db = redb::ReadOnlyDatabase::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => store_error(path, "the store is open by a running node; stop it first"),
+        e => store_error(path, e),
+    })?;
+    let txn = db.begin_read().map_err(|e| store_error(path, e))?;
+    let blocks = txn.open_table(BLOCKS).map_err(|e| store_error(path, e))?;
+    let mut checker = Checker::new(node_key);
+    for row in blocks.iter().map_err(|e| store_error(path, e))? {
+        let (number, bytes) = row.map_err(|e| store_error(path, e))?;
+        checker.block(number.value(), bytes.value()).map_err(|t| VerifyError::Tampered(Box::new(t)))?;
+    }
+    if checker.blocks == 0 {
+        return Err(store_error(path, "the block log is empty (not even a genesis block)"));
+    }
+    Ok(VerifyReport {
+        blocks: checker.blocks,
+        transactions: checker.transactions,
+        invalid_transactions: checker.invalid,
+        tip_hash: hex::encode(checker.previous_hash),
+    })
+}
+
+/// The running state of a verification: what the next block must link to, and every tx id so
+/// far.
+struct Checker<'k> {
+    node_key: ring::signature::UnparsedPublicKey<&'k [u8]>,
+    previous_hash: Hash,
+    blocks: u64,
+    transactions: u64,
+    invalid: u64,
+    tx_ids: HashMap<String, u64>,
+    /// Creator certificates already parsed, by their PEM bytes: a few identities sign most
+    /// transactions, and parsing X.509 costs more than the signature check.
+    certificates: HashMap<Vec<u8>, Result<tom_contract::identity::Certificate, String>>,
+}
+
+impl<'k> Checker<'k> {
+    fn new(node_key: &'k [u8]) -> Self {
+        Checker {
+            node_key: ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, node_key),
+            previous_hash: [0; 32],
+            blocks: 0,
+            transactions: 0,
+            invalid: 0,
+            tx_ids: HashMap::new(),
+            certificates: HashMap::new(),
+        }
+    }
+
+    fn block(&mut self, number: u64, bytes: &[u8]) -> Result<(), Tampering> {
+        let fail = |kind: TamperKind, tx_index: Option<u32>, tx_id: Option<String>, intact: u64| Tampering { block: number, tx_index, tx_id, kind, intact_blocks: intact };
+        let intact = self.blocks;
+        if number != self.blocks {
+            // A gap: blocks were deleted from the log.
+            return Err(Tampering { block: self.blocks, tx_index: None, tx_id: None, kind: TamperKind::Numbering { found: number }, intact_blocks: intact });
+        }
+        let raw = RawBlock::decode(bytes).map_err(|e| fail(TamperKind::Undecodable(e.to_string()), None, None, intact))?;
+        let header = BlockHeader::decode(raw.header_bytes).map_err(|e| fail(TamperKind::Undecodable(e.to_string()), None, None, intact))?;
+        if header.number != number {
+            return Err(fail(TamperKind::Numbering { found: header.number }, None, None, intact));
+        }
+        if header.previous_hash != self.previous_hash {
+            return Err(fail(TamperKind::HashLink, None, None, intact));
+        }
+        if self.node_key.verify(raw.header_bytes, raw.signature).is_err() {
+            return Err(fail(TamperKind::BlockSignature, None, None, intact));
+        }
+        if BlockHeader::data_hash_of(&header.tx_hashes) != header.data_hash {
+            return Err(fail(TamperKind::DataHash, None, None, intact));
+        }
+        if header.tx_hashes.len() != raw.transactions.len() {
+            return Err(fail(TamperKind::TransactionCount { header: header.tx_hashes.len(), body: raw.transactions.len() }, None, None, intact));
+        }
+        let mut seen_here = HashSet::new();
+        for (index, (bytes, expected)) in raw.transactions.iter().zip(&header.tx_hashes).enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            // Decode first so that a failure can name the transaction id when it is readable.
+            let decoded = Transaction::decode(bytes);
+            let tx_id = decoded.as_ref().ok().map(|tx| tx.proposal.tx_id.clone());
+            if sha256(bytes) != *expected {
+                return Err(fail(TamperKind::TransactionHash, Some(index), tx_id, intact));
+            }
+            let tx = decoded.map_err(|e| fail(TamperKind::Undecodable(e.to_string()), Some(index), None, intact))?;
+            let tx_id = tx.proposal.tx_id.clone();
+            let derived = tx.proposal.derived_tx_id();
+            if derived != tx_id {
+                return Err(fail(TamperKind::TransactionId { derived }, Some(index), Some(tx_id), intact));
+            }
+            let first_block = self.tx_ids.get(&tx_id).copied().or_else(|| seen_here.contains(&tx_id).then_some(number));
+            if let Some(first_block) = first_block {
+                return Err(fail(TamperKind::DuplicateTransactionId { first_block }, Some(index), Some(tx_id), intact));
+            }
+            if let Err(e) = self.creator_signature(&tx) {
+                return Err(fail(TamperKind::CreatorSignature(e), Some(index), Some(tx_id), intact));
+            }
+            if !tx.code.is_valid() {
+                self.invalid += 1;
+            }
+            seen_here.insert(tx_id);
+        }
+        self.transactions += raw.transactions.len() as u64;
+        self.tx_ids.extend(seen_here.into_iter().map(|id| (id, number)));
+        self.previous_hash = sha256(raw.header_bytes);
+        self.blocks += 1;
+        Ok(())
+    }
+
+    fn creator_signature(&mut self, tx: &Transaction) -> Result<(), String> {
+        let pem = &tx.proposal.creator.certificate_pem;
+        let certificate = self.certificates.entry(pem.clone()).or_insert_with(|| {
+            let text = std::str::from_utf8(pem).map_err(|_| "creator certificate is not PEM text".to_owned())?;
+            tom_contract::identity::Certificate::from_pem(text).map_err(|e| format!("creator certificate: {e}"))
+        });
+        let certificate = certificate.as_ref().map_err(Clone::clone)?;
+        if certificate.verify(&tx.proposal_bytes, &tx.creator_signature) {
+            Ok(())
+        } else {
+            Err(format!("not signed by the key of {}", certificate.info.subject))
+        }
+    }
+}
