@@ -1,0 +1,367 @@
+//! The Fabric back end: a client of a peer's Fabric Gateway gRPC service behind [`Ledger`].
+//!
+//! A submit is Fabric's full transaction flow, done by hand over the Gateway API so that the
+//! gateway depends on nothing but the protocol: build a proposal and sign it as the caller
+//! (`Endorse`: the peer collects every organisation's endorsement the policy needs), sign the
+//! prepared transaction envelope (`Submit`: the peer hands it to the ordering service), then
+//! wait for the block that carries it (`CommitStatus`) and report anything but `VALID` as a
+//! [`LedgerError::Conflict`]. Queries are one signed proposal (`Evaluate`). A background task
+//! keeps a `ChaincodeEvents` stream open and feeds [`Ledger::subscribe`].
+//!
+//! The protobuf messages and the gRPC service stubs are the real Fabric definitions, generated
+//! for tonic 0.14 by the `fabric-sdk` crate (used for its `fabric` proto modules only; see
+//! [`protos`]). This module never holds private keys other than the default identity's, never
+//! retries a submit on its own (a retried submit is a new transaction) and never blocks a
+//! caller on the event stream.
+
+pub mod errors;
+pub mod profile;
+pub mod proposal;
+
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+pub use profile::{ConnectionProfile, Scheme, Timeouts};
+
+use self::errors::{error_chain, from_status, validation_code_name};
+use self::proposal::EventsFrom;
+use self::protos::gateway::gateway_client::GatewayClient;
+use self::protos::{gateway, peer};
+use super::{CommittedEvent, Ledger, LedgerError, SigningIdentity, Submitted};
+
+/// The Fabric protobuf packages this back end speaks, re-exported so that tests and tools use
+/// exactly the same definitions.
+pub mod protos {
+    pub use fabric_sdk::fabric::google_protobuf::Timestamp;
+    pub use fabric_sdk::fabric::{common, gateway, msp, orderer, protos as peer, rwset};
+}
+
+/// How long the event task waits before reopening a broken stream: doubling from the first
+/// value up to the second.
+const EVENT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
+
+/// A Fabric network reached through one peer's Gateway service.
+pub struct FabricLedger {
+    client: GatewayClient<Channel>,
+    channel: String,
+    chaincode: String,
+    endpoint: String,
+    timeouts: Timeouts,
+    default_identity: SigningIdentity,
+    events: broadcast::Sender<CommittedEvent>,
+    // The event task lives as long as the ledger (aborted on drop): it owns nothing but a clone
+    // of the gRPC channel and the sender.
+    event_task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FabricLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FabricLedger")
+            .field("description", &self.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FabricLedger {
+    fn drop(&mut self) {
+        self.event_task.abort();
+    }
+}
+
+impl FabricLedger {
+    /// Connects to the profile's peer (TLS with the profile's CA unless the endpoint is
+    /// `http://`) and starts the chaincode-event task. Fails with
+    /// [`LedgerError::Unavailable`] when the peer cannot be reached or its TLS certificate is not
+    /// trusted, and with [`LedgerError::Internal`] for a bad profile.
+    pub async fn connect(profile: &ConnectionProfile) -> Result<FabricLedger, LedgerError> {
+        profile.validate().map_err(|(field, message)| {
+            LedgerError::Internal(format!("connection profile field {field}: {message}"))
+        })?;
+        let default_identity = profile.identity()?;
+        let endpoint = endpoint(profile)?;
+        let connection = endpoint.connect().await.map_err(|e| {
+            LedgerError::Unavailable(format!(
+                "cannot connect to the Fabric peer at {}: {}",
+                profile.peer_endpoint,
+                error_chain(&e)
+            ))
+        })?;
+        let client = GatewayClient::new(connection);
+        let events = broadcast::channel(1024).0;
+        let event_task = tokio::spawn(run_event_stream(
+            client.clone(),
+            default_identity.clone(),
+            profile.channel.clone(),
+            profile.chaincode.clone(),
+            events.clone(),
+        ));
+        Ok(FabricLedger {
+            client,
+            channel: profile.channel.clone(),
+            chaincode: profile.chaincode.clone(),
+            endpoint: profile.peer_endpoint.clone(),
+            timeouts: profile.timeouts,
+            default_identity,
+            events,
+            event_task,
+        })
+    }
+
+    /// The profile's identity, for callers that act as the gateway itself.
+    pub fn default_identity(&self) -> &SigningIdentity {
+        &self.default_identity
+    }
+
+    fn proposal(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<proposal::SignedProposal, LedgerError> {
+        let nonce = proposal::new_nonce()?;
+        Ok(proposal::signed_proposal(
+            identity,
+            &self.channel,
+            &self.chaincode,
+            function,
+            argument,
+            &nonce,
+            proposal::now(),
+        ))
+    }
+}
+
+/// The gRPC endpoint for a profile: TLS settings and connect timeout.
+fn endpoint(profile: &ConnectionProfile) -> Result<Endpoint, LedgerError> {
+    let field_error = |field: &str, e: &dyn std::fmt::Display| {
+        LedgerError::Internal(format!("connection profile field {field}: {e}"))
+    };
+    let mut endpoint = Endpoint::from_shared(profile.peer_endpoint.clone())
+        .map_err(|e| field_error("peer_endpoint", &e))?
+        .connect_timeout(profile.timeouts.connect())
+        // Fabric peers close idle connections; keep-alives notice a dead peer between calls.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true);
+    if let (Scheme::Https, Some(ca)) = (
+        profile.scheme().map_err(|(f, m)| field_error(f, &m))?,
+        &profile.tls_ca_certificate,
+    ) {
+        let ca = profile.read("tls_ca_certificate", ca)?;
+        if !ca.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(field_error("tls_ca_certificate", &"not a PEM certificate"));
+        }
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let Some(name) = &profile.tls_server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        if let (Some(cert), Some(key)) = (&profile.tls_client_certificate, &profile.tls_client_key)
+        {
+            let cert = profile.read("tls_client_certificate", cert)?;
+            let key = profile.read("tls_client_key", key)?;
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| field_error("tls_ca_certificate", &error_chain(&e)))?;
+    }
+    Ok(endpoint)
+}
+
+/// Runs one Gateway call with a deadline (sent to the peer as `grpc-timeout`, and enforced here).
+async fn call<T, F>(what: &str, timeout: Duration, call: F) -> Result<T, LedgerError>
+where
+    F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(from_status(what, &status)),
+        Err(_) => Err(LedgerError::Unavailable(format!(
+            "{what}: no answer from the peer within {timeout:?}"
+        ))),
+    }
+}
+
+fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+#[async_trait::async_trait]
+impl Ledger for FabricLedger {
+    async fn submit(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<Submitted, LedgerError> {
+        let proposed = self.proposal(identity, function, argument)?;
+        let tx_id = proposed.tx_id.clone();
+        tracing::debug!(%tx_id, function, "endorsing");
+
+        let endorse = gateway::EndorseRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: self.channel.clone(),
+            proposed_transaction: Some(proposed.proposal),
+            endorsing_organizations: Vec::new(),
+        };
+        let timeout = self.timeouts.endorse();
+        let endorsed = call(
+            &format!("endorse {function}"),
+            timeout,
+            self.client.clone().endorse(request(endorse, timeout)),
+        )
+        .await?;
+        let mut envelope = endorsed.prepared_transaction.ok_or_else(|| {
+            LedgerError::Internal(format!(
+                "endorse {function}: the peer returned no prepared transaction"
+            ))
+        })?;
+        let response = proposal::prepared_result(&envelope, &tx_id)?;
+        proposal::sign_envelope(identity, &mut envelope);
+
+        let submit = gateway::SubmitRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: self.channel.clone(),
+            prepared_transaction: Some(envelope),
+        };
+        let timeout = self.timeouts.submit();
+        call(
+            &format!("submit {function} ({tx_id})"),
+            timeout,
+            self.client.clone().submit(request(submit, timeout)),
+        )
+        .await?;
+
+        let status = proposal::signed_commit_status_request(identity, &self.channel, &tx_id);
+        let timeout = self.timeouts.commit_status();
+        let committed = call(
+            &format!("commit status of {tx_id}"),
+            timeout,
+            self.client.clone().commit_status(request(status, timeout)),
+        )
+        .await?;
+        if committed.result != peer::TxValidationCode::Valid as i32 {
+            return Err(LedgerError::Conflict {
+                tx_id,
+                reason: validation_code_name(committed.result),
+            });
+        }
+        tracing::debug!(%tx_id, block = committed.block_number, "committed");
+        Ok(Submitted {
+            tx_id,
+            block: committed.block_number,
+            response,
+        })
+    }
+
+    async fn evaluate(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<Vec<u8>, LedgerError> {
+        let proposed = self.proposal(identity, function, argument)?;
+        let evaluate = gateway::EvaluateRequest {
+            transaction_id: proposed.tx_id,
+            channel_id: self.channel.clone(),
+            proposed_transaction: Some(proposed.proposal),
+            target_organizations: Vec::new(),
+        };
+        let timeout = self.timeouts.evaluate();
+        let what = format!("evaluate {function}");
+        let evaluated = call(
+            &what,
+            timeout,
+            self.client.clone().evaluate(request(evaluate, timeout)),
+        )
+        .await?;
+        let result = evaluated
+            .result
+            .ok_or_else(|| LedgerError::Internal(format!("{what}: the peer returned no result")))?;
+        match result.status {
+            200..=399 => Ok(result.payload),
+            status @ 400..=499 => Err(LedgerError::Rejected {
+                status: status as u16,
+                message: result.message,
+            }),
+            status => Err(LedgerError::Internal(format!(
+                "{what}: the contract failed with status {status}: {}",
+                result.message
+            ))),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<CommittedEvent> {
+        self.events.subscribe()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Fabric peer {} (channel {}, chaincode {}, default identity {})",
+            self.endpoint, self.channel, self.chaincode, self.default_identity.msp_id
+        )
+    }
+}
+
+/// Keeps a `ChaincodeEvents` stream open for the ledger's lifetime and forwards every event.
+///
+/// A Gateway stream answers only when its first event commits, so this must never run on a
+/// caller's path. When the stream breaks, the task logs why, waits (exponential backoff) and
+/// reopens it just after the last event it forwarded, so subscribers see each committed event
+/// once. Before the first event there is no position to resume from and the stream restarts at
+/// the next commit.
+async fn run_event_stream(
+    client: GatewayClient<Channel>,
+    identity: SigningIdentity,
+    channel: String,
+    chaincode: String,
+    sender: broadcast::Sender<CommittedEvent>,
+) {
+    let mut from = EventsFrom::NextCommit;
+    let mut backoff = EVENT_BACKOFF.0;
+    loop {
+        let request =
+            proposal::signed_chaincode_events_request(&identity, &channel, &chaincode, &from);
+        match client.clone().chaincode_events(request).await {
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(batch)) => {
+                            backoff = EVENT_BACKOFF.0;
+                            for event in batch.events {
+                                from = EventsFrom::After {
+                                    block: batch.block_number,
+                                    tx_id: event.tx_id.clone(),
+                                };
+                                // No subscriber is not an error: events are "from now on".
+                                let _ = sender.send(CommittedEvent {
+                                    tx_id: event.tx_id,
+                                    block: batch.block_number,
+                                    name: event.event_name,
+                                    payload: event.payload,
+                                });
+                            }
+                        }
+                        Ok(None) => {
+                            tracing::warn!(%channel, %chaincode, "chaincode event stream ended; reopening");
+                            break;
+                        }
+                        Err(status) => {
+                            tracing::warn!(%channel, %chaincode, error = %from_status("chaincode events", &status), "chaincode event stream failed; reopening");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) => {
+                tracing::warn!(%channel, %chaincode, error = %from_status("chaincode events", &status), "cannot open the chaincode event stream");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(EVENT_BACKOFF.1);
+    }
+}
