@@ -3,3 +3,5 @@
 //! Docker Swarm action.
 
 pub mod ledger;
+pub mod orchestration;
+pub mod swarm;

@@ -1,0 +1,1078 @@
+//! Orchestration on Docker Swarm as a crash-safe protocol around the ledger.
+//!
+//! The invariant this module keeps: **no Swarm action happens without its ledger record, and no
+//! record is left claiming what did not happen.** A placement is therefore four steps, each
+//! journalled (see [`journal`]) before the next begins:
+//!
+//! 1. submit `PlaceContainer`: the contract's guards authorise (or refuse) the placement;
+//! 2. create the Swarm service: image pinned to the digest the ledger recorded for the
+//!    container, one replica, constrained to the device's node, labelled with the container id
+//!    and the authorising transaction;
+//! 3. wait until its task runs or fails;
+//! 4. submit `RecordOutcome` (`running`, or `failed` with Docker's own error; a failed
+//!    service is removed first, so nothing runs that the ledger does not show).
+//!
+//! A termination is the leave transaction (`TerminateContainer`), then the service's removal,
+//! then `RecordOutcome` (`removed` or `failed`). If the gateway dies between steps,
+//! [`Orchestrator::recover`] finishes or rolls back each open action at the next start and the
+//! ledger records which. [`Orchestrator::reconcile`] compares the swarm's TOM-labelled services
+//! with the ledger and records drift; [`nodes`] turns Swarm node events into device lifecycle
+//! transitions.
+//!
+//! This module never decides what is authorised: the contract does. It never holds a lock
+//! across an `.await`.
+
+pub mod journal;
+pub mod nodes;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tom_contract::model::{Entity, Lifecycle, PlacementStatus};
+use tom_contract::requests;
+
+use crate::ledger::{Ledger, LedgerError, SigningIdentity, Submitted};
+use crate::swarm::{
+    self, BindMount, ServiceInfo, ServiceRequest, SwarmDriver, SwarmError, TaskInfo, TaskPhase,
+};
+
+pub use journal::{Action, ActionKind, Journal, Step, Tracked};
+
+/// Why an orchestration action failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrchestrationError {
+    /// The ledger refused or could not take a transaction (nothing happened on the swarm).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The swarm could not be asked (outside a placement's recorded steps).
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    #[error("orchestration journal: {0}")]
+    Journal(String),
+    /// The placement was authorised but the swarm could not run it; the ledger says so.
+    #[error("placement of container {container_id} on device {device_id} (tx {authorising_tx}) failed: {detail} (recorded as failed in tx {outcome_tx})")]
+    PlacementFailed {
+        container_id: String,
+        device_id: String,
+        authorising_tx: String,
+        outcome_tx: String,
+        detail: String,
+    },
+    /// The container left, but its service could not be removed; the ledger says so.
+    #[error("container {container_id} left in tx {leave_tx} but its service could not be removed: {detail} (recorded as failed in tx {outcome_tx})")]
+    RemovalFailed {
+        container_id: String,
+        leave_tx: String,
+        outcome_tx: String,
+        detail: String,
+    },
+    /// The request cannot be carried out as asked (e.g. a device that has not joined).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Tunables; every field has a default that suits a single small swarm.
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    /// How long step 3 waits for a task to run before the placement counts as failed (60 s).
+    pub run_timeout: Duration,
+    /// How often task states are polled while waiting (200 ms).
+    pub poll_interval: Duration,
+    /// Attach services to the engine's `host` network so workloads reach a loopback gateway (true).
+    pub host_network: bool,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            run_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
+            host_network: true,
+        }
+    }
+}
+
+/// How a workload is started: everything the ledger does not fix (the image is fixed by the
+/// container's recorded digest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workload {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub mounts: Vec<BindMount>,
+}
+
+/// A placement that runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placed {
+    pub container_id: String,
+    pub device_id: String,
+    pub authorising_tx: String,
+    pub outcome_tx: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub task_id: String,
+    pub node_id: Option<String>,
+}
+
+/// A completed termination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Terminated {
+    pub container_id: String,
+    pub leave_tx: String,
+    pub outcome_tx: String,
+    /// Names of the services removed (empty if none was running).
+    pub removed_services: Vec<String>,
+}
+
+/// How recovery resolved an open action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The action was carried to its end (service running / removed) and the outcome recorded.
+    Finished,
+    /// The authorised placement was undone and recorded as failed.
+    RolledBack,
+    /// Nothing had been committed; nothing to record.
+    Abandoned,
+}
+
+/// One open action resolved by [`Orchestrator::recover`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recovered {
+    pub action_id: u64,
+    pub action: &'static str,
+    pub container_id: String,
+    pub resolution: Resolution,
+    pub detail: String,
+    /// The transaction that recorded the resolution, if one was needed.
+    pub outcome_tx: Option<String>,
+}
+
+/// One difference between the swarm and the ledger, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub service: String,
+    pub container_id: Option<String>,
+    pub description: String,
+    pub action_taken: String,
+    pub drift_tx: String,
+}
+
+/// What a reconciliation pass found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reconciliation {
+    /// TOM-labelled services examined.
+    pub services: usize,
+    /// Drift recorded in this pass (drift recorded by an earlier pass is not repeated).
+    pub drift: Vec<Drift>,
+}
+
+/// Test hook: called with each step's name; returning true freezes the action there forever, as
+/// if the process had died at that point (the test then drops the orchestrator).
+pub type PauseHook = Arc<dyn Fn(&'static str) -> bool + Send + Sync>;
+
+/// Carries out placements and terminations on the swarm, keeping the ledger truthful.
+pub struct Orchestrator {
+    ledger: Arc<dyn Ledger>,
+    swarm: Arc<dyn SwarmDriver>,
+    journal: Journal,
+    /// The gateway's own orchestrator identity: signs what no caller asked for (recovery,
+    /// drift, node departures).
+    identity: SigningIdentity,
+    config: OrchestratorConfig,
+    pause: Option<PauseHook>,
+    /// Last seen state of each node, for the node watcher to diff against. A std Mutex: only
+    /// touched in short synchronous sections.
+    nodes: Mutex<BTreeMap<String, swarm::NodeInfo>>,
+    node_changes: tokio::sync::broadcast::Sender<nodes::NodeChange>,
+}
+
+fn unix_now() -> i64 {
+    crate::ledger::memory::now().seconds
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, OrchestrationError> {
+    serde_json::to_vec(value)
+        .map_err(|e| OrchestrationError::Invalid(format!("cannot encode request: {e}")))
+}
+
+impl Orchestrator {
+    pub fn new(
+        ledger: Arc<dyn Ledger>,
+        swarm: Arc<dyn SwarmDriver>,
+        journal: Journal,
+        identity: SigningIdentity,
+        config: OrchestratorConfig,
+    ) -> Self {
+        Orchestrator {
+            ledger,
+            swarm,
+            journal,
+            identity,
+            config,
+            pause: None,
+            nodes: Mutex::new(BTreeMap::new()),
+            node_changes: tokio::sync::broadcast::channel(64).0,
+        }
+    }
+
+    /// Install a [`PauseHook`] (crash tests only).
+    pub fn with_pause_hook(mut self, hook: PauseHook) -> Self {
+        self.pause = Some(hook);
+        self
+    }
+
+    pub fn swarm(&self) -> &Arc<dyn SwarmDriver> {
+        &self.swarm
+    }
+
+    pub fn ledger(&self) -> &Arc<dyn Ledger> {
+        &self.ledger
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    async fn checkpoint(&self, step: &'static str) {
+        if let Some(hook) = &self.pause {
+            if hook(step) {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Run a journal operation off the async threads: each one fsyncs.
+    async fn journal_op<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Journal) -> Result<R, OrchestrationError> + Send + 'static,
+    ) -> Result<R, OrchestrationError> {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || f(&journal))
+            .await
+            .map_err(|e| OrchestrationError::Journal(format!("journal task failed: {e}")))?
+    }
+
+    async fn submit<T: Serialize>(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        request: &T,
+    ) -> Result<Submitted, OrchestrationError> {
+        Ok(self
+            .ledger
+            .submit(identity, function, &json(request)?)
+            .await?)
+    }
+
+    /// A device or container as the ledger has it now; `None` if there is no such entity.
+    pub async fn entity(&self, id: &str) -> Result<Option<Entity>, OrchestrationError> {
+        let request = json(&requests::ById { id: id.to_owned() })?;
+        match self
+            .ledger
+            .evaluate(&self.identity, "GetEntity", &request)
+            .await
+        {
+            Ok(bytes) => Ok(serde_json::from_slice::<Entity>(&bytes).ok()),
+            Err(LedgerError::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn record_outcome(
+        &self,
+        container_id: &str,
+        action: &str,
+        authorising_tx: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<String, OrchestrationError> {
+        let request = requests::RecordOutcome {
+            container_id: container_id.to_owned(),
+            action: action.to_owned(),
+            authorising_tx: authorising_tx.to_owned(),
+            outcome: outcome.to_owned(),
+            detail: truncate(detail, 4000),
+        };
+        Ok(self
+            .submit(&self.identity, "RecordOutcome", &request)
+            .await?
+            .tx_id)
+    }
+
+    /// Place `container_id` on `device_id` with no extra arguments. See [`Self::place_with`].
+    pub async fn place(
+        &self,
+        identity: &SigningIdentity,
+        container_id: &str,
+        device_id: &str,
+    ) -> Result<Placed, OrchestrationError> {
+        self.place_with(identity, container_id, device_id, &Workload::default())
+            .await
+    }
+
+    /// The placement protocol (module docs): authorise, create, wait, record.
+    pub async fn place_with(
+        &self,
+        identity: &SigningIdentity,
+        container_id: &str,
+        device_id: &str,
+        workload: &Workload,
+    ) -> Result<Placed, OrchestrationError> {
+        let kind = ActionKind::Place {
+            container_id: container_id.to_owned(),
+            device_id: device_id.to_owned(),
+        };
+        let started = unix_now();
+        let mut action = self.journal_op(move |j| j.begin(kind, started)).await?;
+
+        // (1) Authorise.
+        let request = requests::PlaceContainer {
+            container_id: container_id.to_owned(),
+            device_id: device_id.to_owned(),
+        };
+        let tx = match self.submit(identity, "PlaceContainer", &request).await {
+            Ok(submitted) => submitted.tx_id,
+            Err(e) => {
+                // A refusal means nothing happened; any other failure leaves the action open
+                // for recovery, which asks the ledger whether the PLACE committed.
+                if matches!(
+                    e,
+                    OrchestrationError::Ledger(
+                        LedgerError::Rejected { .. } | LedgerError::Conflict { .. }
+                    )
+                ) {
+                    let id = action.id;
+                    self.journal_op(move |j| j.close(id)).await?;
+                }
+                return Err(e);
+            }
+        };
+        action.step = Step::Authorised;
+        action.authorising_tx = Some(tx.clone());
+        let journalled = action.clone();
+        self.journal_op(move |j| j.update(&journalled)).await?;
+        self.checkpoint("authorised").await;
+
+        // (2) Create the service, pinned to the digest the ledger recorded.
+        let service_name = swarm::service_name(container_id, &tx);
+        let created = match self
+            .service_request(container_id, device_id, &tx, &service_name, workload)
+            .await
+        {
+            Ok(request) => self
+                .swarm
+                .create_service(&request)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let service_id = match created {
+            Ok(id) => id,
+            Err(detail) => {
+                return Err(self
+                    .fail_placement(&action, None, &format!("service create: {detail}"))
+                    .await)
+            }
+        };
+        action.step = Step::SwarmDone;
+        action.service_id = Some(service_id.clone());
+        action.service_name = Some(service_name.clone());
+        let journalled = action.clone();
+        self.journal_op(move |j| j.update(&journalled)).await?;
+        self.checkpoint("created").await;
+
+        // (3) Wait until it runs or fails, then (4) record.
+        self.finish_placement(&action, "").await
+    }
+
+    /// Steps 3 and 4 of a placement whose service exists (also used by recovery).
+    async fn finish_placement(
+        &self,
+        action: &Action,
+        note: &str,
+    ) -> Result<Placed, OrchestrationError> {
+        let (
+            ActionKind::Place {
+                container_id,
+                device_id,
+            },
+            Some(tx),
+            Some(service_id),
+            Some(service_name),
+        ) = (
+            &action.kind,
+            &action.authorising_tx,
+            &action.service_id,
+            &action.service_name,
+        )
+        else {
+            return Err(OrchestrationError::Journal(format!(
+                "action {} is not a created placement",
+                action.id
+            )));
+        };
+        let task = match self.wait_for_task(service_id).await {
+            Ok(Ok(task)) => task,
+            Ok(Err(detail)) | Err(detail) => {
+                return Err(self.fail_placement(action, Some(service_id), &detail).await)
+            }
+        };
+        let node = task.node_id.clone().unwrap_or_else(|| "?".into());
+        let detail = format!(
+            "service {service_name} ({service_id}) task {} running on swarm node {node}{note}",
+            task.id
+        );
+        let outcome_tx = self
+            .record_outcome(container_id, "place", tx, "running", &detail)
+            .await?;
+        let tracked = Tracked {
+            container_id: container_id.clone(),
+            device_id: device_id.clone(),
+            authorising_tx: tx.clone(),
+            service_id: service_id.clone(),
+            service_name: service_name.clone(),
+        };
+        // A re-placement: the old service goes only now that the new one runs.
+        let previous = self
+            .journal_op(|j| j.tracked())
+            .await?
+            .into_iter()
+            .find(|t| t.container_id == *container_id && t.service_id != *service_id);
+        if let Some(old) = previous {
+            if let Err(e) = self.swarm.remove_service(&old.service_id).await {
+                tracing::warn!(container = %container_id, service = %old.service_name, error = %e, "could not remove the service of the previous placement; reconciliation will report it");
+            }
+        }
+        let id = action.id;
+        self.journal_op(move |j| {
+            j.track(&tracked)?;
+            j.close(id)
+        })
+        .await?;
+        Ok(Placed {
+            container_id: container_id.clone(),
+            device_id: device_id.clone(),
+            authorising_tx: tx.clone(),
+            outcome_tx,
+            service_id: service_id.clone(),
+            service_name: service_name.clone(),
+            task_id: task.id,
+            node_id: task.node_id,
+        })
+    }
+
+    /// Undo an authorised placement that cannot run: remove its service (if any), record the
+    /// failure with the engine's words, close the action. Returns the error for the caller.
+    async fn fail_placement(
+        &self,
+        action: &Action,
+        service_id: Option<&str>,
+        detail: &str,
+    ) -> OrchestrationError {
+        let (
+            ActionKind::Place {
+                container_id,
+                device_id,
+            },
+            Some(tx),
+        ) = (&action.kind, &action.authorising_tx)
+        else {
+            return OrchestrationError::Journal(format!(
+                "action {} is not an authorised placement",
+                action.id
+            ));
+        };
+        let mut detail = detail.to_owned();
+        if let Some(service) = service_id {
+            if let Err(e) = self.swarm.remove_service(service).await {
+                detail.push_str(&format!("; removing the failed service also failed: {e}"));
+            }
+        }
+        match self
+            .record_outcome(container_id, "place", tx, "failed", &detail)
+            .await
+        {
+            Ok(outcome_tx) => {
+                let id = action.id;
+                if let Err(e) = self.journal_op(move |j| j.close(id)).await {
+                    return e;
+                }
+                OrchestrationError::PlacementFailed {
+                    container_id: container_id.clone(),
+                    device_id: device_id.clone(),
+                    authorising_tx: tx.clone(),
+                    outcome_tx,
+                    detail,
+                }
+            }
+            // The action stays open: recovery records the failure once the ledger is back.
+            Err(e) => e,
+        }
+    }
+
+    async fn service_request(
+        &self,
+        container_id: &str,
+        device_id: &str,
+        tx: &str,
+        name: &str,
+        workload: &Workload,
+    ) -> Result<ServiceRequest, OrchestrationError> {
+        let Some(Entity::Container(container)) = self.entity(container_id).await? else {
+            return Err(OrchestrationError::Invalid(format!(
+                "container {container_id} is not on the ledger"
+            )));
+        };
+        let labels = BTreeMap::from([
+            (swarm::LABEL_CONTAINER.to_owned(), container_id.to_owned()),
+            (swarm::LABEL_AUTHORISING_TX.to_owned(), tx.to_owned()),
+            (swarm::LABEL_DEVICE.to_owned(), device_id.to_owned()),
+            ("tom.image".to_owned(), container.image.clone()),
+        ]);
+        Ok(ServiceRequest {
+            name: name.to_owned(),
+            // The content digest the ledger recorded is the image reference: the engine runs
+            // exactly that image or nothing (see the module docs of `swarm` on local images).
+            image: container.digest.clone(),
+            device_id: device_id.to_owned(),
+            labels,
+            args: workload.args.clone(),
+            env: workload.env.clone(),
+            mounts: workload.mounts.clone(),
+            host_network: self.config.host_network,
+        })
+    }
+
+    /// Poll the service's tasks until one runs (`Ok(Ok)`) or fails (`Ok(Err(engine's words))`).
+    async fn wait_for_task(&self, service_id: &str) -> Result<Result<TaskInfo, String>, String> {
+        let deadline = Instant::now() + self.config.run_timeout;
+        loop {
+            let tasks = self
+                .swarm
+                .service_tasks(service_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(task) = tasks.iter().find(|t| t.phase == TaskPhase::Running) {
+                return Ok(Ok(task.clone()));
+            }
+            if let Some(task) = tasks
+                .iter()
+                .find(|t| matches!(t.phase, TaskPhase::Failed | TaskPhase::Stopped))
+            {
+                let why = task.error.clone().unwrap_or_else(|| task.message.clone());
+                return Ok(Err(format!("task {} {}: {why}", task.id, task.state)));
+            }
+            if Instant::now() >= deadline {
+                let latest = tasks.first().map_or("no task yet".to_owned(), |t| {
+                    format!("task {} {} ({})", t.id, t.state, t.message)
+                });
+                return Ok(Err(format!(
+                    "no task was running after {} s; latest: {latest}",
+                    self.config.run_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(self.config.poll_interval).await;
+        }
+    }
+
+    /// The termination protocol: leave transaction, remove the service, record completion.
+    pub async fn terminate_container(
+        &self,
+        identity: &SigningIdentity,
+        container_id: &str,
+        reason: Option<&str>,
+    ) -> Result<Terminated, OrchestrationError> {
+        let kind = ActionKind::Terminate {
+            container_id: container_id.to_owned(),
+            reason: reason.map(str::to_owned),
+        };
+        let started = unix_now();
+        let mut action = self.journal_op(move |j| j.begin(kind, started)).await?;
+        let request = requests::TerminateEntity {
+            id: container_id.to_owned(),
+            reason: reason.map(str::to_owned),
+        };
+        let tx = match self.submit(identity, "TerminateContainer", &request).await {
+            Ok(submitted) => submitted.tx_id,
+            Err(e) => {
+                if matches!(
+                    e,
+                    OrchestrationError::Ledger(
+                        LedgerError::Rejected { .. } | LedgerError::Conflict { .. }
+                    )
+                ) {
+                    let id = action.id;
+                    self.journal_op(move |j| j.close(id)).await?;
+                }
+                return Err(e);
+            }
+        };
+        action.step = Step::Authorised;
+        action.authorising_tx = Some(tx);
+        let journalled = action.clone();
+        self.journal_op(move |j| j.update(&journalled)).await?;
+        self.checkpoint("left").await;
+        self.finish_termination(&action, "").await
+    }
+
+    async fn finish_termination(
+        &self,
+        action: &Action,
+        note: &str,
+    ) -> Result<Terminated, OrchestrationError> {
+        let (ActionKind::Terminate { container_id, .. }, Some(tx)) =
+            (&action.kind, &action.authorising_tx)
+        else {
+            return Err(OrchestrationError::Journal(format!(
+                "action {} is not an authorised termination",
+                action.id
+            )));
+        };
+        let mut removed = Vec::new();
+        let mut failure = None;
+        match self.swarm.tom_services().await {
+            Ok(services) => {
+                for service in services
+                    .iter()
+                    .filter(|s| s.container_id() == Some(container_id.as_str()))
+                {
+                    match self.swarm.remove_service(&service.id).await {
+                        Ok(_) => removed.push(service.name.clone()),
+                        Err(e) => failure = Some(format!("removing service {}: {e}", service.name)),
+                    }
+                }
+            }
+            Err(e) => failure = Some(format!("listing services: {e}")),
+        }
+        let (outcome, detail) = match &failure {
+            None if removed.is_empty() => ("removed", format!("no service was running{note}")),
+            None => (
+                "removed",
+                format!("removed service {}{note}", removed.join(", ")),
+            ),
+            Some(why) => ("failed", format!("{why}{note}")),
+        };
+        let outcome_tx = self
+            .record_outcome(container_id, "terminate", tx, outcome, &detail)
+            .await?;
+        let id = action.id;
+        let container = container_id.clone();
+        self.journal_op(move |j| {
+            j.untrack(&container)?;
+            j.close(id)
+        })
+        .await?;
+        match failure {
+            None => Ok(Terminated {
+                container_id: container_id.clone(),
+                leave_tx: tx.clone(),
+                outcome_tx,
+                removed_services: removed,
+            }),
+            Some(detail) => Err(OrchestrationError::RemovalFailed {
+                container_id: container_id.clone(),
+                leave_tx: tx.clone(),
+                outcome_tx,
+                detail,
+            }),
+        }
+    }
+
+    /// Resolve every action a previous run left open (call once at start, before serving).
+    pub async fn recover(&self) -> Result<Vec<Recovered>, OrchestrationError> {
+        let mut report = Vec::new();
+        for action in self.journal_op(|j| j.open_actions()).await? {
+            let recovered = match &action.kind {
+                ActionKind::Place { .. } => self.recover_placement(action).await?,
+                ActionKind::Terminate { .. } => self.recover_termination(action).await?,
+            };
+            tracing::info!(action = recovered.action_id, container = %recovered.container_id, resolution = ?recovered.resolution, detail = %recovered.detail, "recovered an open action");
+            report.push(recovered);
+        }
+        Ok(report)
+    }
+
+    async fn recover_placement(&self, mut action: Action) -> Result<Recovered, OrchestrationError> {
+        let ActionKind::Place {
+            container_id,
+            device_id,
+        } = action.kind.clone()
+        else {
+            return Err(OrchestrationError::Journal(format!(
+                "action {} is not a placement",
+                action.id
+            )));
+        };
+        let done = |resolution, detail: String, outcome_tx| Recovered {
+            action_id: action.id,
+            action: "place",
+            container_id: container_id.clone(),
+            resolution,
+            detail,
+            outcome_tx,
+        };
+        let placement = match self.entity(&container_id).await? {
+            Some(Entity::Container(c)) => c.placement,
+            _ => None,
+        };
+        // A placement begun but never journalled as authorised: did the PLACE commit? It did if
+        // the container's current placement is on this device, unreported, and no older than
+        // the action.
+        if action.authorising_tx.is_none() {
+            match placement.as_ref().filter(|p| {
+                p.device == device_id
+                    && p.status == PlacementStatus::Authorised
+                    && p.stamp.at.seconds >= action.started_at - 1
+            }) {
+                Some(p) => action.authorising_tx = Some(p.stamp.tx_id.clone()),
+                None => {
+                    let id = action.id;
+                    self.journal_op(move |j| j.close(id)).await?;
+                    return Ok(done(
+                        Resolution::Abandoned,
+                        "the PLACE transaction never committed; nothing ran".into(),
+                        None,
+                    ));
+                }
+            }
+        }
+        let tx = action.authorising_tx.clone().unwrap_or_default();
+        let service = self
+            .swarm
+            .tom_services()
+            .await?
+            .into_iter()
+            .find(|s| s.authorising_tx() == Some(tx.as_str()));
+        let current = placement.filter(|p| p.stamp.tx_id == tx);
+        match (current, service) {
+            // Superseded or already reported failed: nothing of this placement may run.
+            (None, service) => {
+                if let Some(s) = &service {
+                    self.swarm.remove_service(&s.id).await?;
+                }
+                let id = action.id;
+                self.journal_op(move |j| j.close(id)).await?;
+                Ok(done(
+                    Resolution::RolledBack,
+                    format!(
+                        "placement tx {tx} is no longer current on the ledger; its service was {}",
+                        if service.is_some() {
+                            "removed"
+                        } else {
+                            "never created"
+                        }
+                    ),
+                    None,
+                ))
+            }
+            (Some(p), service) if p.status == PlacementStatus::Running => {
+                // The outcome committed before the crash; only the journal was behind.
+                if let Some(s) = service {
+                    let tracked = Tracked {
+                        container_id: container_id.clone(),
+                        device_id: device_id.clone(),
+                        authorising_tx: tx.clone(),
+                        service_id: s.id,
+                        service_name: s.name,
+                    };
+                    self.journal_op(move |j| j.track(&tracked)).await?;
+                }
+                let id = action.id;
+                self.journal_op(move |j| j.close(id)).await?;
+                Ok(done(
+                    Resolution::Finished,
+                    format!("placement tx {tx} was already recorded running"),
+                    None,
+                ))
+            }
+            (Some(_), Some(service)) => {
+                action.step = Step::SwarmDone;
+                action.service_id = Some(service.id.clone());
+                action.service_name = Some(service.name.clone());
+                match self
+                    .finish_placement(&action, " (completed after a gateway restart)")
+                    .await
+                {
+                    Ok(placed) => Ok(done(
+                        Resolution::Finished,
+                        format!("service {} runs; recorded running", service.name),
+                        Some(placed.outcome_tx),
+                    )),
+                    Err(OrchestrationError::PlacementFailed {
+                        outcome_tx, detail, ..
+                    }) => Ok(done(Resolution::RolledBack, detail, Some(outcome_tx))),
+                    Err(e) => Err(e),
+                }
+            }
+            (Some(_), None) => {
+                let detail = format!("rolled back after a gateway restart: the gateway stopped after PLACE tx {tx} committed and before the service was created; nothing ran");
+                let outcome_tx = self
+                    .record_outcome(&container_id, "place", &tx, "failed", &detail)
+                    .await?;
+                let id = action.id;
+                self.journal_op(move |j| j.close(id)).await?;
+                Ok(done(Resolution::RolledBack, detail, Some(outcome_tx)))
+            }
+        }
+    }
+
+    async fn recover_termination(
+        &self,
+        mut action: Action,
+    ) -> Result<Recovered, OrchestrationError> {
+        let container_id = action.kind.container_id().to_owned();
+        if action.authorising_tx.is_none() {
+            let left = match self.entity(&container_id).await? {
+                Some(Entity::Container(c)) if c.state == Lifecycle::Left => c
+                    .left
+                    .filter(|d| d.stamp.at.seconds >= action.started_at - 1),
+                _ => None,
+            };
+            match left {
+                Some(departure) => action.authorising_tx = Some(departure.stamp.tx_id),
+                None => {
+                    let id = action.id;
+                    self.journal_op(move |j| j.close(id)).await?;
+                    return Ok(Recovered {
+                        action_id: action.id,
+                        action: "terminate",
+                        container_id,
+                        resolution: Resolution::Abandoned,
+                        detail: "the leave transaction never committed; the container still runs as recorded".into(),
+                        outcome_tx: None,
+                    });
+                }
+            }
+        }
+        let (resolution, detail, outcome_tx) = match self
+            .finish_termination(&action, " (completed after a gateway restart)")
+            .await
+        {
+            Ok(t) => (
+                Resolution::Finished,
+                format!("removed {:?}", t.removed_services),
+                Some(t.outcome_tx),
+            ),
+            Err(OrchestrationError::RemovalFailed {
+                outcome_tx, detail, ..
+            }) => (Resolution::Finished, detail, Some(outcome_tx)),
+            Err(e) => return Err(e),
+        };
+        Ok(Recovered {
+            action_id: action.id,
+            action: "terminate",
+            container_id,
+            resolution,
+            detail,
+            outcome_tx,
+        })
+    }
+
+    /// Compare the swarm's TOM-labelled services with the ledger and record each difference
+    /// once as drift. With `remove_unauthorised`, services the ledger never authorised are
+    /// removed (and the drift record says so).
+    pub async fn reconcile(
+        &self,
+        remove_unauthorised: bool,
+    ) -> Result<Reconciliation, OrchestrationError> {
+        let in_flight: Vec<String> = self
+            .journal_op(|j| j.open_actions())
+            .await?
+            .into_iter()
+            .map(|a| a.kind.container_id().to_owned())
+            .collect();
+        let services = self.swarm.tom_services().await?;
+        let mut report = Reconciliation {
+            services: services.len(),
+            drift: Vec::new(),
+        };
+        for service in &services {
+            let container_id = service.container_id().unwrap_or_default().to_owned();
+            if in_flight.contains(&container_id) {
+                continue;
+            }
+            let Some(why) = self.unauthorised(service, &container_id).await? else {
+                continue;
+            };
+            let service_key = service.id.clone();
+            if self
+                .journal_op(move |j| j.drift_reported(&service_key))
+                .await?
+            {
+                continue;
+            }
+            let action_taken = if remove_unauthorised {
+                match self.swarm.remove_service(&service.id).await {
+                    Ok(_) => "removed the service".to_owned(),
+                    Err(e) => format!("removing the service failed: {e}"),
+                }
+            } else {
+                "none: left running (the operator chose not to remove unauthorised services)"
+                    .to_owned()
+            };
+            let description = format!(
+                "service {} ({}) runs image {} without authorisation: {why}",
+                service.name, service.id, service.image
+            );
+            report.drift.push(
+                self.record_drift(
+                    &service.id,
+                    &service.name,
+                    Some(&container_id),
+                    description,
+                    action_taken,
+                )
+                .await?,
+            );
+        }
+        // Services TOM placed that are gone although the ledger still says they run.
+        for tracked in self.journal_op(|j| j.tracked()).await? {
+            if in_flight.contains(&tracked.container_id)
+                || services.iter().any(|s| s.id == tracked.service_id)
+            {
+                continue;
+            }
+            let still_recorded = match self.entity(&tracked.container_id).await? {
+                Some(Entity::Container(c)) => {
+                    c.state == Lifecycle::Joined
+                        && c.placement
+                            .as_ref()
+                            .is_some_and(|p| p.stamp.tx_id == tracked.authorising_tx)
+                }
+                _ => false,
+            };
+            if !still_recorded {
+                let container = tracked.container_id.clone();
+                self.journal_op(move |j| j.untrack(&container)).await?;
+                continue;
+            }
+            let key = tracked.service_id.clone();
+            if self.journal_op(move |j| j.drift_reported(&key)).await? {
+                continue;
+            }
+            let description = format!(
+                "service {} ({}) of container {} was removed outside TOM; the ledger still places it on device {} (tx {})",
+                tracked.service_name, tracked.service_id, tracked.container_id, tracked.device_id, tracked.authorising_tx
+            );
+            let action_taken = "none: the placement stands on the ledger until an orchestrator re-places or terminates the container".to_owned();
+            report.drift.push(
+                self.record_drift(
+                    &tracked.service_id,
+                    &tracked.service_name,
+                    Some(&tracked.container_id),
+                    description,
+                    action_taken,
+                )
+                .await?,
+            );
+        }
+        Ok(report)
+    }
+
+    /// Why the ledger does not authorise `service`, or `None` if it does.
+    async fn unauthorised(
+        &self,
+        service: &ServiceInfo,
+        container_id: &str,
+    ) -> Result<Option<String>, OrchestrationError> {
+        let tx = service.authorising_tx().unwrap_or("(none)");
+        Ok(match self.entity(container_id).await? {
+            None => Some(format!("the ledger has no container {container_id:?}")),
+            Some(Entity::Container(c)) if c.state == Lifecycle::Left => Some(format!("container {container_id} left the ledger ({})", Entity::Container(c.clone()).state_description())),
+            Some(Entity::Container(c)) => match &c.placement {
+                Some(p) if p.stamp.tx_id == tx => None,
+                Some(p) => Some(format!("its label names tx {tx}, but container {container_id}'s current placement is tx {} on device {}", p.stamp.tx_id, p.device)),
+                None => Some(format!("container {container_id} has no placement on the ledger (label names tx {tx})")),
+            },
+            Some(other) => Some(format!("{container_id} is a {} on the ledger, not a container", other.entity_type())),
+        })
+    }
+
+    async fn record_drift(
+        &self,
+        service_id: &str,
+        service_name: &str,
+        container_id: Option<&str>,
+        description: String,
+        action_taken: String,
+    ) -> Result<Drift, OrchestrationError> {
+        let request = requests::RecordDrift {
+            service: service_name.to_owned(),
+            container_id: container_id.filter(|c| !c.is_empty()).map(str::to_owned),
+            description: truncate(&description, 1000),
+            action_taken: Some(truncate(&action_taken, 1000)),
+        };
+        let tx = self
+            .submit(&self.identity, "RecordDrift", &request)
+            .await?
+            .tx_id;
+        let (key, drift_tx) = (service_id.to_owned(), tx.clone());
+        self.journal_op(move |j| j.mark_drift(&key, &drift_tx))
+            .await?;
+        tracing::warn!(service = %service_name, %description, %action_taken, tx = %tx, "drift recorded");
+        Ok(Drift {
+            service: service_name.to_owned(),
+            container_id: request.container_id,
+            description,
+            action_taken,
+            drift_tx: tx,
+        })
+    }
+
+    /// Run [`Self::reconcile`] every `period` until `shutdown` turns true.
+    pub fn spawn_reconciler(
+        self: &Arc<Self>,
+        period: Duration,
+        remove_unauthorised: bool,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let orchestrator = Arc::clone(self);
+        // A spawn: reconciliation runs beside request handling for the gateway's lifetime.
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        if let Err(e) = orchestrator.reconcile(remove_unauthorised).await {
+                            tracing::warn!(error = %e, "reconciliation failed; retrying next period");
+                        }
+                    }
+                    _ = shutdown.changed() => break,
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+        })
+    }
+}
+
+/// Cut `text` to at most `max` bytes on a character boundary (ledger fields are bounded), with
+/// control characters (engine messages carry newlines) turned into spaces, as the contract asks.
+fn truncate(text: &str, max: usize) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(super::truncate("abc", 10), "abc");
+        assert_eq!(super::truncate("aé", 2), "a");
+        assert_eq!(super::truncate("no such\nimage", 100), "no such image");
+    }
+}

@@ -1,0 +1,258 @@
+//! Devices are Swarm nodes: this watcher turns node events into device lifecycle transitions.
+//!
+//! * A node that joins the swarm stays *pending*: it carries no [`LABEL_DEVICE`] label, so no
+//!   TOM service can be placed on it (services are constrained to that label). It becomes a
+//!   device only when the device's identity is proved on the ledger (`IdentifyDevice`, through
+//!   `POST /v1/devices`) and [`Orchestrator::bind_node`] labels it.
+//! * A device node that goes down, disconnects, is drained by the operator, or leaves the swarm
+//!   triggers the device's leave transition (`TerminateDevice` with the reason). The contract
+//!   refuses a device leave while containers are placed on it, so the containers TOM placed
+//!   there leave first (each through the termination protocol). The node's label is then
+//!   removed, so the node is pending again until it proves an identity anew.
+//!
+//! The watcher never invents a device: it only acts on nodes whose label TOM wrote after a
+//! proof the ledger accepted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tom_contract::model::{Entity, Lifecycle};
+use tom_contract::requests;
+
+use super::{OrchestrationError, Orchestrator};
+use crate::swarm::{Availability, NodeInfo, LABEL_DEVICE};
+
+/// What the watcher saw change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum NodeChange {
+    /// A node without a proven device identity.
+    Pending { node_id: String, hostname: String },
+    /// A node labelled as a device (bound after its proof).
+    Bound { node_id: String, device_id: String },
+    /// The device's node went away; the leave was recorded (or why it could not be).
+    DeviceLeft {
+        node_id: String,
+        device_id: String,
+        reason: String,
+        leave_tx: Option<String>,
+        containers_terminated: Vec<String>,
+        error: Option<String>,
+    },
+}
+
+impl Orchestrator {
+    /// Bind a swarm node to a device whose identity the ledger accepted: label the node so
+    /// placements for the device land on it.
+    pub async fn bind_node(
+        &self,
+        node_id: &str,
+        device_id: &str,
+    ) -> Result<(), OrchestrationError> {
+        match self.entity(device_id).await? {
+            Some(Entity::Device(d)) if d.state == Lifecycle::Joined => {}
+            Some(Entity::Device(d)) => {
+                return Err(OrchestrationError::Invalid(format!("device {device_id} has left the ledger ({}); it must prove its identity again", Entity::Device(d.clone()).state_description())))
+            }
+            _ => return Err(OrchestrationError::Invalid(format!("device {device_id} has not joined the ledger; prove its identity first (POST /v1/devices)"))),
+        }
+        let nodes = self.swarm.nodes().await?;
+        if let Some(other) = nodes
+            .iter()
+            .find(|n| n.device_id() == Some(device_id) && n.id != node_id)
+        {
+            return Err(OrchestrationError::Invalid(format!(
+                "device {device_id} is bound to swarm node {} already",
+                other.id
+            )));
+        }
+        if !nodes.iter().any(|n| n.id == node_id) {
+            return Err(OrchestrationError::Invalid(format!(
+                "swarm node {node_id} does not exist"
+            )));
+        }
+        self.swarm
+            .set_node_label(node_id, LABEL_DEVICE, Some(device_id))
+            .await?;
+        Ok(())
+    }
+
+    /// Nodes that have not proved a device identity.
+    pub async fn pending_nodes(&self) -> Result<Vec<NodeInfo>, OrchestrationError> {
+        Ok(self
+            .swarm
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.device_id().is_none())
+            .collect())
+    }
+
+    /// Compare the swarm's nodes with the last look and act on what changed.
+    pub async fn check_nodes(&self) -> Result<Vec<NodeChange>, OrchestrationError> {
+        let current = self.swarm.nodes().await?;
+        let previous = self.nodes.lock().map(|n| n.clone()).unwrap_or_default();
+        let mut changes = Vec::new();
+        let mut snapshot = BTreeMap::new();
+        for node in current {
+            let before = previous.get(&node.id);
+            match node.device_id().map(str::to_owned) {
+                None => {
+                    if before.is_none_or(|b| b.device_id().is_some()) {
+                        changes.push(NodeChange::Pending {
+                            node_id: node.id.clone(),
+                            hostname: node.hostname.clone(),
+                        });
+                    }
+                    snapshot.insert(node.id.clone(), node);
+                }
+                Some(device_id) if !node.is_up() || node.availability == Availability::Drain => {
+                    let reason = if node.availability == Availability::Drain {
+                        format!(
+                            "swarm node {} ({}) was drained by the operator",
+                            node.id, node.hostname
+                        )
+                    } else {
+                        format!(
+                            "swarm node {} ({}) is {}",
+                            node.id, node.hostname, node.state
+                        )
+                    };
+                    changes.push(self.device_left(&node.id, &device_id, &reason, true).await);
+                    let mut node = node;
+                    node.labels.remove(LABEL_DEVICE);
+                    snapshot.insert(node.id.clone(), node);
+                }
+                Some(device_id) => {
+                    if before.is_none_or(|b| b.device_id() != Some(device_id.as_str())) {
+                        changes.push(NodeChange::Bound {
+                            node_id: node.id.clone(),
+                            device_id,
+                        });
+                    }
+                    snapshot.insert(node.id.clone(), node);
+                }
+            }
+        }
+        for (id, node) in &previous {
+            if let (false, Some(device_id)) = (snapshot.contains_key(id), node.device_id()) {
+                let reason = format!("swarm node {id} ({}) left the swarm", node.hostname);
+                changes.push(self.device_left(id, device_id, &reason, false).await);
+            }
+        }
+        if let Ok(mut nodes) = self.nodes.lock() {
+            *nodes = snapshot;
+        }
+        for change in &changes {
+            tracing::info!(?change, "swarm node change");
+            let _ = self.node_changes.send(change.clone());
+        }
+        Ok(changes)
+    }
+
+    /// The device on `node_id` leaves: its containers leave first, then the device, then the
+    /// node's label goes (if the node still exists).
+    async fn device_left(
+        &self,
+        node_id: &str,
+        device_id: &str,
+        reason: &str,
+        node_exists: bool,
+    ) -> NodeChange {
+        let mut terminated = Vec::new();
+        let mut errors = Vec::new();
+        let mut leave_tx = None;
+        match self.entity(device_id).await {
+            Ok(Some(Entity::Device(d))) if d.state == Lifecycle::Joined => {
+                let placed = self.journal_op(|j| j.tracked()).await.unwrap_or_default();
+                for tracked in placed.into_iter().filter(|t| t.device_id == device_id) {
+                    let why = format!("device {device_id} left: {reason}");
+                    match self
+                        .terminate_container(&self.identity, &tracked.container_id, Some(&why))
+                        .await
+                    {
+                        Ok(_) => terminated.push(tracked.container_id),
+                        Err(e) => errors.push(format!(
+                            "terminating container {}: {e}",
+                            tracked.container_id
+                        )),
+                    }
+                }
+                let request = requests::TerminateEntity {
+                    id: device_id.to_owned(),
+                    reason: Some(reason.to_owned()),
+                };
+                match self
+                    .submit(&self.identity, "TerminateDevice", &request)
+                    .await
+                {
+                    Ok(submitted) => leave_tx = Some(submitted.tx_id),
+                    Err(e) => errors.push(format!("recording the device's leave: {e}")),
+                }
+            }
+            Ok(_) => errors.push(format!(
+                "device {device_id} is not joined on the ledger; nothing to record"
+            )),
+            Err(e) => errors.push(format!("reading device {device_id}: {e}")),
+        }
+        if node_exists && leave_tx.is_some() {
+            if let Err(e) = self.swarm.set_node_label(node_id, LABEL_DEVICE, None).await {
+                errors.push(format!("removing the node's device label: {e}"));
+            }
+        }
+        NodeChange::DeviceLeft {
+            node_id: node_id.to_owned(),
+            device_id: device_id.to_owned(),
+            reason: reason.to_owned(),
+            leave_tx,
+            containers_terminated: terminated,
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+        }
+    }
+
+    /// Subscribe to node changes (as the watcher reports them).
+    pub fn node_changes(&self) -> tokio::sync::broadcast::Receiver<NodeChange> {
+        self.node_changes.subscribe()
+    }
+
+    /// Watch the engine's node events (and look again every `period`, since a node that stops
+    /// answering may not produce an event) until `shutdown` turns true.
+    pub fn spawn_node_watcher(
+        self: &Arc<Self>,
+        period: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let orchestrator = Arc::clone(self);
+        // A spawn: the watcher follows the event stream for the gateway's lifetime.
+        tokio::spawn(async move {
+            loop {
+                let mut events = orchestrator.swarm.node_events();
+                let mut ticker = tokio::time::interval(period);
+                loop {
+                    tokio::select! {
+                        event = events.next() => match event {
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => { tracing::warn!(error = %e, "node event stream failed; reconnecting"); break; }
+                            None => break,
+                        },
+                        _ = ticker.tick() => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                    if let Err(e) = orchestrator.check_nodes().await {
+                        tracing::warn!(error = %e, "checking swarm nodes failed");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,264 @@
+//! The gateway's Docker Swarm port: the few Swarm operations orchestration needs, behind a small
+//! trait so the orchestration protocol can be read (and tested) apart from the Docker API.
+//!
+//! [`docker::BollardSwarm`] implements [`SwarmDriver`] against a real engine. Nothing here
+//! touches the ledger: deciding *whether* a Swarm action may happen is the orchestrator's job
+//! (`crate::orchestration`); this module only carries it out and reports what the engine said.
+//!
+//! Conventions shared with the orchestrator:
+//! * A TOM service carries the labels [`LABEL_CONTAINER`], [`LABEL_AUTHORISING_TX`] and
+//!   [`LABEL_DEVICE`]; services without [`LABEL_CONTAINER`] are not TOM's and are never listed.
+//! * A device is a Swarm node labelled [`LABEL_DEVICE`]`=<device id>`; a service is constrained
+//!   to `node.labels.tom.device==<device id>`, so it can only run on the node that proved to be
+//!   that device, and a node that has not proved an identity runs no TOM service.
+
+pub mod docker;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use futures::stream::BoxStream;
+
+/// Service label: the ledger id of the container the service runs.
+pub const LABEL_CONTAINER: &str = "tom.container";
+/// Service label: the PlaceContainer transaction that authorised the service.
+pub const LABEL_AUTHORISING_TX: &str = "tom.authorising-tx";
+/// Service and node label: the device id (on a node: the device the node proved to be).
+pub const LABEL_DEVICE: &str = "tom.device";
+
+/// Why a Swarm operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwarmError {
+    /// No engine answers, or it is not a swarm manager.
+    #[error("docker engine unavailable: {0}")]
+    Unavailable(String),
+    /// The engine refused the request; `message` is the engine's own words.
+    #[error("docker engine refused {operation}: {message}")]
+    Engine {
+        operation: String,
+        status: u16,
+        message: String,
+    },
+    /// The service, task or node does not exist.
+    #[error("{kind} {id} does not exist on the swarm")]
+    NotFound { kind: &'static str, id: String },
+    /// The request cannot be expressed to the engine.
+    #[error("invalid swarm request: {0}")]
+    Invalid(String),
+}
+
+/// A bind mount into a service's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Everything needed to create one TOM service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRequest {
+    /// Swarm service name (unique on the swarm).
+    pub name: String,
+    /// The image reference the engine runs: for TOM, the content digest the ledger recorded.
+    pub image: String,
+    /// The device (node label) the single replica is constrained to.
+    pub device_id: String,
+    /// Service labels (TOM's own are added by the orchestrator).
+    pub labels: BTreeMap<String, String>,
+    /// Arguments after the image's entrypoint.
+    pub args: Vec<String>,
+    /// `KEY=value` environment entries.
+    pub env: Vec<String>,
+    pub mounts: Vec<BindMount>,
+    /// Attach to the engine's `host` network, so a workload can reach a gateway listening on
+    /// the host's loopback address.
+    pub host_network: bool,
+}
+
+/// A TOM-labelled service as the swarm reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ServiceInfo {
+    pub fn container_id(&self) -> Option<&str> {
+        self.labels.get(LABEL_CONTAINER).map(String::as_str)
+    }
+
+    pub fn authorising_tx(&self) -> Option<&str> {
+        self.labels.get(LABEL_AUTHORISING_TX).map(String::as_str)
+    }
+}
+
+/// Where a task is in Swarm's task lifecycle, reduced to what the orchestrator decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskPhase {
+    /// new … starting: not yet running, not yet failed.
+    Pending,
+    Running,
+    /// complete, shutdown, orphaned, remove: stopped without an error of its own.
+    Stopped,
+    /// failed or rejected: the engine could not run it (the task's `error` says why).
+    Failed,
+}
+
+impl fmt::Display for TaskPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskPhase::Pending => "pending",
+            TaskPhase::Running => "running",
+            TaskPhase::Stopped => "stopped",
+            TaskPhase::Failed => "failed",
+        })
+    }
+}
+
+/// One task of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub id: String,
+    pub phase: TaskPhase,
+    /// The engine's state name (`running`, `rejected`, …).
+    pub state: String,
+    /// The engine's status message and error, as it gave them.
+    pub message: String,
+    pub error: Option<String>,
+    pub node_id: Option<String>,
+    pub container_id: Option<String>,
+}
+
+/// Node availability, as `docker node update --availability` sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Active,
+    Pause,
+    Drain,
+}
+
+impl fmt::Display for Availability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        })
+    }
+}
+
+/// A swarm node: a device candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub availability: Availability,
+    /// `ready`, `down`, `disconnected` or `unknown`.
+    pub state: String,
+}
+
+impl NodeInfo {
+    /// The device this node proved to be, if any.
+    pub fn device_id(&self) -> Option<&str> {
+        self.labels.get(LABEL_DEVICE).map(String::as_str)
+    }
+
+    /// Whether the node can run tasks at all.
+    pub fn is_up(&self) -> bool {
+        self.state == "ready"
+    }
+}
+
+/// A node event from the engine's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEvent {
+    pub node_id: String,
+    /// `create`, `update` or `remove`.
+    pub action: String,
+    /// The event's attributes (e.g. `state.new`, `availability.new`, `name`).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The Swarm operations the orchestrator uses.
+#[async_trait::async_trait]
+pub trait SwarmDriver: Send + Sync + 'static {
+    /// Create a replicated service with one replica; returns the service id.
+    async fn create_service(&self, request: &ServiceRequest) -> Result<String, SwarmError>;
+
+    /// The service's tasks (newest first).
+    async fn service_tasks(&self, service: &str) -> Result<Vec<TaskInfo>, SwarmError>;
+
+    /// Remove a service; `Ok(false)` if it did not exist.
+    async fn remove_service(&self, service: &str) -> Result<bool, SwarmError>;
+
+    /// Every service carrying [`LABEL_CONTAINER`].
+    async fn tom_services(&self) -> Result<Vec<ServiceInfo>, SwarmError>;
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, SwarmError>;
+
+    /// Set (`Some`) or remove (`None`) one node label.
+    async fn set_node_label(
+        &self,
+        node_id: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), SwarmError>;
+
+    async fn set_node_availability(
+        &self,
+        node_id: &str,
+        availability: Availability,
+    ) -> Result<(), SwarmError>;
+
+    /// Node events from now on. The stream ends if the engine connection drops.
+    fn node_events(&self) -> BoxStream<'static, Result<NodeEvent, SwarmError>>;
+
+    /// The local image id (`sha256:…` of the image config) of `reference`, if the engine has it.
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, SwarmError>;
+
+    /// A short description for logs (engine and API version).
+    fn describe(&self) -> String;
+}
+
+/// The Swarm service name TOM uses for a container's placement: readable, unique per placement
+/// (so a re-placement can start before the old service is removed) and within Swarm's 63
+/// characters.
+pub fn service_name(container_id: &str, authorising_tx: &str) -> String {
+    let tx: String = authorising_tx.chars().take(12).collect();
+    let room = 63 - "tom--".len() - tx.len();
+    let id: String = container_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(room)
+        .collect();
+    format!("tom-{id}-{tx}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_are_swarm_safe_and_bounded() {
+        let tx = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            service_name("analyser-1", tx),
+            "tom-analyser-1-0123456789ab"
+        );
+        assert_eq!(service_name("a_b.c", tx), "tom-a-b-c-0123456789ab");
+        let long = "x".repeat(128);
+        let name = service_name(&long, tx);
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("-0123456789ab"));
+    }
+}
