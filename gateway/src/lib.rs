@@ -2,6 +2,9 @@
 //! ledger transaction (through a [`ledger::Ledger`] back end) and, for placements and removals, a
 //! Docker Swarm action.
 
+pub mod api;
+pub mod app;
+pub mod identities;
 pub mod ledger;
 pub mod orchestration;
 pub mod swarm;

@@ -1,1 +1,180 @@
-fn main() {}
+//! `tom`: the gateway binary. Parses the command line and runs one command; all behaviour lives
+//! in the `tom_gateway` library so tests and benchmarks run the same code.
+
+mod cli;
+mod config;
+mod demo;
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Parser;
+use tom_gateway::app::{self, AppState};
+use tom_gateway::identities::{self, DevCredentials, IdentityStore};
+
+use cli::{Cli, Command, DemoCommand, IdentityCommand};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Verify { data_dir } => verify(&data_dir),
+        Command::Identity(command) => identity(command),
+        Command::Audit { gateway, query } => cli::audit(&gateway, &query).await,
+        Command::Demo(DemoCommand::SmartCity {
+            gateway,
+            credentials,
+        }) => demo::smart_city(gateway.as_deref(), credentials.as_deref()).await,
+        Command::Demo(DemoCommand::Install { data_dir }) => {
+            let path = demo::install(&data_dir)?;
+            println!(
+                "demo identities added to {}; tokens in {}",
+                data_dir.display(),
+                path.display()
+            );
+            println!("start the gateway with `tom serve --data-dir {}`, then run `tom demo smart-city --gateway http://127.0.0.1:8080 --credentials {}`", data_dir.display(), path.display());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    let config =
+        config::ServeConfig::new(&args.listen, args.data_dir, args.fabric, args.in_memory)?;
+    let data_dir = &config.data_dir;
+    let mut store = IdentityStore::open(data_dir)
+        .with_context(|| format!("loading identities from {}", data_dir.display()))?;
+    let created = identities::bootstrap_dev(&mut store, data_dir)
+        .context("creating the development organisation")?;
+    let ledger = config::open_ledger(&config.ledger, data_dir).await?;
+    // Register the development organisation if this data dir has one that is not on the ledger
+    // yet (first start, or a first start that stopped before the registration committed).
+    if let Some(credentials) = read_dev_credentials(data_dir)? {
+        if let Some(admin) = store.get("admin") {
+            if app::ensure_dev_org(ledger.as_ref(), &admin, &credentials.ca_certificate)
+                .await
+                .context("registering the development organisation on the ledger")?
+            {
+                tracing::info!(
+                    msp_id = identities::DEV_MSP_ID,
+                    "registered the development organisation"
+                );
+            }
+        }
+    }
+    let state = AppState::new(ledger.clone(), store);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, ledger = %ledger.describe(), "TOM gateway listening");
+    if let Some(created) = created {
+        print_dev_welcome(&created, addr);
+    }
+    app::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
+    .await?;
+    Ok(())
+}
+
+fn read_dev_credentials(data_dir: &Path) -> anyhow::Result<Option<DevCredentials>> {
+    let path = data_dir.join("dev-credentials.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Some(serde_json::from_slice(&text).with_context(|| {
+        format!("{}: malformed", path.display())
+    })?))
+}
+
+fn print_dev_welcome(created: &DevCredentials, addr: std::net::SocketAddr) {
+    let file = created.path.display();
+    println!("First start: created the development organisation {} (CA, admin, orchestrator and auditor identities).", created.msp_id);
+    println!("Their API tokens are in {file} (keep it private).");
+    println!("Try:");
+    println!("  TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][\"orchestrator\"])' {file})");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/records");
+    println!("API description: http://{addr}/openapi.json");
+}
+
+fn verify(data_dir: &Path) -> anyhow::Result<()> {
+    config::verify_embedded(data_dir)
+}
+
+fn identity(command: IdentityCommand) -> anyhow::Result<()> {
+    match command {
+        IdentityCommand::Add {
+            data_dir,
+            name,
+            msp,
+            cert,
+            key,
+            token_file,
+        } => {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let mut store = IdentityStore::open(&data_dir)?;
+            let identity = store.add(&name, &msp, &read(&cert)?, &read(&key)?)?;
+            let (token, source) = match &token_file {
+                Some(path) if path.exists() => (
+                    read(path)?.trim().to_owned(),
+                    format!("from {}", path.display()),
+                ),
+                Some(path) => {
+                    let token = identities::new_token()?;
+                    write_private(path, &token)?;
+                    (token, format!("written to {}", path.display()))
+                }
+                None => {
+                    let token = identities::new_token()?;
+                    println!("token (shown once): {token}");
+                    (token, "printed above".into())
+                }
+            };
+            store.add_token(&name, &token)?;
+            let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
+            println!(
+                "added identity {name}: agent {}, role {role}; token {source}",
+                identity.agent_id
+            );
+            println!("a running gateway picks it up at its next start");
+            Ok(())
+        }
+        IdentityCommand::List { data_dir } => {
+            let store = IdentityStore::open(&data_dir)?;
+            for name in store.names() {
+                if let Some(identity) = store.get(name) {
+                    let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
+                    println!("{name}\t{}\t{role}", identity.agent_id);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{text}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

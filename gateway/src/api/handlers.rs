@@ -1,0 +1,420 @@
+//! Route handlers. Each write handler decodes the contract's own request type (unknown fields
+//! rejected), submits exactly one transaction as the caller (or hands the action to the
+//! [`ContainerActions`](super::actions::ContainerActions) seam) and answers with the
+//! transaction id, its commit status and block, and the contract's record.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tom_contract::requests::{self, Direction};
+
+use super::actions::{ActionError, ActionReport};
+use super::error::AppError;
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::app::AppState;
+use crate::identities::Identity;
+use crate::ledger::{LedgerError, Submitted};
+
+/// The answer to every successful write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Committed {
+    pub tx_id: String,
+    /// `VALID`: the transaction is committed (durably, on the embedded ledger).
+    pub status: String,
+    pub block: u64,
+    /// The ledger record the transaction wrote (the contract's response).
+    pub record: serde_json::Value,
+    /// With an orchestrator: the transaction that recorded how the action went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Box<Committed>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Committed {
+    fn from_submitted(s: Submitted) -> Result<Committed, AppError> {
+        let record = serde_json::from_slice(&s.response).map_err(|e| {
+            AppError::Internal(format!(
+                "contract response of tx {} is not JSON: {e}",
+                s.tx_id
+            ))
+        })?;
+        Ok(Committed {
+            tx_id: s.tx_id,
+            status: "VALID".into(),
+            block: s.block,
+            record,
+            outcome: None,
+            detail: None,
+        })
+    }
+
+    fn from_report(report: ActionReport) -> Result<Committed, AppError> {
+        let mut committed = Committed::from_submitted(report.authorising)?;
+        committed.outcome = report
+            .outcome
+            .map(Committed::from_submitted)
+            .transpose()?
+            .map(Box::new);
+        committed.detail = report.detail;
+        Ok(committed)
+    }
+}
+
+fn result_label(result: &Result<impl Sized, LedgerError>) -> &'static str {
+    match result {
+        Ok(_) => "committed",
+        Err(LedgerError::Rejected { .. }) => "rejected",
+        Err(LedgerError::Conflict { .. }) => "conflict",
+        Err(LedgerError::Unavailable(_)) => "unavailable",
+        Err(LedgerError::Internal(_)) => "error",
+    }
+}
+
+impl AppState {
+    /// Submit `function` with `request` as the caller's identity: one transaction.
+    pub async fn submit<T: Serialize>(
+        &self,
+        caller: &Identity,
+        function: &str,
+        request: &T,
+    ) -> Result<Committed, AppError> {
+        let argument = serde_json::to_vec(request)
+            .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
+        let started = Instant::now();
+        let result = self
+            .ledger
+            .submit(&caller.signing, function, &argument)
+            .await;
+        self.metrics
+            .submitted(function, started.elapsed(), result_label(&result));
+        Committed::from_submitted(result?)
+    }
+
+    /// Run an orchestrator action, counted under its authorising `function`.
+    async fn act(
+        &self,
+        function: &str,
+        action: impl std::future::Future<Output = Result<ActionReport, ActionError>>,
+    ) -> Result<Committed, AppError> {
+        let started = Instant::now();
+        let result = action.await;
+        let label = match &result {
+            Ok(_) => "committed",
+            Err(ActionError::Ledger(e)) => result_label(&Err::<(), _>(e.clone())),
+            Err(ActionError::Rejected(_)) => "rejected",
+            Err(ActionError::Orchestrator(_)) => "error",
+        };
+        self.metrics.submitted(function, started.elapsed(), label);
+        Committed::from_report(result?)
+    }
+
+    /// Evaluate a query as the caller; the contract's JSON is passed through unchanged.
+    pub async fn evaluate<T: Serialize>(
+        &self,
+        caller: &Identity,
+        function: &str,
+        request: &T,
+    ) -> Result<Response, AppError> {
+        let argument = serde_json::to_vec(request)
+            .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
+        let bytes = self
+            .ledger
+            .evaluate(&caller.signing, function, &argument)
+            .await?;
+        Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from(bytes),
+        )
+            .into_response())
+    }
+}
+
+type Created = Result<(StatusCode, Json<Committed>), AppError>;
+
+fn created(c: Committed) -> (StatusCode, Json<Committed>) {
+    (StatusCode::CREATED, Json(c))
+}
+
+pub async fn register_org(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<requests::RegisterOrg>,
+) -> Created {
+    s.submit(&c, "RegisterOrg", &req).await.map(created)
+}
+
+pub async fn get_org(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, AppError> {
+    s.evaluate(&c, "GetOrg", &requests::ById { id }).await
+}
+
+/// `POST /v1/devices`: the contract's `IdentifyDevice` plus the gateway-only `node_id`.
+pub async fn identify_device(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(mut body): ApiJson<serde_json::Map<String, serde_json::Value>>,
+) -> Created {
+    let node_id = match body.remove("node_id") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(node)) => Some(node),
+        Some(other) => {
+            return Err(AppError::bad_request(format!(
+                "node_id must be a string, got {other}"
+            )))
+        }
+    };
+    let req: requests::IdentifyDevice = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| {
+            AppError::bad_request(format!(
+                "Failed to deserialize the JSON body into the target type: {e}"
+            ))
+        })?;
+    let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
+    s.act(
+        "IdentifyDevice",
+        actions.identify_device(&ledger, &c.signing, &req, node_id.as_deref()),
+    )
+    .await
+    .map(created)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonQuery {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub async fn terminate_device(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ReasonQuery>,
+) -> Result<Json<Committed>, AppError> {
+    s.submit(
+        &c,
+        "TerminateDevice",
+        &requests::TerminateEntity {
+            id,
+            reason: q.reason,
+        },
+    )
+    .await
+    .map(Json)
+}
+
+pub async fn identify_container(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<requests::IdentifyContainer>,
+) -> Created {
+    s.submit(&c, "IdentifyContainer", &req).await.map(created)
+}
+
+pub async fn terminate_container(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ReasonQuery>,
+) -> Result<Json<Committed>, AppError> {
+    let req = requests::TerminateEntity {
+        id,
+        reason: q.reason,
+    };
+    let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
+    s.act(
+        "TerminateContainer",
+        actions.terminate(&ledger, &c.signing, &req),
+    )
+    .await
+    .map(Json)
+}
+
+pub async fn place_container(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<requests::PlaceContainer>,
+) -> Created {
+    let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
+    s.act("PlaceContainer", actions.place(&ledger, &c.signing, &req))
+        .await
+        .map(created)
+}
+
+pub async fn record_outcome(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<requests::RecordOutcome>,
+) -> Created {
+    s.submit(&c, "RecordOutcome", &req).await.map(created)
+}
+
+pub async fn record_drift(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<requests::RecordDrift>,
+) -> Created {
+    s.submit(&c, "RecordDrift", &req).await.map(created)
+}
+
+pub async fn define_contract(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<requests::DefineContract>,
+) -> Created {
+    s.submit(&c, "DefineContract", &req).await.map(created)
+}
+
+pub async fn evaluate_contract(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(contract_id): ApiPath<String>,
+) -> Created {
+    s.submit(
+        &c,
+        "EvaluateContract",
+        &requests::EvaluateContract { contract_id },
+    )
+    .await
+    .map(created)
+}
+
+pub async fn record_data(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<requests::RecordData>,
+) -> Created {
+    s.submit(&c, "RecordData", &req).await.map(created)
+}
+
+pub async fn exec_contract(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<requests::ExecContract>,
+) -> Created {
+    s.submit(&c, "ExecContract", &req).await.map(created)
+}
+
+pub async fn get_entity(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, AppError> {
+    s.evaluate(&c, "GetEntity", &requests::ById { id }).await
+}
+
+pub async fn get_history(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, AppError> {
+    s.evaluate(&c, "GetHistory", &requests::ById { id }).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineageParams {
+    #[serde(default)]
+    direction: Direction,
+    #[serde(default)]
+    depth: Option<u32>,
+}
+
+pub async fn get_lineage(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LineageParams>,
+) -> Result<Response, AppError> {
+    s.evaluate(
+        &c,
+        "GetLineage",
+        &requests::LineageQuery {
+            id,
+            direction: q.direction,
+            depth: q.depth,
+        },
+    )
+    .await
+}
+
+pub async fn export_prov(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LineageParams>,
+) -> Result<Response, AppError> {
+    s.evaluate(
+        &c,
+        "ExportProv",
+        &requests::LineageQuery {
+            id,
+            direction: q.direction,
+            depth: q.depth,
+        },
+    )
+    .await
+}
+
+pub async fn query_records(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiQuery(q): ApiQuery<requests::RecordsQuery>,
+) -> Result<Response, AppError> {
+    s.evaluate(&c, "QueryRecords", &q).await
+}
+
+pub async fn get_record(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, AppError> {
+    s.evaluate(&c, "GetRecord", &requests::ById { id }).await
+}
+
+pub async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "ledger": s.ledger.describe(),
+        "orchestrator": s.actions.describe(),
+    }))
+}
+
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(super::openapi::document())
+}
+
+/// Anything not in [`super::ROUTES`].
+pub async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::not_found(format!(
+        "no route for {method} {}; see /openapi.json for the API",
+        uri.path()
+    ))
+}
+
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::Client {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("{} does not accept {method}; see /openapi.json", uri.path()),
+    }
+}

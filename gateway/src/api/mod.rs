@@ -1,0 +1,250 @@
+//! The REST API orchestrators, devices and auditors call.
+//!
+//! Every write route becomes exactly one ledger transaction, signed as the caller's ledger
+//! identity (see [`crate::identities`]); placements and container removals go through the
+//! [`actions::ContainerActions`] seam so an orchestrator can carry them out. Reads are ledger
+//! queries (evaluate), answered with the contract's JSON unchanged.
+//!
+//! [`ROUTES`] is the single list of routes: the router is built from it and so is the OpenAPI
+//! document at `/openapi.json`, so the two cannot disagree. Handlers never hold a lock across an
+//! await and never write anything themselves: the ledger is the only state.
+
+pub mod actions;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod handlers;
+pub mod metrics;
+pub mod openapi;
+
+use axum::routing::{delete, get, post, MethodRouter};
+
+use crate::app::AppState;
+
+/// Largest request body accepted (bytes); larger ones are answered 413.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// What a route does, one variant per route so the router and the spec are matched
+/// exhaustively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    RegisterOrg,
+    GetOrg,
+    IdentifyDevice,
+    TerminateDevice,
+    IdentifyContainer,
+    TerminateContainer,
+    PlaceContainer,
+    RecordOutcome,
+    RecordDrift,
+    DefineContract,
+    EvaluateContract,
+    RecordData,
+    ExecContract,
+    GetEntity,
+    GetHistory,
+    GetLineage,
+    ExportProv,
+    QueryRecords,
+    GetRecord,
+    Events,
+    Health,
+    Metrics,
+    OpenApi,
+}
+
+/// A path or query parameter, for the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub in_path: bool,
+    pub required: bool,
+    /// JSON schema type: `string` or `integer`.
+    pub kind: &'static str,
+    pub values: &'static [&'static str],
+    pub description: &'static str,
+}
+
+const fn path(name: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        in_path: true,
+        required: true,
+        kind: "string",
+        values: &[],
+        description,
+    }
+}
+
+const fn query(name: &'static str, kind: &'static str, description: &'static str) -> Param {
+    Param {
+        name,
+        in_path: false,
+        required: false,
+        kind,
+        values: &[],
+        description,
+    }
+}
+
+/// What a route answers with, for the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// `201`/`200` with a [`handlers::Committed`] body.
+    Committed,
+    /// `200` with the named component schema (or free-form JSON).
+    Json(&'static str),
+    EventStream,
+    Text,
+}
+
+/// One route: the router is built from these and so is `/openapi.json`.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub op: Op,
+    /// `get`, `post` or `delete`.
+    pub method: &'static str,
+    /// In axum syntax, which is also OpenAPI's (`/v1/devices/{id}`).
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// Needs `Authorization: Bearer <token>`.
+    pub auth: bool,
+    /// The contract function it runs, if any.
+    pub function: Option<&'static str>,
+    /// The request body's component schema.
+    pub body: Option<&'static str>,
+    pub params: &'static [Param],
+    pub reply: Reply,
+}
+
+const ID: Param = path("id", "device, container, data or contract id");
+const REASON: Param = query("reason", "string", "why it leaves (recorded)");
+const DIRECTION: Param = Param {
+    name: "direction",
+    in_path: false,
+    required: false,
+    kind: "string",
+    values: &["up", "down", "both"],
+    description: "up: what it derives from; down: what derives from it (default up)",
+};
+const DEPTH: Param = query(
+    "depth",
+    "integer",
+    "derivation steps to follow (default 8, at most 64)",
+);
+
+const fn write(
+    op: Op,
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    function: &'static str,
+    body: Option<&'static str>,
+    summary: &'static str,
+) -> Route {
+    Route {
+        op,
+        method,
+        path,
+        tag,
+        summary,
+        auth: true,
+        function: Some(function),
+        body,
+        params: &[],
+        reply: Reply::Committed,
+    }
+}
+
+const fn read(
+    op: Op,
+    path: &'static str,
+    function: &'static str,
+    params: &'static [Param],
+    reply: &'static str,
+    summary: &'static str,
+) -> Route {
+    Route {
+        op,
+        method: "get",
+        path,
+        tag: "audit",
+        summary,
+        auth: true,
+        function: Some(function),
+        body: None,
+        params,
+        reply: Reply::Json(reply),
+    }
+}
+
+pub const ROUTES: &[Route] = &[
+    write(Op::RegisterOrg, "post", "/v1/orgs", "identity", "RegisterOrg", Some("RegisterOrg"), "Register (or update) the caller's organisation: MSP id, CA certificates, container policy. Admin role."),
+    read(Op::GetOrg, "/v1/orgs/{id}", "GetOrg", &[path("id", "MSP id")], "Org", "A registered organisation."),
+    write(Op::IdentifyDevice, "post", "/v1/devices", "identity", "IdentifyDevice", Some("IdentifyDeviceBody"), "A device joins: certificate chain and signed nonce (IDENTITY + PROV-ID-create)."),
+    Route { params: &[path("id", "device id"), REASON], ..write(Op::TerminateDevice, "delete", "/v1/devices/{id}", "identity", "TerminateDevice", None, "A device leaves (PROV-ID-delete); refused while containers are placed on it.") },
+    write(Op::IdentifyContainer, "post", "/v1/containers", "identity", "IdentifyContainer", Some("IdentifyContainer"), "A container joins with its image digest, publisher signature and workload certificate (PROV-ID-create)."),
+    Route { params: &[path("id", "container id"), REASON], ..write(Op::TerminateContainer, "delete", "/v1/containers/{id}", "orchestration", "TerminateContainer", None, "A container leaves (PROV-ID-delete) and, with an orchestrator, is removed.") },
+    write(Op::PlaceContainer, "post", "/v1/placements", "orchestration", "PlaceContainer", Some("PlaceContainer"), "ORCHESTRATE(deployed, location): place a container on a device; with an orchestrator, also run it and record the outcome."),
+    write(Op::RecordOutcome, "post", "/v1/outcomes", "orchestration", "RecordOutcome", Some("RecordOutcome"), "Report whether an authorised placement runs or failed, or a removal completed."),
+    write(Op::RecordDrift, "post", "/v1/drifts", "orchestration", "RecordDrift", Some("RecordDrift"), "Record orchestrator state that differs from what the ledger authorised."),
+    write(Op::DefineContract, "post", "/v1/contracts", "contracts", "DefineContract", Some("DefineContract"), "Contract an activity to USE inputs and GENERATE outputs by a deadline; grants its credential."),
+    Route { params: &[path("id", "contract id")], ..write(Op::EvaluateContract, "post", "/v1/contracts/{id}/evaluate", "contracts", "EvaluateContract", None, "Settle a contract whose deadline passed unfulfilled as violated.") },
+    write(Op::RecordData, "post", "/v1/data", "provenance", "RecordData", Some("RecordData"), "Data leaves a sensor or activity: PROV-DATA with the generator's signature over its hash. Device role."),
+    write(Op::ExecContract, "post", "/v1/executions", "provenance", "ExecContract", Some("ExecContract"), "Data joins an activity under its contract (EXEC, PROV-ORCH)."),
+    read(Op::GetEntity, "/v1/entities/{id}", "GetEntity", &[ID], "Entity", "A device, container, data item or processing contract."),
+    read(Op::GetHistory, "/v1/entities/{id}/history", "GetHistory", &[ID], "History", "Every committed version of an entity or contract."),
+    read(Op::GetLineage, "/v1/lineage/{id}", "GetLineage", &[ID, DIRECTION, DEPTH], "Lineage", "Lineage of an entity: data, activities, devices, contracts and the records that link them."),
+    read(Op::ExportProv, "/v1/prov/{id}", "ExportProv", &[ID, DIRECTION, DEPTH], "ProvDocument", "The lineage as a W3C PROV-JSON document."),
+    read(
+        Op::QueryRecords,
+        "/v1/records",
+        "QueryRecords",
+        &[
+            query("agent", "string", "only this agent's records (<msp_id>/<common name>)"),
+            query("entity", "string", "only records about this entity or contract"),
+            query("from", "string", "RFC 3339, inclusive"),
+            query("to", "string", "RFC 3339, exclusive"),
+            query("page_size", "integer", "records per page (default 100, at most 1000)"),
+            query("bookmark", "string", "the bookmark of the previous page"),
+        ],
+        "RecordPage",
+        "Ledger records by agent or entity in a time window, oldest first, paginated.",
+    ),
+    read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
+    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[], reply: Reply::EventStream },
+    Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness, with the ledger and orchestrator in use.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
+    Route { op: Op::Metrics, method: "get", path: "/metrics", tag: "service", summary: "Prometheus metrics (text format).", auth: false, function: None, body: None, params: &[], reply: Reply::Text },
+    Route { op: Op::OpenApi, method: "get", path: "/openapi.json", tag: "service", summary: "This document.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("") },
+];
+
+/// The handler of each route.
+pub(crate) fn method_router(route: &Route) -> MethodRouter<AppState> {
+    use handlers as h;
+    match route.op {
+        Op::RegisterOrg => post(h::register_org),
+        Op::GetOrg => get(h::get_org),
+        Op::IdentifyDevice => post(h::identify_device),
+        Op::TerminateDevice => delete(h::terminate_device),
+        Op::IdentifyContainer => post(h::identify_container),
+        Op::TerminateContainer => delete(h::terminate_container),
+        Op::PlaceContainer => post(h::place_container),
+        Op::RecordOutcome => post(h::record_outcome),
+        Op::RecordDrift => post(h::record_drift),
+        Op::DefineContract => post(h::define_contract),
+        Op::EvaluateContract => post(h::evaluate_contract),
+        Op::RecordData => post(h::record_data),
+        Op::ExecContract => post(h::exec_contract),
+        Op::GetEntity => get(h::get_entity),
+        Op::GetHistory => get(h::get_history),
+        Op::GetLineage => get(h::get_lineage),
+        Op::ExportProv => get(h::export_prov),
+        Op::QueryRecords => get(h::query_records),
+        Op::GetRecord => get(h::get_record),
+        Op::Events => get(events::events),
+        Op::Health => get(h::health),
+        Op::Metrics => get(h::metrics),
+        Op::OpenApi => get(h::openapi),
+    }
+}

@@ -1,0 +1,446 @@
+//! The OpenAPI 3.0 document served at `/openapi.json`, built from [`super::ROUTES`] (so every
+//! route the router serves is documented) and hand-written component schemas mirroring the
+//! contract's request types (a test checks their fields against those types).
+
+use serde_json::{json, Map, Value};
+
+use super::{Reply, ROUTES};
+
+fn string(description: &str) -> Value {
+    json!({ "type": "string", "description": description })
+}
+
+fn strings(description: &str) -> Value {
+    json!({ "type": "array", "items": { "type": "string" }, "description": description })
+}
+
+/// A closed object schema: `required` fields first, then optional ones.
+fn object(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
+    let mut properties = Map::new();
+    for (name, schema) in required.iter().chain(optional) {
+        properties.insert((*name).to_owned(), schema.clone());
+    }
+    let required: Vec<&str> = required.iter().map(|(n, _)| *n).collect();
+    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+}
+
+fn free(description: &str) -> Value {
+    json!({ "type": "object", "description": description, "additionalProperties": true })
+}
+
+const PEM: &str = "X.509 certificate, PEM";
+const SIG: &str = "base64 DER ECDSA P-256/SHA-256 signature";
+
+/// The component schemas, by name.
+pub fn schemas() -> Map<String, Value> {
+    let id = |what: &str| {
+        string(&format!(
+            "{what} (letters, digits, '-', '_', '.'; at most 128)"
+        ))
+    };
+    let mut s = Map::new();
+    s.insert(
+        "RegisterOrg".into(),
+        object(
+            &[("msp_id", string("the caller's own MSP id")), ("ca_certificates", strings("PEM CA certificates that issue the organisation's identities"))],
+            &[
+                ("name", string("display name")),
+                (
+                    "policy",
+                    object(&[], &[("require_image_signature", json!({ "type": "boolean" })), ("publishers", json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "publisher name -> certificate PEM" }))]),
+                ),
+            ],
+        ),
+    );
+    s.insert(
+        "IdentifyDeviceBody".into(),
+        object(
+            &[
+                ("device_id", id("device id")),
+                ("org", string("MSP id of the device's organisation")),
+                ("kind", id("sensor, actuator, gateway, compute, vehicle, ...")),
+                ("certificate", string(PEM)),
+                ("nonce", string("single-use nonce chosen by the device")),
+                ("proof", string("base64 DER ECDSA signature by the device key over tom/v1/identify-device\\ndevice_id=..\\norg=..\\nkind=..\\nnonce=..\\ncertificate_sha256=..\\n")),
+            ],
+            &[("node_id", string("gateway-only: the orchestrator's node for this device (needs an orchestrator)"))],
+        ),
+    );
+    s.insert(
+        "IdentifyContainer".into(),
+        object(
+            &[("container_id", id("container id")), ("org", string("MSP id")), ("image", string("image reference")), ("digest", string("sha256:<64 lowercase hex>"))],
+            &[("publisher_signature", object(&[("publisher", string("a publisher in the org's policy")), ("signature", string(SIG))], &[])), ("certificate", string("workload certificate (PEM, tom.role=device) whose key signs the data it generates"))],
+        ),
+    );
+    s.insert(
+        "PlaceContainer".into(),
+        object(
+            &[
+                ("container_id", id("container id")),
+                ("device_id", id("device id")),
+            ],
+            &[],
+        ),
+    );
+    s.insert(
+        "RecordOutcome".into(),
+        object(
+            &[
+                ("container_id", id("container id")),
+                (
+                    "action",
+                    json!({ "type": "string", "enum": ["place", "terminate"] }),
+                ),
+                (
+                    "authorising_tx",
+                    string("the PLACE or TERMINATE transaction id"),
+                ),
+                (
+                    "outcome",
+                    json!({ "type": "string", "enum": ["running", "failed", "removed"] }),
+                ),
+            ],
+            &[("detail", string("what happened"))],
+        ),
+    );
+    s.insert(
+        "RecordDrift".into(),
+        object(
+            &[
+                ("service", string("orchestrator-side name")),
+                ("description", string("what differs")),
+            ],
+            &[
+                ("container_id", id("container id")),
+                ("action_taken", string("what was done about it")),
+            ],
+        ),
+    );
+    s.insert(
+        "DefineContract".into(),
+        object(
+            &[("contract_id", id("contract id")), ("contractor", id("the activity: a container or actuator device")), ("deadline", string("RFC 3339"))],
+            &[
+                ("uses", json!({ "type": "array", "items": object(&[("kind", id("data kind"))], &[("source", id("only from this generator"))]) })),
+                ("generates", json!({ "type": "array", "items": object(&[("kind", id("data kind"))], &[]) })),
+            ],
+        ),
+    );
+    s.insert(
+        "RecordData".into(),
+        object(
+            &[
+                ("data_id", id("data id")),
+                ("kind", id("data kind")),
+                (
+                    "hash",
+                    string("sha256:<64 lowercase hex> of the off-chain bytes"),
+                ),
+                ("size", json!({ "type": "integer", "minimum": 0 })),
+                ("location", string("URI of the bytes")),
+                ("generated_by", id("generating device or container")),
+                (
+                    "signature",
+                    string("base64 DER ECDSA signature over the hash text by the generator's key"),
+                ),
+            ],
+            &[("derived_from", strings("input data ids"))],
+        ),
+    );
+    s.insert(
+        "ExecContract".into(),
+        object(
+            &[
+                ("contract_id", id("contract id")),
+                ("data_id", id("data id")),
+            ],
+            &[],
+        ),
+    );
+    s.insert(
+        "Committed".into(),
+        json!({
+            "type": "object",
+            "required": ["tx_id", "status", "block", "record"],
+            "properties": {
+                "tx_id": string("transaction id"),
+                "status": { "type": "string", "enum": ["VALID"], "description": "commit status" },
+                "block": { "type": "integer", "description": "block that carries the transaction" },
+                "record": free("the ledger record the transaction wrote"),
+                "outcome": { "$ref": "#/components/schemas/Committed" },
+                "detail": string("what the orchestrator did"),
+            },
+        }),
+    );
+    s.insert("Error".into(), json!({ "type": "object", "required": ["error", "status"], "properties": { "error": string("what is wrong"), "status": { "type": "integer" } } }));
+    for (name, description) in [
+        ("Org", "a registered organisation"),
+        (
+            "Entity",
+            "a device, container or data item (tagged by `type`), or a processing contract",
+        ),
+        ("History", "array of {tx_id, timestamp, is_delete, value}"),
+        (
+            "Lineage",
+            "the entities, activities, contracts and records linked to an entity",
+        ),
+        ("ProvDocument", "W3C PROV-JSON document"),
+        ("RecordPage", "{records: [LedgerRecord], bookmark}"),
+        (
+            "LedgerRecord",
+            "{kind, tx_id, timestamp, agent, subjects, body}",
+        ),
+        ("Health", "{status, version, ledger, orchestrator}"),
+    ] {
+        s.insert(name.into(), free(description));
+    }
+    s
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let parameters: Vec<Value> = route
+            .params
+            .iter()
+            .map(|p| {
+                let mut schema = json!({ "type": p.kind });
+                if !p.values.is_empty() {
+                    schema["enum"] = json!(p.values);
+                }
+                json!({ "name": p.name, "in": if p.in_path { "path" } else { "query" }, "required": p.required, "description": p.description, "schema": schema })
+            })
+            .collect();
+        let ok = match route.reply {
+            Reply::Committed => {
+                json!({ "description": "committed", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Committed" } } } })
+            }
+            Reply::Json("") => {
+                json!({ "description": "OK", "content": { "application/json": {} } })
+            }
+            Reply::Json(schema) => {
+                json!({ "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+            }
+            Reply::EventStream => {
+                json!({ "description": "event stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } })
+            }
+            Reply::Text => {
+                json!({ "description": "OK", "content": { "text/plain": { "schema": { "type": "string" } } } })
+            }
+        };
+        let mut responses = Map::new();
+        let ok_status = if route.reply == Reply::Committed && route.method == "post" {
+            "201"
+        } else {
+            "200"
+        };
+        responses.insert(ok_status.into(), ok);
+        if route.function.is_some() {
+            responses.insert(
+                "400".into(),
+                error_response("bad input: malformed JSON, unknown field, invalid value"),
+            );
+            responses.insert("401".into(), error_response("missing or unknown API token"));
+            responses.insert(
+                "403".into(),
+                error_response("the caller's role or proof does not allow this"),
+            );
+            responses.insert(
+                "404".into(),
+                error_response("an id the request names does not exist"),
+            );
+            responses.insert(
+                "503".into(),
+                error_response("the ledger is unavailable; nothing was recorded"),
+            );
+        }
+        if route.body.is_some() {
+            responses.insert(
+                "409".into(),
+                error_response("refused by the state machine's guards, or a commit conflict"),
+            );
+            responses.insert("413".into(), error_response("request body too large"));
+        }
+        let mut operation = json!({
+            "operationId": format!("{:?}", route.op),
+            "summary": route.summary,
+            "tags": [route.tag],
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some(function) = route.function {
+            operation["x-tom-contract-function"] = json!(function);
+        }
+        if route.auth {
+            operation["security"] = json!([{ "bearer": [] }]);
+        }
+        if let Some(body) = route.body {
+            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{body}") } } } });
+        }
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        entry[route.method] = operation;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "TOM gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Trusted Orchestration Manager: every orchestration action becomes one ledger transaction, signed as the caller's ledger identity.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "an API token issued by `tom identity add` (or the development bootstrap)" } },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use tom_contract::model::{OrgPolicy, UseClause};
+    use tom_contract::requests::*;
+
+    fn fields(value: impl serde::Serialize) -> BTreeSet<String> {
+        serde_json::to_value(value)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn schema_fields(name: &str) -> BTreeSet<String> {
+        schemas()[name]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Every request schema lists exactly the fields the contract's type has (all options set).
+    #[test]
+    fn request_schemas_match_contract_types() {
+        let s = || "x".to_owned();
+        let check = |name: &str, value: BTreeSet<String>| {
+            assert_eq!(schema_fields(name), value, "schema {name}")
+        };
+        check(
+            "RegisterOrg",
+            fields(RegisterOrg {
+                msp_id: s(),
+                name: s(),
+                ca_certificates: vec![],
+                policy: OrgPolicy::default(),
+            }),
+        );
+        let mut device = fields(IdentifyDevice {
+            device_id: s(),
+            org: s(),
+            kind: s(),
+            certificate: s(),
+            nonce: s(),
+            proof: s(),
+        });
+        device.insert("node_id".into());
+        check("IdentifyDeviceBody", device);
+        check(
+            "IdentifyContainer",
+            fields(IdentifyContainer {
+                container_id: s(),
+                org: s(),
+                image: s(),
+                digest: s(),
+                publisher_signature: Some(PublisherSignature {
+                    publisher: s(),
+                    signature: s(),
+                }),
+                certificate: Some(s()),
+            }),
+        );
+        check(
+            "PlaceContainer",
+            fields(PlaceContainer {
+                container_id: s(),
+                device_id: s(),
+            }),
+        );
+        check(
+            "RecordOutcome",
+            fields(RecordOutcome {
+                container_id: s(),
+                action: s(),
+                authorising_tx: s(),
+                outcome: s(),
+                detail: s(),
+            }),
+        );
+        check(
+            "RecordDrift",
+            fields(RecordDrift {
+                service: s(),
+                container_id: Some(s()),
+                description: s(),
+                action_taken: Some(s()),
+            }),
+        );
+        check(
+            "DefineContract",
+            fields(DefineContract {
+                contract_id: s(),
+                contractor: s(),
+                uses: vec![UseClause {
+                    kind: s(),
+                    source: None,
+                }],
+                generates: vec![],
+                deadline: s(),
+            }),
+        );
+        check(
+            "RecordData",
+            fields(RecordData {
+                data_id: s(),
+                kind: s(),
+                hash: s(),
+                size: 1,
+                location: s(),
+                generated_by: s(),
+                derived_from: vec![],
+                signature: s(),
+            }),
+        );
+        check(
+            "ExecContract",
+            fields(ExecContract {
+                contract_id: s(),
+                data_id: s(),
+            }),
+        );
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("#/components/schemas/").skip(1) {
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            assert!(schemas.contains_key(&name), "dangling $ref {name}");
+        }
+    }
+}

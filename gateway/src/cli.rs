@@ -1,0 +1,320 @@
+//! The `tom` command line: `serve`, `verify`, `identity`, `audit` and `demo`, and the small HTTP
+//! client that `audit` and `demo` use to call a gateway.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tom",
+    version,
+    about = "TOM: Trusted Orchestration Manager gateway. Every orchestration action becomes one ledger transaction."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway's REST API (embedded ledger by default; --fabric PROFILE for a network).
+    Serve(ServeArgs),
+    /// Check the embedded ledger's files: block hashes, signatures and state, end to end.
+    Verify {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Manage the ledger identities and API tokens the gateway holds.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Audit queries against a running gateway.
+    Audit {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        #[command(subcommand)]
+        query: AuditQuery,
+    },
+    /// Run a demonstration scenario.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Identities, tokens and the embedded ledger live here; created if missing.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Submit to the Fabric network described by this connection profile instead.
+    #[arg(long, value_name = "PROFILE")]
+    pub fabric: Option<PathBuf>,
+    /// Keep the ledger in memory only (nothing survives a restart); for trying the API.
+    #[arg(long)]
+    pub in_memory: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Add a ledger identity (certificate + PKCS#8 P-256 key) and an API token for it.
+    Add {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Name of the identity in the gateway (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        /// MSP id of its organisation.
+        #[arg(long)]
+        msp: String,
+        /// Certificate, PEM file.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Private key, PKCS#8 PEM file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Token file: used if it exists, else a new token is written there (mode 0600).
+        /// Without it a new token is printed once.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// List the identities (name, agent, role).
+    List {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Gateway base URL.
+    #[arg(long, env = "TOM_GATEWAY", default_value = "http://127.0.0.1:8080")]
+    pub gateway: String,
+    /// API token (e.g. from <data-dir>/dev-credentials.json).
+    #[arg(long, env = "TOM_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DirectionArg {
+    Up,
+    Down,
+    Both,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditQuery {
+    /// A device, container, data item or contract.
+    Entity { id: String },
+    /// Every committed version of an entity.
+    History { id: String },
+    /// Lineage of an entity.
+    Lineage {
+        id: String,
+        #[arg(long, value_enum, default_value = "up")]
+        direction: DirectionArg,
+        #[arg(long)]
+        depth: Option<u32>,
+    },
+    /// The lineage as W3C PROV-JSON.
+    Prov {
+        id: String,
+        #[arg(long, value_enum, default_value = "up")]
+        direction: DirectionArg,
+        #[arg(long)]
+        depth: Option<u32>,
+    },
+    /// Ledger records by agent or entity in a time window.
+    Records {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        entity: Option<String>,
+        /// RFC 3339, inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339, exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        page_size: Option<u32>,
+        #[arg(long)]
+        bookmark: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// The paper's smart-city scenario, then the incident audit of the traffic light's ACK.
+    SmartCity {
+        /// Run against this gateway (its data dir prepared with `tom demo install`); without it
+        /// an in-process gateway on a temporary data directory is used.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The demo-credentials.json that `tom demo install` wrote.
+        #[arg(long, requires = "gateway")]
+        credentials: Option<PathBuf>,
+    },
+    /// Add the demo's identities (fixture PKI) and tokens to a data directory, for running the
+    /// demo against `tom serve`; writes <data-dir>/demo-credentials.json.
+    Install {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+}
+
+/// A minimal JSON client for the gateway's API.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    /// The same gateway as another caller.
+    pub fn as_token(&self, token: &str) -> Client {
+        Client {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}: gateway unreachable"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("{method} {url}: reading the response"))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let message = value
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
+            bail!("{method} {path}: {status}: {message}");
+        }
+        Ok(value)
+    }
+}
+
+fn direction(d: DirectionArg) -> &'static str {
+    match d {
+        DirectionArg::Up => "up",
+        DirectionArg::Down => "down",
+        DirectionArg::Both => "both",
+    }
+}
+
+/// Percent-encode a query or path component (RFC 3986 unreserved characters pass).
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The path and query of an audit subcommand.
+pub fn audit_path(query: &AuditQuery) -> String {
+    let lineage = |base: &str, id: &str, d: DirectionArg, depth: Option<u32>| {
+        let mut path = format!("{base}/{}?direction={}", encode(id), direction(d));
+        if let Some(depth) = depth {
+            path.push_str(&format!("&depth={depth}"));
+        }
+        path
+    };
+    match query {
+        AuditQuery::Entity { id } => format!("/v1/entities/{}", encode(id)),
+        AuditQuery::History { id } => format!("/v1/entities/{}/history", encode(id)),
+        AuditQuery::Lineage {
+            id,
+            direction,
+            depth,
+        } => lineage("/v1/lineage", id, *direction, *depth),
+        AuditQuery::Prov {
+            id,
+            direction,
+            depth,
+        } => lineage("/v1/prov", id, *direction, *depth),
+        AuditQuery::Records {
+            agent,
+            entity,
+            from,
+            to,
+            page_size,
+            bookmark,
+        } => {
+            let mut params = Vec::new();
+            for (name, value) in [
+                ("agent", agent),
+                ("entity", entity),
+                ("from", from),
+                ("to", to),
+                ("bookmark", bookmark),
+            ] {
+                if let Some(v) = value {
+                    params.push(format!("{name}={}", encode(v)));
+                }
+            }
+            if let Some(n) = page_size {
+                params.push(format!("page_size={n}"));
+            }
+            if params.is_empty() {
+                "/v1/records".into()
+            } else {
+                format!("/v1/records?{}", params.join("&"))
+            }
+        }
+    }
+}
+
+pub async fn audit(gateway: &GatewayArgs, query: &AuditQuery) -> anyhow::Result<()> {
+    let value = Client::new(&gateway.gateway, &gateway.token)
+        .get(&audit_path(query))
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
