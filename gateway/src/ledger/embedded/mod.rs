@@ -149,9 +149,10 @@ enum Signing {
 /// The durable embedded ledger. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct EmbeddedLedger {
     data_dir: PathBuf,
-    db: Arc<redb::Database>,
-    // Mutex: only so `shutdown(&self)` can take the sender and the thread handle out; each use
-    // is a clone or a take, never held across an await.
+    // Mutexes: only so `shutdown(&self)` can take the store, the sender and the thread handle
+    // out (releasing the store file for `tom verify` or a restart); each use is a clone or a
+    // take, never held across an await.
+    db: Mutex<Option<Arc<redb::Database>>>,
     orderer: Mutex<Option<mpsc::Sender<Message>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     events: broadcast::Sender<CommittedEvent>,
@@ -192,13 +193,22 @@ impl EmbeddedLedger {
         tracing::info!(dir = %data_dir.display(), height = height.load(Ordering::Acquire), "embedded ledger open");
         Ok(EmbeddedLedger {
             data_dir: data_dir.to_owned(),
-            db,
+            db: Mutex::new(Some(db)),
             orderer: Mutex::new(Some(sender)),
             committer: Mutex::new(Some(handle)),
             events,
             height,
             public_key_pem,
         })
+    }
+
+    /// The store, unless shut down.
+    fn db(&self) -> Result<Arc<redb::Database>, LedgerError> {
+        self.db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| LedgerError::Unavailable("the embedded ledger is shut down".into()))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -249,7 +259,8 @@ impl EmbeddedLedger {
     }
 
     async fn endorse_proposal(&self, proposal: Proposal, signing: Signing) -> Result<Endorsement, LedgerError> {
-        let db = self.db.clone();
+        // After shutdown this refuses early: work that can never be ordered only wastes CPU.
+        let db = self.db()?;
         // The blocking pool: a simulation is CPU-bound (certificate parsing, ECDSA) and reads
         // redb synchronously; running it there lets simulations proceed in parallel without
         // stalling the async workers.
@@ -260,7 +271,7 @@ impl EmbeddedLedger {
 
     /// Where `tx_id` was committed, if it was (valid or not).
     pub fn transaction_status(&self, tx_id: &str) -> Result<Option<TxStatus>, LedgerError> {
-        let snapshot = Snapshot::begin(&self.db).map_err(|e| LedgerError::Internal(e.0))?;
+        let snapshot = Snapshot::begin(&*self.db()?).map_err(|e| LedgerError::Internal(e.0))?;
         let Some((block, index, code)) = snapshot.tx_status(tx_id).map_err(|e| LedgerError::Internal(e.0))? else {
             return Ok(None);
         };
@@ -271,7 +282,7 @@ impl EmbeddedLedger {
 
     /// Block `number`, decoded, if it exists (blocking read; meant for audits and tests).
     pub fn block(&self, number: u64) -> Result<Option<Block>, LedgerError> {
-        let txn = self.db.begin_read().map_err(|e| store_error("begin read", e))?;
+        let txn = self.db()?.begin_read().map_err(|e| store_error("begin read", e))?;
         let blocks = txn.open_table(store::BLOCKS).map_err(|e| store_error("open blocks", e))?;
         let Some(bytes) = blocks.get(number).map_err(|e| store_error("read block", e))? else {
             return Ok(None);
@@ -282,7 +293,7 @@ impl EmbeddedLedger {
     /// The chaincode events of valid transactions in blocks `from_block..`, in commit order, as
     /// [`Ledger::subscribe`] delivered them (for resuming a feed after a restart).
     pub fn events_from(&self, from_block: u64) -> Result<Vec<CommittedEvent>, LedgerError> {
-        let txn = self.db.begin_read().map_err(|e| store_error("begin read", e))?;
+        let txn = self.db()?.begin_read().map_err(|e| store_error("begin read", e))?;
         let blocks = txn.open_table(store::BLOCKS).map_err(|e| store_error("open blocks", e))?;
         let mut events = Vec::new();
         for row in blocks.range(from_block..).map_err(|e| store_error("read blocks", e))? {
@@ -325,6 +336,9 @@ impl EmbeddedLedger {
                 tracing::error!("the embedded ledger's committer thread panicked");
             }
         }
+        // The committer has dropped its handle; dropping ours closes the store file unless an
+        // endorsement or query still running holds it, until it finishes.
+        drop(self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
     }
 }
 
@@ -400,7 +414,7 @@ impl Ledger for EmbeddedLedger {
     }
 
     async fn evaluate(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Vec<u8>, LedgerError> {
-        let db = self.db.clone();
+        let db = self.db()?;
         let creator = identity.creator();
         let function = function.to_owned();
         let argument = argument.to_vec();
