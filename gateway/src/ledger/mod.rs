@@ -6,6 +6,7 @@
 //! third, non-durable one for tests. All of them run transactions as the caller's
 //! [`SigningIdentity`], so the contract sees the caller as creator on every back end.
 
+pub mod embedded;
 pub mod fabric;
 pub mod memory;
 
