@@ -163,12 +163,14 @@ impl Config {
             None => DEFAULT_SHUTDOWN_GRACE,
             Some(text) => match text.parse::<u64>() {
                 Ok(secs) if secs <= MAX_SHUTDOWN_GRACE_SECS => Duration::from_secs(secs),
-                _ => return Err(ChaincodeError::config(
-                    CHAINCODE_SHUTDOWN_GRACE_SECS,
-                    format!(
+                _ => {
+                    return Err(ChaincodeError::config(
+                        CHAINCODE_SHUTDOWN_GRACE_SECS,
+                        format!(
                         "must be whole seconds from 0 to {MAX_SHUTDOWN_GRACE_SECS}, got {text:?}"
                     ),
-                )),
+                    ))
+                }
             },
         };
 

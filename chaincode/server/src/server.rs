@@ -109,10 +109,13 @@ pub async fn serve(
         }
         builder = builder.tls_config(tls_config)?;
     }
-    let local = listener.local_addr().ok();
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|e| format!("unknown ({e})"));
     info!(
         chaincode_id = %config.chaincode_id,
-        address = ?local,
+        address = %local,
         tls = config.tls.is_some(),
         client_auth = config.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
         "chaincode server listening"
