@@ -9,7 +9,9 @@ use crate::error::ContractError;
 use crate::identity::{check_chain, Certificate};
 use crate::keys;
 use crate::ledger::{LedgerStub, Timestamp};
-use crate::model::{AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, RecordKind, Role, Stamp};
+use crate::model::{
+    AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, RecordKind, Role, Stamp,
+};
 
 /// The authenticated creator of the transaction.
 #[derive(Clone)]
@@ -28,7 +30,11 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(stub: &'a mut dyn LedgerStub, function: &'static str) -> Self {
-        Ctx { stub, function, caller: std::cell::OnceCell::new() }
+        Ctx {
+            stub,
+            function,
+            caller: std::cell::OnceCell::new(),
+        }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -40,7 +46,11 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn stamp(&self, caller: &Caller) -> Stamp {
-        Stamp { tx_id: self.tx_id(), at: self.now(), by: caller.agent.clone() }
+        Stamp {
+            tx_id: self.tx_id(),
+            at: self.now(),
+            by: caller.agent.clone(),
+        }
     }
 
     // --- typed state access -------------------------------------------------------------
@@ -48,15 +58,22 @@ impl<'a> Ctx<'a> {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ContractError> {
         match self.stub.get_state(key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ContractError::CorruptState { key: key.to_owned(), detail: e.to_string() }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| ContractError::CorruptState {
+                        key: key.to_owned(),
+                        detail: e.to_string(),
+                    })
+            }
         }
     }
 
     pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), ContractError> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|e| ContractError::CorruptState { key: key.to_owned(), detail: e.to_string() })?;
+        let bytes = serde_json::to_vec(value).map_err(|e| ContractError::CorruptState {
+            key: key.to_owned(),
+            detail: e.to_string(),
+        })?;
         Ok(self.stub.put_state(key, bytes)?)
     }
 
@@ -83,7 +100,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Keys (and values) under a partial composite key.
-    pub fn scan(&self, object_type: &str, attributes: &[&str]) -> Result<Vec<(String, Vec<u8>)>, ContractError> {
+    pub fn scan(
+        &self,
+        object_type: &str,
+        attributes: &[&str],
+    ) -> Result<Vec<(String, Vec<u8>)>, ContractError> {
         Ok(self
             .stub
             .get_state_by_partial_composite_key(object_type, attributes)?
@@ -93,13 +114,21 @@ impl<'a> Ctx<'a> {
     }
 
     /// An index entry: the value is the transaction id that wrote it (Fabric forbids empty values).
-    pub fn put_index(&mut self, object_type: &str, attributes: &[&str]) -> Result<(), ContractError> {
+    pub fn put_index(
+        &mut self,
+        object_type: &str,
+        attributes: &[&str],
+    ) -> Result<(), ContractError> {
         let key = keys::key(object_type, attributes)?;
         let tx_id = self.tx_id();
         Ok(self.stub.put_state(&key, tx_id.into_bytes())?)
     }
 
-    pub fn delete_index(&mut self, object_type: &str, attributes: &[&str]) -> Result<(), ContractError> {
+    pub fn delete_index(
+        &mut self,
+        object_type: &str,
+        attributes: &[&str],
+    ) -> Result<(), ContractError> {
         let key = keys::key(object_type, attributes)?;
         Ok(self.stub.delete_state(&key)?)
     }
@@ -118,16 +147,24 @@ impl<'a> Ctx<'a> {
 
     fn authenticate(&self) -> Result<Caller, ContractError> {
         let creator = self.stub.creator();
-        let pem = std::str::from_utf8(&creator.certificate_pem)
-            .map_err(|_| ContractError::denied(self.function, "creator certificate is not PEM text"))?;
-        let certificate = Certificate::from_pem(pem)
-            .map_err(|e| ContractError::denied(self.function, format!("creator certificate: {e}")))?;
+        let pem = std::str::from_utf8(&creator.certificate_pem).map_err(|_| {
+            ContractError::denied(self.function, "creator certificate is not PEM text")
+        })?;
+        let certificate = Certificate::from_pem(pem).map_err(|e| {
+            ContractError::denied(self.function, format!("creator certificate: {e}"))
+        })?;
         certificate
             .check_valid_at(self.now())
             .map_err(|e| ContractError::denied(self.function, e))?;
-        let role = certificate.role().map_err(|e| ContractError::denied(self.function, e))?;
+        let role = certificate
+            .role()
+            .map_err(|e| ContractError::denied(self.function, e))?;
         let agent = certificate.agent(&creator.msp_id);
-        Ok(Caller { agent, certificate, role })
+        Ok(Caller {
+            agent,
+            certificate,
+            role,
+        })
     }
 
     /// A caller who may write: one of `roles`, of a registered organisation whose CA issued the
@@ -140,18 +177,29 @@ impl<'a> Ctx<'a> {
             Some(role) => {
                 return Err(ContractError::denied(
                     self.function,
-                    format!("{} has role {role}; this needs role {}", caller.agent.id, allowed.join(" or ")),
+                    format!(
+                        "{} has role {role}; this needs role {}",
+                        caller.agent.id,
+                        allowed.join(" or ")
+                    ),
                 ))
             }
             None => {
                 return Err(ContractError::denied(
                     self.function,
-                    format!("{} has no tom.role attribute; this needs role {}", caller.agent.id, allowed.join(" or ")),
+                    format!(
+                        "{} has no tom.role attribute; this needs role {}",
+                        caller.agent.id,
+                        allowed.join(" or ")
+                    ),
                 ))
             }
         }
         let org = self.org(&caller.agent.msp_id)?.ok_or_else(|| {
-            ContractError::denied(self.function, format!("organisation {} is not registered", caller.agent.msp_id))
+            ContractError::denied(
+                self.function,
+                format!("organisation {} is not registered", caller.agent.msp_id),
+            )
         })?;
         check_chain(&caller.certificate, &org.ca_certificates_pem, self.now())
             .map_err(|e| ContractError::denied(self.function, e))?;
@@ -162,8 +210,21 @@ impl<'a> Ctx<'a> {
 
     /// Write this transaction's ledger record with its time, agent and entity indexes, and emit
     /// the chaincode event named after its kind. Called exactly once per committing transaction.
-    pub fn record(&mut self, caller: &Caller, kind: RecordKind, subjects: Vec<String>, body: RecordBody) -> Result<LedgerRecord, ContractError> {
-        let record = LedgerRecord { kind, tx_id: self.tx_id(), timestamp: self.now(), agent: caller.agent.clone(), subjects, body };
+    pub fn record(
+        &mut self,
+        caller: &Caller,
+        kind: RecordKind,
+        subjects: Vec<String>,
+        body: RecordBody,
+    ) -> Result<LedgerRecord, ContractError> {
+        let record = LedgerRecord {
+            kind,
+            tx_id: self.tx_id(),
+            timestamp: self.now(),
+            agent: caller.agent.clone(),
+            subjects,
+            body,
+        };
         let tx_id = record.tx_id.clone();
         let at = record.timestamp.sortable();
         self.put(&keys::key(keys::RECORD, &[&tx_id])?, &record)?;
@@ -172,8 +233,10 @@ impl<'a> Ctx<'a> {
         for subject in &record.subjects {
             self.put_index(keys::BY_ENTITY, &[subject, &at, &tx_id])?;
         }
-        let payload = serde_json::to_vec(&record)
-            .map_err(|e| ContractError::CorruptState { key: tx_id.clone(), detail: e.to_string() })?;
+        let payload = serde_json::to_vec(&record).map_err(|e| ContractError::CorruptState {
+            key: tx_id.clone(),
+            detail: e.to_string(),
+        })?;
         self.stub.set_event(kind.as_str(), payload)?;
         Ok(record)
     }

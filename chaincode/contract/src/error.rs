@@ -16,22 +16,38 @@ pub enum ContractError {
     UnknownFunction(String),
     /// The JSON argument is missing, malformed or carries invalid values.
     #[error("{function}: invalid argument: {detail}")]
-    BadArgument { function: &'static str, detail: String },
+    BadArgument {
+        function: &'static str,
+        detail: String,
+    },
     /// The creator may not call this function.
     #[error("{function}: access denied: {reason}")]
-    Unauthorized { function: &'static str, reason: String },
+    Unauthorized {
+        function: &'static str,
+        reason: String,
+    },
     /// A proof (certificate chain, signature, nonce) did not hold.
     #[error("{function}: {detail}")]
-    InvalidProof { function: &'static str, detail: String },
+    InvalidProof {
+        function: &'static str,
+        detail: String,
+    },
     /// An entity, org, contract or record the call names does not exist.
     #[error("{kind} {id} does not exist")]
     NotFound { kind: &'static str, id: String },
     /// The id is taken already.
     #[error("{kind} {id} already exists ({detail})")]
-    AlreadyExists { kind: &'static str, id: String, detail: String },
+    AlreadyExists {
+        kind: &'static str,
+        id: String,
+        detail: String,
+    },
     /// A transition of the state machine was refused by its guards.
     #[error("{transition} refused: {}", Failures(.failures))]
-    GuardFailed { transition: &'static str, failures: Vec<GuardFailure> },
+    GuardFailed {
+        transition: &'static str,
+        failures: Vec<GuardFailure>,
+    },
     /// The ledger underneath failed (not the caller's fault).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -69,14 +85,23 @@ impl ContractError {
     }
 
     pub(crate) fn bad(function: &'static str, detail: impl Into<String>) -> Self {
-        ContractError::BadArgument { function, detail: detail.into() }
+        ContractError::BadArgument {
+            function,
+            detail: detail.into(),
+        }
     }
 
     pub(crate) fn denied(function: &'static str, reason: impl Into<String>) -> Self {
-        ContractError::Unauthorized { function, reason: reason.into() }
+        ContractError::Unauthorized {
+            function,
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn proof(function: &'static str, detail: impl Into<String>) -> Self {
-        ContractError::InvalidProof { function, detail: detail.into() }
+        ContractError::InvalidProof {
+            function,
+            detail: detail.into(),
+        }
     }
 }

@@ -22,27 +22,59 @@ use crate::model::{Entity, EntityType, Lifecycle};
 #[serde(tag = "guard", rename_all = "snake_case")]
 pub enum GuardFailure {
     /// joined(x) does not hold.
-    NotJoined { entity_type: EntityType, id: String, state: String },
+    NotJoined {
+        entity_type: EntityType,
+        id: String,
+        state: String,
+    },
     /// The entity is joined already; a second join would hide the first.
-    AlreadyJoined { entity_type: EntityType, id: String, since_tx: String },
+    AlreadyJoined {
+        entity_type: EntityType,
+        id: String,
+        since_tx: String,
+    },
     /// left(data) does not hold: no PROV-DATA record exists for it.
     DataNotLeft { id: String },
     /// The id names an entity of another type.
-    WrongType { id: String, expected: EntityType, actual: EntityType },
+    WrongType {
+        id: String,
+        expected: EntityType,
+        actual: EntityType,
+    },
     /// A device cannot leave while containers are placed on it.
-    ContainersPlaced { device: String, containers: Vec<String> },
+    ContainersPlaced {
+        device: String,
+        containers: Vec<String>,
+    },
     /// The container has no placement on a device.
     NotPlaced { container: String },
     /// The container is on that device already.
-    AlreadyPlaced { container: String, device: String, since_tx: String },
+    AlreadyPlaced {
+        container: String,
+        device: String,
+        since_tx: String,
+    },
     /// The contract is not active.
     ContractNotActive { contract: String, state: String },
     /// The activity holds no credential for this input.
-    NoCredential { activity: String, contract: String, data: String, kind: String, source: String },
+    NoCredential {
+        activity: String,
+        contract: String,
+        data: String,
+        kind: String,
+        source: String,
+    },
     /// The data has joined this activity under this contract already.
-    AlreadyUsed { data: String, contract: String, tx_id: String },
+    AlreadyUsed {
+        data: String,
+        contract: String,
+        tx_id: String,
+    },
     /// A free-form precondition named by the transition.
-    Precondition { condition: &'static str, detail: String },
+    Precondition {
+        condition: &'static str,
+        detail: String,
+    },
 }
 
 impl fmt::Display for GuardFailure {
@@ -110,7 +142,10 @@ impl Guards {
         if self.failures.is_empty() {
             Ok(())
         } else {
-            Err(crate::ContractError::GuardFailed { transition, failures: std::mem::take(&mut self.failures) })
+            Err(crate::ContractError::GuardFailed {
+                transition,
+                failures: std::mem::take(&mut self.failures),
+            })
         }
     }
 }
@@ -118,14 +153,26 @@ impl Guards {
 /// joined(entity): the entity exists, is of the expected type and has not left.
 pub fn joined(id: &str, expected: EntityType, entity: Option<&Entity>) -> Result<(), GuardFailure> {
     let Some(entity) = entity else {
-        return Err(GuardFailure::NotJoined { entity_type: expected, id: id.to_owned(), state: "unknown (never joined)".into() });
+        return Err(GuardFailure::NotJoined {
+            entity_type: expected,
+            id: id.to_owned(),
+            state: "unknown (never joined)".into(),
+        });
     };
     if entity.entity_type() != expected {
-        return Err(GuardFailure::WrongType { id: id.to_owned(), expected, actual: entity.entity_type() });
+        return Err(GuardFailure::WrongType {
+            id: id.to_owned(),
+            expected,
+            actual: entity.entity_type(),
+        });
     }
     match entity.lifecycle() {
         Some(Lifecycle::Joined) => Ok(()),
-        _ => Err(GuardFailure::NotJoined { entity_type: expected, id: id.to_owned(), state: entity.state_description() }),
+        _ => Err(GuardFailure::NotJoined {
+            entity_type: expected,
+            id: id.to_owned(),
+            state: entity.state_description(),
+        }),
     }
 }
 
@@ -133,7 +180,11 @@ pub fn joined(id: &str, expected: EntityType, entity: Option<&Entity>) -> Result
 pub fn left(id: &str, entity: Option<&Entity>) -> Result<(), GuardFailure> {
     match entity {
         Some(Entity::Data(_)) => Ok(()),
-        Some(other) => Err(GuardFailure::WrongType { id: id.to_owned(), expected: EntityType::Data, actual: other.entity_type() }),
+        Some(other) => Err(GuardFailure::WrongType {
+            id: id.to_owned(),
+            expected: EntityType::Data,
+            actual: other.entity_type(),
+        }),
         None => Err(GuardFailure::DataNotLeft { id: id.to_owned() }),
     }
 }

@@ -42,7 +42,10 @@ impl Certificate {
         let (rest, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
             .map_err(|e| format!("not a PEM certificate: {e}"))?;
         if block.label != "CERTIFICATE" {
-            return Err(format!("PEM block is a {:?}, not a CERTIFICATE", block.label));
+            return Err(format!(
+                "PEM block is a {:?}, not a CERTIFICATE",
+                block.label
+            ));
         }
         if rest.iter().any(|b| !b.is_ascii_whitespace()) {
             return Err("expected exactly one PEM certificate".into());
@@ -51,7 +54,8 @@ impl Certificate {
     }
 
     fn from_der(der: &[u8], pem: &str) -> Result<Certificate, String> {
-        let (rest, cert) = X509Certificate::from_der(der).map_err(|e| format!("invalid X.509 certificate: {e}"))?;
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|e| format!("invalid X.509 certificate: {e}"))?;
         if !rest.is_empty() {
             return Err("trailing bytes after the certificate".into());
         }
@@ -95,19 +99,30 @@ impl Certificate {
     pub fn role(&self) -> Result<Option<Role>, String> {
         match &self.role_attribute {
             None => Ok(None),
-            Some(text) => Role::parse(text)
-                .map(Some)
-                .ok_or_else(|| format!("unknown tom.role {text:?} (expected admin, orchestrator, device or auditor)")),
+            Some(text) => Role::parse(text).map(Some).ok_or_else(|| {
+                format!(
+                    "unknown tom.role {text:?} (expected admin, orchestrator, device or auditor)"
+                )
+            }),
         }
     }
 
     /// Valid at `at` (inclusive bounds, as X.509 defines them).
     pub fn check_valid_at(&self, at: Timestamp) -> Result<(), String> {
-        let TimestampBounds { not_before, not_after } = TimestampBounds::of(&self.info);
+        let TimestampBounds {
+            not_before,
+            not_after,
+        } = TimestampBounds::of(&self.info);
         if at < not_before {
-            Err(format!("certificate {} is not valid before {} (transaction time {at})", self.info.subject, not_before))
+            Err(format!(
+                "certificate {} is not valid before {} (transaction time {at})",
+                self.info.subject, not_before
+            ))
         } else if at.seconds > not_after.seconds {
-            Err(format!("certificate {} expired at {} (transaction time {at})", self.info.subject, not_after))
+            Err(format!(
+                "certificate {} expired at {} (transaction time {at})",
+                self.info.subject, not_after
+            ))
         } else {
             Ok(())
         }
@@ -116,15 +131,24 @@ impl Certificate {
     /// Check that `ca` issued this certificate: names match, `ca` is a CA and its key signed.
     pub fn check_issued_by(&self, ca: &Certificate) -> Result<(), String> {
         if self.issuer_raw != ca.subject_raw {
-            return Err(format!("issuer {} is not the CA {}", self.info.issuer, ca.info.subject));
+            return Err(format!(
+                "issuer {} is not the CA {}",
+                self.info.issuer, ca.info.subject
+            ));
         }
         if !ca.is_ca {
             return Err(format!("{} is not a CA certificate", ca.info.subject));
         }
+        let pair = (self.info.sha256.clone(), ca.info.sha256.clone());
+        if verified_issuance::contains(&pair) {
+            return Ok(());
+        }
         let (_, cert) = X509Certificate::from_der(&self.der).map_err(|e| e.to_string())?;
         let (_, issuer) = X509Certificate::from_der(&ca.der).map_err(|e| e.to_string())?;
         cert.verify_signature(Some(issuer.public_key()))
-            .map_err(|e| format!("signature of CA {} does not verify: {e}", ca.info.subject))
+            .map_err(|e| format!("signature of CA {} does not verify: {e}", ca.info.subject))?;
+        verified_issuance::insert(pair);
+        Ok(())
     }
 
     /// Verify an ASN.1 DER ECDSA P-256 / SHA-256 signature by this certificate's key.
@@ -144,6 +168,36 @@ impl Certificate {
     }
 }
 
+/// A memo of certificate signatures already verified: (certificate sha256, CA sha256).
+///
+/// Whether a CA's key signed a given certificate is a pure function of the two DER encodings,
+/// so remembering the answer cannot change any result (determinism holds) and spares the
+/// ECDSA verification of the same creator's chain on every transaction. Validity periods and
+/// names are still checked each time. Bounded: cleared when full.
+mod verified_issuance {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    const CAPACITY: usize = 4096;
+    static VERIFIED: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+
+    pub fn contains(pair: &(String, String)) -> bool {
+        VERIFIED
+            .lock()
+            .map(|set| set.contains(pair))
+            .unwrap_or(false)
+    }
+
+    pub fn insert(pair: (String, String)) {
+        if let Ok(mut set) = VERIFIED.lock() {
+            if set.len() >= CAPACITY {
+                set.clear();
+            }
+            set.insert(pair);
+        }
+    }
+}
+
 struct TimestampBounds {
     not_before: Timestamp,
     not_after: Timestamp,
@@ -151,7 +205,10 @@ struct TimestampBounds {
 
 impl TimestampBounds {
     fn of(info: &CertificateInfo) -> Self {
-        TimestampBounds { not_before: info.not_before, not_after: info.not_after }
+        TimestampBounds {
+            not_before: info.not_before,
+            not_after: info.not_after,
+        }
     }
 }
 
@@ -165,8 +222,12 @@ pub fn check_chain(cert: &Certificate, cas: &[String], at: Timestamp) -> Result<
     cert.check_valid_at(at)?;
     let mut reasons = Vec::new();
     for pem in cas {
-        let ca = Certificate::from_pem(pem).map_err(|e| format!("registered CA certificate is unreadable: {e}"))?;
-        match cert.check_issued_by(&ca).and_then(|()| ca.check_valid_at(at)) {
+        let ca = Certificate::from_pem(pem)
+            .map_err(|e| format!("registered CA certificate is unreadable: {e}"))?;
+        match cert
+            .check_issued_by(&ca)
+            .and_then(|()| ca.check_valid_at(at))
+        {
             Ok(()) => return Ok(()),
             Err(reason) => reasons.push(reason),
         }

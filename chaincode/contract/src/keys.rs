@@ -34,14 +34,22 @@ pub fn key(object_type: &str, attributes: &[&str]) -> Result<String, LedgerError
 }
 
 /// Every key under a partial composite key: `[prefix, prefix + U+10FFFF)`.
-pub fn prefix_range(object_type: &str, attributes: &[&str]) -> Result<(String, String), LedgerError> {
+pub fn prefix_range(
+    object_type: &str,
+    attributes: &[&str],
+) -> Result<(String, String), LedgerError> {
     let start = create_composite_key(object_type, attributes)?;
     let end = format!("{start}{MAX_UNICODE_RUNE}");
     Ok((start, end))
 }
 
 /// Index keys `object_type/attrs…/time/…` whose time is in `[from, to)`.
-pub fn time_range(object_type: &str, attributes: &[&str], from: Timestamp, to: Timestamp) -> Result<(String, String), LedgerError> {
+pub fn time_range(
+    object_type: &str,
+    attributes: &[&str],
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<(String, String), LedgerError> {
     let mut lower: Vec<&str> = attributes.to_vec();
     let from = from.sortable();
     lower.push(&from);

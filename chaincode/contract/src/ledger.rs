@@ -179,7 +179,10 @@ mod tests {
 
     #[test]
     fn sortable_timestamps_sort_like_timestamps() {
-        let early = Timestamp { seconds: 9, nanos: 999_999_999 };
+        let early = Timestamp {
+            seconds: 9,
+            nanos: 999_999_999,
+        };
         let late = Timestamp::from_seconds(10);
         assert!(early.sortable() < late.sortable());
         assert_eq!(late.sortable().len(), 20);

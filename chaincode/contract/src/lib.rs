@@ -11,6 +11,11 @@
 //! The same code runs on Fabric peers (through `tom-chaincode`, the chaincode-as-a-service
 //! server), in the gateway's embedded ledger, and in tests on [`memory::MemoryLedger`].
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod context;
 pub mod error;
 pub mod guards;
@@ -80,23 +85,36 @@ pub const FUNCTIONS: &[Function] = &[
 
 /// Look a function up by its name, with or without the `TomContract:` prefix.
 pub fn function(name: &str) -> Option<&'static Function> {
-    let bare = name.strip_prefix(CONTRACT_NAME).and_then(|n| n.strip_prefix(':')).unwrap_or(name);
+    let bare = name
+        .strip_prefix(CONTRACT_NAME)
+        .and_then(|n| n.strip_prefix(':'))
+        .unwrap_or(name);
     FUNCTIONS.iter().find(|f| f.name == bare)
 }
 
 fn arg<T: DeserializeOwned>(function: &'static str, args: &[&[u8]]) -> Result<T, ContractError> {
     let [json] = args else {
-        return Err(ContractError::bad(function, format!("expects exactly 1 JSON argument, got {}", args.len())));
+        return Err(ContractError::bad(
+            function,
+            format!("expects exactly 1 JSON argument, got {}", args.len()),
+        ));
     };
     serde_json::from_slice(json).map_err(|e| ContractError::bad(function, e.to_string()))
 }
 
 fn respond<T: Serialize>(function: &'static str, value: &T) -> Result<Vec<u8>, ContractError> {
-    serde_json::to_vec(value).map_err(|e| ContractError::CorruptState { key: function.to_owned(), detail: e.to_string() })
+    serde_json::to_vec(value).map_err(|e| ContractError::CorruptState {
+        key: function.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 /// Run one transaction: `function` (`Fn` or `TomContract:Fn`) with its JSON argument.
-pub fn invoke(stub: &mut dyn LedgerStub, function_name: &str, args: &[&[u8]]) -> Result<Vec<u8>, ContractError> {
+pub fn invoke(
+    stub: &mut dyn LedgerStub,
+    function_name: &str,
+    args: &[&[u8]],
+) -> Result<Vec<u8>, ContractError> {
     if function_name == METADATA_FUNCTION {
         return respond(METADATA_FUNCTION, &metadata());
     }
@@ -112,8 +130,14 @@ pub fn invoke(stub: &mut dyn LedgerStub, function_name: &str, args: &[&[u8]]) ->
         "RegisterOrg" => respond(name, &transactions::register_org(c, arg(name, args)?)?),
         "IdentifyDevice" => respond(name, &transactions::identify_device(c, arg(name, args)?)?),
         "TerminateDevice" => respond(name, &transactions::terminate_device(c, arg(name, args)?)?),
-        "IdentifyContainer" => respond(name, &transactions::identify_container(c, arg(name, args)?)?),
-        "TerminateContainer" => respond(name, &transactions::terminate_container(c, arg(name, args)?)?),
+        "IdentifyContainer" => respond(
+            name,
+            &transactions::identify_container(c, arg(name, args)?)?,
+        ),
+        "TerminateContainer" => respond(
+            name,
+            &transactions::terminate_container(c, arg(name, args)?)?,
+        ),
         "PlaceContainer" => respond(name, &transactions::place_container(c, arg(name, args)?)?),
         "RecordOutcome" => respond(name, &transactions::record_outcome(c, arg(name, args)?)?),
         "RecordDrift" => respond(name, &transactions::record_drift(c, arg(name, args)?)?),

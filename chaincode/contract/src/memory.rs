@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ledger::{Creator, KeyModification, LedgerError, Timestamp};
 use crate::simulation::{
-    validate, ChaincodeEvent, CommittedState, MvccConflict, ReadWriteSet, TxSimulator, Version, VersionedValue,
+    validate, ChaincodeEvent, CommittedState, MvccConflict, ReadWriteSet, TxSimulator, Version,
+    VersionedValue,
 };
 use crate::ContractError;
 
@@ -45,7 +46,10 @@ pub enum SubmitError {
     #[error("transaction rejected by the contract: {0}")]
     Rejected(#[from] ContractError),
     #[error("transaction {tx_id} invalidated at commit: {conflict}")]
-    Mvcc { tx_id: String, conflict: MvccConflict },
+    Mvcc {
+        tx_id: String,
+        conflict: MvccConflict,
+    },
     #[error("duplicate transaction id {0}")]
     DuplicateTxId(String),
     #[error(transparent)]
@@ -69,7 +73,9 @@ impl MemoryLedger {
 
     /// All committed keys and values, ascending (for invariant checks in tests).
     pub fn dump(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.state.iter().map(|(k, v)| (k.as_str(), v.value.as_slice()))
+        self.state
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.value.as_slice()))
     }
 
     /// Simulate `function(args)` as `creator` without committing (Fabric's endorsement).
@@ -83,7 +89,12 @@ impl MemoryLedger {
     ) -> Result<Endorsed, ContractError> {
         let mut sim = TxSimulator::new(self, tx_id, timestamp, creator.clone());
         let response = crate::invoke(&mut sim, function, args)?;
-        Ok(Endorsed { tx_id: tx_id.to_owned(), timestamp, rwset: sim.into_rwset(), response })
+        Ok(Endorsed {
+            tx_id: tx_id.to_owned(),
+            timestamp,
+            rwset: sim.into_rwset(),
+            response,
+        })
     }
 
     /// Validate and apply a block of endorsed transactions in order; returns each one's outcome.
@@ -102,7 +113,10 @@ impl MemoryLedger {
             return Err(SubmitError::DuplicateTxId(tx.tx_id));
         }
         if let Err(conflict) = validate(&tx.rwset, self)? {
-            return Err(SubmitError::Mvcc { tx_id: tx.tx_id, conflict });
+            return Err(SubmitError::Mvcc {
+                tx_id: tx.tx_id,
+                conflict,
+            });
         }
         let version = Version { block, tx: index };
         for (key, write) in tx.rwset.writes {
@@ -112,7 +126,10 @@ impl MemoryLedger {
                 value: write.clone().unwrap_or_default(),
                 is_delete: write.is_none(),
             };
-            self.history.entry(key.clone()).or_default().push(modification);
+            self.history
+                .entry(key.clone())
+                .or_default()
+                .push(modification);
             match write {
                 Some(value) => {
                     self.state.insert(key, VersionedValue { value, version });
@@ -123,7 +140,10 @@ impl MemoryLedger {
             }
         }
         if let Some(event) = tx.rwset.event {
-            self.events.push(CommittedEvent { tx_id: tx.tx_id.clone(), event });
+            self.events.push(CommittedEvent {
+                tx_id: tx.tx_id.clone(),
+                event,
+            });
         }
         self.committed_tx_ids.insert(tx.tx_id);
         Ok(tx.response)
@@ -142,7 +162,9 @@ impl MemoryLedger {
             return Err(SubmitError::DuplicateTxId(tx_id.to_owned()));
         }
         let endorsed = self.endorse(creator, tx_id, timestamp, function, args)?;
-        self.commit_block(vec![endorsed]).pop().unwrap_or_else(|| Err(LedgerError("empty block".into()).into()))
+        self.commit_block(vec![endorsed])
+            .pop()
+            .unwrap_or_else(|| Err(LedgerError("empty block".into()).into()))
     }
 
     /// Run a read-only query (simulated, never committed).
@@ -154,7 +176,9 @@ impl MemoryLedger {
         function: &str,
         args: &[&[u8]],
     ) -> Result<Vec<u8>, ContractError> {
-        Ok(self.endorse(creator, tx_id, timestamp, function, args)?.response)
+        Ok(self
+            .endorse(creator, tx_id, timestamp, function, args)?
+            .response)
     }
 }
 
@@ -165,7 +189,11 @@ impl CommittedState for MemoryLedger {
 
     fn range(&self, start: &str, end: &str) -> Result<Vec<(String, VersionedValue)>, LedgerError> {
         use std::ops::Bound::{Excluded, Included, Unbounded};
-        let upper = if end.is_empty() { Unbounded } else { Excluded(end) };
+        let upper = if end.is_empty() {
+            Unbounded
+        } else {
+            Excluded(end)
+        };
         if !end.is_empty() && end <= start {
             return Ok(Vec::new());
         }

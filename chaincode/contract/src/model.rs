@@ -236,6 +236,10 @@ pub struct Data {
 /// A stored entity; the `type` tag keeps one namespace for devices, containers and data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "entities are read, changed and written one at a time; boxing would only add indirection"
+)]
 pub enum Entity {
     Device(Device),
     Container(Container),
@@ -273,11 +277,19 @@ impl Entity {
         let (state, joined, left) = match self {
             Entity::Device(d) => (d.state, &d.joined, &d.left),
             Entity::Container(c) => (c.state, &c.joined, &c.left),
-            Entity::Data(d) => return format!("data that left at tx {} ({})", d.recorded.tx_id, d.recorded.at),
+            Entity::Data(d) => {
+                return format!(
+                    "data that left at tx {} ({})",
+                    d.recorded.tx_id, d.recorded.at
+                )
+            }
         };
         match (state, left) {
             (Lifecycle::Left, Some(departure)) => {
-                format!("left (since tx {} at {})", departure.stamp.tx_id, departure.stamp.at)
+                format!(
+                    "left (since tx {} at {})",
+                    departure.stamp.tx_id, departure.stamp.at
+                )
             }
             _ => format!("joined (since tx {} at {})", joined.tx_id, joined.at),
         }
@@ -413,23 +425,74 @@ impl fmt::Display for RecordKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum RecordBody {
-    RegisterOrg { msp_id: String, ca_certificates: usize, require_image_signature: bool },
+    RegisterOrg {
+        msp_id: String,
+        ca_certificates: usize,
+        require_image_signature: bool,
+    },
     /// IDENTITY(object, id-proof) + PROV-ID-create.
-    Identify { entity_type: EntityType, entity: String, org: String, proof: String },
+    Identify {
+        entity_type: EntityType,
+        entity: String,
+        org: String,
+        proof: String,
+    },
     /// PROV-ID-delete.
-    Terminate { entity_type: EntityType, entity: String, reason: Option<String>, location: Option<String> },
+    Terminate {
+        entity_type: EntityType,
+        entity: String,
+        reason: Option<String>,
+        location: Option<String>,
+    },
     /// ORCHESTRATE(deployed, location).
-    Place { deployed: String, location: String, previous_location: Option<String> },
-    DefineContract { contract: String, contractor: String, uses: Vec<UseClause>, generates: Vec<String>, deadline: Timestamp },
-    SettleContract { contract: String, state: ContractState },
+    Place {
+        deployed: String,
+        location: String,
+        previous_location: Option<String>,
+    },
+    DefineContract {
+        contract: String,
+        contractor: String,
+        uses: Vec<UseClause>,
+        generates: Vec<String>,
+        deadline: Timestamp,
+    },
+    SettleContract {
+        contract: String,
+        state: ContractState,
+    },
     /// PROV(data, origin: activity-generates).
-    RecordData { data: String, kind: String, hash: String, generated_by: String, host_device: Option<String>, derived_from: Vec<String>, fulfils: Vec<String> },
+    RecordData {
+        data: String,
+        kind: String,
+        hash: String,
+        generated_by: String,
+        host_device: Option<String>,
+        derived_from: Vec<String>,
+        fulfils: Vec<String>,
+    },
     /// PROV(data, receiver: activity-uses) under a contract: the EXEC.
-    ExecContract { data: String, activity: String, contract: String, host_device: Option<String> },
+    ExecContract {
+        data: String,
+        activity: String,
+        contract: String,
+        host_device: Option<String>,
+    },
     /// The orchestrator's report of how a placement or removal went.
-    Outcome { container: String, action: String, authorising_tx: String, outcome: String, detail: String },
+    Outcome {
+        container: String,
+        action: String,
+        authorising_tx: String,
+        outcome: String,
+        detail: String,
+    },
     /// Swarm state that differs from what the ledger authorised.
-    Drift { service: String, container: Option<String>, description: String, action_taken: Option<String> },
+    Drift {
+        service: String,
+        container: Option<String>,
+        description: String,
+        action_taken: Option<String>,
+    },
 }
 
 /// The record every committed transaction writes, indexed by time, agent and entity.

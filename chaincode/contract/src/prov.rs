@@ -33,7 +33,16 @@ fn qn(local: &str) -> String {
 }
 
 fn agent_qn(agent_id: &str) -> String {
-    let local: String = agent_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '.' }).collect();
+    let local: String = agent_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect();
     format!("tom:agent.{local}")
 }
 
@@ -70,23 +79,33 @@ pub fn to_prov_json(lineage: &Lineage) -> Value {
 
     for (id, node) in &lineage.nodes {
         match node {
-            LineageNode::Entity { entity: Entity::Data(d) } => {
-                entities.insert(qn(id), json!({
-                    "prov:type": typed("tom:Data"),
-                    "tom:kind": d.kind,
-                    "tom:hash": d.hash,
-                    "tom:size": d.size,
-                    "tom:location": d.location,
-                    "tom:recordedIn": d.recorded.tx_id,
-                }));
+            LineageNode::Entity {
+                entity: Entity::Data(d),
+            } => {
+                entities.insert(
+                    qn(id),
+                    json!({
+                        "prov:type": typed("tom:Data"),
+                        "tom:kind": d.kind,
+                        "tom:hash": d.hash,
+                        "tom:size": d.size,
+                        "tom:location": d.location,
+                        "tom:recordedIn": d.recorded.tx_id,
+                    }),
+                );
             }
-            LineageNode::Entity { entity: Entity::Container(c) } => {
-                entities.insert(qn(id), json!({
-                    "prov:type": typed("tom:Container"),
-                    "tom:image": c.image,
-                    "tom:digest": c.digest,
-                    "tom:org": c.org,
-                }));
+            LineageNode::Entity {
+                entity: Entity::Container(c),
+            } => {
+                entities.insert(
+                    qn(id),
+                    json!({
+                        "prov:type": typed("tom:Container"),
+                        "tom:image": c.image,
+                        "tom:digest": c.digest,
+                        "tom:org": c.org,
+                    }),
+                );
                 let mut activity = Map::new();
                 activity.insert("prov:type".into(), typed("tom:ContainerActivity"));
                 activity.insert("tom:container".into(), Value::String(qn(id)));
@@ -96,35 +115,49 @@ pub fn to_prov_json(lineage: &Lineage) -> Value {
                 activities.insert(activity_qn(id), Value::Object(activity));
                 activity_of.insert(id, activity_qn(id));
             }
-            LineageNode::Entity { entity: Entity::Device(d) } => {
-                agents.insert(qn(id), json!({
-                    "prov:type": typed("tom:Device"),
-                    "tom:kind": d.kind,
-                    "tom:org": d.org,
-                    "tom:certificate": d.certificate.sha256,
-                }));
+            LineageNode::Entity {
+                entity: Entity::Device(d),
+            } => {
+                agents.insert(
+                    qn(id),
+                    json!({
+                        "prov:type": typed("tom:Device"),
+                        "tom:kind": d.kind,
+                        "tom:org": d.org,
+                        "tom:certificate": d.certificate.sha256,
+                    }),
+                );
                 agent_of.insert(id, qn(id));
                 if acting.contains(id.as_str()) {
-                    activities.insert(activity_qn(id), json!({ "prov:type": typed("tom:DeviceActivity"), "tom:device": qn(id) }));
+                    activities.insert(
+                        activity_qn(id),
+                        json!({ "prov:type": typed("tom:DeviceActivity"), "tom:device": qn(id) }),
+                    );
                     activity_of.insert(id, activity_qn(id));
                 }
             }
             LineageNode::Contract { contract } => {
-                entities.insert(qn(id), json!({
-                    "prov:type": typed("prov:Plan"),
-                    "tom:contractor": qn(&contract.contractor),
-                    "tom:deadline": contract.deadline.to_rfc3339(),
-                    "tom:state": contract.state.to_string(),
-                }));
+                entities.insert(
+                    qn(id),
+                    json!({
+                        "prov:type": typed("prov:Plan"),
+                        "tom:contractor": qn(&contract.contractor),
+                        "tom:deadline": contract.deadline.to_rfc3339(),
+                        "tom:state": contract.state.to_string(),
+                    }),
+                );
             }
             LineageNode::Agent { agent } => {
                 let qid = agent_qn(&agent.id);
-                agents.insert(qid.clone(), json!({
-                    "prov:type": typed("prov:Person"),
-                    "tom:msp": agent.msp_id,
-                    "tom:commonName": agent.common_name,
-                    "tom:role": agent.role.map(|r| r.as_str()).unwrap_or("none"),
-                }));
+                agents.insert(
+                    qid.clone(),
+                    json!({
+                        "prov:type": typed("prov:Person"),
+                        "tom:msp": agent.msp_id,
+                        "tom:commonName": agent.common_name,
+                        "tom:role": agent.role.map(|r| r.as_str()).unwrap_or("none"),
+                    }),
+                );
                 agent_of.insert(id, qid);
             }
         }
@@ -139,42 +172,76 @@ pub fn to_prov_json(lineage: &Lineage) -> Value {
 
     let mut relations: BTreeMap<&'static str, BTreeMap<(String, String), Value>> = BTreeMap::new();
     let mut add = |kind: &'static str, key: (String, String), value: Value| {
-        relations.entry(kind).or_default().entry(key).or_insert(value);
+        relations
+            .entry(kind)
+            .or_default()
+            .entry(key)
+            .or_insert(value);
     };
     for r in &lineage.relations {
         let tx = json!(r.tx_id);
         match r.relation {
             RelationKind::Used => {
                 if let Some(a) = activity_of.get(r.from.as_str()) {
-                    add("used", (a.clone(), qn(&r.to)), json!({ "prov:activity": a, "prov:entity": qn(&r.to), "tom:tx": tx }));
+                    add(
+                        "used",
+                        (a.clone(), qn(&r.to)),
+                        json!({ "prov:activity": a, "prov:entity": qn(&r.to), "tom:tx": tx }),
+                    );
                 }
             }
             RelationKind::UnderContract => {
                 if let Some(a) = activity_of.get(r.from.as_str()) {
-                    add("used", (a.clone(), qn(&r.to)), json!({ "prov:activity": a, "prov:entity": qn(&r.to), "prov:role": "tom:contract", "tom:tx": tx }));
+                    add(
+                        "used",
+                        (a.clone(), qn(&r.to)),
+                        json!({ "prov:activity": a, "prov:entity": qn(&r.to), "prov:role": "tom:contract", "tom:tx": tx }),
+                    );
                 }
             }
             RelationKind::WasGeneratedBy => {
                 if let Some(a) = activity_of.get(r.to.as_str()) {
-                    add("wasGeneratedBy", (qn(&r.from), a.clone()), json!({ "prov:entity": qn(&r.from), "prov:activity": a, "tom:tx": tx }));
+                    add(
+                        "wasGeneratedBy",
+                        (qn(&r.from), a.clone()),
+                        json!({ "prov:entity": qn(&r.from), "prov:activity": a, "tom:tx": tx }),
+                    );
                 }
             }
             RelationKind::WasDerivedFrom => {
                 if data_ids.contains(r.from.as_str()) && data_ids.contains(r.to.as_str()) {
-                    add("wasDerivedFrom", (qn(&r.from), qn(&r.to)), json!({ "prov:generatedEntity": qn(&r.from), "prov:usedEntity": qn(&r.to), "tom:tx": tx }));
+                    add(
+                        "wasDerivedFrom",
+                        (qn(&r.from), qn(&r.to)),
+                        json!({ "prov:generatedEntity": qn(&r.from), "prov:usedEntity": qn(&r.to), "tom:tx": tx }),
+                    );
                 }
             }
             RelationKind::WasAttributedTo => {
                 if let Some(agent) = agent_of.get(r.to.as_str()) {
-                    add("wasAttributedTo", (qn(&r.from), agent.clone()), json!({ "prov:entity": qn(&r.from), "prov:agent": agent, "tom:tx": tx }));
+                    add(
+                        "wasAttributedTo",
+                        (qn(&r.from), agent.clone()),
+                        json!({ "prov:entity": qn(&r.from), "prov:agent": agent, "tom:tx": tx }),
+                    );
                 }
             }
             RelationKind::WasAssociatedWith | RelationKind::PlacedOn => {
-                let Some(agent) = agent_of.get(r.to.as_str()) else { continue };
+                let Some(agent) = agent_of.get(r.to.as_str()) else {
+                    continue;
+                };
                 if let Some(a) = activity_of.get(r.from.as_str()) {
-                    add("wasAssociatedWith", (a.clone(), agent.clone()), json!({ "prov:activity": a, "prov:agent": agent, "tom:tx": tx }));
+                    add(
+                        "wasAssociatedWith",
+                        (a.clone(), agent.clone()),
+                        json!({ "prov:activity": a, "prov:agent": agent, "tom:tx": tx }),
+                    );
                 } else if let Some(delegate) = agent_of.get(r.from.as_str()) {
-                    add("actedOnBehalfOf", (delegate.clone(), agent.clone()), json!({ "prov:delegate": delegate, "prov:responsible": agent, "tom:tx": tx }));
+                    add(
+                        "actedOnBehalfOf",
+                        (delegate.clone(), agent.clone()),
+                        json!({ "prov:delegate": delegate, "prov:responsible": agent, "tom:tx": tx }),
+                    );
                 }
             }
         }
@@ -182,7 +249,11 @@ pub fn to_prov_json(lineage: &Lineage) -> Value {
 
     let mut doc = Map::new();
     doc.insert("prefix".into(), json!({ "tom": NAMESPACE }));
-    for (name, map) in [("entity", entities), ("activity", activities), ("agent", agents)] {
+    for (name, map) in [
+        ("entity", entities),
+        ("activity", activities),
+        ("agent", agents),
+    ] {
         if !map.is_empty() {
             doc.insert(name.into(), Value::Object(map));
         }

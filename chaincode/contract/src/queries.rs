@@ -22,6 +22,7 @@ pub const MAX_PAGE: u32 = 1000;
 /// `GetEntity`: a device, container or data item, or a processing contract.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
+#[allow(clippy::large_enum_variant, reason = "one value per query response")]
 pub enum EntityView {
     Entity(Entity),
     Contract(ContractView),
@@ -45,20 +46,34 @@ pub fn get_entity(ctx: &Ctx, req: requests::ById) -> Result<EntityView, Contract
     }
     if let Some(contract) = ctx.contract(&req.id)? {
         let effective_state = contract.state_at(ctx.now());
-        return Ok(EntityView::Contract(ContractView { kind: "contract", contract, effective_state }));
+        return Ok(EntityView::Contract(ContractView {
+            kind: "contract",
+            contract,
+            effective_state,
+        }));
     }
-    Err(ContractError::NotFound { kind: "entity", id: req.id })
+    Err(ContractError::NotFound {
+        kind: "entity",
+        id: req.id,
+    })
 }
 
 pub fn get_org(ctx: &Ctx, req: requests::ById) -> Result<Org, ContractError> {
     ctx.caller()?;
     check_id(ctx.function, "id", &req.id)?;
-    ctx.org(&req.id)?.ok_or(ContractError::NotFound { kind: "organisation", id: req.id })
+    ctx.org(&req.id)?.ok_or(ContractError::NotFound {
+        kind: "organisation",
+        id: req.id,
+    })
 }
 
 pub fn get_record(ctx: &Ctx, req: requests::ById) -> Result<LedgerRecord, ContractError> {
     ctx.caller()?;
-    ctx.get(&keys::key(keys::RECORD, &[&req.id])?)?.ok_or(ContractError::NotFound { kind: "record", id: req.id })
+    ctx.get(&keys::key(keys::RECORD, &[&req.id])?)?
+        .ok_or(ContractError::NotFound {
+            kind: "record",
+            id: req.id,
+        })
 }
 
 /// One version of an entity.
@@ -80,7 +95,10 @@ pub fn get_history(ctx: &Ctx, req: requests::ById) -> Result<Vec<HistoryEntry>, 
         history = ctx.stub.get_history_for_key(&key)?;
     }
     if history.is_empty() {
-        return Err(ContractError::NotFound { kind: "entity", id: req.id });
+        return Err(ContractError::NotFound {
+            kind: "entity",
+            id: req.id,
+        });
     }
     history
         .into_iter()
@@ -88,9 +106,19 @@ pub fn get_history(ctx: &Ctx, req: requests::ById) -> Result<Vec<HistoryEntry>, 
             let value = if m.is_delete {
                 None
             } else {
-                Some(serde_json::from_slice(&m.value).map_err(|e| ContractError::CorruptState { key: key.clone(), detail: e.to_string() })?)
+                Some(
+                    serde_json::from_slice(&m.value).map_err(|e| ContractError::CorruptState {
+                        key: key.clone(),
+                        detail: e.to_string(),
+                    })?,
+                )
             };
-            Ok(HistoryEntry { tx_id: m.tx_id, timestamp: m.timestamp, is_delete: m.is_delete, value })
+            Ok(HistoryEntry {
+                tx_id: m.tx_id,
+                timestamp: m.timestamp,
+                is_delete: m.is_delete,
+                value,
+            })
         })
         .collect()
 }
@@ -107,27 +135,41 @@ pub struct RecordPage {
 pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPage, ContractError> {
     let f = ctx.function;
     ctx.caller()?;
-    let parse = |field: &str, text: &Option<String>, default: Timestamp| -> Result<Timestamp, ContractError> {
+    let parse = |field: &str,
+                 text: &Option<String>,
+                 default: Timestamp|
+     -> Result<Timestamp, ContractError> {
         match text {
             None => Ok(default),
-            Some(t) => crate::time::parse_rfc3339(t).ok_or_else(|| ContractError::bad(f, format!("{field} {t:?} is not an RFC 3339 timestamp"))),
+            Some(t) => crate::time::parse_rfc3339(t).ok_or_else(|| {
+                ContractError::bad(f, format!("{field} {t:?} is not an RFC 3339 timestamp"))
+            }),
         }
     };
     let from = parse("from", &req.from, Timestamp::from_seconds(0))?;
     // Year 9999: beyond any transaction timestamp.
     let to = parse("to", &req.to, Timestamp::from_seconds(253_402_300_799))?;
     if to < from {
-        return Err(ContractError::bad(f, format!("to ({to}) is before from ({from})")));
+        return Err(ContractError::bad(
+            f,
+            format!("to ({to}) is before from ({from})"),
+        ));
     }
     let page_size = req.page_size.unwrap_or(DEFAULT_PAGE);
     if page_size == 0 || page_size > MAX_PAGE {
-        return Err(ContractError::bad(f, format!("page_size must be 1 to {MAX_PAGE}, got {page_size}")));
+        return Err(ContractError::bad(
+            f,
+            format!("page_size must be 1 to {MAX_PAGE}, got {page_size}"),
+        ));
     }
     let (start, end) = match (&req.agent, &req.entity) {
         (Some(_), Some(_)) => return Err(ContractError::bad(f, "give agent or entity, not both")),
         (Some(agent), None) => {
             if agent.is_empty() || agent.len() > 300 || agent.contains('\u{0}') {
-                return Err(ContractError::bad(f, "agent must be <msp_id>/<common name>"));
+                return Err(ContractError::bad(
+                    f,
+                    "agent must be <msp_id>/<common name>",
+                ));
             }
             keys::time_range(keys::BY_AGENT, &[agent], from, to)?
         }
@@ -138,18 +180,29 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
         (None, None) => keys::time_range(keys::BY_TIME, &[], from, to)?,
     };
     let bookmark = req.bookmark.unwrap_or_default();
-    if !bookmark.is_empty() && !(bookmark >= start && bookmark < end) {
-        return Err(ContractError::bad(f, "bookmark does not belong to this query"));
+    if !(bookmark.is_empty() || (bookmark >= start && bookmark < end)) {
+        return Err(ContractError::bad(
+            f,
+            "bookmark does not belong to this query",
+        ));
     }
-    let (rows, next) = ctx.stub.get_state_by_range_with_pagination(&start, &end, page_size, &bookmark)?;
+    let (rows, next) = ctx
+        .stub
+        .get_state_by_range_with_pagination(&start, &end, page_size, &bookmark)?;
     let mut records = Vec::with_capacity(rows.len());
     for row in rows {
         let tx_id = String::from_utf8_lossy(&row.value).into_owned();
         let key = keys::key(keys::RECORD, &[&tx_id])?;
-        let record: LedgerRecord = ctx.get(&key)?.ok_or_else(|| ContractError::CorruptState { key: row.key.clone(), detail: format!("index names missing record {tx_id}") })?;
+        let record: LedgerRecord = ctx.get(&key)?.ok_or_else(|| ContractError::CorruptState {
+            key: row.key.clone(),
+            detail: format!("index names missing record {tx_id}"),
+        })?;
         records.push(record);
     }
-    Ok(RecordPage { records, bookmark: next })
+    Ok(RecordPage {
+        records,
+        bookmark: next,
+    })
 }
 
 // --- lineage ----------------------------------------------------------------------------------
@@ -157,6 +210,10 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
 /// A node of a lineage graph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "node", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lineage graphs are small; boxing would only add indirection"
+)]
 pub enum LineageNode {
     Entity { entity: Entity },
     Contract { contract: ProcessingContract },
@@ -209,11 +266,20 @@ struct LineageBuilder<'c, 'a> {
 
 impl LineageBuilder<'_, '_> {
     fn relate(&mut self, relation: RelationKind, from: &str, to: &str, tx_id: &str) {
-        self.relations.insert(Relation { relation, from: from.to_owned(), to: to.to_owned(), tx_id: tx_id.to_owned() });
+        self.relations.insert(Relation {
+            relation,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            tx_id: tx_id.to_owned(),
+        });
     }
 
     fn agent(&mut self, agent: &AgentRef) {
-        self.nodes.entry(agent.id.clone()).or_insert_with(|| LineageNode::Agent { agent: agent.clone() });
+        self.nodes
+            .entry(agent.id.clone())
+            .or_insert_with(|| LineageNode::Agent {
+                agent: agent.clone(),
+            });
     }
 
     /// Add an entity node (and, for activities, where they ran and who orchestrated them).
@@ -221,20 +287,42 @@ impl LineageBuilder<'_, '_> {
         if let Some(LineageNode::Entity { entity }) = self.nodes.get(id) {
             return Ok(Some(entity.clone()));
         }
-        let Some(entity) = self.ctx.entity(id)? else { return Ok(None) };
-        self.nodes.insert(id.to_owned(), LineageNode::Entity { entity: entity.clone() });
+        let Some(entity) = self.ctx.entity(id)? else {
+            return Ok(None);
+        };
+        self.nodes.insert(
+            id.to_owned(),
+            LineageNode::Entity {
+                entity: entity.clone(),
+            },
+        );
         match &entity {
             Entity::Container(c) => {
                 self.agent(&c.joined.by);
-                self.relate(RelationKind::WasAssociatedWith, &c.id, &c.joined.by.id, &c.joined.tx_id);
+                self.relate(
+                    RelationKind::WasAssociatedWith,
+                    &c.id,
+                    &c.joined.by.id,
+                    &c.joined.tx_id,
+                );
                 if let Some(p) = &c.placement {
                     self.agent(&p.stamp.by);
-                    self.relate(RelationKind::WasAssociatedWith, &c.id, &p.stamp.by.id, &p.stamp.tx_id);
+                    self.relate(
+                        RelationKind::WasAssociatedWith,
+                        &c.id,
+                        &p.stamp.by.id,
+                        &p.stamp.tx_id,
+                    );
                 }
             }
             Entity::Device(d) => {
                 self.agent(&d.joined.by);
-                self.relate(RelationKind::WasAssociatedWith, &d.id, &d.joined.by.id, &d.joined.tx_id);
+                self.relate(
+                    RelationKind::WasAssociatedWith,
+                    &d.id,
+                    &d.joined.by.id,
+                    &d.joined.tx_id,
+                );
             }
             Entity::Data(_) => {}
         }
@@ -247,8 +335,14 @@ impl LineageBuilder<'_, '_> {
         }
         if let Some(contract) = self.ctx.contract(id)? {
             self.agent(&contract.defined.by);
-            self.relate(RelationKind::WasAssociatedWith, &contract.contractor, &contract.defined.by.id, &contract.defined.tx_id);
-            self.nodes.insert(id.to_owned(), LineageNode::Contract { contract });
+            self.relate(
+                RelationKind::WasAssociatedWith,
+                &contract.contractor,
+                &contract.defined.by.id,
+                &contract.defined.tx_id,
+            );
+            self.nodes
+                .insert(id.to_owned(), LineageNode::Contract { contract });
         }
         Ok(())
     }
@@ -257,16 +351,31 @@ impl LineageBuilder<'_, '_> {
     fn data_upstream(&mut self, data: &Data) -> Result<Vec<String>, ContractError> {
         let tx = &data.recorded.tx_id;
         self.entity(&data.generated_by)?;
-        self.relate(RelationKind::WasGeneratedBy, &data.id, &data.generated_by, tx);
+        self.relate(
+            RelationKind::WasGeneratedBy,
+            &data.id,
+            &data.generated_by,
+            tx,
+        );
         if let Some(host) = &data.host_device {
             self.entity(host)?;
             self.relate(RelationKind::PlacedOn, &data.generated_by, host, tx);
         }
         self.agent(&data.recorded.by);
-        self.relate(RelationKind::WasAttributedTo, &data.id, &data.recorded.by.id, tx);
+        self.relate(
+            RelationKind::WasAttributedTo,
+            &data.id,
+            &data.recorded.by.id,
+            tx,
+        );
         for contract in &data.fulfils {
             self.contract(contract)?;
-            self.relate(RelationKind::UnderContract, &data.generated_by, contract, tx);
+            self.relate(
+                RelationKind::UnderContract,
+                &data.generated_by,
+                contract,
+                tx,
+            );
         }
         for input in &data.derived_from {
             self.relate(RelationKind::WasDerivedFrom, &data.id, input, tx);
@@ -280,10 +389,24 @@ impl LineageBuilder<'_, '_> {
         let mut users = Vec::new();
         for (key, tx) in self.ctx.scan(keys::USED, &[data])? {
             let tx_id = String::from_utf8_lossy(&tx).into_owned();
-            let Some(record) = self.ctx.get::<LedgerRecord>(&keys::key(keys::RECORD, &[&tx_id])?)? else {
-                return Err(ContractError::CorruptState { key, detail: format!("index names missing record {tx_id}") });
+            let Some(record) = self
+                .ctx
+                .get::<LedgerRecord>(&keys::key(keys::RECORD, &[&tx_id])?)?
+            else {
+                return Err(ContractError::CorruptState {
+                    key,
+                    detail: format!("index names missing record {tx_id}"),
+                });
             };
-            let RecordBody::ExecContract { activity: user, contract, host_device, .. } = &record.body else { continue };
+            let RecordBody::ExecContract {
+                activity: user,
+                contract,
+                host_device,
+                ..
+            } = &record.body
+            else {
+                continue;
+            };
             if activity.is_some_and(|a| a != user) {
                 continue;
             }
@@ -296,7 +419,12 @@ impl LineageBuilder<'_, '_> {
                 self.relate(RelationKind::PlacedOn, user, host, &tx_id);
             }
             self.agent(&record.agent);
-            self.relate(RelationKind::WasAssociatedWith, user, &record.agent.id, &tx_id);
+            self.relate(
+                RelationKind::WasAssociatedWith,
+                user,
+                &record.agent.id,
+                &tx_id,
+            );
             users.push(user.clone());
         }
         Ok(users)
@@ -307,8 +435,17 @@ impl LineageBuilder<'_, '_> {
         self.uses(&data.id, None)?;
         let mut derived = Vec::new();
         for (key, tx) in self.ctx.scan(keys::DERIVED, &[&data.id])? {
-            let Some(output) = split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned())) else { continue };
-            self.relate(RelationKind::WasDerivedFrom, &output, &data.id, &String::from_utf8_lossy(&tx));
+            let Some(output) =
+                split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned()))
+            else {
+                continue;
+            };
+            self.relate(
+                RelationKind::WasDerivedFrom,
+                &output,
+                &data.id,
+                &String::from_utf8_lossy(&tx),
+            );
             derived.push(output);
         }
         Ok(derived)
@@ -318,7 +455,9 @@ impl LineageBuilder<'_, '_> {
     fn generated_by(&mut self, activity: &str) -> Result<Vec<String>, ContractError> {
         let mut out = Vec::new();
         for (key, _) in self.ctx.scan(keys::GENERATED, &[activity])? {
-            if let Some(id) = split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned())) {
+            if let Some(id) =
+                split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned()))
+            {
                 out.push(id);
             }
         }
@@ -331,10 +470,20 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
     check_id(ctx.function, "id", &req.id)?;
     let depth = req.depth.unwrap_or(DEFAULT_DEPTH);
     if depth > MAX_DEPTH {
-        return Err(ContractError::bad(ctx.function, format!("depth must be at most {MAX_DEPTH}, got {depth}")));
+        return Err(ContractError::bad(
+            ctx.function,
+            format!("depth must be at most {MAX_DEPTH}, got {depth}"),
+        ));
     }
-    let mut b = LineageBuilder { ctx, nodes: BTreeMap::new(), relations: BTreeSet::new() };
-    let root = b.entity(&req.id)?.ok_or_else(|| ContractError::NotFound { kind: "entity", id: req.id.clone() })?;
+    let mut b = LineageBuilder {
+        ctx,
+        nodes: BTreeMap::new(),
+        relations: BTreeSet::new(),
+    };
+    let root = b.entity(&req.id)?.ok_or_else(|| ContractError::NotFound {
+        kind: "entity",
+        id: req.id.clone(),
+    })?;
     let up = matches!(req.direction, Direction::Up | Direction::Both);
     let down = matches!(req.direction, Direction::Down | Direction::Both);
 
@@ -356,7 +505,9 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
             }
             if up {
                 for (key, _) in ctx.scan(keys::CONTRACT_BY_CONTRACTOR, &[&req.id])? {
-                    if let Some(contract) = split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned())) {
+                    if let Some(contract) = split_composite_key(&key)
+                        .and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned()))
+                    {
                         b.contract(&contract)?;
                         b.relate(RelationKind::UnderContract, &req.id, &contract, "");
                     }
@@ -365,12 +516,13 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
         }
     }
     let mut seen_up = BTreeSet::new();
-    while up {
-        let Some((id, level)) = up_queue.pop_front() else { break };
+    while let Some((id, level)) = up_queue.pop_front().filter(|_| up) {
         if level > depth || !seen_up.insert(id.clone()) {
             continue;
         }
-        let Some(Entity::Data(data)) = b.entity(&id)? else { continue };
+        let Some(Entity::Data(data)) = b.entity(&id)? else {
+            continue;
+        };
         if level == depth {
             continue;
         }
@@ -379,21 +531,37 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
         }
     }
     let mut seen_down = BTreeSet::new();
-    while down {
-        let Some((id, level)) = down_queue.pop_front() else { break };
+    while let Some((id, level)) = down_queue.pop_front().filter(|_| down) {
         if level > depth || !seen_down.insert(id.clone()) {
             continue;
         }
-        let Some(Entity::Data(data)) = b.entity(&id)? else { continue };
+        let Some(Entity::Data(data)) = b.entity(&id)? else {
+            continue;
+        };
         if level > 0 || !up {
             // The generation of each downstream item (and of the root, when not going up).
             b.entity(&data.generated_by)?;
-            b.relate(RelationKind::WasGeneratedBy, &data.id, &data.generated_by, &data.recorded.tx_id);
+            b.relate(
+                RelationKind::WasGeneratedBy,
+                &data.id,
+                &data.generated_by,
+                &data.recorded.tx_id,
+            );
             b.agent(&data.recorded.by);
-            b.relate(RelationKind::WasAttributedTo, &data.id, &data.recorded.by.id, &data.recorded.tx_id);
+            b.relate(
+                RelationKind::WasAttributedTo,
+                &data.id,
+                &data.recorded.by.id,
+                &data.recorded.tx_id,
+            );
             if let Some(host) = &data.host_device {
                 b.entity(host)?;
-                b.relate(RelationKind::PlacedOn, &data.generated_by, host, &data.recorded.tx_id);
+                b.relate(
+                    RelationKind::PlacedOn,
+                    &data.generated_by,
+                    host,
+                    &data.recorded.tx_id,
+                );
             }
         }
         if level == depth {
@@ -403,5 +571,11 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
             down_queue.push_back((output, level + 1));
         }
     }
-    Ok(Lineage { root: req.id, direction: req.direction, depth, nodes: b.nodes, relations: b.relations })
+    Ok(Lineage {
+        root: req.id,
+        direction: req.direction,
+        depth,
+        nodes: b.nodes,
+        relations: b.relations,
+    })
 }

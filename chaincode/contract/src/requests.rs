@@ -39,7 +39,13 @@ pub struct IdentifyDevice {
 
 /// The canonical bytes of a device id-proof. The certificate is bound by its SHA-256 (hex, of
 /// the DER bytes), so a proof cannot be replayed with another certificate.
-pub fn identify_device_message(device_id: &str, org: &str, kind: &str, nonce: &str, certificate_sha256: &str) -> Vec<u8> {
+pub fn identify_device_message(
+    device_id: &str,
+    org: &str,
+    kind: &str,
+    nonce: &str,
+    certificate_sha256: &str,
+) -> Vec<u8> {
     format!("tom/v1/identify-device\ndevice_id={device_id}\norg={org}\nkind={kind}\nnonce={nonce}\ncertificate_sha256={certificate_sha256}\n")
         .into_bytes()
 }

@@ -67,8 +67,14 @@ pub struct ReadWriteSet {
 /// Why a simulated transaction may not commit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MvccConflict {
-    #[error("mvcc read conflict on key {key:?}: read version {read:?}, committed version {committed:?}")]
-    ReadConflict { key: String, read: Option<Version>, committed: Option<Version> },
+    #[error(
+        "mvcc read conflict on key {key:?}: read version {read:?}, committed version {committed:?}"
+    )]
+    ReadConflict {
+        key: String,
+        read: Option<Version>,
+        committed: Option<Version>,
+    },
     #[error("phantom read in range [{start:?}, {end:?}): the keys in that range changed")]
     PhantomRead { start: String, end: String },
 }
@@ -88,7 +94,12 @@ pub struct TxSimulator<'a, S: CommittedState + ?Sized> {
 }
 
 impl<'a, S: CommittedState + ?Sized> TxSimulator<'a, S> {
-    pub fn new(state: &'a S, tx_id: impl Into<String>, timestamp: Timestamp, creator: Creator) -> Self {
+    pub fn new(
+        state: &'a S,
+        tx_id: impl Into<String>,
+        timestamp: Timestamp,
+        creator: Creator,
+    ) -> Self {
         TxSimulator {
             state,
             tx_id: tx_id.into(),
@@ -111,7 +122,13 @@ impl<'a, S: CommittedState + ?Sized> TxSimulator<'a, S> {
         }
     }
 
-    fn record_range(&self, start: &str, end: &str, last_key: Option<String>, seen: &[(String, VersionedValue)]) {
+    fn record_range(
+        &self,
+        start: &str,
+        end: &str,
+        last_key: Option<String>,
+        seen: &[(String, VersionedValue)],
+    ) {
         self.range_reads.borrow_mut().push(RangeRead {
             start: start.to_owned(),
             end: end.to_owned(),
@@ -174,7 +191,13 @@ impl<S: CommittedState + ?Sized> LedgerStub for TxSimulator<'_, S> {
         let start = effective_start(start);
         let rows = self.state.range(start, end)?;
         self.record_range(start, end, None, &rows);
-        Ok(rows.into_iter().map(|(key, v)| KeyValue { key, value: v.value }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(key, v)| KeyValue {
+                key,
+                value: v.value,
+            })
+            .collect())
     }
 
     fn get_state_by_range_with_pagination(
@@ -184,7 +207,11 @@ impl<S: CommittedState + ?Sized> LedgerStub for TxSimulator<'_, S> {
         page_size: u32,
         bookmark: &str,
     ) -> Result<(Vec<KeyValue>, String), LedgerError> {
-        let from = if bookmark.is_empty() { effective_start(start) } else { bookmark };
+        let from = if bookmark.is_empty() {
+            effective_start(start)
+        } else {
+            bookmark
+        };
         let mut rows = self.state.range(from, end)?;
         let next = if page_size > 0 && rows.len() > page_size as usize {
             let next = rows[page_size as usize].0.clone();
@@ -195,7 +222,15 @@ impl<S: CommittedState + ?Sized> LedgerStub for TxSimulator<'_, S> {
         };
         let last_key = (!next.is_empty()).then(|| next.clone());
         self.record_range(from, end, last_key, &rows);
-        Ok((rows.into_iter().map(|(key, v)| KeyValue { key, value: v.value }).collect(), next))
+        Ok((
+            rows.into_iter()
+                .map(|(key, v)| KeyValue {
+                    key,
+                    value: v.value,
+                })
+                .collect(),
+            next,
+        ))
     }
 
     fn get_history_for_key(&self, key: &str) -> Result<Vec<KeyModification>, LedgerError> {
@@ -207,7 +242,10 @@ impl<S: CommittedState + ?Sized> LedgerStub for TxSimulator<'_, S> {
         if name.is_empty() {
             return Err(LedgerError("event name must not be empty".into()));
         }
-        self.event = Some(ChaincodeEvent { name: name.to_owned(), payload });
+        self.event = Some(ChaincodeEvent {
+            name: name.to_owned(),
+            payload,
+        });
         Ok(())
     }
 }
@@ -222,11 +260,18 @@ fn check_key(key: &str) -> Result<(), LedgerError> {
 
 /// Check a read-write set against committed state at commit time (Fabric's MVCC validation,
 /// including phantom detection for range queries).
-pub fn validate<S: CommittedState + ?Sized>(rwset: &ReadWriteSet, state: &S) -> Result<Result<(), MvccConflict>, LedgerError> {
+pub fn validate<S: CommittedState + ?Sized>(
+    rwset: &ReadWriteSet,
+    state: &S,
+) -> Result<Result<(), MvccConflict>, LedgerError> {
     for (key, read) in &rwset.reads {
         let committed = state.get(key)?.map(|v| v.version);
         if committed != *read {
-            return Ok(Err(MvccConflict::ReadConflict { key: key.clone(), read: *read, committed }));
+            return Ok(Err(MvccConflict::ReadConflict {
+                key: key.clone(),
+                read: *read,
+                committed,
+            }));
         }
     }
     for range in &rwset.range_reads {
@@ -236,7 +281,10 @@ pub fn validate<S: CommittedState + ?Sized>(rwset: &ReadWriteSet, state: &S) -> 
         }
         let now: Vec<(String, Version)> = now.into_iter().map(|(k, v)| (k, v.version)).collect();
         if now != range.seen {
-            return Ok(Err(MvccConflict::PhantomRead { start: range.start.clone(), end: range.end.clone() }));
+            return Ok(Err(MvccConflict::PhantomRead {
+                start: range.start.clone(),
+                end: range.end.clone(),
+            }));
         }
     }
     Ok(Ok(()))

@@ -39,7 +39,10 @@ pub(crate) fn format_rfc3339(ts: Timestamp) -> String {
     if ts.nanos == 0 {
         format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
     } else {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:09}Z", ts.nanos)
+        format!(
+            "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:09}Z",
+            ts.nanos
+        )
     }
 }
 
@@ -94,8 +97,8 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
             sign * (oh * 3_600 + om * 60)
         }
     };
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second
-        - offset;
+    let seconds =
+        days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset;
     Some(Timestamp { seconds, nanos })
 }
 
@@ -121,16 +124,39 @@ mod tests {
     #[test]
     fn parses_and_renders_known_instants() {
         check("1970-01-01T00:00:00Z", 0, 0, "1970-01-01T00:00:00Z");
-        check("2000-02-29T12:34:56Z", 951_827_696, 0, "2000-02-29T12:34:56Z");
-        check("2026-11-25T17:31:51.5Z", 1_795_627_911, 500_000_000, "2026-11-25T17:31:51.500000000Z");
-        check("2026-11-25T18:31:51+01:00", 1_795_627_911, 0, "2026-11-25T17:31:51Z");
+        check(
+            "2000-02-29T12:34:56Z",
+            951_827_696,
+            0,
+            "2000-02-29T12:34:56Z",
+        );
+        check(
+            "2026-11-25T17:31:51.5Z",
+            1_795_627_911,
+            500_000_000,
+            "2026-11-25T17:31:51.500000000Z",
+        );
+        check(
+            "2026-11-25T18:31:51+01:00",
+            1_795_627_911,
+            0,
+            "2026-11-25T17:31:51Z",
+        );
         check("1969-12-31T23:59:59Z", -1, 0, "1969-12-31T23:59:59Z");
     }
 
     #[test]
     fn rejects_malformed_instants() {
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01 00:00:00Z",
-            "2026-01-01T24:00:00Z", "2026-01-01T00:00:00", "2026-01-01T00:00:00.Z", "yesterday"] {
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:00",
+            "2026-01-01T00:00:00.Z",
+            "yesterday",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

@@ -21,74 +21,141 @@ const MAX_TEXT_LEN: usize = 1024;
 /// Ids are used inside composite keys and PROV qualified names: keep them plain.
 pub(crate) fn check_id(function: &'static str, field: &str, id: &str) -> Result<(), ContractError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(ContractError::bad(function, format!("{field} must be 1 to {MAX_ID_LEN} characters, got {}", id.len())));
+        return Err(ContractError::bad(
+            function,
+            format!(
+                "{field} must be 1 to {MAX_ID_LEN} characters, got {}",
+                id.len()
+            ),
+        ));
     }
-    if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
-        return Err(ContractError::bad(function, format!("{field} {id:?} contains {bad:?}; use letters, digits, '-', '_' and '.' only")));
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(ContractError::bad(
+            function,
+            format!("{field} {id:?} contains {bad:?}; use letters, digits, '-', '_' and '.' only"),
+        ));
     }
     Ok(())
 }
 
 fn check_text(function: &'static str, field: &str, text: &str) -> Result<(), ContractError> {
     if text.trim().is_empty() || text.len() > MAX_TEXT_LEN {
-        return Err(ContractError::bad(function, format!("{field} must be 1 to {MAX_TEXT_LEN} characters")));
+        return Err(ContractError::bad(
+            function,
+            format!("{field} must be 1 to {MAX_TEXT_LEN} characters"),
+        ));
     }
     if text.chars().any(char::is_control) {
-        return Err(ContractError::bad(function, format!("{field} must not contain control characters")));
+        return Err(ContractError::bad(
+            function,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(())
 }
 
 fn check_sha256(function: &'static str, field: &str, value: &str) -> Result<(), ContractError> {
-    let ok = value
-        .strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    let ok = value.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
     if ok {
         Ok(())
     } else {
-        Err(ContractError::bad(function, format!("{field} {value:?} is not of the form sha256:<64 lowercase hex digits>")))
+        Err(ContractError::bad(
+            function,
+            format!("{field} {value:?} is not of the form sha256:<64 lowercase hex digits>"),
+        ))
     }
 }
 
-fn decode_signature(function: &'static str, field: &str, text: &str) -> Result<Vec<u8>, ContractError> {
+fn decode_signature(
+    function: &'static str,
+    field: &str,
+    text: &str,
+) -> Result<Vec<u8>, ContractError> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| ContractError::bad(function, format!("{field} is not base64: {e}")))
 }
 
-fn parse_certificate(function: &'static str, field: &str, pem: &str) -> Result<Certificate, ContractError> {
+fn parse_certificate(
+    function: &'static str,
+    field: &str,
+    pem: &str,
+) -> Result<Certificate, ContractError> {
     Certificate::from_pem(pem).map_err(|e| ContractError::bad(function, format!("{field}: {e}")))
 }
 
 fn registered_org(ctx: &Ctx, msp_id: &str) -> Result<Org, ContractError> {
-    ctx.org(msp_id)?.ok_or_else(|| ContractError::NotFound { kind: "organisation", id: msp_id.to_owned() })
+    ctx.org(msp_id)?.ok_or_else(|| ContractError::NotFound {
+        kind: "organisation",
+        id: msp_id.to_owned(),
+    })
 }
 
 /// The id must be free in the entity namespace (ids are never reused, even after leaving,
 /// except by the same entity type rejoining, which the callers decide).
 fn taken(id: &str, entity: &Entity) -> ContractError {
-    ContractError::AlreadyExists { kind: "entity", id: id.to_owned(), detail: format!("a {} that is {}", entity.entity_type(), entity.state_description()) }
+    ContractError::AlreadyExists {
+        kind: "entity",
+        id: id.to_owned(),
+        detail: format!(
+            "a {} that is {}",
+            entity.entity_type(),
+            entity.state_description()
+        ),
+    }
 }
 
 // --- RegisterOrg ------------------------------------------------------------------------------
 
-pub fn register_org(ctx: &mut Ctx, req: requests::RegisterOrg) -> Result<LedgerRecord, ContractError> {
+pub fn register_org(
+    ctx: &mut Ctx,
+    req: requests::RegisterOrg,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let caller = ctx.caller()?;
     if caller.role != Some(Role::Admin) {
-        return Err(ContractError::denied(f, format!("{} is not an admin (tom.role=admin needed)", caller.agent.id)));
+        return Err(ContractError::denied(
+            f,
+            format!(
+                "{} is not an admin (tom.role=admin needed)",
+                caller.agent.id
+            ),
+        ));
     }
     check_id(f, "msp_id", &req.msp_id)?;
     if caller.agent.msp_id != req.msp_id {
-        return Err(ContractError::denied(f, format!("an admin of {} cannot register organisation {}", caller.agent.msp_id, req.msp_id)));
+        return Err(ContractError::denied(
+            f,
+            format!(
+                "an admin of {} cannot register organisation {}",
+                caller.agent.msp_id, req.msp_id
+            ),
+        ));
     }
     if req.ca_certificates.is_empty() {
-        return Err(ContractError::bad(f, "ca_certificates must name at least one CA certificate"));
+        return Err(ContractError::bad(
+            f,
+            "ca_certificates must name at least one CA certificate",
+        ));
     }
     for (i, pem) in req.ca_certificates.iter().enumerate() {
         let ca = parse_certificate(f, &format!("ca_certificates[{i}]"), pem)?;
         if !ca.is_ca {
-            return Err(ContractError::bad(f, format!("ca_certificates[{i}] ({}) is not a CA certificate", ca.info.subject)));
+            return Err(ContractError::bad(
+                f,
+                format!(
+                    "ca_certificates[{i}] ({}) is not a CA certificate",
+                    ca.info.subject
+                ),
+            ));
         }
     }
     for (name, pem) in &req.policy.publishers {
@@ -96,13 +163,25 @@ pub fn register_org(ctx: &mut Ctx, req: requests::RegisterOrg) -> Result<LedgerR
         parse_certificate(f, &format!("policy.publishers.{name}"), pem)?;
     }
     // The admin proves the CA is its own: its certificate must chain to one of them.
-    check_chain(&caller.certificate, &req.ca_certificates, ctx.now())
-        .map_err(|e| ContractError::proof(f, format!("the admin's own certificate must chain to the CA being registered: {e}")))?;
+    check_chain(&caller.certificate, &req.ca_certificates, ctx.now()).map_err(|e| {
+        ContractError::proof(
+            f,
+            format!("the admin's own certificate must chain to the CA being registered: {e}"),
+        )
+    })?;
     let existing = ctx.org(&req.msp_id)?;
     let org = Org {
         msp_id: req.msp_id.clone(),
-        name: if req.name.is_empty() { req.msp_id.clone() } else { req.name.clone() },
-        ca_certificates_pem: req.ca_certificates.iter().map(|p| p.trim().to_owned() + "\n").collect(),
+        name: if req.name.is_empty() {
+            req.msp_id.clone()
+        } else {
+            req.name.clone()
+        },
+        ca_certificates_pem: req
+            .ca_certificates
+            .iter()
+            .map(|p| p.trim().to_owned() + "\n")
+            .collect(),
         policy: req.policy,
         registered: ctx.stamp(&caller),
     };
@@ -123,7 +202,10 @@ pub fn register_org(ctx: &mut Ctx, req: requests::RegisterOrg) -> Result<LedgerR
 
 // --- devices ----------------------------------------------------------------------------------
 
-pub fn identify_device(ctx: &mut Ctx, req: requests::IdentifyDevice) -> Result<LedgerRecord, ContractError> {
+pub fn identify_device(
+    ctx: &mut Ctx,
+    req: requests::IdentifyDevice,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_id(f, "device_id", &req.device_id)?;
@@ -131,31 +213,63 @@ pub fn identify_device(ctx: &mut Ctx, req: requests::IdentifyDevice) -> Result<L
     check_text(f, "nonce", &req.nonce)?;
     let org = registered_org(ctx, &req.org)?;
     let certificate = parse_certificate(f, "certificate", &req.certificate)?;
-    check_chain(&certificate, &org.ca_certificates_pem, ctx.now()).map_err(|e| ContractError::proof(f, e))?;
+    check_chain(&certificate, &org.ca_certificates_pem, ctx.now())
+        .map_err(|e| ContractError::proof(f, e))?;
     if certificate.role().map_err(|e| ContractError::proof(f, e))? != Some(Role::Device) {
-        return Err(ContractError::proof(f, format!("device certificate {} does not carry tom.role=device", certificate.info.subject)));
+        return Err(ContractError::proof(
+            f,
+            format!(
+                "device certificate {} does not carry tom.role=device",
+                certificate.info.subject
+            ),
+        ));
     }
-    let message = requests::identify_device_message(&req.device_id, &req.org, &req.kind, &req.nonce, &certificate.info.sha256);
+    let message = requests::identify_device_message(
+        &req.device_id,
+        &req.org,
+        &req.kind,
+        &req.nonce,
+        &certificate.info.sha256,
+    );
     let proof = decode_signature(f, "proof", &req.proof)?;
     if !certificate.verify(&message, &proof) {
-        return Err(ContractError::proof(f, format!("id-proof for device {} does not verify with the key of {}", req.device_id, certificate.info.subject)));
+        return Err(ContractError::proof(
+            f,
+            format!(
+                "id-proof for device {} does not verify with the key of {}",
+                req.device_id, certificate.info.subject
+            ),
+        ));
     }
     let nonce_key = keys::key(keys::NONCE, &[&req.nonce])?;
     if let Some(used) = ctx.stub.get_state(&nonce_key)? {
-        return Err(ContractError::proof(f, format!("nonce {:?} was used already (tx {}); an id-proof is never accepted twice", req.nonce, String::from_utf8_lossy(&used))));
+        return Err(ContractError::proof(
+            f,
+            format!(
+                "nonce {:?} was used already (tx {}); an id-proof is never accepted twice",
+                req.nonce,
+                String::from_utf8_lossy(&used)
+            ),
+        ));
     }
     let previous = ctx.entity(&req.device_id)?;
     let mut guards = Guards::new();
     match &previous {
         None => {}
-        Some(Entity::Device(d)) if d.state == Lifecycle::Left => {
-            // A device that left may rejoin, but only with the same identity's organisation.
-            if d.org != req.org {
-                guards.check(Err(GuardFailure::Precondition { condition: "same-org(device)", detail: format!("device {} belonged to {}, not {}", d.id, d.org, req.org) }));
-            }
+        // A device that left may rejoin, but only for the same organisation.
+        Some(Entity::Device(d)) if d.state == Lifecycle::Left && d.org != req.org => {
+            guards.check(Err(GuardFailure::Precondition {
+                condition: "same-org(device)",
+                detail: format!("device {} belonged to {}, not {}", d.id, d.org, req.org),
+            }));
         }
+        Some(Entity::Device(d)) if d.state == Lifecycle::Left => {}
         Some(Entity::Device(d)) => {
-            guards.check(Err(GuardFailure::AlreadyJoined { entity_type: EntityType::Device, id: d.id.clone(), since_tx: d.joined.tx_id.clone() }));
+            guards.check(Err(GuardFailure::AlreadyJoined {
+                entity_type: EntityType::Device,
+                id: d.id.clone(),
+                since_tx: d.joined.tx_id.clone(),
+            }));
         }
         Some(other) => return Err(taken(&req.device_id, other)),
     }
@@ -172,11 +286,19 @@ pub fn identify_device(ctx: &mut Ctx, req: requests::IdentifyDevice) -> Result<L
         left: None,
     };
     ctx.put_entity(&Entity::Device(device))?;
-    let body = RecordBody::Identify { entity_type: EntityType::Device, entity: req.device_id.clone(), org: req.org, proof: format!("x509:{} + signed nonce", certificate.info.sha256) };
+    let body = RecordBody::Identify {
+        entity_type: EntityType::Device,
+        entity: req.device_id.clone(),
+        org: req.org,
+        proof: format!("x509:{} + signed nonce", certificate.info.sha256),
+    };
     ctx.record(&caller, RecordKind::ProvIdCreate, vec![req.device_id], body)
 }
 
-pub fn terminate_device(ctx: &mut Ctx, req: requests::TerminateEntity) -> Result<LedgerRecord, ContractError> {
+pub fn terminate_device(
+    ctx: &mut Ctx,
+    req: requests::TerminateEntity,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_id(f, "id", &req.id)?;
@@ -189,25 +311,45 @@ pub fn terminate_device(ctx: &mut Ctx, req: requests::TerminateEntity) -> Result
     let placed: Vec<String> = ctx
         .scan(keys::PLACED_ON, &[&req.id])?
         .into_iter()
-        .filter_map(|(key, _)| crate::ledger::split_composite_key(&key).and_then(|(_, attrs)| attrs.get(1).map(|s| (*s).to_owned())))
+        .filter_map(|(key, _)| {
+            crate::ledger::split_composite_key(&key)
+                .and_then(|(_, attrs)| attrs.get(1).map(|s| (*s).to_owned()))
+        })
         .collect();
     if !placed.is_empty() {
-        guards.check(Err(GuardFailure::ContainersPlaced { device: req.id.clone(), containers: placed }));
+        guards.check(Err(GuardFailure::ContainersPlaced {
+            device: req.id.clone(),
+            containers: placed,
+        }));
     }
     guards.finish("leave device")?;
     let Some(Entity::Device(mut device)) = entity else {
-        return Err(ContractError::NotFound { kind: "device", id: req.id });
+        return Err(ContractError::NotFound {
+            kind: "device",
+            id: req.id,
+        });
     };
     device.state = Lifecycle::Left;
-    device.left = Some(Departure { stamp: ctx.stamp(&caller), reason: req.reason.clone() });
+    device.left = Some(Departure {
+        stamp: ctx.stamp(&caller),
+        reason: req.reason.clone(),
+    });
     ctx.put_entity(&Entity::Device(device))?;
-    let body = RecordBody::Terminate { entity_type: EntityType::Device, entity: req.id.clone(), reason: req.reason, location: None };
+    let body = RecordBody::Terminate {
+        entity_type: EntityType::Device,
+        entity: req.id.clone(),
+        reason: req.reason,
+        location: None,
+    };
     ctx.record(&caller, RecordKind::ProvIdDelete, vec![req.id], body)
 }
 
 // --- containers -------------------------------------------------------------------------------
 
-pub fn identify_container(ctx: &mut Ctx, req: requests::IdentifyContainer) -> Result<LedgerRecord, ContractError> {
+pub fn identify_container(
+    ctx: &mut Ctx,
+    req: requests::IdentifyContainer,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_id(f, "container_id", &req.container_id)?;
@@ -217,26 +359,51 @@ pub fn identify_container(ctx: &mut Ctx, req: requests::IdentifyContainer) -> Re
     let publisher = match &req.publisher_signature {
         Some(sig) => {
             let pem = org.policy.publishers.get(&sig.publisher).ok_or_else(|| {
-                ContractError::proof(f, format!("publisher {:?} is not trusted by organisation {}", sig.publisher, org.msp_id))
+                ContractError::proof(
+                    f,
+                    format!(
+                        "publisher {:?} is not trusted by organisation {}",
+                        sig.publisher, org.msp_id
+                    ),
+                )
             })?;
             let cert = parse_certificate(f, "publisher certificate", pem)?;
             let signature = decode_signature(f, "publisher_signature.signature", &sig.signature)?;
             if !cert.verify(&requests::image_digest_message(&req.digest), &signature) {
-                return Err(ContractError::proof(f, format!("publisher {}'s signature over {} does not verify", sig.publisher, req.digest)));
+                return Err(ContractError::proof(
+                    f,
+                    format!(
+                        "publisher {}'s signature over {} does not verify",
+                        sig.publisher, req.digest
+                    ),
+                ));
             }
             Some(sig.publisher.clone())
         }
         None if org.policy.require_image_signature => {
-            return Err(ContractError::proof(f, format!("organisation {} requires a publisher signature over the image digest", org.msp_id)));
+            return Err(ContractError::proof(
+                f,
+                format!(
+                    "organisation {} requires a publisher signature over the image digest",
+                    org.msp_id
+                ),
+            ));
         }
         None => None,
     };
     let certificate = match &req.certificate {
         Some(pem) => {
             let cert = parse_certificate(f, "certificate", pem)?;
-            check_chain(&cert, &org.ca_certificates_pem, ctx.now()).map_err(|e| ContractError::proof(f, e))?;
+            check_chain(&cert, &org.ca_certificates_pem, ctx.now())
+                .map_err(|e| ContractError::proof(f, e))?;
             if cert.role().map_err(|e| ContractError::proof(f, e))? != Some(Role::Device) {
-                return Err(ContractError::proof(f, format!("workload certificate {} does not carry tom.role=device", cert.info.subject)));
+                return Err(ContractError::proof(
+                    f,
+                    format!(
+                        "workload certificate {} does not carry tom.role=device",
+                        cert.info.subject
+                    ),
+                ));
             }
             Some(cert.info)
         }
@@ -246,13 +413,19 @@ pub fn identify_container(ctx: &mut Ctx, req: requests::IdentifyContainer) -> Re
     let mut guards = Guards::new();
     match &previous {
         None => {}
-        Some(Entity::Container(c)) if c.state == Lifecycle::Left => {
-            if c.org != req.org {
-                guards.check(Err(GuardFailure::Precondition { condition: "same-org(container)", detail: format!("container {} belonged to {}, not {}", c.id, c.org, req.org) }));
-            }
+        Some(Entity::Container(c)) if c.state == Lifecycle::Left && c.org != req.org => {
+            guards.check(Err(GuardFailure::Precondition {
+                condition: "same-org(container)",
+                detail: format!("container {} belonged to {}, not {}", c.id, c.org, req.org),
+            }));
         }
+        Some(Entity::Container(c)) if c.state == Lifecycle::Left => {}
         Some(Entity::Container(c)) => {
-            guards.check(Err(GuardFailure::AlreadyJoined { entity_type: EntityType::Container, id: c.id.clone(), since_tx: c.joined.tx_id.clone() }));
+            guards.check(Err(GuardFailure::AlreadyJoined {
+                entity_type: EntityType::Container,
+                id: c.id.clone(),
+                since_tx: c.joined.tx_id.clone(),
+            }));
         }
         Some(other) => return Err(taken(&req.container_id, other)),
     }
@@ -275,11 +448,24 @@ pub fn identify_container(ctx: &mut Ctx, req: requests::IdentifyContainer) -> Re
         last_failed_placement: None,
     };
     ctx.put_entity(&Entity::Container(container))?;
-    let body = RecordBody::Identify { entity_type: EntityType::Container, entity: req.container_id.clone(), org: req.org, proof };
-    ctx.record(&caller, RecordKind::ProvIdCreate, vec![req.container_id], body)
+    let body = RecordBody::Identify {
+        entity_type: EntityType::Container,
+        entity: req.container_id.clone(),
+        org: req.org,
+        proof,
+    };
+    ctx.record(
+        &caller,
+        RecordKind::ProvIdCreate,
+        vec![req.container_id],
+        body,
+    )
 }
 
-pub fn terminate_container(ctx: &mut Ctx, req: requests::TerminateEntity) -> Result<LedgerRecord, ContractError> {
+pub fn terminate_container(
+    ctx: &mut Ctx,
+    req: requests::TerminateEntity,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_id(f, "id", &req.id)?;
@@ -287,26 +473,46 @@ pub fn terminate_container(ctx: &mut Ctx, req: requests::TerminateEntity) -> Res
         check_text(f, "reason", reason)?;
     }
     let entity = ctx.entity(&req.id)?;
-    Guards::new().check(guards::joined(&req.id, EntityType::Container, entity.as_ref())).finish("leave container")?;
+    Guards::new()
+        .check(guards::joined(
+            &req.id,
+            EntityType::Container,
+            entity.as_ref(),
+        ))
+        .finish("leave container")?;
     let Some(Entity::Container(mut container)) = entity else {
-        return Err(ContractError::NotFound { kind: "container", id: req.id });
+        return Err(ContractError::NotFound {
+            kind: "container",
+            id: req.id,
+        });
     };
     let location = container.placement.as_ref().map(|p| p.device.clone());
     if let Some(device) = &location {
         ctx.delete_index(keys::PLACED_ON, &[device, &req.id])?;
     }
     container.state = Lifecycle::Left;
-    container.left = Some(Departure { stamp: ctx.stamp(&caller), reason: req.reason.clone() });
+    container.left = Some(Departure {
+        stamp: ctx.stamp(&caller),
+        reason: req.reason.clone(),
+    });
     ctx.put_entity(&Entity::Container(container))?;
     let mut subjects = vec![req.id.clone()];
     subjects.extend(location.clone());
-    let body = RecordBody::Terminate { entity_type: EntityType::Container, entity: req.id, reason: req.reason, location };
+    let body = RecordBody::Terminate {
+        entity_type: EntityType::Container,
+        entity: req.id,
+        reason: req.reason,
+        location,
+    };
     ctx.record(&caller, RecordKind::ProvIdDelete, subjects, body)
 }
 
 // --- placement --------------------------------------------------------------------------------
 
-pub fn place_container(ctx: &mut Ctx, req: requests::PlaceContainer) -> Result<LedgerRecord, ContractError> {
+pub fn place_container(
+    ctx: &mut Ctx,
+    req: requests::PlaceContainer,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_id(f, "container_id", &req.container_id)?;
@@ -314,16 +520,31 @@ pub fn place_container(ctx: &mut Ctx, req: requests::PlaceContainer) -> Result<L
     let container = ctx.entity(&req.container_id)?;
     let device = ctx.entity(&req.device_id)?;
     let mut guards = Guards::new();
-    guards.check(guards::joined(&req.container_id, EntityType::Container, container.as_ref()));
-    guards.check(guards::joined(&req.device_id, EntityType::Device, device.as_ref()));
+    guards.check(guards::joined(
+        &req.container_id,
+        EntityType::Container,
+        container.as_ref(),
+    ));
+    guards.check(guards::joined(
+        &req.device_id,
+        EntityType::Device,
+        device.as_ref(),
+    ));
     if let Some(Entity::Container(c)) = &container {
         if let Some(p) = c.placement.as_ref().filter(|p| p.device == req.device_id) {
-            guards.check(Err(GuardFailure::AlreadyPlaced { container: c.id.clone(), device: p.device.clone(), since_tx: p.stamp.tx_id.clone() }));
+            guards.check(Err(GuardFailure::AlreadyPlaced {
+                container: c.id.clone(),
+                device: p.device.clone(),
+                since_tx: p.stamp.tx_id.clone(),
+            }));
         }
     }
     guards.finish("place container")?;
     let Some(Entity::Container(mut container)) = container else {
-        return Err(ContractError::NotFound { kind: "container", id: req.container_id });
+        return Err(ContractError::NotFound {
+            kind: "container",
+            id: req.container_id,
+        });
     };
     let previous = container.placement.take().map(|p| p.device);
     if let Some(old) = &previous {
@@ -339,28 +560,47 @@ pub fn place_container(ctx: &mut Ctx, req: requests::PlaceContainer) -> Result<L
     ctx.put_entity(&Entity::Container(container))?;
     let mut subjects = vec![req.container_id.clone(), req.device_id.clone()];
     subjects.extend(previous.clone());
-    let body = RecordBody::Place { deployed: req.container_id, location: req.device_id, previous_location: previous };
+    let body = RecordBody::Place {
+        deployed: req.container_id,
+        location: req.device_id,
+        previous_location: previous,
+    };
     ctx.record(&caller, RecordKind::Orchestrate, subjects, body)
 }
 
 /// The orchestrator reports how an authorised placement or removal went. A failed placement
 /// removes the placement, so the ledger never claims a container runs where it does not.
-pub fn record_outcome(ctx: &mut Ctx, req: requests::RecordOutcome) -> Result<LedgerRecord, ContractError> {
+pub fn record_outcome(
+    ctx: &mut Ctx,
+    req: requests::RecordOutcome,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_id(f, "container_id", &req.container_id)?;
     check_text(f, "authorising_tx", &req.authorising_tx)?;
     if req.detail.len() > 4 * MAX_TEXT_LEN {
-        return Err(ContractError::bad(f, format!("detail must be at most {} characters", 4 * MAX_TEXT_LEN)));
+        return Err(ContractError::bad(
+            f,
+            format!("detail must be at most {} characters", 4 * MAX_TEXT_LEN),
+        ));
     }
     let Some(Entity::Container(mut container)) = ctx.entity(&req.container_id)? else {
-        return Err(ContractError::NotFound { kind: "container", id: req.container_id });
+        return Err(ContractError::NotFound {
+            kind: "container",
+            id: req.container_id,
+        });
     };
     let mut subjects = vec![container.id.clone()];
     match (req.action.as_str(), req.outcome.as_str()) {
         ("place", outcome @ ("running" | "failed")) => {
-            let Some(placement) = container.placement.clone().filter(|p| p.stamp.tx_id == req.authorising_tx) else {
-                let current = container.placement.as_ref().map_or("none".to_owned(), |p| format!("tx {} on {}", p.stamp.tx_id, p.device));
+            let Some(placement) = container
+                .placement
+                .clone()
+                .filter(|p| p.stamp.tx_id == req.authorising_tx)
+            else {
+                let current = container.placement.as_ref().map_or("none".to_owned(), |p| {
+                    format!("tx {} on {}", p.stamp.tx_id, p.device)
+                });
                 return Err(ContractError::GuardFailed {
                     transition: "record placement outcome",
                     failures: vec![GuardFailure::Precondition {
@@ -372,12 +612,21 @@ pub fn record_outcome(ctx: &mut Ctx, req: requests::RecordOutcome) -> Result<Led
             if placement.status == PlacementStatus::Running {
                 return Err(ContractError::GuardFailed {
                     transition: "record placement outcome",
-                    failures: vec![GuardFailure::Precondition { condition: "authorised(placement)", detail: format!("placement tx {} was reported running already", req.authorising_tx) }],
+                    failures: vec![GuardFailure::Precondition {
+                        condition: "authorised(placement)",
+                        detail: format!(
+                            "placement tx {} was reported running already",
+                            req.authorising_tx
+                        ),
+                    }],
                 });
             }
             subjects.push(placement.device.clone());
             if outcome == "running" {
-                container.placement = Some(Placement { status: PlacementStatus::Running, ..placement });
+                container.placement = Some(Placement {
+                    status: PlacementStatus::Running,
+                    ..placement
+                });
             } else {
                 ctx.delete_index(keys::PLACED_ON, &[&placement.device, &container.id])?;
                 container.last_failed_placement = Some(FailedPlacement {
@@ -396,7 +645,12 @@ pub fn record_outcome(ctx: &mut Ctx, req: requests::RecordOutcome) -> Result<Led
                     transition: "record removal outcome",
                     failures: vec![GuardFailure::Precondition {
                         condition: "left(container, tx)",
-                        detail: format!("container {} did not leave in tx {} (state: {})", container.id, req.authorising_tx, Entity::Container(container.clone()).state_description()),
+                        detail: format!(
+                            "container {} did not leave in tx {} (state: {})",
+                            container.id,
+                            req.authorising_tx,
+                            Entity::Container(container.clone()).state_description()
+                        ),
                     }],
                 });
             }
@@ -406,11 +660,20 @@ pub fn record_outcome(ctx: &mut Ctx, req: requests::RecordOutcome) -> Result<Led
         }
     }
     ctx.put_entity(&Entity::Container(container))?;
-    let body = RecordBody::Outcome { container: req.container_id, action: req.action, authorising_tx: req.authorising_tx, outcome: req.outcome, detail: req.detail };
+    let body = RecordBody::Outcome {
+        container: req.container_id,
+        action: req.action,
+        authorising_tx: req.authorising_tx,
+        outcome: req.outcome,
+        detail: req.detail,
+    };
     ctx.record(&caller, RecordKind::Outcome, subjects, body)
 }
 
-pub fn record_drift(ctx: &mut Ctx, req: requests::RecordDrift) -> Result<LedgerRecord, ContractError> {
+pub fn record_drift(
+    ctx: &mut Ctx,
+    req: requests::RecordDrift,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_text(f, "service", &req.service)?;
@@ -420,19 +683,30 @@ pub fn record_drift(ctx: &mut Ctx, req: requests::RecordDrift) -> Result<LedgerR
         check_id(f, "container_id", id)?;
         subjects.push(id.clone());
     }
-    let body = RecordBody::Drift { service: req.service, container: req.container_id, description: req.description, action_taken: req.action_taken };
+    let body = RecordBody::Drift {
+        service: req.service,
+        container: req.container_id,
+        description: req.description,
+        action_taken: req.action_taken,
+    };
     ctx.record(&caller, RecordKind::Drift, subjects, body)
 }
 
 // --- contracts --------------------------------------------------------------------------------
 
-pub fn define_contract(ctx: &mut Ctx, req: requests::DefineContract) -> Result<LedgerRecord, ContractError> {
+pub fn define_contract(
+    ctx: &mut Ctx,
+    req: requests::DefineContract,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_id(f, "contract_id", &req.contract_id)?;
     check_id(f, "contractor", &req.contractor)?;
     if req.uses.is_empty() && req.generates.is_empty() {
-        return Err(ContractError::bad(f, "a contract must USE or GENERATE something"));
+        return Err(ContractError::bad(
+            f,
+            "a contract must USE or GENERATE something",
+        ));
     }
     for clause in &req.uses {
         check_id(f, "uses.kind", &clause.kind)?;
@@ -443,19 +717,41 @@ pub fn define_contract(ctx: &mut Ctx, req: requests::DefineContract) -> Result<L
     for GenerateClause { kind } in &req.generates {
         check_id(f, "generates.kind", kind)?;
     }
-    let deadline = crate::time::parse_rfc3339(&req.deadline)
-        .ok_or_else(|| ContractError::bad(f, format!("deadline {:?} is not an RFC 3339 timestamp", req.deadline)))?;
+    let deadline = crate::time::parse_rfc3339(&req.deadline).ok_or_else(|| {
+        ContractError::bad(
+            f,
+            format!("deadline {:?} is not an RFC 3339 timestamp", req.deadline),
+        )
+    })?;
     if deadline <= ctx.now() {
-        return Err(ContractError::bad(f, format!("deadline {deadline} is not after the transaction time {}", ctx.now())));
+        return Err(ContractError::bad(
+            f,
+            format!(
+                "deadline {deadline} is not after the transaction time {}",
+                ctx.now()
+            ),
+        ));
     }
     if let Some(existing) = ctx.contract(&req.contract_id)? {
-        return Err(ContractError::AlreadyExists { kind: "contract", id: req.contract_id, detail: format!("defined in tx {}", existing.defined.tx_id) });
+        return Err(ContractError::AlreadyExists {
+            kind: "contract",
+            id: req.contract_id,
+            detail: format!("defined in tx {}", existing.defined.tx_id),
+        });
     }
     let contractor = ctx.entity(&req.contractor)?;
     let mut guards = Guards::new();
     match &contractor {
-        Some(Entity::Device(_)) => guards.check(guards::joined(&req.contractor, EntityType::Device, contractor.as_ref())),
-        _ => guards.check(guards::joined(&req.contractor, EntityType::Container, contractor.as_ref())),
+        Some(Entity::Device(_)) => guards.check(guards::joined(
+            &req.contractor,
+            EntityType::Device,
+            contractor.as_ref(),
+        )),
+        _ => guards.check(guards::joined(
+            &req.contractor,
+            EntityType::Container,
+            contractor.as_ref(),
+        )),
     };
     guards.finish("define contract")?;
     let stamp = ctx.stamp(&caller);
@@ -463,7 +759,15 @@ pub fn define_contract(ctx: &mut Ctx, req: requests::DefineContract) -> Result<L
         id: req.contract_id.clone(),
         contractor: req.contractor.clone(),
         uses: req.uses.clone(),
-        generates: req.generates.iter().map(|g| Obligation { kind: g.kind.clone(), fulfilled_by: None, fulfilled_tx: None }).collect(),
+        generates: req
+            .generates
+            .iter()
+            .map(|g| Obligation {
+                kind: g.kind.clone(),
+                fulfilled_by: None,
+                fulfilled_tx: None,
+            })
+            .collect(),
         deadline,
         state: ContractState::Active,
         defined: stamp.clone(),
@@ -471,9 +775,20 @@ pub fn define_contract(ctx: &mut Ctx, req: requests::DefineContract) -> Result<L
     };
     ctx.put_contract(&contract)?;
     // The credential (paper, IV-C (ii)): the contractor may now USE these inputs.
-    let credential = Credential { contract: contract.id.clone(), activity: contract.contractor.clone(), uses: contract.uses.clone(), granted: stamp };
-    ctx.put(&keys::key(keys::CREDENTIAL, &[&req.contractor, &req.contract_id])?, &credential)?;
-    ctx.put_index(keys::CONTRACT_BY_CONTRACTOR, &[&req.contractor, &req.contract_id])?;
+    let credential = Credential {
+        contract: contract.id.clone(),
+        activity: contract.contractor.clone(),
+        uses: contract.uses.clone(),
+        granted: stamp,
+    };
+    ctx.put(
+        &keys::key(keys::CREDENTIAL, &[&req.contractor, &req.contract_id])?,
+        &credential,
+    )?;
+    ctx.put_index(
+        keys::CONTRACT_BY_CONTRACTOR,
+        &[&req.contractor, &req.contract_id],
+    )?;
     let body = RecordBody::DefineContract {
         contract: req.contract_id.clone(),
         contractor: req.contractor.clone(),
@@ -493,31 +808,55 @@ pub fn define_contract(ctx: &mut Ctx, req: requests::DefineContract) -> Result<L
 
 fn body_sources(body: &RecordBody) -> Vec<String> {
     match body {
-        RecordBody::DefineContract { uses, .. } => uses.iter().filter_map(|u| u.source.clone()).collect(),
+        RecordBody::DefineContract { uses, .. } => {
+            uses.iter().filter_map(|u| u.source.clone()).collect()
+        }
         _ => Vec::new(),
     }
 }
 
 /// Persist a contract's settlement once its deadline has passed (anyone registered may ask).
-pub fn evaluate_contract(ctx: &mut Ctx, req: requests::EvaluateContract) -> Result<LedgerRecord, ContractError> {
-    let (caller, _) = ctx.member(&[Role::Orchestrator, Role::Auditor, Role::Device, Role::Admin])?;
+pub fn evaluate_contract(
+    ctx: &mut Ctx,
+    req: requests::EvaluateContract,
+) -> Result<LedgerRecord, ContractError> {
+    let (caller, _) =
+        ctx.member(&[Role::Orchestrator, Role::Auditor, Role::Device, Role::Admin])?;
     check_id(ctx.function, "contract_id", &req.contract_id)?;
-    let mut contract = ctx.contract(&req.contract_id)?.ok_or_else(|| ContractError::NotFound { kind: "contract", id: req.contract_id.clone() })?;
+    let mut contract = ctx
+        .contract(&req.contract_id)?
+        .ok_or_else(|| ContractError::NotFound {
+            kind: "contract",
+            id: req.contract_id.clone(),
+        })?;
     let now = ctx.now();
     if contract.state != ContractState::Active || contract.state_at(now) == ContractState::Active {
         return Err(ContractError::GuardFailed {
             transition: "settle contract",
             failures: vec![GuardFailure::Precondition {
                 condition: "deadline-passed(contract)",
-                detail: format!("contract {} is {} (deadline {})", contract.id, contract.state_description(now), contract.deadline),
+                detail: format!(
+                    "contract {} is {} (deadline {})",
+                    contract.id,
+                    contract.state_description(now),
+                    contract.deadline
+                ),
             }],
         });
     }
     contract.state = ContractState::Violated;
     contract.settled = Some(ctx.stamp(&caller));
     ctx.put_contract(&contract)?;
-    let body = RecordBody::SettleContract { contract: contract.id.clone(), state: contract.state };
-    ctx.record(&caller, RecordKind::Contract, vec![contract.id.clone(), contract.contractor.clone()], body)
+    let body = RecordBody::SettleContract {
+        contract: contract.id.clone(),
+        state: contract.state,
+    };
+    ctx.record(
+        &caller,
+        RecordKind::Contract,
+        vec![contract.id.clone(), contract.contractor.clone()],
+        body,
+    )
 }
 
 // --- data -------------------------------------------------------------------------------------
@@ -530,7 +869,9 @@ fn generator_signer(generator: &Entity) -> Result<(CertificateInfo, Option<Strin
         Entity::Container(c) => {
             // An activity generates data only where it runs, and signs with its own key.
             let Some(host) = c.placement.as_ref().map(|p| p.device.clone()) else {
-                return Err(GuardFailure::NotPlaced { container: c.id.clone() });
+                return Err(GuardFailure::NotPlaced {
+                    container: c.id.clone(),
+                });
             };
             match &c.certificate {
                 Some(cert) => Ok((cert.clone(), Some(host))),
@@ -540,11 +881,18 @@ fn generator_signer(generator: &Entity) -> Result<(CertificateInfo, Option<Strin
                 }),
             }
         }
-        Entity::Data(d) => Err(GuardFailure::WrongType { id: d.id.clone(), expected: EntityType::Container, actual: EntityType::Data }),
+        Entity::Data(d) => Err(GuardFailure::WrongType {
+            id: d.id.clone(),
+            expected: EntityType::Container,
+            actual: EntityType::Data,
+        }),
     }
 }
 
-pub fn record_data(ctx: &mut Ctx, req: requests::RecordData) -> Result<LedgerRecord, ContractError> {
+pub fn record_data(
+    ctx: &mut Ctx,
+    req: requests::RecordData,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Device])?;
     check_id(f, "data_id", &req.data_id)?;
@@ -556,7 +904,10 @@ pub fn record_data(ctx: &mut Ctx, req: requests::RecordData) -> Result<LedgerRec
     for input in &req.derived_from {
         check_id(f, "derived_from", input)?;
         if input == &req.data_id || !inputs.insert(input.as_str()) {
-            return Err(ContractError::bad(f, format!("derived_from lists {input} twice or derives data from itself")));
+            return Err(ContractError::bad(
+                f,
+                format!("derived_from lists {input} twice or derives data from itself"),
+            ));
         }
     }
     let signature = decode_signature(f, "signature", &req.signature)?;
@@ -569,28 +920,54 @@ pub fn record_data(ctx: &mut Ctx, req: requests::RecordData) -> Result<LedgerRec
         Some(Entity::Device(_)) => EntityType::Device,
         _ => EntityType::Container,
     };
-    guards.check(guards::joined(&req.generated_by, generator_type, generator.as_ref()));
+    guards.check(guards::joined(
+        &req.generated_by,
+        generator_type,
+        generator.as_ref(),
+    ));
     for input in &req.derived_from {
         guards.check(guards::left(input, ctx.entity(input)?.as_ref()));
     }
     let signer = match &generator {
-        Some(g @ (Entity::Device(_) | Entity::Container(_))) if g.lifecycle() == Some(Lifecycle::Joined) => match generator_signer(g) {
-            Ok(signer) => Some(signer),
-            Err(failure) => {
-                guards.check(Err(failure));
-                None
+        Some(g @ (Entity::Device(_) | Entity::Container(_)))
+            if g.lifecycle() == Some(Lifecycle::Joined) =>
+        {
+            match generator_signer(g) {
+                Ok(signer) => Some(signer),
+                Err(failure) => {
+                    guards.check(Err(failure));
+                    None
+                }
             }
-        },
+        }
         _ => None,
     };
     guards.finish("leave data")?;
     let Some((signer_cert, host_device)) = signer else {
-        return Err(ContractError::NotFound { kind: "activity", id: req.generated_by });
+        return Err(ContractError::NotFound {
+            kind: "activity",
+            id: req.generated_by,
+        });
     };
-    let signer = Certificate::from_pem(&signer_cert.pem).map_err(|e| ContractError::CorruptState { key: req.generated_by.clone(), detail: e })?;
-    signer.check_valid_at(ctx.now()).map_err(|e| ContractError::proof(f, format!("the signing certificate of {}: {e}", req.generated_by)))?;
+    let signer =
+        Certificate::from_pem(&signer_cert.pem).map_err(|e| ContractError::CorruptState {
+            key: req.generated_by.clone(),
+            detail: e,
+        })?;
+    signer.check_valid_at(ctx.now()).map_err(|e| {
+        ContractError::proof(
+            f,
+            format!("the signing certificate of {}: {e}", req.generated_by),
+        )
+    })?;
     if !signer.verify(&requests::data_hash_message(&req.hash), &signature) {
-        return Err(ContractError::proof(f, format!("signature over {} does not verify with the key of {} ({})", req.hash, req.generated_by, signer.info.subject)));
+        return Err(ContractError::proof(
+            f,
+            format!(
+                "signature over {} does not verify with the key of {} ({})",
+                req.hash, req.generated_by, signer.info.subject
+            ),
+        ));
     }
 
     // Generated outputs fulfil the contractor's matching GENERATE obligations.
@@ -598,14 +975,22 @@ pub fn record_data(ctx: &mut Ctx, req: requests::RecordData) -> Result<LedgerRec
     let tx_id = ctx.tx_id();
     let mut fulfils = Vec::new();
     for (key, _) in ctx.scan(keys::CONTRACT_BY_CONTRACTOR, &[&req.generated_by])? {
-        let Some(contract_id) = crate::ledger::split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned())) else {
+        let Some(contract_id) = crate::ledger::split_composite_key(&key)
+            .and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned()))
+        else {
             continue;
         };
-        let Some(mut contract) = ctx.contract(&contract_id)? else { continue };
+        let Some(mut contract) = ctx.contract(&contract_id)? else {
+            continue;
+        };
         if contract.state_at(now) != ContractState::Active {
             continue;
         }
-        let Some(obligation) = contract.generates.iter_mut().find(|o| o.kind == req.kind && o.fulfilled_by.is_none()) else {
+        let Some(obligation) = contract
+            .generates
+            .iter_mut()
+            .find(|o| o.kind == req.kind && o.fulfilled_by.is_none())
+        else {
             continue;
         };
         obligation.fulfilled_by = Some(req.data_id.clone());
@@ -655,13 +1040,21 @@ pub fn record_data(ctx: &mut Ctx, req: requests::RecordData) -> Result<LedgerRec
 }
 
 /// Data joins an activity: the EXEC of a contract (PROV-ORCH).
-pub fn exec_contract(ctx: &mut Ctx, req: requests::ExecContract) -> Result<LedgerRecord, ContractError> {
+pub fn exec_contract(
+    ctx: &mut Ctx,
+    req: requests::ExecContract,
+) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
     let (caller, _) = ctx.member(&[Role::Orchestrator, Role::Device])?;
     check_id(f, "contract_id", &req.contract_id)?;
     check_id(f, "data_id", &req.data_id)?;
     let now = ctx.now();
-    let contract = ctx.contract(&req.contract_id)?.ok_or_else(|| ContractError::NotFound { kind: "contract", id: req.contract_id.clone() })?;
+    let contract = ctx
+        .contract(&req.contract_id)?
+        .ok_or_else(|| ContractError::NotFound {
+            kind: "contract",
+            id: req.contract_id.clone(),
+        })?;
     let data = ctx.entity(&req.data_id)?;
     let activity = ctx.entity(&contract.contractor)?;
     let mut guards = Guards::new();
@@ -670,12 +1063,18 @@ pub fn exec_contract(ctx: &mut Ctx, req: requests::ExecContract) -> Result<Ledge
         Some(Entity::Device(_)) => EntityType::Device,
         _ => EntityType::Container,
     };
-    guards.check(guards::joined(&contract.contractor, activity_type, activity.as_ref()));
+    guards.check(guards::joined(
+        &contract.contractor,
+        activity_type,
+        activity.as_ref(),
+    ));
     let host_device = match &activity {
         Some(Entity::Container(c)) if c.state == Lifecycle::Joined => match &c.placement {
             Some(p) => Some(p.device.clone()),
             None => {
-                guards.check(Err(GuardFailure::NotPlaced { container: c.id.clone() }));
+                guards.check(Err(GuardFailure::NotPlaced {
+                    container: c.id.clone(),
+                }));
                 None
             }
         },
@@ -683,12 +1082,20 @@ pub fn exec_contract(ctx: &mut Ctx, req: requests::ExecContract) -> Result<Ledge
     };
     let state = contract.state_at(now);
     if state != ContractState::Active {
-        guards.check(Err(GuardFailure::ContractNotActive { contract: contract.id.clone(), state: contract.state_description(now) }));
+        guards.check(Err(GuardFailure::ContractNotActive {
+            contract: contract.id.clone(),
+            state: contract.state_description(now),
+        }));
     }
     if let Some(Entity::Data(d)) = &data {
-        let credential: Option<Credential> = ctx.get(&keys::key(keys::CREDENTIAL, &[&contract.contractor, &contract.id])?)?;
+        let credential: Option<Credential> = ctx.get(&keys::key(
+            keys::CREDENTIAL,
+            &[&contract.contractor, &contract.id],
+        )?)?;
         let granted = credential.is_some_and(|c| {
-            c.uses.iter().any(|u| u.kind == d.kind && u.source.as_ref().is_none_or(|s| s == &d.generated_by))
+            c.uses
+                .iter()
+                .any(|u| u.kind == d.kind && u.source.as_ref().is_none_or(|s| s == &d.generated_by))
         });
         if !granted {
             guards.check(Err(GuardFailure::NoCredential {
@@ -699,14 +1106,24 @@ pub fn exec_contract(ctx: &mut Ctx, req: requests::ExecContract) -> Result<Ledge
                 source: d.generated_by.clone(),
             }));
         }
-        if let Some(tx) = ctx.stub.get_state(&keys::key(keys::USED, &[&d.id, &contract.id])?)? {
-            guards.check(Err(GuardFailure::AlreadyUsed { data: d.id.clone(), contract: contract.id.clone(), tx_id: String::from_utf8_lossy(&tx).into_owned() }));
+        if let Some(tx) = ctx
+            .stub
+            .get_state(&keys::key(keys::USED, &[&d.id, &contract.id])?)?
+        {
+            guards.check(Err(GuardFailure::AlreadyUsed {
+                data: d.id.clone(),
+                contract: contract.id.clone(),
+                tx_id: String::from_utf8_lossy(&tx).into_owned(),
+            }));
         }
     }
     // A device-role caller may only report its own use: it must be the activity's identity.
     if caller.role == Some(Role::Device) {
         let own = match &activity {
-            Some(Entity::Container(c)) => c.certificate.as_ref().is_some_and(|cert| cert.sha256 == caller.agent.certificate_sha256),
+            Some(Entity::Container(c)) => c
+                .certificate
+                .as_ref()
+                .is_some_and(|cert| cert.sha256 == caller.agent.certificate_sha256),
             Some(Entity::Device(d)) => d.certificate.sha256 == caller.agent.certificate_sha256,
             _ => false,
         };
@@ -716,8 +1133,17 @@ pub fn exec_contract(ctx: &mut Ctx, req: requests::ExecContract) -> Result<Ledge
     }
     guards.finish("join data")?;
     ctx.put_index(keys::USED, &[&req.data_id, &contract.id])?;
-    let mut subjects = vec![req.data_id.clone(), contract.contractor.clone(), contract.id.clone()];
+    let mut subjects = vec![
+        req.data_id.clone(),
+        contract.contractor.clone(),
+        contract.id.clone(),
+    ];
     subjects.extend(host_device.clone());
-    let body = RecordBody::ExecContract { data: req.data_id, activity: contract.contractor.clone(), contract: contract.id.clone(), host_device };
+    let body = RecordBody::ExecContract {
+        data: req.data_id,
+        activity: contract.contractor.clone(),
+        contract: contract.id.clone(),
+        host_device,
+    };
     ctx.record(&caller, RecordKind::ProvOrch, subjects, body)
 }

@@ -13,8 +13,13 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const DEVICES: [(&str, &str); 3] = [("d0", "traffic-light-1"), ("d1", "roadside-gateway-1"), ("d2", "edge-node-1")];
-const CONTAINERS: [(&str, &str); 3] = [("c0", "analyser"), ("c1", "collector"), ("c2", "publisher")];
+const DEVICES: [(&str, &str); 3] = [
+    ("d0", "traffic-light-1"),
+    ("d1", "roadside-gateway-1"),
+    ("d2", "edge-node-1"),
+];
+const CONTAINERS: [(&str, &str); 3] =
+    [("c0", "analyser"), ("c1", "collector"), ("c2", "publisher")];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -92,7 +97,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::LeaveContainer(i) => {
                 let (c, _) = CONTAINERS[i];
-                let ok = w.submit(o, "TerminateContainer", json!({ "id": c })).is_ok();
+                let ok = w
+                    .submit(o, "TerminateContainer", json!({ "id": c }))
+                    .is_ok();
                 prop_assert_eq!(ok, m.containers.contains(c), "leave container {}", c);
                 if ok {
                     m.containers.remove(c);
@@ -102,7 +109,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Place(ci, di) => {
                 let (c, d) = (CONTAINERS[ci].0, DEVICES[di].0);
                 let ok = w.place(c, d).is_ok();
-                let allowed = m.containers.contains(c) && m.devices.contains(d) && m.placement.get(c) != Some(&d);
+                let allowed = m.containers.contains(c)
+                    && m.devices.contains(d)
+                    && m.placement.get(c) != Some(&d);
                 prop_assert_eq!(ok, allowed, "place {} on {}", c, d);
                 if ok {
                     m.placement.insert(c, d);
@@ -111,8 +120,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Define(k, ci) => {
                 let c = CONTAINERS[ci].0;
                 let contract = format!("k{k}-{c}");
-                let ok = w.define_contract(&contract, c, json!([{ "kind": "reading" }]), json!([{ "kind": "result" }])).is_ok();
-                prop_assert_eq!(ok, m.containers.contains(c) && !m.contracts.contains(&contract), "define {}", contract);
+                let ok = w
+                    .define_contract(
+                        &contract,
+                        c,
+                        json!([{ "kind": "reading" }]),
+                        json!([{ "kind": "result" }]),
+                    )
+                    .is_ok();
+                prop_assert_eq!(
+                    ok,
+                    m.containers.contains(c) && !m.contracts.contains(&contract),
+                    "define {}",
+                    contract
+                );
                 if ok {
                     m.contracts.insert(contract);
                 }
@@ -123,7 +144,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 data_seq += 1;
                 let x = format!("x{data_seq}");
                 let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-                let ok = w.record_data(id("org1", who), id("org1", who), &x, "reading", d, &refs).is_ok();
+                let ok = w
+                    .record_data(id("org1", who), id("org1", who), &x, "reading", d, &refs)
+                    .is_ok();
                 prop_assert_eq!(ok, m.devices.contains(d), "record {} from device {}", x, d);
                 if ok {
                     m.data.push(x);
@@ -135,15 +158,32 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 data_seq += 1;
                 let x = format!("x{data_seq}");
                 let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-                let ok = w.record_data(id("org1", who), id("org1", who), &x, "result", c, &refs).is_ok();
-                prop_assert_eq!(ok, m.containers.contains(c) && m.placement.contains_key(c), "record {} from container {}", x, c);
+                let ok = w
+                    .record_data(id("org1", who), id("org1", who), &x, "result", c, &refs)
+                    .is_ok();
+                prop_assert_eq!(
+                    ok,
+                    m.containers.contains(c) && m.placement.contains_key(c),
+                    "record {} from container {}",
+                    x,
+                    c
+                );
                 if ok {
                     m.data.push(x);
                 }
             }
             Op::Exec(k, x) => {
-                let data = m.data.get(x).cloned().unwrap_or_else(|| "never-recorded".into());
-                let contract = m.contracts.iter().nth(k).cloned().unwrap_or_else(|| "k-none".into());
+                let data = m
+                    .data
+                    .get(x)
+                    .cloned()
+                    .unwrap_or_else(|| "never-recorded".into());
+                let contract = m
+                    .contracts
+                    .iter()
+                    .nth(k)
+                    .cloned()
+                    .unwrap_or_else(|| "k-none".into());
                 let _ = w.exec(o, &contract, &data);
             }
             Op::Tick(s) => w.tick(s),
@@ -153,7 +193,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 fn pick(data: &[String], indexes: &[usize]) -> Vec<String> {
-    let mut picked: Vec<String> = indexes.iter().filter_map(|i| data.get(*i).cloned()).collect();
+    let mut picked: Vec<String> = indexes
+        .iter()
+        .filter_map(|i| data.get(*i).cloned())
+        .collect();
     picked.sort();
     picked.dedup();
     picked
@@ -161,8 +204,17 @@ fn pick(data: &[String], indexes: &[usize]) -> Vec<String> {
 
 /// Replay every committed record in commit order against the paper's machine.
 fn check_replay(w: &mut World) -> Result<(), TestCaseError> {
-    let page = w.query(id("org1", "auditor"), "QueryRecords", json!({ "page_size": 1000 })).unwrap();
-    prop_assert!(page["bookmark"].as_str().unwrap().is_empty(), "test sequences stay under one page");
+    let page = w
+        .query(
+            id("org1", "auditor"),
+            "QueryRecords",
+            json!({ "page_size": 1000 }),
+        )
+        .unwrap();
+    prop_assert!(
+        page["bookmark"].as_str().unwrap().is_empty(),
+        "test sequences stay under one page"
+    );
     let mut joined: BTreeSet<String> = BTreeSet::new();
     let mut placement: BTreeMap<String, String> = BTreeMap::new();
     let mut left_data: BTreeSet<String> = BTreeSet::new();
@@ -170,34 +222,67 @@ fn check_replay(w: &mut World) -> Result<(), TestCaseError> {
         let body = &record["body"];
         let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         match record["kind"].as_str().unwrap() {
-            "PROV-ID-create" => prop_assert!(joined.insert(s(&body["entity"])), "join of a joined entity: {}", record),
+            "PROV-ID-create" => prop_assert!(
+                joined.insert(s(&body["entity"])),
+                "join of a joined entity: {}",
+                record
+            ),
             "PROV-ID-delete" => {
                 let e = s(&body["entity"]);
                 prop_assert!(joined.remove(&e), "leave without join: {}", record);
                 if body["entity_type"] == "device" {
-                    prop_assert!(!placement.values().any(|d| *d == e), "device left while hosting: {}", record);
+                    prop_assert!(
+                        !placement.values().any(|d| *d == e),
+                        "device left while hosting: {}",
+                        record
+                    );
                 }
                 placement.remove(&e);
             }
             "ORCHESTRATE" => {
                 let (c, d) = (s(&body["deployed"]), s(&body["location"]));
-                prop_assert!(joined.contains(&c) && joined.contains(&d), "placement of an entity that is not joined: {}", record);
+                prop_assert!(
+                    joined.contains(&c) && joined.contains(&d),
+                    "placement of an entity that is not joined: {}",
+                    record
+                );
                 placement.insert(c, d);
             }
             "PROV-DATA" => {
                 let x = s(&body["data"]);
-                prop_assert!(joined.contains(&s(&body["generated_by"])), "data from a generator that is not joined: {}", record);
+                prop_assert!(
+                    joined.contains(&s(&body["generated_by"])),
+                    "data from a generator that is not joined: {}",
+                    record
+                );
                 for input in body["derived_from"].as_array().unwrap() {
-                    prop_assert!(left_data.contains(&s(input)), "derived from data that never left: {}", record);
+                    prop_assert!(
+                        left_data.contains(&s(input)),
+                        "derived from data that never left: {}",
+                        record
+                    );
                 }
                 prop_assert!(left_data.insert(x), "data left twice: {}", record);
             }
             "PROV-ORCH" => {
-                prop_assert!(left_data.contains(&s(&body["data"])), "PROV-ORCH without a PROV-DATA before it: {}", record);
+                prop_assert!(
+                    left_data.contains(&s(&body["data"])),
+                    "PROV-ORCH without a PROV-DATA before it: {}",
+                    record
+                );
                 let activity = s(&body["activity"]);
-                prop_assert!(joined.contains(&activity), "EXEC by an activity that is not joined: {}", record);
+                prop_assert!(
+                    joined.contains(&activity),
+                    "EXEC by an activity that is not joined: {}",
+                    record
+                );
                 let host = body["host_device"].as_str().map(str::to_owned);
-                prop_assert_eq!(placement.get(&activity), host.as_ref(), "EXEC host: {}", record);
+                prop_assert_eq!(
+                    placement.get(&activity),
+                    host.as_ref(),
+                    "EXEC host: {}",
+                    record
+                );
             }
             "ORG" | "CONTRACT" => {}
             other => prop_assert!(false, "unexpected record kind {}", other),
@@ -214,4 +299,3 @@ proptest! {
         run(ops)?;
     }
 }
-

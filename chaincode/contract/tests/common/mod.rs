@@ -1,6 +1,14 @@
 //! The test world: a Fabric-faithful in-memory ledger, a controllable transaction clock, and
 //! helpers that build correctly signed requests from the fixture identities.
-#![allow(dead_code)] // each test binary uses a different subset of the helpers
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "shared by tests and the benchmark: a failed setup step should panic"
+)]
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -14,7 +22,10 @@ pub fn id(org: &str, name: &str) -> &'static Identity {
 }
 
 pub fn creator(identity: &Identity) -> Creator {
-    Creator { msp_id: identity.msp_id.to_owned(), certificate_pem: identity.cert_pem.as_bytes().to_vec() }
+    Creator {
+        msp_id: identity.msp_id.to_owned(),
+        certificate_pem: identity.cert_pem.as_bytes().to_vec(),
+    }
 }
 
 pub fn b64(bytes: &[u8]) -> String {
@@ -22,7 +33,10 @@ pub fn b64(bytes: &[u8]) -> String {
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)))
+    format!(
+        "sha256:{}",
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+    )
 }
 
 /// SHA-256 (hex) of a PEM certificate's DER bytes, as the contract binds it in id-proofs.
@@ -32,7 +46,10 @@ pub fn cert_sha256(pem: &str) -> String {
 }
 
 /// 2026-06-01T00:00:00Z: inside every fixture's validity except the expired/future ones.
-pub const START: Timestamp = Timestamp { seconds: 1_780_272_000, nanos: 0 };
+pub const START: Timestamp = Timestamp {
+    seconds: 1_780_272_000,
+    nanos: 0,
+};
 
 pub struct World {
     pub ledger: MemoryLedger,
@@ -42,7 +59,11 @@ pub struct World {
 
 impl Default for World {
     fn default() -> Self {
-        World { ledger: MemoryLedger::new(), now: START, seq: 0 }
+        World {
+            ledger: MemoryLedger::new(),
+            now: START,
+            seq: 0,
+        }
     }
 }
 
@@ -69,26 +90,50 @@ impl World {
         format!("tx{:05}", self.seq)
     }
 
-    pub fn submit(&mut self, who: &Identity, function: &str, arg: Value) -> Result<Value, SubmitError> {
+    pub fn submit(
+        &mut self,
+        who: &Identity,
+        function: &str,
+        arg: Value,
+    ) -> Result<Value, SubmitError> {
         let arg = serde_json::to_vec(&arg).unwrap();
         self.submit_raw(who, function, &[&arg])
     }
 
-    pub fn submit_raw(&mut self, who: &Identity, function: &str, args: &[&[u8]]) -> Result<Value, SubmitError> {
+    pub fn submit_raw(
+        &mut self,
+        who: &Identity,
+        function: &str,
+        args: &[&[u8]],
+    ) -> Result<Value, SubmitError> {
         let tx = self.next_tx();
-        let bytes = self.ledger.submit(&creator(who), &tx, self.now, function, args)?;
+        let bytes = self
+            .ledger
+            .submit(&creator(who), &tx, self.now, function, args)?;
         Ok(serde_json::from_slice(&bytes).unwrap())
     }
 
-    pub fn query(&mut self, who: &Identity, function: &str, arg: Value) -> Result<Value, ContractError> {
+    pub fn query(
+        &mut self,
+        who: &Identity,
+        function: &str,
+        arg: Value,
+    ) -> Result<Value, ContractError> {
         let tx = self.next_tx();
         let arg = serde_json::to_vec(&arg).unwrap();
-        let bytes = self.ledger.evaluate(&creator(who), &tx, self.now, function, &[&arg])?;
+        let bytes = self
+            .ledger
+            .evaluate(&creator(who), &tx, self.now, function, &[&arg])?;
         Ok(serde_json::from_slice(&bytes).unwrap())
     }
 
     pub fn entity(&mut self, id: &str) -> Value {
-        self.query(crate::common::id("org1", "auditor"), "GetEntity", json!({ "id": id })).unwrap()
+        self.query(
+            crate::common::id("org1", "auditor"),
+            "GetEntity",
+            json!({ "id": id }),
+        )
+        .unwrap()
     }
 
     pub fn register_org(&mut self, org: &str, policy: Value) -> Result<Value, SubmitError> {
@@ -102,12 +147,22 @@ impl World {
 
     pub fn register_org_as(&mut self, who: &Identity, org: &str) -> Result<Value, SubmitError> {
         let o = tom_fixtures::org(org);
-        self.submit(who, "RegisterOrg", json!({ "msp_id": o.msp_id, "ca_certificates": [o.ca_cert_pem] }))
+        self.submit(
+            who,
+            "RegisterOrg",
+            json!({ "msp_id": o.msp_id, "ca_certificates": [o.ca_cert_pem] }),
+        )
     }
 
     /// A correctly signed IdentifyDevice request for `device`.
     pub fn device_request(device_id: &str, device: &Identity, kind: &str, nonce: &str) -> Value {
-        let message = identify_device_message(device_id, device.msp_id, kind, nonce, &cert_sha256(device.cert_pem));
+        let message = identify_device_message(
+            device_id,
+            device.msp_id,
+            kind,
+            nonce,
+            &cert_sha256(device.cert_pem),
+        );
         json!({
             "device_id": device_id,
             "org": device.msp_id,
@@ -118,10 +173,19 @@ impl World {
         })
     }
 
-    pub fn identify_device(&mut self, device_id: &str, device: &Identity, kind: &str) -> Result<Value, SubmitError> {
+    pub fn identify_device(
+        &mut self,
+        device_id: &str,
+        device: &Identity,
+        kind: &str,
+    ) -> Result<Value, SubmitError> {
         let nonce = format!("nonce-{}-{}", device_id, self.seq);
         let orchestrator = id("org1", "orchestrator");
-        self.submit(orchestrator, "IdentifyDevice", Self::device_request(device_id, device, kind, &nonce))
+        self.submit(
+            orchestrator,
+            "IdentifyDevice",
+            Self::device_request(device_id, device, kind, &nonce),
+        )
     }
 
     pub fn container_request(container_id: &str, workload: Option<&Identity>) -> Value {
@@ -142,16 +206,38 @@ impl World {
         json!({ "publisher": "city-publisher", "signature": b64(&id("org1", "publisher").sign(&image_digest_message(digest))) })
     }
 
-    pub fn identify_container(&mut self, container_id: &str, workload: Option<&Identity>) -> Result<Value, SubmitError> {
-        self.submit(id("org1", "orchestrator"), "IdentifyContainer", Self::container_request(container_id, workload))
+    pub fn identify_container(
+        &mut self,
+        container_id: &str,
+        workload: Option<&Identity>,
+    ) -> Result<Value, SubmitError> {
+        self.submit(
+            id("org1", "orchestrator"),
+            "IdentifyContainer",
+            Self::container_request(container_id, workload),
+        )
     }
 
     pub fn place(&mut self, container_id: &str, device_id: &str) -> Result<Value, SubmitError> {
-        self.submit(id("org1", "orchestrator"), "PlaceContainer", json!({ "container_id": container_id, "device_id": device_id }))
+        self.submit(
+            id("org1", "orchestrator"),
+            "PlaceContainer",
+            json!({ "container_id": container_id, "device_id": device_id }),
+        )
     }
 
-    pub fn define_contract(&mut self, contract_id: &str, contractor: &str, uses: Value, generates: Value) -> Result<Value, SubmitError> {
-        let deadline = Timestamp { seconds: self.now.seconds + 3_600, nanos: 0 }.to_rfc3339();
+    pub fn define_contract(
+        &mut self,
+        contract_id: &str,
+        contractor: &str,
+        uses: Value,
+        generates: Value,
+    ) -> Result<Value, SubmitError> {
+        let deadline = Timestamp {
+            seconds: self.now.seconds + 3_600,
+            nanos: 0,
+        }
+        .to_rfc3339();
         self.submit(
             id("org1", "orchestrator"),
             "DefineContract",
@@ -187,13 +273,28 @@ impl World {
         )
     }
 
-    pub fn exec(&mut self, who: &Identity, contract_id: &str, data_id: &str) -> Result<Value, SubmitError> {
-        self.submit(who, "ExecContract", json!({ "contract_id": contract_id, "data_id": data_id }))
+    pub fn exec(
+        &mut self,
+        who: &Identity,
+        contract_id: &str,
+        data_id: &str,
+    ) -> Result<Value, SubmitError> {
+        self.submit(
+            who,
+            "ExecContract",
+            json!({ "contract_id": contract_id, "data_id": data_id }),
+        )
     }
 
     /// Count of committed ledger records (all kinds).
     pub fn record_count(&mut self) -> usize {
-        let page = self.query(id("org1", "auditor"), "QueryRecords", json!({ "page_size": 1000 })).unwrap();
+        let page = self
+            .query(
+                id("org1", "auditor"),
+                "QueryRecords",
+                json!({ "page_size": 1000 }),
+            )
+            .unwrap();
         page["records"].as_array().unwrap().len()
     }
 }
@@ -209,11 +310,18 @@ pub fn rejection(result: Result<Value, SubmitError>) -> (u16, String) {
 
 /// Assert a rejection whose status and message match, and return the message.
 #[track_caller]
-pub fn assert_rejected(result: Result<Value, SubmitError>, status: u16, fragments: &[&str]) -> String {
+pub fn assert_rejected(
+    result: Result<Value, SubmitError>,
+    status: u16,
+    fragments: &[&str],
+) -> String {
     let (got, message) = rejection(result);
     assert_eq!(got, status, "status of: {message}");
     for f in fragments {
-        assert!(message.contains(f), "message {message:?} should contain {f:?}");
+        assert!(
+            message.contains(f),
+            "message {message:?} should contain {f:?}"
+        );
     }
     message
 }
