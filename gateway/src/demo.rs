@@ -126,10 +126,11 @@ pub fn install(data_dir: &Path) -> anyhow::Result<PathBuf> {
             let f = fixture(&name)?;
             store.add(&gateway_name, f.msp_id, f.cert_pem, f.key_pkcs8_pem)?;
         }
-        if !tokens.contains_key(&gateway_name) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = tokens.entry(gateway_name.clone())
+        {
             let token = identities::new_token()?;
             store.add_token(&gateway_name, &token)?;
-            tokens.insert(gateway_name, token);
+            slot.insert(token);
         }
     }
     let json = serde_json::to_vec_pretty(&json!({ "tokens": tokens }))?;
