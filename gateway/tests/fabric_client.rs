@@ -1217,3 +1217,51 @@ fn the_example_profile_is_valid() {
         .resolve(profile.tls_ca_certificate.as_ref().unwrap())
         .starts_with(profile.base_dir.as_path()));
 }
+
+/// `cargo test` builds the examples; the Fabric smoke example must work against this gateway,
+/// and run again on the same ledger (registering Org1MSP again updates it).
+#[tokio::test]
+async fn the_smoke_example_runs_against_the_test_gateway() {
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/fabric_smoke");
+    assert!(
+        example.exists(),
+        "{} is missing: cargo test builds the examples",
+        example.display()
+    );
+    let network = Network::start().await;
+    let profile = network.profile();
+    let profile_path = profile.base_dir.join("profile.json");
+    for run in 0..2 {
+        let output = tokio::process::Command::new(&example)
+            .arg(&profile_path)
+            .args(["--submits", "3"])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "run {run}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for line in [
+            "RegisterOrg committed",
+            "IdentifyDevice committed",
+            "event PROV-ID-create",
+            "submit latency over 3 transaction(s)",
+        ] {
+            assert!(
+                stdout.contains(line),
+                "run {run} should print {line:?}:\n{stdout}"
+            );
+        }
+    }
+    assert_eq!(network.peer.state.lock().unwrap().ledger.height(), 8);
+    network.stop().await;
+}
