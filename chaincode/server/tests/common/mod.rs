@@ -9,6 +9,7 @@
 
 pub mod proposal;
 pub mod scenario;
+pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -5,6 +5,7 @@
 //! needs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -12,13 +13,15 @@ use tom_contract::requests::{data_hash_message, identify_device_message};
 use tom_contract::Timestamp;
 use tom_fixtures::Identity;
 
-use super::{id, sha256, tx, Endorsement, Peer, TxClock};
+use super::{id, sha256, tx, Endorsement, Peer, SignedTx, TxClock};
 
 pub struct Network {
     pub peers: Vec<Peer>,
     pub clock: TxClock,
     /// Endorsements compared across peers so far.
     pub compared: AtomicUsize,
+    /// Every proposal and its (agreed) endorsement, in order, and whether it was committed.
+    pub log: Mutex<Vec<(SignedTx, Endorsement, bool)>>,
 }
 
 /// A refused transaction: (status, message).
@@ -30,6 +33,7 @@ impl Network {
             peers,
             clock: TxClock::default(),
             compared: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
         }
     }
 
@@ -48,6 +52,9 @@ impl Network {
         for peer in &self.peers {
             peer.commit(&endorsement)
                 .unwrap_or_else(|e| panic!("{} could not commit: {e}", peer.name));
+        }
+        if let Some(last) = self.log.lock().unwrap().last_mut() {
+            last.2 = true;
         }
         Ok(endorsement.json())
     }
@@ -96,6 +103,10 @@ impl Network {
             first.open_iterators, 0,
             "{function}: the chaincode left a query iterator open"
         );
+        self.log
+            .lock()
+            .unwrap()
+            .push((proposal, first.clone(), false));
         first.clone()
     }
 
