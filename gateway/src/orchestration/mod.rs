@@ -82,6 +82,16 @@ pub struct OrchestratorConfig {
     pub poll_interval: Duration,
     /// Attach services to the engine's `host` network so workloads reach a loopback gateway (true).
     pub host_network: bool,
+    /// This gateway's instance name, written as the `tom.gateway` label on every service it
+    /// creates; reconciliation and recovery consider only services carrying it ("tom").
+    pub instance: String,
+    /// Per-container workload configuration for placements that carry none (REST): if set,
+    /// `<workloads_dir>/<container id>/` is bind-mounted read-only at `/etc/tom` (None).
+    pub workloads_dir: Option<std::path::PathBuf>,
+    /// If set, bind-mounted at `/data` in every service: where workloads keep data bytes (None).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Passed to workloads as `TOM_GATEWAY`: the gateway's own URL (None).
+    pub gateway_url: Option<String>,
 }
 
 impl Default for OrchestratorConfig {
@@ -90,6 +100,10 @@ impl Default for OrchestratorConfig {
             run_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
             host_network: true,
+            instance: "tom".into(),
+            workloads_dir: None,
+            data_dir: None,
+            gateway_url: None,
         }
     }
 }
@@ -530,8 +544,39 @@ impl Orchestrator {
             (swarm::LABEL_CONTAINER.to_owned(), container_id.to_owned()),
             (swarm::LABEL_AUTHORISING_TX.to_owned(), tx.to_owned()),
             (swarm::LABEL_DEVICE.to_owned(), device_id.to_owned()),
+            (
+                swarm::LABEL_GATEWAY.to_owned(),
+                self.config.instance.clone(),
+            ),
             ("tom.image".to_owned(), container.image.clone()),
         ]);
+        // What every workload learns about itself; the caller's own settings come after, so
+        // they win.
+        let mut env = vec![
+            format!("TOM_CONTAINER_ID={container_id}"),
+            format!("TOM_ACTIVITY={container_id}"),
+            format!("TOM_DEVICE_ID={device_id}"),
+        ];
+        if let Some(url) = &self.config.gateway_url {
+            env.push(format!("TOM_GATEWAY={url}"));
+        }
+        env.extend(workload.env.iter().cloned());
+        let mut mounts = Vec::new();
+        if let Some(dir) = &self.config.workloads_dir {
+            mounts.push(BindMount {
+                source: dir.join(container_id).display().to_string(),
+                target: "/etc/tom".into(),
+                read_only: true,
+            });
+        }
+        if let Some(dir) = &self.config.data_dir {
+            mounts.push(BindMount {
+                source: dir.display().to_string(),
+                target: "/data".into(),
+                read_only: false,
+            });
+        }
+        mounts.extend(workload.mounts.iter().cloned());
         Ok(ServiceRequest {
             name: name.to_owned(),
             // The content digest the ledger recorded is the image reference: the engine runs
@@ -540,10 +585,17 @@ impl Orchestrator {
             device_id: device_id.to_owned(),
             labels,
             args: workload.args.clone(),
-            env: workload.env.clone(),
-            mounts: workload.mounts.clone(),
+            env,
+            mounts,
             host_network: self.config.host_network,
         })
+    }
+
+    /// The TOM services this gateway instance created (others' are none of its business).
+    async fn own_services(&self) -> Result<Vec<ServiceInfo>, SwarmError> {
+        let mut services = self.swarm.tom_services().await?;
+        services.retain(|s| s.gateway() == Some(self.config.instance.as_str()));
+        Ok(services)
     }
 
     /// Poll the service's tasks until one runs (`Ok(Ok)`) or fails (`Ok(Err(engine's words))`).
@@ -633,7 +685,7 @@ impl Orchestrator {
         };
         let mut removed = Vec::new();
         let mut failure = None;
-        match self.swarm.tom_services().await {
+        match self.own_services().await {
             Ok(services) => {
                 for service in services
                     .iter()
@@ -741,8 +793,7 @@ impl Orchestrator {
         }
         let tx = action.authorising_tx.clone().unwrap_or_default();
         let service = self
-            .swarm
-            .tom_services()
+            .own_services()
             .await?
             .into_iter()
             .find(|s| s.authorising_tx() == Some(tx.as_str()));
@@ -884,7 +935,7 @@ impl Orchestrator {
             .into_iter()
             .map(|a| a.kind.container_id().to_owned())
             .collect();
-        let services = self.swarm.tom_services().await?;
+        let services = self.own_services().await?;
         let mut report = Reconciliation {
             services: services.len(),
             drift: Vec::new(),

@@ -25,6 +25,9 @@ pub const LABEL_CONTAINER: &str = "tom.container";
 pub const LABEL_AUTHORISING_TX: &str = "tom.authorising-tx";
 /// Service and node label: the device id (on a node: the device the node proved to be).
 pub const LABEL_DEVICE: &str = "tom.device";
+/// Service label: the gateway instance that created the service. A gateway reconciles only its
+/// own services, so several gateways (or test runs) can share one swarm.
+pub const LABEL_GATEWAY: &str = "tom.gateway";
 
 /// Why a Swarm operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +95,10 @@ impl ServiceInfo {
 
     pub fn authorising_tx(&self) -> Option<&str> {
         self.labels.get(LABEL_AUTHORISING_TX).map(String::as_str)
+    }
+
+    pub fn gateway(&self) -> Option<&str> {
+        self.labels.get(LABEL_GATEWAY).map(String::as_str)
     }
 }
 

@@ -1,0 +1,204 @@
+//! Shared set-up for the tests that drive the real swarm: a reachable engine that is a swarm
+//! manager (scripts/setup/20-docker-swarm.sh), the workload image (scripts/setup/40-test-images.sh),
+//! a ledger with org1 registered and the test device joined, and the node bound to the device.
+//! Missing prerequisites fail the test with a message saying what to run; nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use base64::Engine;
+use tom_contract::requests;
+use tom_gateway::ledger::memory::InMemoryLedger;
+use tom_gateway::ledger::{Ledger, SigningIdentity};
+use tom_gateway::orchestration::{Journal, Orchestrator, OrchestratorConfig};
+use tom_gateway::swarm::docker::BollardSwarm;
+use tom_gateway::swarm::{SwarmDriver, LABEL_DEVICE};
+
+/// The device every swarm test binds the (single) node to.
+pub const DEVICE: &str = "edge-node-1";
+pub const IMAGE: &str = "tom-workload:test";
+
+pub async fn swarm() -> Arc<BollardSwarm> {
+    match BollardSwarm::connect().await {
+        Ok(swarm) => Arc::new(swarm),
+        Err(e) => panic!(
+            "these tests need a reachable Docker engine that is a swarm manager, and found none: {e}\n\
+             run scripts/setup/20-docker-swarm.sh (or the README's test command) first"
+        ),
+    }
+}
+
+/// The workload image's id (`sha256:…`), which is also the digest the ledger records.
+pub async fn workload_image(swarm: &BollardSwarm) -> String {
+    match swarm.image_id(IMAGE).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            panic!("the test image {IMAGE} is missing: run scripts/setup/40-test-images.sh first")
+        }
+        Err(e) => panic!("cannot inspect {IMAGE}: {e}"),
+    }
+}
+
+pub fn identity(org: &str, name: &str) -> SigningIdentity {
+    let id = tom_fixtures::identity(org, name);
+    SigningIdentity::from_pem(id.msp_id, id.cert_pem, id.key_pkcs8_pem).unwrap()
+}
+
+pub fn orchestrator_identity() -> SigningIdentity {
+    identity("org1", "orchestrator")
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+pub async fn submit(
+    ledger: &dyn Ledger,
+    who: &SigningIdentity,
+    function: &str,
+    request: serde_json::Value,
+) -> String {
+    ledger
+        .submit(who, function, request.to_string().as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{function} {request}: {e}"))
+        .tx_id
+}
+
+pub async fn evaluate(
+    ledger: &dyn Ledger,
+    function: &str,
+    request: serde_json::Value,
+) -> serde_json::Value {
+    let bytes = ledger
+        .evaluate(
+            &orchestrator_identity(),
+            function,
+            request.to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+pub async fn entity(ledger: &dyn Ledger, id: &str) -> serde_json::Value {
+    evaluate(ledger, "GetEntity", serde_json::json!({ "id": id })).await
+}
+
+pub async fn record(ledger: &dyn Ledger, tx: &str) -> serde_json::Value {
+    evaluate(ledger, "GetRecord", serde_json::json!({ "id": tx })).await
+}
+
+pub async fn register_org(ledger: &dyn Ledger, org: &str) {
+    let fixture = tom_fixtures::org(org);
+    let request =
+        serde_json::json!({ "msp_id": fixture.msp_id, "ca_certificates": [fixture.ca_cert_pem] });
+    submit(ledger, &identity(org, "admin"), "RegisterOrg", request).await;
+}
+
+/// A device joins with its id-proof (certificate + signed nonce), as `POST /v1/devices` does it.
+pub async fn identify_device(ledger: &dyn Ledger, org: &str, name: &str, kind: &str) -> String {
+    let device = tom_fixtures::identity(org, name);
+    let cert = tom_contract::identity::Certificate::from_pem(device.cert_pem).unwrap();
+    let nonce = unique("nonce");
+    let message =
+        requests::identify_device_message(name, device.msp_id, kind, &nonce, &cert.info.sha256);
+    let proof = base64::engine::general_purpose::STANDARD.encode(device.sign(&message));
+    let request = serde_json::json!({
+        "device_id": name, "org": device.msp_id, "kind": kind, "certificate": device.cert_pem, "nonce": nonce, "proof": proof,
+    });
+    submit(ledger, &orchestrator_identity(), "IdentifyDevice", request).await
+}
+
+pub async fn identify_container(
+    ledger: &dyn Ledger,
+    id: &str,
+    digest: &str,
+    workload: Option<(&str, &str)>,
+) -> String {
+    let mut request = serde_json::json!({ "container_id": id, "org": "Org1MSP", "image": IMAGE, "digest": digest });
+    if let Some((org, name)) = workload {
+        request["certificate"] = tom_fixtures::identity(org, name).cert_pem.into();
+    }
+    submit(
+        ledger,
+        &orchestrator_identity(),
+        "IdentifyContainer",
+        request,
+    )
+    .await
+}
+
+/// A fresh in-memory ledger with org1 registered and the test device joined.
+pub async fn ledger() -> Arc<InMemoryLedger> {
+    let ledger = Arc::new(InMemoryLedger::new());
+    register_org(ledger.as_ref(), "org1").await;
+    identify_device(ledger.as_ref(), "org1", DEVICE, "edge-node").await;
+    ledger
+}
+
+pub fn config(instance: &str) -> OrchestratorConfig {
+    OrchestratorConfig {
+        instance: instance.to_owned(),
+        run_timeout: std::time::Duration::from_secs(45),
+        ..OrchestratorConfig::default()
+    }
+}
+
+pub fn orchestrator(
+    ledger: Arc<dyn Ledger>,
+    swarm: Arc<BollardSwarm>,
+    journal: &std::path::Path,
+    config: OrchestratorConfig,
+) -> Orchestrator {
+    Orchestrator::new(
+        ledger,
+        swarm,
+        Journal::open(journal).unwrap(),
+        orchestrator_identity(),
+        config,
+    )
+}
+
+/// The single node's id.
+pub async fn node_id(swarm: &BollardSwarm) -> String {
+    let nodes = swarm.nodes().await.unwrap();
+    assert_eq!(
+        nodes.len(),
+        1,
+        "the test swarm is expected to have exactly one node: {nodes:?}"
+    );
+    nodes[0].id.clone()
+}
+
+/// Bind the node to [`DEVICE`] (tests in one binary run in parallel: tolerate a concurrent
+/// update of the same label to the same value).
+pub async fn bind_device(orchestrator: &Orchestrator, swarm: &BollardSwarm) -> String {
+    let node = node_id(swarm).await;
+    for attempt in 0..5 {
+        let nodes = swarm.nodes().await.unwrap();
+        if nodes[0].labels.get(LABEL_DEVICE).map(String::as_str) == Some(DEVICE) {
+            return node;
+        }
+        match orchestrator.bind_node(&node, DEVICE).await {
+            Ok(()) => return node,
+            Err(e) if attempt < 4 => eprintln!("binding node (retrying): {e}"),
+            Err(e) => panic!("binding node {node} to {DEVICE}: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    node
+}
+
+/// Remove every service this test's gateway instance created (whatever the test's outcome).
+pub async fn remove_instance_services(swarm: &BollardSwarm, instance: &str) {
+    for service in swarm.tom_services().await.unwrap_or_default() {
+        if service.gateway() == Some(instance) {
+            let _ = swarm.remove_service(&service.id).await;
+        }
+    }
+}
