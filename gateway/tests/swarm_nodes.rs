@@ -1,0 +1,157 @@
+//! Devices are swarm nodes: pending until bound after a proof, and a drained node makes its
+//! device leave (its containers first). The test swarm has a single node, so this exercises
+//! what one node can do (labels, availability, the event stream); a node going down or leaving
+//! needs a second node (see the orchestration module docs).
+//!
+//! This file holds one test on purpose: draining the only node stops every task on it, so it
+//! must not run beside the other swarm tests (cargo runs test binaries one after another).
+
+mod swarm_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_common::*;
+use tom_gateway::orchestration::nodes::NodeChange;
+use tom_gateway::swarm::{Availability, SwarmDriver, LABEL_DEVICE};
+
+/// Puts the node back to active whatever happens, so later tests find a usable swarm.
+struct Reactivate(String);
+
+impl Drop for Reactivate {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["node", "update", "--availability", "active", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_pending_until_bound_and_draining_it_makes_the_device_leave() {
+    let swarm = swarm().await;
+    let image = workload_image(&swarm).await;
+    let ledger = ledger().await;
+    let instance = unique("t-nodes");
+    let dir = tempfile::tempdir().unwrap();
+    let orch = Arc::new(orchestrator(
+        ledger.clone(),
+        swarm.clone(),
+        &dir.path().join("journal.redb"),
+        config(&instance),
+    ));
+    let node = node_id(&swarm).await;
+    let _reactivate = Reactivate(node.clone());
+
+    // Unbound, the node is pending: no device identity, no TOM placement can land on it.
+    swarm
+        .set_node_label(&node, LABEL_DEVICE, None)
+        .await
+        .unwrap();
+    let changes = orch.check_nodes().await.unwrap();
+    assert!(
+        changes.contains(&NodeChange::Pending {
+            node_id: node.clone(),
+            hostname: swarm.nodes().await.unwrap()[0].hostname.clone()
+        }),
+        "{changes:?}"
+    );
+    assert_eq!(orch.pending_nodes().await.unwrap().len(), 1);
+
+    // Binding needs a device the ledger accepted.
+    let refused = orch.bind_node(&node, "never-identified").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("has not joined the ledger"),
+        "{refused}"
+    );
+    orch.bind_node(&node, DEVICE).await.unwrap();
+    assert_eq!(
+        orch.check_nodes().await.unwrap(),
+        vec![NodeChange::Bound {
+            node_id: node.clone(),
+            device_id: DEVICE.into()
+        }]
+    );
+    assert!(orch.pending_nodes().await.unwrap().is_empty());
+
+    let container = unique("on-drained");
+    identify_container(ledger.as_ref(), &container, &image, None).await;
+    orch.place(&orchestrator_identity(), &container, DEVICE)
+        .await
+        .unwrap();
+
+    // The watcher follows the event stream; the operator drains the node.
+    let mut seen = orch.node_changes();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watcher = orch.spawn_node_watcher(Duration::from_secs(30), stopped);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    swarm
+        .set_node_availability(&node, Availability::Drain)
+        .await
+        .unwrap();
+    let left = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let change @ NodeChange::DeviceLeft { .. } = seen.recv().await.unwrap() {
+                return change;
+            }
+        }
+    })
+    .await
+    .expect("the watcher reported the device leaving");
+    let NodeChange::DeviceLeft {
+        device_id,
+        reason,
+        leave_tx,
+        containers_terminated,
+        error,
+        ..
+    } = left
+    else {
+        unreachable!()
+    };
+    assert_eq!(device_id, DEVICE);
+    assert_eq!(error, None);
+    assert!(reason.contains("drained"), "{reason}");
+    assert_eq!(
+        containers_terminated,
+        vec![container.clone()],
+        "its containers left first"
+    );
+
+    // Recorded, with the reason; the container left too and its service is gone.
+    let device = entity(ledger.as_ref(), DEVICE).await;
+    assert_eq!(device["state"], "left");
+    assert!(
+        device["left"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("drained"),
+        "{device}"
+    );
+    assert_eq!(
+        record(ledger.as_ref(), leave_tx.as_ref().unwrap()).await["kind"],
+        "PROV-ID-delete"
+    );
+    assert_eq!(entity(ledger.as_ref(), &container).await["state"], "left");
+    assert!(!swarm
+        .tom_services()
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.container_id() == Some(container.as_str())));
+    // The node is pending again until the device proves itself anew.
+    assert!(swarm.nodes().await.unwrap()[0]
+        .labels
+        .get(LABEL_DEVICE)
+        .is_none());
+
+    stop.send(true).unwrap();
+    watcher.await.unwrap();
+    swarm
+        .set_node_availability(&node, Availability::Active)
+        .await
+        .unwrap();
+    // Leave the node bound for the other swarm tests' convenience (they bind it anyway).
+    identify_device(ledger.as_ref(), "org1", DEVICE, "edge-node").await;
+    orch.bind_node(&node, DEVICE).await.unwrap();
+    remove_instance_services(&swarm, &instance).await;
+}
