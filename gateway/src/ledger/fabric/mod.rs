@@ -42,6 +42,13 @@ pub mod protos {
 /// value up to the second.
 const EVENT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(10));
 
+/// Between HTTP/2 pings: above the 60 s minimum a Fabric peer enforces.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(90);
+
+/// The largest gRPC message accepted or sent: Fabric's own default (100 MiB), not tonic's 4 MiB,
+/// so that large query results (a PROV export) come through as they do from the peer CLI.
+const MAX_MESSAGE_SIZE: usize = 100 * 1024 * 1024;
+
 /// A Fabric network reached through one peer's Gateway service.
 pub struct FabricLedger {
     client: GatewayClient<Channel>,
@@ -88,7 +95,9 @@ impl FabricLedger {
                 error_chain(&e)
             ))
         })?;
-        let client = GatewayClient::new(connection);
+        let client = GatewayClient::new(connection)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
         let events = broadcast::channel(1024).0;
         let event_task = tokio::spawn(run_event_stream(
             client.clone(),
@@ -141,8 +150,10 @@ fn endpoint(profile: &ConnectionProfile) -> Result<Endpoint, LedgerError> {
     let mut endpoint = Endpoint::from_shared(profile.peer_endpoint.clone())
         .map_err(|e| field_error("peer_endpoint", &e))?
         .connect_timeout(profile.timeouts.connect())
-        // Fabric peers close idle connections; keep-alives notice a dead peer between calls.
-        .http2_keep_alive_interval(Duration::from_secs(30))
+        // Keep-alives notice a dead peer under a quiet event stream. Fabric peers disconnect
+        // clients that ping more often than `peer.keepalive.minInterval` (default 60 s).
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true);
     if let (Scheme::Https, Some(ca)) = (
         profile.scheme().map_err(|(f, m)| field_error(f, &m))?,

@@ -100,9 +100,9 @@ pub fn signed_proposal(
     };
     let invocation = peer::ChaincodeInvocationSpec {
         chaincode_spec: Some(peer::ChaincodeSpec {
-            // UNDEFINED, as the official Gateway clients send it: the peer knows the chaincode's
-            // real type from its definition.
-            r#type: 0,
+            // NODE, as the official Gateway client sends it; peers take the chaincode's real
+            // type from its definition, not from here.
+            r#type: peer::chaincode_spec::Type::Node as i32,
             chaincode_id: Some(chaincode_id),
             input: Some(peer::ChaincodeInput {
                 args: vec![function.as_bytes().to_vec(), argument.to_vec()],
@@ -309,6 +309,7 @@ mod tests {
             .chaincode_spec
             .unwrap();
         assert_eq!(spec.chaincode_id.unwrap().name, "tomcc");
+        assert_eq!(spec.r#type, peer::chaincode_spec::Type::Node as i32);
         assert_eq!(
             spec.input.unwrap().args,
             vec![b"GetOrg".to_vec(), br#"{"msp_id":"Org1MSP"}"#.to_vec()]
