@@ -139,10 +139,9 @@ async fn a_node_is_pending_until_bound_and_draining_it_makes_the_device_leave() 
         .iter()
         .any(|s| s.container_id() == Some(container.as_str())));
     // The node is pending again until the device proves itself anew.
-    assert!(swarm.nodes().await.unwrap()[0]
+    assert!(!swarm.nodes().await.unwrap()[0]
         .labels
-        .get(LABEL_DEVICE)
-        .is_none());
+        .contains_key(LABEL_DEVICE));
 
     stop.send(true).unwrap();
     watcher.await.unwrap();
