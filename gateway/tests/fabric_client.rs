@@ -1265,3 +1265,100 @@ async fn the_smoke_example_runs_against_the_test_gateway() {
     assert_eq!(network.peer.state.lock().unwrap().ledger.height(), 8);
     network.stop().await;
 }
+
+#[tokio::test]
+async fn a_commit_that_never_comes_is_unavailable_after_the_commit_status_timeout() {
+    let network = Network::start().await;
+    let mut profile = network.profile();
+    profile.timeouts.commit_status_ms = 300;
+    let ledger = FabricLedger::connect(&profile).await.unwrap();
+    // The orderer waits for a second transaction that never comes.
+    network.peer.batch_size.store(2, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    match ledger
+        .submit(
+            &signing("org1", "admin"),
+            "RegisterOrg",
+            &register_org("org1"),
+        )
+        .await
+    {
+        Err(LedgerError::Unavailable(message)) => {
+            assert!(message.contains("commit status of"), "{message}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(network.peer.calls("submit"), 1);
+    network.stop().await;
+}
+
+/// The test peer itself must refuse what a Fabric peer refuses, or the tests above prove
+/// nothing: a high-S signature, a signature by someone else, a transaction id not derived
+/// from nonce and creator.
+#[tokio::test]
+async fn the_test_peer_refuses_what_a_fabric_peer_refuses() {
+    use tom_gateway::ledger::fabric::proposal;
+    let network = Network::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", network.addr))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&network.tls_ca_pem))
+                .domain_name(PEER_HOST),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = gateway::gateway_client::GatewayClient::new(channel);
+    let auditor = signing("org1", "auditor");
+    let evaluate = |signed: proposal::SignedProposal| gateway::EvaluateRequest {
+        transaction_id: signed.tx_id,
+        channel_id: CHANNEL.into(),
+        proposed_transaction: Some(signed.proposal),
+        target_organizations: vec![],
+    };
+    let fresh = || {
+        proposal::signed_proposal(
+            &auditor,
+            CHANNEL,
+            CHAINCODE,
+            "GetOrg",
+            br#"{"id":"Org1MSP"}"#,
+            &proposal::new_nonce().unwrap(),
+            proposal::now(),
+        )
+    };
+
+    // The same signature with S replaced by n - S: valid ECDSA, but not low-S.
+    let mut high_s = fresh();
+    let signature = p256::ecdsa::Signature::from_der(&high_s.proposal.signature).unwrap();
+    let (r, s) = signature.split_scalars();
+    let flipped = p256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
+    high_s.proposal.signature = flipped.to_der().as_bytes().to_vec();
+    let status = client.evaluate(evaluate(high_s)).await.unwrap_err();
+    assert!(status.message().contains("not low-S"), "{status:?}");
+
+    let mut foreign = fresh();
+    foreign.proposal.signature = signing("org2", "auditor").sign(&foreign.proposal.proposal_bytes);
+    let status = client.evaluate(evaluate(foreign)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
+    let mut wrong_id = fresh();
+    wrong_id.tx_id = hex::encode([0u8; 32]);
+    let status = client.evaluate(evaluate(wrong_id)).await.unwrap_err();
+    assert!(
+        status.message().contains("is not sha256(nonce ‖ creator)"),
+        "{status:?}"
+    );
+
+    // And accepts the real thing (Org1MSP is not registered yet: the contract answers 404).
+    let status = client.evaluate(evaluate(fresh())).await.unwrap_err();
+    assert!(
+        status.message().contains("chaincode response 404"),
+        "{status:?}"
+    );
+    assert_eq!(network.peer.calls("evaluate"), 4);
+    network.stop().await;
+}
