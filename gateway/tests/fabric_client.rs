@@ -1284,7 +1284,10 @@ async fn a_commit_that_never_comes_is_unavailable_after_the_commit_status_timeou
         .await
     {
         Err(LedgerError::Unavailable(message)) => {
-            assert!(message.contains("commit status of"), "{message}")
+            assert!(
+                message.contains("commit status of") && message.contains("outcome is unknown"),
+                "{message}"
+            )
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }

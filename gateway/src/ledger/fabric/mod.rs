@@ -248,8 +248,10 @@ impl Ledger for FabricLedger {
 
         let status = proposal::signed_commit_status_request(identity, &self.channel, &tx_id);
         let timeout = self.timeouts.commit_status();
+        // From here on the transaction is with the orderer: a failure to learn its fate does not
+        // mean it was not recorded, and the message says so (a retry is a new transaction).
         let committed = call(
-            &format!("commit status of {tx_id}"),
+            &format!("commit status of {tx_id} (submitted; its outcome is unknown)"),
             timeout,
             self.client.clone().commit_status(request(status, timeout)),
         )
