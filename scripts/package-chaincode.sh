@@ -14,7 +14,7 @@
 # No code is in a CCaaS package: the chaincode runs as its own service (tom-chaincode).
 #
 # The package id is "<label>:<sha256 of the package file>", the value the chaincode needs as
-# CHAINCODE_ID. The archives are byte-deterministic (sorted names, fixed mtime/owner/mode, gzip
+# CHAINCODE_ID. The archives are byte-deterministic (fixed member order, mtime, owner and mode, gzip
 # without name or time), so the same inputs always give the same id on any machine.
 # Output: the package path on stderr, the package id alone on stdout.
 set -euo pipefail
@@ -78,7 +78,7 @@ with open(path, "w", encoding="ascii") as f:
 PY
 printf '{"type":"ccaas","label":"%s"}\n' "$label" > "$work/pkg/metadata.json"
 
-# Deterministic tar: sorted entries, epoch mtime, root owner, fixed modes, no pax headers with
+# Deterministic tar: members in the order given, epoch mtime, root owner, fixed modes, no pax headers with
 # times; gzip -n drops the name and timestamp from the gzip header.
 det_tar() {
     local dir="$1" dest="$2"; shift 2
