@@ -58,6 +58,19 @@ pub struct ServeArgs {
     /// Keep the ledger in memory only (nothing survives a restart); for trying the API.
     #[arg(long)]
     pub in_memory: bool,
+    /// Carry out placements and terminations on the local Docker Swarm (the engine must be a
+    /// swarm manager); without it the gateway only records them.
+    #[arg(long)]
+    pub swarm: bool,
+    /// With --swarm: the identity (in the data dir) that signs recovery, drift and node records.
+    #[arg(long, default_value = "orchestrator")]
+    pub swarm_identity: String,
+    /// With --swarm: seconds between reconciliations of the swarm against the ledger.
+    #[arg(long, default_value_t = 60)]
+    pub reconcile_secs: u64,
+    /// With --swarm: remove services the ledger never authorised (they are recorded as drift either way).
+    #[arg(long)]
+    pub remove_unauthorised: bool,
 }
 
 #[derive(Debug, Subcommand)]

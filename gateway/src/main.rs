@@ -68,11 +68,44 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let state = AppState::new(ledger.clone(), store);
+    let swarm_identity = match args.swarm {
+        true => Some(
+            store
+                .get(&args.swarm_identity)
+                .with_context(|| {
+                    format!(
+                        "--swarm-identity {}: no such identity in the data dir",
+                        args.swarm_identity
+                    )
+                })?
+                .signing
+                .clone(),
+        ),
+        false => None,
+    };
+    let mut state = AppState::new(ledger.clone(), store);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
     let addr = listener.local_addr()?;
+    let swarm = match swarm_identity {
+        Some(identity) => Some(
+            tom_gateway::orchestration::start_for_gateway(
+                ledger.clone(),
+                identity,
+                data_dir,
+                addr,
+                std::time::Duration::from_secs(args.reconcile_secs),
+                args.remove_unauthorised,
+            )
+            .await
+            .context("starting Swarm orchestration (--swarm)")?,
+        ),
+        None => None,
+    };
+    if let Some(started) = &swarm {
+        state = state.with_actions(started.actions());
+    }
     tracing::info!(%addr, ledger = %ledger.describe(), "TOM gateway listening");
     if let Some(created) = created {
         print_dev_welcome(&created, addr);
@@ -82,6 +115,9 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
     })
     .await?;
+    if let Some(started) = swarm {
+        started.shutdown().await;
+    }
     Ok(())
 }
 

@@ -22,6 +22,7 @@
 //! This module never decides what is authorised: the contract does. It never holds a lock
 //! across an `.await`.
 
+pub mod actions;
 pub mod journal;
 pub mod nodes;
 
@@ -128,6 +129,12 @@ pub struct Placed {
     pub service_name: String,
     pub task_id: String,
     pub node_id: Option<String>,
+    /// The PLACE transaction as committed (None when recovery finished the placement).
+    #[serde(skip)]
+    pub authorising: Option<Submitted>,
+    /// The RecordOutcome transaction as committed.
+    #[serde(skip)]
+    pub outcome: Submitted,
 }
 
 /// A completed termination.
@@ -138,6 +145,12 @@ pub struct Terminated {
     pub outcome_tx: String,
     /// Names of the services removed (empty if none was running).
     pub removed_services: Vec<String>,
+    /// The leave transaction as committed (None when recovery finished the termination).
+    #[serde(skip)]
+    pub authorising: Option<Submitted>,
+    /// The RecordOutcome transaction as committed.
+    #[serde(skip)]
+    pub outcome: Submitted,
 }
 
 /// How recovery resolved an open action.
@@ -303,6 +316,20 @@ impl Orchestrator {
         outcome: &str,
         detail: &str,
     ) -> Result<String, OrchestrationError> {
+        Ok(self
+            .record_outcome_submitted(container_id, action, authorising_tx, outcome, detail)
+            .await?
+            .tx_id)
+    }
+
+    async fn record_outcome_submitted(
+        &self,
+        container_id: &str,
+        action: &str,
+        authorising_tx: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<Submitted, OrchestrationError> {
         let request = requests::RecordOutcome {
             container_id: container_id.to_owned(),
             action: action.to_owned(),
@@ -310,10 +337,7 @@ impl Orchestrator {
             outcome: outcome.to_owned(),
             detail: truncate(detail, 4000),
         };
-        Ok(self
-            .submit(&self.identity, "RecordOutcome", &request)
-            .await?
-            .tx_id)
+        self.submit(&self.identity, "RecordOutcome", &request).await
     }
 
     /// Place `container_id` on `device_id` with no extra arguments. See [`Self::place_with`].
@@ -347,8 +371,8 @@ impl Orchestrator {
             container_id: container_id.to_owned(),
             device_id: device_id.to_owned(),
         };
-        let tx = match self.submit(identity, "PlaceContainer", &request).await {
-            Ok(submitted) => submitted.tx_id,
+        let authorising = match self.submit(identity, "PlaceContainer", &request).await {
+            Ok(submitted) => submitted,
             Err(e) => {
                 // A refusal means nothing happened; any other failure leaves the action open
                 // for recovery, which asks the ledger whether the PLACE committed.
@@ -365,6 +389,7 @@ impl Orchestrator {
             }
         };
         action.step = Step::Authorised;
+        let tx = authorising.tx_id.clone();
         action.authorising_tx = Some(tx.clone());
         let journalled = action.clone();
         self.journal_op(move |j| j.update(&journalled)).await?;
@@ -399,7 +424,9 @@ impl Orchestrator {
         self.checkpoint("created").await;
 
         // (3) Wait until it runs or fails, then (4) record.
-        self.finish_placement(&action, "").await
+        let mut placed = self.finish_placement(&action, "").await?;
+        placed.authorising = Some(authorising);
+        Ok(placed)
     }
 
     /// Steps 3 and 4 of a placement whose service exists (also used by recovery).
@@ -439,8 +466,8 @@ impl Orchestrator {
             "service {service_name} ({service_id}) task {} running on swarm node {node}{note}",
             task.id
         );
-        let outcome_tx = self
-            .record_outcome(container_id, "place", tx, "running", &detail)
+        let outcome = self
+            .record_outcome_submitted(container_id, "place", tx, "running", &detail)
             .await?;
         let tracked = Tracked {
             container_id: container_id.clone(),
@@ -470,11 +497,13 @@ impl Orchestrator {
             container_id: container_id.clone(),
             device_id: device_id.clone(),
             authorising_tx: tx.clone(),
-            outcome_tx,
+            outcome_tx: outcome.tx_id.clone(),
             service_id: service_id.clone(),
             service_name: service_name.clone(),
             task_id: task.id,
             node_id: task.node_id,
+            authorising: None,
+            outcome,
         })
     }
 
@@ -562,7 +591,14 @@ impl Orchestrator {
         }
         env.extend(workload.env.iter().cloned());
         let mut mounts = Vec::new();
-        if let Some(dir) = &self.config.workloads_dir {
+        // Only a configuration directory that exists is mounted: the engine refuses a bind
+        // mount of a missing path, and a workload without one runs on its image's defaults.
+        if let Some(dir) = self
+            .config
+            .workloads_dir
+            .as_ref()
+            .filter(|d| d.join(container_id).is_dir())
+        {
             mounts.push(BindMount {
                 source: dir.join(container_id).display().to_string(),
                 target: "/etc/tom".into(),
@@ -647,8 +683,8 @@ impl Orchestrator {
             id: container_id.to_owned(),
             reason: reason.map(str::to_owned),
         };
-        let tx = match self.submit(identity, "TerminateContainer", &request).await {
-            Ok(submitted) => submitted.tx_id,
+        let authorising = match self.submit(identity, "TerminateContainer", &request).await {
+            Ok(submitted) => submitted,
             Err(e) => {
                 if matches!(
                     e,
@@ -663,11 +699,13 @@ impl Orchestrator {
             }
         };
         action.step = Step::Authorised;
-        action.authorising_tx = Some(tx);
+        action.authorising_tx = Some(authorising.tx_id.clone());
         let journalled = action.clone();
         self.journal_op(move |j| j.update(&journalled)).await?;
         self.checkpoint("left").await;
-        self.finish_termination(&action, "").await
+        let mut terminated = self.finish_termination(&action, "").await?;
+        terminated.authorising = Some(authorising);
+        Ok(terminated)
     }
 
     async fn finish_termination(
@@ -707,8 +745,8 @@ impl Orchestrator {
             ),
             Some(why) => ("failed", format!("{why}{note}")),
         };
-        let outcome_tx = self
-            .record_outcome(container_id, "terminate", tx, outcome, &detail)
+        let outcome = self
+            .record_outcome_submitted(container_id, "terminate", tx, outcome, &detail)
             .await?;
         let id = action.id;
         let container = container_id.clone();
@@ -721,13 +759,15 @@ impl Orchestrator {
             None => Ok(Terminated {
                 container_id: container_id.clone(),
                 leave_tx: tx.clone(),
-                outcome_tx,
+                outcome_tx: outcome.tx_id.clone(),
                 removed_services: removed,
+                authorising: None,
+                outcome,
             }),
             Some(detail) => Err(OrchestrationError::RemovalFailed {
                 container_id: container_id.clone(),
                 leave_tx: tx.clone(),
-                outcome_tx,
+                outcome_tx: outcome.tx_id,
                 detail,
             }),
         }
@@ -1099,6 +1139,99 @@ impl Orchestrator {
             }
         })
     }
+}
+
+/// What [`start`] leaves running beside the REST server.
+pub struct Started {
+    pub orchestrator: Arc<Orchestrator>,
+    /// Flip to true to stop the node watcher and the reconciler.
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Start Swarm orchestration for a gateway: connect to the local engine (negotiating its API
+/// version), open the journal at `<data_dir>/orchestration.redb`, resolve the actions a previous
+/// run left open, reconcile once, then keep watching nodes and reconciling every `reconcile`.
+pub async fn start(
+    ledger: Arc<dyn Ledger>,
+    identity: SigningIdentity,
+    data_dir: &std::path::Path,
+    config: OrchestratorConfig,
+    reconcile: Duration,
+    remove_unauthorised: bool,
+) -> Result<Started, OrchestrationError> {
+    let swarm = Arc::new(swarm::docker::BollardSwarm::connect().await?);
+    let journal = Journal::open(&data_dir.join("orchestration.redb"))?;
+    let orchestrator = Arc::new(Orchestrator::new(
+        ledger,
+        swarm.clone(),
+        journal,
+        identity,
+        config,
+    ));
+    for recovered in orchestrator.recover().await? {
+        tracing::info!(action = recovered.action_id, container = %recovered.container_id, resolution = ?recovered.resolution, "resolved an action left open by the previous run");
+    }
+    let report = orchestrator.reconcile(remove_unauthorised).await?;
+    tracing::info!(services = report.services, drift = report.drift.len(), swarm = %swarm.describe(), "swarm orchestration started");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks = vec![
+        orchestrator.spawn_node_watcher(Duration::from_secs(30), stopped.clone()),
+        orchestrator.spawn_reconciler(reconcile, remove_unauthorised, stopped),
+    ];
+    Ok(Started {
+        orchestrator,
+        stop,
+        tasks,
+    })
+}
+
+impl Started {
+    /// The REST API's container-actions seam, backed by this orchestrator.
+    pub fn actions(&self) -> Arc<dyn crate::api::actions::ContainerActions> {
+        Arc::new(actions::SwarmActions::new(self.orchestrator.clone()))
+    }
+
+    /// Stop the watcher and the reconciler and wait for them (in-flight placements finish with
+    /// the requests that carry them; anything cut short is in the journal).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// [`start`] as `tom serve --swarm` uses it: workloads reach the gateway at `listen`, find their
+/// per-container configuration under `<data_dir>/workloads/<container id>/` (mounted at
+/// `/etc/tom` when it exists) and keep data bytes in `<data_dir>/workload-data` (at `/data`).
+pub async fn start_for_gateway(
+    ledger: Arc<dyn Ledger>,
+    identity: SigningIdentity,
+    data_dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+    reconcile: Duration,
+    remove_unauthorised: bool,
+) -> Result<Started, OrchestrationError> {
+    let workload_data = data_dir.join("workload-data");
+    std::fs::create_dir_all(&workload_data).map_err(|e| {
+        OrchestrationError::Invalid(format!("cannot create {}: {e}", workload_data.display()))
+    })?;
+    let config = OrchestratorConfig {
+        gateway_url: Some(format!("http://{listen}")),
+        workloads_dir: Some(data_dir.join("workloads")),
+        data_dir: Some(workload_data),
+        ..OrchestratorConfig::default()
+    };
+    start(
+        ledger,
+        identity,
+        data_dir,
+        config,
+        reconcile,
+        remove_unauthorised,
+    )
+    .await
 }
 
 /// Cut `text` to at most `max` bytes on a character boundary (ledger fields are bounded), with

@@ -1,0 +1,128 @@
+//! The orchestrator behind the REST API's container-actions seam
+//! ([`crate::api::actions::ContainerActions`]): `POST /v1/devices` with a `node_id` binds the
+//! node once the identity proof committed, `POST /v1/placements` and `DELETE /v1/containers/{id}`
+//! run the full protocols of [`Orchestrator`] as the calling identity.
+//!
+//! Errors keep their meaning across the seam: a refusal by the contract stays a ledger error
+//! (4xx), a failure the orchestrator recorded on the ledger becomes `Orchestrator` (502) with a
+//! message that names the recording transaction.
+
+use std::sync::Arc;
+
+use tom_contract::requests::{IdentifyDevice, PlaceContainer, TerminateEntity};
+
+use super::{OrchestrationError, Orchestrator};
+use crate::api::actions::{ActionError, ActionReport, ContainerActions};
+use crate::ledger::{Ledger, LedgerError, SigningIdentity};
+
+/// [`ContainerActions`] carried out on Docker Swarm.
+pub struct SwarmActions {
+    orchestrator: Arc<Orchestrator>,
+}
+
+impl SwarmActions {
+    pub fn new(orchestrator: Arc<Orchestrator>) -> Self {
+        SwarmActions { orchestrator }
+    }
+}
+
+fn action_error(e: OrchestrationError) -> ActionError {
+    match e {
+        OrchestrationError::Ledger(e) => ActionError::Ledger(e),
+        OrchestrationError::Invalid(message) => ActionError::Rejected(message),
+        other => ActionError::Orchestrator(other.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerActions for SwarmActions {
+    async fn identify_device(
+        &self,
+        ledger: &Arc<dyn Ledger>,
+        caller: &SigningIdentity,
+        request: &IdentifyDevice,
+        node_id: Option<&str>,
+    ) -> Result<ActionReport, ActionError> {
+        let argument = serde_json::to_vec(request).map_err(|e| {
+            ActionError::Ledger(LedgerError::Internal(format!("cannot encode request: {e}")))
+        })?;
+        let authorising = ledger.submit(caller, "IdentifyDevice", &argument).await?;
+        let Some(node) = node_id else {
+            return Ok(ActionReport::ledger_only(authorising));
+        };
+        match self.orchestrator.bind_node(node, &request.device_id).await {
+            Ok(()) => Ok(ActionReport {
+                authorising,
+                outcome: None,
+                detail: Some(format!(
+                    "swarm node {node} bound to device {}",
+                    request.device_id
+                )),
+            }),
+            Err(e) => Err(ActionError::Orchestrator(format!(
+                "device {} joined in tx {}, but swarm node {node} could not be bound to it: {e}",
+                request.device_id, authorising.tx_id
+            ))),
+        }
+    }
+
+    async fn place(
+        &self,
+        _ledger: &Arc<dyn Ledger>,
+        caller: &SigningIdentity,
+        request: &PlaceContainer,
+    ) -> Result<ActionReport, ActionError> {
+        let placed = self
+            .orchestrator
+            .place(caller, &request.container_id, &request.device_id)
+            .await
+            .map_err(action_error)?;
+        let detail = format!(
+            "service {} ({}) task {} running on swarm node {}",
+            placed.service_name,
+            placed.service_id,
+            placed.task_id,
+            placed.node_id.as_deref().unwrap_or("?")
+        );
+        let authorising = placed.authorising.ok_or_else(|| {
+            ActionError::Orchestrator(
+                "the placement's authorising transaction was not returned".into(),
+            )
+        })?;
+        Ok(ActionReport {
+            authorising,
+            outcome: Some(placed.outcome),
+            detail: Some(detail),
+        })
+    }
+
+    async fn terminate(
+        &self,
+        _ledger: &Arc<dyn Ledger>,
+        caller: &SigningIdentity,
+        request: &TerminateEntity,
+    ) -> Result<ActionReport, ActionError> {
+        let terminated = self
+            .orchestrator
+            .terminate_container(caller, &request.id, request.reason.as_deref())
+            .await
+            .map_err(action_error)?;
+        let detail = if terminated.removed_services.is_empty() {
+            "no service was running".to_owned()
+        } else {
+            format!("removed service {}", terminated.removed_services.join(", "))
+        };
+        let authorising = terminated.authorising.ok_or_else(|| {
+            ActionError::Orchestrator("the termination's leave transaction was not returned".into())
+        })?;
+        Ok(ActionReport {
+            authorising,
+            outcome: Some(terminated.outcome),
+            detail: Some(detail),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("docker swarm ({})", self.orchestrator.swarm().describe())
+    }
+}
