@@ -280,23 +280,23 @@ async fn the_chaincode_image_runs_the_projects_binary_and_serves_a_peer() {
         .trim()
         .parse()
         .unwrap();
-    let mut channel = None;
-    for _ in 0..50 {
-        if let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            channel = Some(endpoint);
+    // docker-proxy accepts on the published port before the server inside listens, so wait
+    // until a stream really reaches the chaincode's REGISTER.
+    let connect = || async {
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
+        endpoint.connect().await.map_err(|e| e.to_string())
+    };
+    let mut ready = Err(String::from("not tried"));
+    for _ in 0..100 {
+        ready = common::tls::reaches_register(connect().await).await;
+        if ready.is_ok() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let peer = Peer::connect(
-        "peer0.org1",
-        channel.expect("the container never accepted a connection"),
-    )
-    .await;
+    ready.expect("the container never served a stream");
+    let peer = Peer::connect("peer0.org1", connect().await.unwrap()).await;
     let network = Network::new(vec![peer]);
     network.register_org("org1").await.unwrap();
     let org = network
