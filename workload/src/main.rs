@@ -22,6 +22,9 @@ struct Cli {
     /// The API token of the identity this workload acts as.
     #[arg(long, env = "TOM_TOKEN", default_value = "")]
     token: String,
+    /// Read the token from this file when --token is empty.
+    #[arg(long, env = "TOM_TOKEN_FILE", default_value = "/etc/tom/token")]
+    token_file: PathBuf,
     /// The PKCS#8 PEM P-256 key that signs the data this workload generates.
     #[arg(long, env = "TOM_KEY_FILE", default_value = "/etc/tom/key.pem")]
     key_file: PathBuf,
@@ -78,10 +81,41 @@ enum Role {
     },
     /// Do nothing but keep running (placement tests).
     Idle,
+    /// Run with the arguments listed in a file, one per line (how a gateway's per-container
+    /// configuration directory, mounted at /etc/tom, configures a placed workload); idle if the
+    /// file does not exist. The image's default command.
+    Run {
+        #[arg(long, default_value = "/etc/tom/args")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Role::Run { file } = &cli.role {
+        let file = file.clone();
+        if !file.exists() {
+            cli.role = Role::Idle;
+        } else {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let args = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned);
+            cli = Cli::try_parse_from(std::iter::once("tom-workload".to_owned()).chain(args))
+                .with_context(|| format!("the arguments in {}", file.display()))?;
+            if let Role::Run { .. } = cli.role {
+                anyhow::bail!("{} must not itself say `run`", file.display());
+            }
+        }
+    }
+    if cli.token.is_empty() && cli.token_file.exists() {
+        let token = std::fs::read_to_string(&cli.token_file)
+            .with_context(|| format!("reading {}", cli.token_file.display()))?;
+        cli.token = token.trim().to_owned();
+    }
     if let Role::Idle = cli.role {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
@@ -119,7 +153,7 @@ fn main() -> Result<()> {
             command,
             data_id,
         } => vec![tom_workload::actuate(&env, contract, command, data_id)?],
-        Role::Idle => Vec::new(),
+        Role::Idle | Role::Run { .. } => Vec::new(),
     };
     tom_workload::done(&env, &produced).context("marking the work done")?;
     println!("{} done: {produced:?}", env.activity);
