@@ -33,6 +33,8 @@ use tonic::{Request, Response, Status};
 
 const CHANNEL: &str = "tom";
 const CHAINCODE: &str = "tom";
+/// The peer's query system chaincode (the client reads the channel height from it).
+const QSCC: &str = "qscc";
 const PEER_HOST: &str = "peer0.org1.example.com";
 
 // ---------------------------------------------------------------------------------------------
@@ -114,6 +116,7 @@ fn sha256(parts: &[&[u8]]) -> Vec<u8> {
 /// A decoded, verified proposal.
 struct Proposal {
     tx_id: String,
+    chaincode: String,
     creator: Creator,
     timestamp: TxTimestamp,
     function: String,
@@ -149,10 +152,11 @@ fn check_proposal(
     }
     let extension = peer::ChaincodeHeaderExtension::decode(channel_header.extension.as_slice())
         .map_err(invalid("header extension"))?;
-    if extension.chaincode_id.map(|c| c.name).as_deref() != Some(CHAINCODE) {
-        return Err(Status::invalid_argument(
-            "header extension does not name the chaincode",
-        ));
+    let chaincode = extension.chaincode_id.map(|c| c.name).unwrap_or_default();
+    if chaincode != CHAINCODE && chaincode != QSCC {
+        return Err(Status::not_found(format!(
+            "chaincode {chaincode:?} is not deployed"
+        )));
     }
     if signature_header.nonce.len() != 24 {
         return Err(Status::invalid_argument(format!(
@@ -181,9 +185,9 @@ fn check_proposal(
         .map_err(invalid("invocation spec"))?
         .chaincode_spec
         .ok_or_else(|| Status::invalid_argument("no chaincode spec"))?;
-    if spec.chaincode_id.map(|c| c.name).as_deref() != Some(CHAINCODE) {
+    if spec.chaincode_id.map(|c| c.name) != Some(chaincode.clone()) {
         return Err(Status::invalid_argument(
-            "chaincode spec does not name the chaincode",
+            "chaincode spec and header extension name different chaincodes",
         ));
     }
     let mut args = spec
@@ -201,6 +205,7 @@ fn check_proposal(
         .ok_or_else(|| Status::invalid_argument("no timestamp"))?;
     Ok(Proposal {
         tx_id: expected_tx_id,
+        chaincode,
         creator,
         timestamp: TxTimestamp {
             seconds: timestamp.seconds,
@@ -417,6 +422,11 @@ impl Gateway for PeerService {
             &request.transaction_id,
             &request.channel_id,
         )?;
+        if proposal.chaincode != CHAINCODE {
+            return Err(Status::permission_denied(
+                "system chaincodes are not endorsed here",
+            ));
+        }
         let mut state = self.state.lock().unwrap();
         let endorsed = state
             .ledger
@@ -554,14 +564,36 @@ impl Gateway for PeerService {
         &self,
         request: Request<gateway::EvaluateRequest>,
     ) -> Result<Response<gateway::EvaluateResponse>, Status> {
-        self.count("evaluate");
         let request = request.into_inner();
         let proposal = check_proposal(
             request.proposed_transaction.as_ref(),
             &request.transaction_id,
             &request.channel_id,
-        )?;
+        );
+        self.count(match &proposal {
+            Ok(p) if p.chaincode == QSCC => "qscc",
+            _ => "evaluate",
+        });
+        let proposal = proposal?;
         let state = self.state.lock().unwrap();
+        if proposal.chaincode == QSCC {
+            // qscc GetChainInfo <channel>: the height is the number of the next block (block 0,
+            // the genesis block, is implicit here).
+            if proposal.function != "GetChainInfo" || proposal.argument != CHANNEL.as_bytes() {
+                return Err(Status::unimplemented("only qscc GetChainInfo <channel>"));
+            }
+            let info = common::BlockchainInfo {
+                height: state.ledger.height() + 1,
+                ..Default::default()
+            };
+            return Ok(Response::new(gateway::EvaluateResponse {
+                result: Some(peer::Response {
+                    status: 200,
+                    message: String::new(),
+                    payload: info.encode_to_vec(),
+                }),
+            }));
+        }
         match state.ledger.evaluate(
             &proposal.creator,
             &proposal.tx_id,
@@ -1137,7 +1169,16 @@ async fn committed_events_reach_subscribers_once_even_across_a_broken_stream() {
     let ledger = network.connect().await;
     let mut events = ledger.subscribe();
     wait_for_streams(&network.peer, 1).await;
+    assert_eq!(
+        network.peer.calls("qscc"),
+        1,
+        "the stream is anchored at the channel height"
+    );
 
+    // The stream breaks before any event and the peer refuses new ones while a transaction
+    // commits: the client resumes from the height it anchored at, so the event is not lost.
+    network.peer.refuse_streams.store(true, Ordering::SeqCst);
+    network.peer.reset_streams.send(()).unwrap();
     let registered = ledger
         .submit(
             &signing("org1", "admin"),
@@ -1146,6 +1187,8 @@ async fn committed_events_reach_subscribers_once_even_across_a_broken_stream() {
         )
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    network.peer.refuse_streams.store(false, Ordering::SeqCst);
     let event = next_event(&mut events).await;
     assert_eq!(
         (event.tx_id.as_str(), event.block, event.name.as_str()),

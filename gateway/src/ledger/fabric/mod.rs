@@ -20,6 +20,7 @@ pub mod proposal;
 
 use std::time::Duration;
 
+use prost::Message;
 use tokio::sync::broadcast;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -319,13 +320,60 @@ impl Ledger for FabricLedger {
     }
 }
 
+/// The channel's height (the number of the next block to commit), from the peer's query system
+/// chaincode.
+async fn chain_height(
+    client: &GatewayClient<Channel>,
+    identity: &SigningIdentity,
+    channel: &str,
+) -> Result<u64, LedgerError> {
+    let nonce = proposal::new_nonce()?;
+    let proposed = proposal::signed_invocation(
+        identity,
+        channel,
+        "qscc",
+        &[b"GetChainInfo", channel.as_bytes()],
+        &nonce,
+        proposal::now(),
+    );
+    let evaluate = gateway::EvaluateRequest {
+        transaction_id: proposed.tx_id,
+        channel_id: channel.to_owned(),
+        proposed_transaction: Some(proposed.proposal),
+        target_organizations: Vec::new(),
+    };
+    let timeout = Duration::from_secs(10);
+    let what = "qscc GetChainInfo";
+    let evaluated = call(
+        what,
+        timeout,
+        client.clone().evaluate(request(evaluate, timeout)),
+    )
+    .await?;
+    let result = evaluated
+        .result
+        .ok_or_else(|| LedgerError::Internal(format!("{what}: the peer returned no result")))?;
+    if result.status != 200 {
+        return Err(LedgerError::Internal(format!(
+            "{what}: status {}: {}",
+            result.status, result.message
+        )));
+    }
+    let info = protos::common::BlockchainInfo::decode(result.payload.as_slice())
+        .map_err(|e| LedgerError::Internal(format!("{what}: not a BlockchainInfo: {e}")))?;
+    Ok(info.height)
+}
+
 /// Keeps a `ChaincodeEvents` stream open for the ledger's lifetime and forwards every event.
 ///
 /// A Gateway stream answers only when its first event commits, so this must never run on a
 /// caller's path. When the stream breaks, the task logs why, waits (exponential backoff) and
 /// reopens it just after the last event it forwarded, so subscribers see each committed event
-/// once. Before the first event there is no position to resume from and the stream restarts at
-/// the next commit.
+/// once. Before the first event, the stream is anchored at the channel height read when the
+/// task started (`qscc GetChainInfo`), so a break before any event loses nothing either, and
+/// nothing committed after `connect` returned is missed even if the stream opens late. When
+/// the height cannot be read (the identity may not query `qscc`), the stream starts at the next
+/// commit.
 async fn run_event_stream(
     client: GatewayClient<Channel>,
     identity: SigningIdentity,
@@ -336,6 +384,14 @@ async fn run_event_stream(
     let mut from = EventsFrom::NextCommit;
     let mut backoff = EVENT_BACKOFF.0;
     loop {
+        if from == EventsFrom::NextCommit {
+            match chain_height(&client, &identity, &channel).await {
+                Ok(height) => from = EventsFrom::Block(height),
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "cannot read the channel height; events start at the next commit")
+                }
+            }
+        }
         let request =
             proposal::signed_chaincode_events_request(&identity, &channel, &chaincode, &from);
         match client.clone().chaincode_events(request).await {

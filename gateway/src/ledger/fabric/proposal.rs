@@ -71,6 +71,26 @@ pub fn signed_proposal(
     nonce: &[u8],
     timestamp: Timestamp,
 ) -> SignedProposal {
+    signed_invocation(
+        identity,
+        channel,
+        chaincode,
+        &[function.as_bytes(), argument],
+        nonce,
+        timestamp,
+    )
+}
+
+/// Builds and signs a proposal with arbitrary chaincode arguments (e.g. a system chaincode
+/// query: `qscc` `GetChainInfo <channel>`).
+pub fn signed_invocation(
+    identity: &SigningIdentity,
+    channel: &str,
+    chaincode: &str,
+    args: &[&[u8]],
+    nonce: &[u8],
+    timestamp: Timestamp,
+) -> SignedProposal {
     let creator = serialized_identity(identity);
     let tx_id = transaction_id(nonce, &creator);
     let chaincode_id = peer::ChaincodeId {
@@ -105,7 +125,7 @@ pub fn signed_proposal(
             r#type: peer::chaincode_spec::Type::Node as i32,
             chaincode_id: Some(chaincode_id),
             input: Some(peer::ChaincodeInput {
-                args: vec![function.as_bytes().to_vec(), argument.to_vec()],
+                args: args.iter().map(|a| a.to_vec()).collect(),
                 ..Default::default()
             }),
             timeout: 0,
@@ -194,12 +214,13 @@ pub fn signed_commit_status_request(
     gateway::SignedCommitStatusRequest { request, signature }
 }
 
-/// Where a chaincode-event stream starts: at the next block to commit, or just after a
-/// transaction already seen (its block and id), to resume a broken stream without losing or
-/// repeating events.
+/// Where a chaincode-event stream starts: at the next block to commit, at a given block (the
+/// channel height when the stream was first wanted), or just after a transaction already seen
+/// (its block and id), to resume a broken stream without losing or repeating events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventsFrom {
     NextCommit,
+    Block(u64),
     After { block: u64, tx_id: String },
 }
 
@@ -213,6 +234,10 @@ pub fn signed_chaincode_events_request(
     let (start, after_transaction_id) = match from {
         EventsFrom::NextCommit => (
             orderer::seek_position::Type::NextCommit(orderer::SeekNextCommit {}),
+            String::new(),
+        ),
+        EventsFrom::Block(block) => (
+            orderer::seek_position::Type::Specified(orderer::SeekSpecified { number: *block }),
             String::new(),
         ),
         EventsFrom::After { block, tx_id } => (
