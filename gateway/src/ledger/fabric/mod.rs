@@ -10,7 +10,8 @@
 //!
 //! The protobuf messages and the gRPC service stubs are the real Fabric definitions, generated
 //! for tonic 0.14 by the `fabric-sdk` crate (used for its `fabric` proto modules only; see
-//! [`protos`]). This module never holds private keys other than the default identity's, never
+//! [`protos`]; that crate's build script runs `protoc`, which `scripts/setup/10-protoc.sh`
+//! installs). This module keeps no private key but the default identity's, never
 //! retries a submit on its own (a retried submit is a new transaction) and never blocks a
 //! caller on the event stream.
 
