@@ -964,21 +964,10 @@ async fn submit_and_evaluate_run_the_contract_over_signed_fabric_messages() {
     );
     assert_eq!(device["id"], "tl-1", "{device}");
 
-    assert_eq!(
-        [
-            ("endorse", 2),
-            ("submit", 2),
-            ("commit_status", 2),
-            ("evaluate", 2)
-        ]
-        .map(|(c, _)| (c, network.peer.calls(c))),
-        [
-            ("endorse", 2),
-            ("submit", 2),
-            ("commit_status", 2),
-            ("evaluate", 2)
-        ]
-    );
+    // Every call went through the peer (and passed its checks): one Endorse, Submit and
+    // CommitStatus per transaction, one Evaluate per query.
+    let calls = ["endorse", "submit", "commit_status", "evaluate"].map(|c| network.peer.calls(c));
+    assert_eq!(calls, [2, 2, 2, 2]);
     network.stop().await;
 }
 
