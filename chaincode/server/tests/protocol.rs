@@ -687,3 +687,51 @@ async fn shutdown_ends_open_streams_promptly_even_with_a_stalled_transaction() {
         "the listener is closed"
     );
 }
+
+#[tokio::test]
+async fn init_is_served_like_a_transaction_and_duplicates_and_stray_answers_are_handled() {
+    let server = InProcess::start().await;
+    let mut stream = RawStream::open(server.channel().await).await.unwrap();
+    stream.handshake(CHAINCODE_ID).await;
+    let clock = TxClock::default();
+
+    // A peer sends INIT for a definition with --init-required: it runs the named function.
+    let init = clock.proposal(auditor(), "org.hyperledger.fabric:GetMetadata", &[]);
+    let mut as_init = transaction_message(&init);
+    as_init.r#type = Type::Init as i32;
+    stream.send(as_init).await;
+    let completed = stream.expect(Type::Completed).await;
+    assert_eq!(
+        Response::decode(completed.payload.as_slice())
+            .unwrap()
+            .status,
+        200
+    );
+
+    // A second TRANSACTION with the id of one still in flight is refused; the first goes on.
+    let tx = clock.proposal(auditor(), "GetOrg", &[br#"{"id":"Org1MSP"}"#.to_vec()]);
+    stream.send(transaction_message(&tx)).await;
+    stream.expect(Type::GetState).await;
+    stream.send(transaction_message(&tx)).await;
+    let error = stream.expect(Type::Error).await;
+    assert_eq!(error.txid, tx.tx_id);
+    assert!(String::from_utf8_lossy(&error.payload).contains("already in flight"));
+
+    // An answer for a transaction that is not in flight is ignored.
+    stream.send(message_for(Type::Response, "no-such-tx")).await;
+    stream
+        .send(message(Type::Response, &tx.tx_id, Vec::new()))
+        .await;
+    let completed = stream.expect(Type::Completed).await;
+    assert_eq!(completed.txid, tx.tx_id);
+    assert_eq!(
+        Response::decode(completed.payload.as_slice())
+            .unwrap()
+            .status,
+        404
+    );
+}
+
+fn message_for(kind: Type, tx_id: &str) -> fabric_shim_protos::peer::ChaincodeMessage {
+    message(kind, tx_id, b"stray".to_vec())
+}
