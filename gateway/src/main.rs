@@ -110,8 +110,13 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     if let Some(created) = created {
         print_dev_welcome(&created, addr);
     }
+    // On stdout too, so scripts and tests that bind port 0 learn the address.
+    println!(
+        "TOM gateway listening on http://{addr} (ledger: {})",
+        ledger.describe()
+    );
     app::serve(listener, state, async {
-        let _ = tokio::signal::ctrl_c().await;
+        stop_requested().await;
         tracing::info!("shutting down: finishing in-flight requests");
     })
     .await?;
@@ -119,6 +124,22 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         started.shutdown().await;
     }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (how service managers and container runtimes ask a process to stop).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn read_dev_credentials(data_dir: &Path) -> anyhow::Result<Option<DevCredentials>> {

@@ -1,0 +1,348 @@
+//! Gateway throughput: actions per second and p50/p99 latency for identify-device, record-data
+//! and exec-contract on the embedded ledger with durable (fsynced) commits, in-process (straight
+//! to the ledger port, no HTTP) and over HTTP on loopback with 1, 8 and 64 concurrent clients;
+//! plus this machine's ECDSA P-256 sign and verify rates in the same run, so the distance to the
+//! signature-bound limit is visible.
+//!
+//! `cargo bench -p tom-gateway --bench http` (`TOM_BENCH_N=<actions per run>`, default 2000).
+//! Every request is prepared (signed proofs, signed hashes) before its run starts, so the timed
+//! part is exactly what an orchestrator waits for. Traffic goes to 127.0.0.1 only and every loop
+//! is bounded by its count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use tom_gateway::app::{self, AppState};
+use tom_gateway::identities::IdentityStore;
+use tom_gateway::ledger::embedded::{EmbeddedLedger, EmbeddedOptions};
+use tom_gateway::ledger::{Ledger, SigningIdentity};
+
+const TOKENS: &[(&str, &str, &str)] = &[
+    ("admin", "org1", "admin"),
+    ("orchestrator", "org1", "orchestrator"),
+    ("light", "org1", "traffic-light-1"),
+];
+
+fn token(name: &str) -> String {
+    format!("bench-token-{name}-0123456789")
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+    )
+}
+
+/// Requests for one run: `n` of `action`, with ids unique to `tag`.
+fn requests(action: Action, tag: &str, n: usize) -> Vec<Value> {
+    let light = tom_fixtures::identity("org1", "traffic-light-1");
+    let cert = tom_contract::identity::Certificate::from_pem(light.cert_pem)
+        .unwrap_or_else(|e| panic!("fixture certificate: {e}"));
+    (0..n)
+        .map(|i| match action {
+            Action::Identify => {
+                let (id, nonce) = (format!("dev-{tag}-{i}"), format!("nonce-{tag}-{i}"));
+                let message = tom_contract::requests::identify_device_message(&id, light.msp_id, "sensor", &nonce, &cert.info.sha256);
+                json!({ "device_id": id, "org": light.msp_id, "kind": "sensor", "certificate": light.cert_pem, "nonce": nonce, "proof": b64(&light.sign(&message)) })
+            }
+            Action::RecordData => {
+                let id = format!("count-{tag}-{i}");
+                let hash = sha256(id.as_bytes());
+                json!({ "data_id": id, "kind": "count", "hash": hash, "size": 64, "location": format!("file:///d/{id}"), "generated_by": "light-1", "signature": b64(&light.sign(hash.as_bytes())) })
+            }
+            // Uses the data the record-data run of the same tag recorded.
+            Action::Exec => json!({ "contract_id": "analyse", "data_id": format!("count-{tag}-{i}") }),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Action {
+    Identify,
+    RecordData,
+    Exec,
+}
+
+impl Action {
+    fn function(self) -> &'static str {
+        match self {
+            Action::Identify => "IdentifyDevice",
+            Action::RecordData => "RecordData",
+            Action::Exec => "ExecContract",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Action::Identify => "/v1/devices",
+            Action::RecordData => "/v1/data",
+            Action::Exec => "/v1/executions",
+        }
+    }
+
+    fn caller(self) -> &'static str {
+        match self {
+            Action::RecordData => "light",
+            _ => "orchestrator",
+        }
+    }
+}
+
+struct Outcome {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn summarise(elapsed: Duration, mut latencies: Vec<Duration>) -> Outcome {
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    Outcome {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+/// Run `requests` with `clients` concurrent workers, each taking the next request in turn.
+async fn drive<F, Fut>(requests: Vec<Value>, clients: usize, send: F) -> Outcome
+where
+    F: Fn(Value) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let queue = Arc::new(std::sync::Mutex::new(requests.into_iter()));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let (queue, send) = (queue.clone(), send.clone());
+            // One task per client: they contend for the gateway as independent orchestrators would.
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    // The lock is released before the await.
+                    let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                    let Some(request) = next else { break };
+                    let t = Instant::now();
+                    send(request).await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap_or_default());
+    }
+    summarise(started.elapsed(), all)
+}
+
+fn report(mode: &str, clients: usize, action: Action, o: &Outcome) {
+    println!("{mode:<11} {clients:>3} clients  {:<15} {:>9.0} actions/s   p50 {:>8.2} ms   p99 {:>8.2} ms", action.function(), o.per_second, o.p50.as_secs_f64() * 1e3, o.p99.as_secs_f64() * 1e3);
+}
+
+fn signature_rates() -> (f64, f64) {
+    let light = tom_fixtures::identity("org1", "traffic-light-1");
+    let identity = SigningIdentity::from_pem(light.msp_id, light.cert_pem, light.key_pkcs8_pem)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cert = tom_contract::identity::Certificate::from_pem(light.cert_pem)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message = b"tom benchmark message: a proposal or a data hash";
+    let n = 3000;
+    let t = Instant::now();
+    let mut signature = Vec::new();
+    for _ in 0..n {
+        signature = identity.sign(message);
+    }
+    let sign = n as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for _ in 0..n {
+        assert!(cert.verify(message, &signature));
+    }
+    let verify = n as f64 / t.elapsed().as_secs_f64();
+    (sign, verify)
+}
+
+fn main() {
+    let n: usize = std::env::var("TOM_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
+    runtime.block_on(run(n));
+}
+
+async fn run(n: usize) {
+    let (sign, verify) = signature_rates();
+    println!("ECDSA P-256 on this machine (1 core): sign {sign:.0}/s, verify {verify:.0}/s");
+    println!(
+        "cores: {}",
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ledger = Arc::new(
+        EmbeddedLedger::open(&dir.path().join("ledger"), EmbeddedOptions::default())
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let mut store = IdentityStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    for (name, org, fixture) in TOKENS {
+        let f = tom_fixtures::identity(org, fixture);
+        store
+            .add(name, f.msp_id, f.cert_pem, f.key_pkcs8_pem)
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .add_token(name, &token(name))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let signer = |name: &str| {
+        store
+            .get(name)
+            .map(|i| i.signing.clone())
+            .unwrap_or_else(|| panic!("no identity {name}"))
+    };
+    let (admin, orchestrator, light) = (signer("admin"), signer("orchestrator"), signer("light"));
+    let dyn_ledger: Arc<dyn Ledger> = ledger.clone();
+
+    // The world every action needs: the org, the light as data generator, a contract to use its data.
+    let org = tom_fixtures::org("org1");
+    let setup = [
+        (
+            &admin,
+            "RegisterOrg",
+            json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem] }),
+        ),
+        (
+            &orchestrator,
+            "IdentifyDevice",
+            requests(Action::Identify, "setup", 1)[0].clone(),
+        ),
+    ];
+    for (who, function, request) in setup {
+        dyn_ledger
+            .submit(who, function, request.to_string().as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{function}: {e}"));
+    }
+    // The generator's id must be light-1: re-identify under that id.
+    let mut light_1 = requests(Action::Identify, "light", 1)[0].clone();
+    light_1["device_id"] = json!("light-1");
+    let tl = tom_fixtures::identity("org1", "traffic-light-1");
+    let cert = tom_contract::identity::Certificate::from_pem(tl.cert_pem)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message = tom_contract::requests::identify_device_message(
+        "light-1",
+        tl.msp_id,
+        "sensor",
+        "nonce-light-1",
+        &cert.info.sha256,
+    );
+    light_1["nonce"] = json!("nonce-light-1");
+    light_1["proof"] = json!(b64(&tl.sign(&message)));
+    dyn_ledger
+        .submit(
+            &orchestrator,
+            "IdentifyDevice",
+            light_1.to_string().as_bytes(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("light-1: {e}"));
+    let deadline =
+        tom_contract::Timestamp::from_seconds(tom_gateway::ledger::memory::now().seconds + 86_400)
+            .to_rfc3339();
+    let contract = json!({ "contract_id": "analyse", "contractor": "light-1", "uses": [{ "kind": "count", "source": "light-1" }], "deadline": deadline });
+    dyn_ledger
+        .submit(
+            &orchestrator,
+            "DefineContract",
+            contract.to_string().as_bytes(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("contract: {e}"));
+
+    println!("\n{n} actions per run, embedded ledger, durable commits (fsync per block)");
+    // In-process: straight to the ledger port, as the handlers call it.
+    for clients in [1, 64] {
+        let count = if clients == 1 { n / 4 } else { n };
+        let tag = format!("inproc{clients}");
+        for action in [Action::Identify, Action::RecordData, Action::Exec] {
+            let who = match action.caller() {
+                "light" => light.clone(),
+                _ => orchestrator.clone(),
+            };
+            let ledger = dyn_ledger.clone();
+            let o = drive(
+                requests(action, &tag, count),
+                clients,
+                move |request: Value| {
+                    let (ledger, who) = (ledger.clone(), who.clone());
+                    async move {
+                        ledger
+                            .submit(&who, action.function(), request.to_string().as_bytes())
+                            .await
+                            .unwrap_or_else(|e| panic!("{}: {e}", action.function()));
+                    }
+                },
+            )
+            .await;
+            report("in-process", clients, action, &o);
+        }
+    }
+
+    let running = app::spawn("127.0.0.1:0", AppState::new(dyn_ledger.clone(), store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let base = running.url();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for clients in [1, 8, 64] {
+        let count = if clients == 1 { n / 4 } else { n };
+        let tag = format!("http{clients}");
+        for action in [Action::Identify, Action::RecordData, Action::Exec] {
+            let url = format!("{base}{}", action.path());
+            let (http, bearer) = (http.clone(), token(action.caller()));
+            let o = drive(
+                requests(action, &tag, count),
+                clients,
+                move |request: Value| {
+                    let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
+                    async move {
+                        let response = http
+                            .post(&url)
+                            .bearer_auth(&bearer)
+                            .json(&request)
+                            .send()
+                            .await
+                            .unwrap_or_else(|e| panic!("{url}: {e}"));
+                        let status = response.status();
+                        if !status.is_success() {
+                            panic!(
+                                "{url}: {status}: {}",
+                                response.text().await.unwrap_or_default()
+                            );
+                        }
+                    }
+                },
+            )
+            .await;
+            report("HTTP", clients, action, &o);
+        }
+    }
+    let _ = running.stop().await;
+    println!(
+        "\nblocks: {} (group commit: many transactions per fsync)",
+        ledger.height()
+    );
+}
