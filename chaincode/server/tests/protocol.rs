@@ -735,3 +735,38 @@ async fn init_is_served_like_a_transaction_and_duplicates_and_stray_answers_are_
 fn message_for(kind: Type, tx_id: &str) -> fabric_shim_protos::peer::ChaincodeMessage {
     message(kind, tx_id, b"stray".to_vec())
 }
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_transaction_finish_and_refuses_new_ones() {
+    let server = InProcess::start().await;
+    let mut stream = RawStream::open(server.channel().await).await.unwrap();
+    stream.handshake(CHAINCODE_ID).await;
+    let clock = TxClock::default();
+    let tx = clock.proposal(auditor(), "GetOrg", &[br#"{"id":"Org1MSP"}"#.to_vec()]);
+    stream.send(transaction_message(&tx)).await;
+    stream.expect(Type::GetState).await;
+
+    let stopping = tokio::spawn(server.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New work is refused while draining…
+    let late = clock.proposal(auditor(), "org.hyperledger.fabric:GetMetadata", &[]);
+    stream.send(transaction_message(&late)).await;
+    let refused = stream.expect(Type::Error).await;
+    assert_eq!(refused.txid, late.tx_id);
+    assert!(String::from_utf8_lossy(&refused.payload).contains("shutting down"));
+    // …while the transaction in flight still gets its answer and completes.
+    stream
+        .send(message(Type::Response, &tx.tx_id, Vec::new()))
+        .await;
+    let completed = stream.expect(Type::Completed).await;
+    assert_eq!(completed.txid, tx.tx_id);
+    assert_eq!(
+        Response::decode(completed.payload.as_slice())
+            .unwrap()
+            .status,
+        404
+    );
+    let status = stream.next().await.expect_err("then the stream ends");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+    stopping.await.unwrap().unwrap();
+}
