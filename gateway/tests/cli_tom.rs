@@ -1,0 +1,351 @@
+//! The `tom` binary as a newcomer and an operator use it: `tom serve` on an empty data
+//! directory creates a development organisation and answers at once; a restart keeps its
+//! records and does not bootstrap again; `tom verify`, `tom audit`, `tom identity` and
+//! `tom demo smart-city` work against it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const TOM: &str = env!("CARGO_BIN_EXE_tom");
+
+struct Served {
+    child: Child,
+    url: String,
+    stdout: Vec<String>,
+}
+
+impl Served {
+    /// Start `tom serve` on a free port and wait for its "listening on" line.
+    fn start(data_dir: &Path) -> Served {
+        let mut child = Command::new(TOM)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("tom serve exited before listening")
+                .unwrap();
+            stdout.push(line.clone());
+            if let Some(rest) = line.strip_prefix("TOM gateway listening on ") {
+                break rest.split(' ').next().unwrap().to_owned();
+            }
+        };
+        Served { child, url, stdout }
+    }
+
+    /// SIGTERM, and the exit status must be success (graceful shutdown).
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "tom serve exits cleanly on SIGTERM: {status}"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("tom serve did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // Only if a test failed before stop(): never leave the server running.
+        let _ = self.child.kill();
+    }
+}
+
+fn tokens(data_dir: &Path) -> Value {
+    let text = std::fs::read_to_string(data_dir.join("dev-credentials.json")).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["tokens"].clone()
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn tom(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(TOM)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_start_bootstraps_a_dev_org_and_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&data);
+    let welcome = served.stdout.join("\n");
+    assert!(
+        welcome.contains("created the development organisation DevOrgMSP"),
+        "{welcome}"
+    );
+    assert!(
+        welcome.contains(&data.join("dev-credentials.json").display().to_string()),
+        "prints where the tokens are: {welcome}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("dev-credentials.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "dev credentials are private");
+    }
+    let t = tokens(&data);
+    let (orchestrator, auditor) = (
+        t["orchestrator"].as_str().unwrap().to_owned(),
+        t["auditor"].as_str().unwrap().to_owned(),
+    );
+
+    // The newcomer can call the API at once: the dev org is registered on the ledger.
+    let (status, org) = call(
+        reqwest::Method::GET,
+        format!("{}/v1/orgs/DevOrgMSP", served.url),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{org}");
+    let container = json!({ "container_id": "hello", "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) });
+    let (status, committed) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/containers", served.url),
+        &orchestrator,
+        Some(container),
+    )
+    .await;
+    assert_eq!(status, 201, "{committed}");
+    assert_eq!(committed["record"]["agent"]["id"], "DevOrgMSP/orchestrator");
+    let tx = committed["tx_id"].as_str().unwrap().to_owned();
+
+    // tom audit against the running gateway.
+    let (ok, out, err) = tom(&[
+        "audit",
+        "--gateway",
+        &served.url,
+        "--token",
+        &auditor,
+        "entity",
+        "hello",
+    ]);
+    assert!(ok, "{err}");
+    let entity: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (entity["type"].as_str(), entity["joined"]["tx_id"].as_str()),
+        (Some("container"), Some(tx.as_str()))
+    );
+    let (ok, out, err) = tom(&[
+        "audit",
+        "--gateway",
+        &served.url,
+        "--token",
+        &auditor,
+        "records",
+        "--agent",
+        "DevOrgMSP/orchestrator",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&tx), "{out}");
+    let (ok, _, err) = tom(&[
+        "audit",
+        "--gateway",
+        &served.url,
+        "--token",
+        "not-a-token",
+        "entity",
+        "hello",
+    ]);
+    assert!(
+        !ok && err.contains("401") && err.contains("unknown API token"),
+        "{err}"
+    );
+    served.stop();
+
+    // The ledger's files verify end to end.
+    let (ok, out, err) = tom(&["verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "tom verify: {out}{err}");
+
+    // Restart: no second bootstrap, same tokens, the acknowledged record is still there.
+    let served = Served::start(&data);
+    assert!(!served
+        .stdout
+        .join("\n")
+        .contains("created the development organisation"));
+    assert_eq!(tokens(&data)["orchestrator"], orchestrator.as_str());
+    let (status, entity) = call(
+        reqwest::Method::GET,
+        format!("{}/v1/entities/hello", served.url),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, entity["joined"]["tx_id"].as_str()),
+        (200, Some(tx.as_str()))
+    );
+    served.stop();
+}
+
+#[test]
+fn identity_add_then_serve_authenticates_the_new_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let f = tom_fixtures::identity("org1", "auditor");
+    std::fs::write(dir.path().join("cert.pem"), f.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), f.key_pkcs8_pem).unwrap();
+    let token_file = dir.path().join("auditor.token");
+    let args = |name: &str| {
+        vec![
+            "identity".to_owned(),
+            "add".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--name".into(),
+            name.into(),
+            "--msp".into(),
+            "Org1MSP".into(),
+            "--cert".into(),
+            dir.path().join("cert.pem").display().to_string(),
+            "--key".into(),
+            dir.path().join("key.pem").display().to_string(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+        ]
+    };
+    let run = |a: Vec<String>| tom(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, out, err) = run(args("city-auditor"));
+    assert!(ok, "{err}");
+    assert!(out.contains("agent Org1MSP/auditor, role auditor"), "{out}");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("tom_") && token.len() == 68);
+    // A second add under the same name is refused and names the problem.
+    let (ok, _, err) = run(args("city-auditor"));
+    assert!(
+        !ok && err.contains("identity city-auditor exists already"),
+        "{err}"
+    );
+    // A key that is not the certificate's is refused.
+    std::fs::write(
+        dir.path().join("key.pem"),
+        tom_fixtures::identity("org1", "admin").key_pkcs8_pem,
+    )
+    .unwrap();
+    let (ok, _, err) = run(args("other"));
+    assert!(
+        !ok && err.contains("does not belong to certificate"),
+        "{err}"
+    );
+    let (ok, out, _) = tom(&["identity", "list", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        ok && out.contains("city-auditor\tOrg1MSP/auditor\tauditor"),
+        "{out}"
+    );
+    // A data dir with identities is not bootstrapped; the added token works.
+    let served = Served::start(&data);
+    assert!(!data.join("dev-credentials.json").exists());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (status, body) = runtime.block_on(call(
+        reqwest::Method::GET,
+        format!("{}/v1/records", served.url),
+        &token,
+        None,
+    ));
+    assert_eq!(status, 200, "{body}");
+    served.stop();
+}
+
+#[test]
+fn serve_refuses_bad_flags_with_the_flag_named() {
+    let (ok, _, err) = tom(&[
+        "serve",
+        "--listen",
+        "localhost-ish",
+        "--data-dir",
+        "/tmp/unused-tom",
+    ]);
+    assert!(!ok && err.contains("--listen \"localhost-ish\""), "{err}");
+    let (ok, _, err) = tom(&[
+        "serve",
+        "--fabric",
+        "/nonexistent/profile.yaml",
+        "--data-dir",
+        "/tmp/unused-tom",
+    ]);
+    assert!(
+        !ok && err.contains("--fabric /nonexistent/profile.yaml: no such connection profile file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_smart_city_prints_the_incident_audit() {
+    let (ok, out, err) = tom(&["demo", "smart-city"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("ledger: embedded at"),
+        "the in-process demo runs on the embedded ledger"
+    );
+    for expected in [
+        "Incident audit: how did signal-ack-1 come about?",
+        "signal-ack-1 wasDerivedFrom timing-plan-1",
+        "timing-plan-1 wasDerivedFrom junction-summary-1",
+        "junction-summary-1 wasDerivedFrom vehicle-position-1",
+        "analyser used junction-summary-1",
+        "analyser placedOn edge-node-1",
+        "collector underContract collect-junction-counts",
+        "vehicle-position-1 wasAttributedTo Org2MSP/car-42",
+        "refused         org1/expired-device",
+        "refused         rogue/device",
+        "W3C PROV-JSON (GET /v1/prov/signal-ack-1): 10 entities",
+    ] {
+        assert!(
+            out.contains(expected),
+            "demo output lacks {expected:?}:\n{out}"
+        );
+    }
+    assert_eq!(out.matches("PROV-DATA ").count(), 5, "{out}");
+    assert_eq!(out.matches("PROV-ORCH ").count(), 4, "{out}");
+}
