@@ -170,9 +170,10 @@ impl Binary {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
+        // The shell's builtin kill: no dependence on a procps/util-linux binary.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{signal} {}", self.child.id()))
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} failed");
