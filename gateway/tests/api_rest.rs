@@ -1173,3 +1173,28 @@ async fn a_restart_keeps_every_acknowledged_record() {
     );
     assert!(dup.error().contains("was used already"), "{}", dup.error());
 }
+
+/// The served document is valid OpenAPI 3.0 according to an independent validator.
+#[tokio::test]
+async fn the_openapi_document_passes_an_independent_validator() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gw::memory(dir.path()).await;
+    let spec = gw.raw(Method::GET, "/openapi.json", None, None).await.ok();
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let script = "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('valid')";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed to validate the OpenAPI document ({e}); run scripts/setup/06-openapi-validator.sh"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("No module named 'openapi_spec_validator'"),
+        "the validator is not installed: run scripts/setup/06-openapi-validator.sh"
+    );
+    assert!(
+        output.status.success(),
+        "/openapi.json is not valid OpenAPI 3:\n{stderr}"
+    );
+}

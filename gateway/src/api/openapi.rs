@@ -20,8 +20,13 @@ fn object(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
     for (name, schema) in required.iter().chain(optional) {
         properties.insert((*name).to_owned(), schema.clone());
     }
-    let required: Vec<&str> = required.iter().map(|(n, _)| *n).collect();
-    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+    let names: Vec<&str> = required.iter().map(|(n, _)| *n).collect();
+    let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+    // OpenAPI 3.0 forbids an empty `required` list.
+    if !names.is_empty() {
+        schema["required"] = json!(names);
+    }
+    schema
 }
 
 fn free(description: &str) -> Value {
