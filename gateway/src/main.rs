@@ -50,8 +50,23 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
     let mut store = IdentityStore::open(data_dir)
         .with_context(|| format!("loading identities from {}", data_dir.display()))?;
-    let created = identities::bootstrap_dev(&mut store, data_dir)
-        .context("creating the development organisation")?;
+    let created = if let config::LedgerChoice::Fabric(profile) = &config.ledger {
+        // A Fabric network only knows the organisations its channel was configured with, so a
+        // development organisation made up here could never transact: production identities
+        // are configured instead.
+        if store.is_empty() {
+            anyhow::bail!(
+                "--fabric {}: {} holds no identities; add the callers' Fabric identities with `tom identity add --data-dir {} --name N --msp MSP --cert CERT --key KEY`",
+                profile.display(),
+                data_dir.join("identities").display(),
+                data_dir.display()
+            );
+        }
+        None
+    } else {
+        identities::bootstrap_dev(&mut store, data_dir)
+            .context("creating the development organisation")?
+    };
     let ledger = config::open_ledger(&config.ledger, data_dir).await?;
     // Register the development organisation if this data dir has one that is not on the ledger
     // yet (first start, or a first start that stopped before the registration committed).

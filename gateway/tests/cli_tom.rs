@@ -318,6 +318,23 @@ fn serve_refuses_bad_flags_with_the_flag_named() {
         !ok && err.contains("--fabric /nonexistent/profile.yaml: no such connection profile file"),
         "{err}"
     );
+    // On Fabric there is no development bootstrap: identities must be configured.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.yaml");
+    std::fs::write(&profile, "name: test\n").unwrap();
+    let data = dir.path().join("data");
+    let (ok, _, err) = tom(&[
+        "serve",
+        "--fabric",
+        profile.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("holds no identities") && err.contains("tom identity add"),
+        "{err}"
+    );
+    assert!(!data.join("dev-credentials.json").exists());
 }
 
 #[test]
