@@ -148,7 +148,9 @@ fn report(mode: &str, clients: usize, action: Action, o: &Outcome) {
     println!("{mode:<11} {clients:>3} clients  {:<15} {:>9.0} actions/s   p50 {:>8.2} ms   p99 {:>8.2} ms", action.function(), o.per_second, o.p50.as_secs_f64() * 1e3, o.p99.as_secs_f64() * 1e3);
 }
 
-fn signature_rates() -> (f64, f64) {
+/// Signatures per second on one core: P-256 signing as [`SigningIdentity`] does it (the p256
+/// crate), signing with ring, and verifying with ring (as the contract does).
+fn signature_rates() -> (f64, f64, f64) {
     let light = tom_fixtures::identity("org1", "traffic-light-1");
     let identity = SigningIdentity::from_pem(light.msp_id, light.cert_pem, light.key_pkcs8_pem)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -156,18 +158,35 @@ fn signature_rates() -> (f64, f64) {
         .unwrap_or_else(|e| panic!("{e}"));
     let message = b"tom benchmark message: a proposal or a data hash";
     let n = 3000;
-    let t = Instant::now();
+    let rate = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    };
     let mut signature = Vec::new();
-    for _ in 0..n {
-        signature = identity.sign(message);
-    }
-    let sign = n as f64 / t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    for _ in 0..n {
-        assert!(cert.verify(message, &signature));
-    }
-    let verify = n as f64 / t.elapsed().as_secs_f64();
-    (sign, verify)
+    let sign = rate(&mut || signature = identity.sign(message));
+    let der = pem_body(light.key_pkcs8_pem);
+    let rng = ring::rand::SystemRandom::new();
+    let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &der,
+        &rng,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ring_sign = rate(&mut || {
+        let _ = key.sign(&rng, message);
+    });
+    let verify = rate(&mut || assert!(cert.verify(message, &signature)));
+    (sign, ring_sign, verify)
+}
+
+fn pem_body(pem: &str) -> Vec<u8> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn main() {
@@ -183,8 +202,8 @@ fn main() {
 }
 
 async fn run(n: usize) {
-    let (sign, verify) = signature_rates();
-    println!("ECDSA P-256 on this machine (1 core): sign {sign:.0}/s, verify {verify:.0}/s");
+    let (sign, ring_sign, verify) = signature_rates();
+    println!("ECDSA P-256 on this machine, one core: sign {sign:.0}/s (p256 crate, as SigningIdentity signs), sign {ring_sign:.0}/s (ring), verify {verify:.0}/s (ring, as the contract verifies)");
     println!(
         "cores: {}",
         std::thread::available_parallelism().map_or(1, |p| p.get())
@@ -272,7 +291,7 @@ async fn run(n: usize) {
 
     println!("\n{n} actions per run, embedded ledger, durable commits (fsync per block)");
     // In-process: straight to the ledger port, as the handlers call it.
-    for clients in [1, 64] {
+    for clients in [1, 8, 64] {
         let count = if clients == 1 { n / 4 } else { n };
         let tag = format!("inproc{clients}");
         for action in [Action::Identify, Action::RecordData, Action::Exec] {

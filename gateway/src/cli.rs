@@ -106,11 +106,16 @@ pub enum IdentityCommand {
 #[derive(Debug, Clone, Args)]
 pub struct GatewayArgs {
     /// Gateway base URL.
-    #[arg(long, env = "TOM_GATEWAY", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "TOM_GATEWAY",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub gateway: String,
-    /// API token (e.g. from <data-dir>/dev-credentials.json).
-    #[arg(long, env = "TOM_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// API token (e.g. from <data-dir>/dev-credentials.json); required.
+    #[arg(long, global = true, env = "TOM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -325,7 +330,10 @@ pub fn audit_path(query: &AuditQuery) -> String {
 }
 
 pub async fn audit(gateway: &GatewayArgs, query: &AuditQuery) -> anyhow::Result<()> {
-    let value = Client::new(&gateway.gateway, &gateway.token)
+    let Some(token) = &gateway.token else {
+        bail!("tom audit needs an API token: --token T (or TOM_TOKEN)");
+    };
+    let value = Client::new(&gateway.gateway, token)
         .get(&audit_path(query))
         .await?;
     println!("{}", serde_json::to_string_pretty(&value)?);

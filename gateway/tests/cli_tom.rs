@@ -174,18 +174,21 @@ async fn first_start_bootstraps_a_dev_org_and_restart_keeps_everything() {
         (entity["type"].as_str(), entity["joined"]["tx_id"].as_str()),
         (Some("container"), Some(tx.as_str()))
     );
+    // Gateway flags may follow the subcommand too.
     let (ok, out, err) = tom(&[
         "audit",
+        "records",
+        "--agent",
+        "DevOrgMSP/orchestrator",
         "--gateway",
         &served.url,
         "--token",
         &auditor,
-        "records",
-        "--agent",
-        "DevOrgMSP/orchestrator",
     ]);
     assert!(ok, "{err}");
     assert!(out.contains(&tx), "{out}");
+    let (ok, _, err) = tom(&["audit", "entity", "hello", "--gateway", &served.url]);
+    assert!(!ok && err.contains("needs an API token"), "{err}");
     let (ok, _, err) = tom(&[
         "audit",
         "--gateway",
