@@ -12,6 +12,13 @@
 //!
 //! The watcher never invents a device: it only acts on nodes whose label TOM wrote after a
 //! proof the ledger accepted.
+//!
+//! What the tests can show on the single-node test swarm: pending and bound nodes (labels),
+//! the event stream, and a drained node's device leaving with its containers. What only a
+//! multi-node swarm can show: a worker joining (the `create` event) and staying pending, a node
+//! going `down`/`disconnected` (the manager cannot lose itself), a node removed from the swarm,
+//! and placements on several devices at once. The code paths for those are the same
+//! [`Orchestrator::check_nodes`] diff (state not `ready`, node missing from the list).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -11,6 +11,18 @@
 //! * A device is a Swarm node labelled [`LABEL_DEVICE`]`=<device id>`; a service is constrained
 //!   to `node.labels.tom.device==<device id>`, so it can only run on the node that proved to be
 //!   that device, and a node that has not proved an identity runs no TOM service.
+//!
+//! **Pinning by digest without a registry.** The ledger records a container's image as
+//! `sha256:<64 hex>`. With a registry that would be the manifest digest and the service image
+//! `name@sha256:…`; but a locally built image has no registry digest, and Docker 20.10 will not
+//! resolve `name@sha256:<image id>` locally. What it does resolve is the bare image id (the
+//! SHA-256 of the image config) used as the image reference: a service with image
+//! `sha256:<id>` runs exactly that image on any node that has it, and is rejected with
+//! "No such image: sha256:…" on a node that does not (verified on Debian's 20.10.24, API 1.41).
+//! So TOM identifies a container with its image *id* as the digest and creates the service with
+//! that id as the image: the engine can only run the content the ledger names. (The Docker CLI's
+//! "could not be accessed on a registry to record its digest" warning comes from the CLI's
+//! registry lookup, which the API does not do.)
 
 pub mod docker;
 
