@@ -16,8 +16,14 @@ fn open(dir: &std::path::Path) -> EmbeddedLedger {
 async fn submits_commit_in_blocks_and_queries_read_them() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open(dir.path());
-    assert_eq!(ledger.height(), 1, "a new ledger holds only its genesis block");
-    assert!(ledger.describe().contains(&dir.path().display().to_string()));
+    assert_eq!(
+        ledger.height(),
+        1,
+        "a new ledger holds only its genesis block"
+    );
+    assert!(ledger
+        .describe()
+        .contains(&dir.path().display().to_string()));
     assert!(dir.path().join("node.pub.pem").exists() && dir.path().join("node.key.pem").exists());
     let mut events = ledger.subscribe();
 
@@ -34,8 +40,14 @@ async fn submits_commit_in_blocks_and_queries_read_them() {
 
     let first = events.recv().await.unwrap();
     let second = events.recv().await.unwrap();
-    assert_eq!((first.name.as_str(), first.block, first.tx_id.as_str()), ("ORG", 1, org.tx_id.as_str()));
-    assert_eq!((second.name.as_str(), second.block, second.tx_id.as_str()), ("PROV-ID-create", 2, device.tx_id.as_str()));
+    assert_eq!(
+        (first.name.as_str(), first.block, first.tx_id.as_str()),
+        ("ORG", 1, org.tx_id.as_str())
+    );
+    assert_eq!(
+        (second.name.as_str(), second.block, second.tx_id.as_str()),
+        ("PROV-ID-create", 2, device.tx_id.as_str())
+    );
 
     // The stored transaction carries what non-repudiation needs.
     let block = ledger.block(2).unwrap().unwrap();
@@ -47,7 +59,10 @@ async fn submits_commit_in_blocks_and_queries_read_them() {
     assert_eq!(tx.code, ValidationCode::Valid);
     assert_eq!(tx.response, device.response);
     assert!(tx.rwset.writes.keys().any(|k| k.contains("tl-1")));
-    let cert = tom_contract::identity::Certificate::from_pem(tom_fixtures::identity("org1", "orchestrator").cert_pem).unwrap();
+    let cert = tom_contract::identity::Certificate::from_pem(
+        tom_fixtures::identity("org1", "orchestrator").cert_pem,
+    )
+    .unwrap();
     assert!(cert.verify(&tx.proposal_bytes, &tx.creator_signature));
 }
 
@@ -65,7 +80,11 @@ async fn restart_keeps_every_acknowledged_record() {
             let ledger = ledger.clone();
             let device = device.clone();
             tasks.push(tokio::spawn(async move {
-                let arg = bytes(&record_data_request(&format!("reading-{i}"), "tl-1", "traffic-light-1"));
+                let arg = bytes(&record_data_request(
+                    &format!("reading-{i}"),
+                    "tl-1",
+                    "traffic-light-1",
+                ));
                 ledger.submit(&device, "RecordData", &arg).await.unwrap()
             }));
         }
@@ -74,32 +93,71 @@ async fn restart_keeps_every_acknowledged_record() {
             acknowledged.push(task.await.unwrap());
         }
         let height = ledger.height();
-        assert!(height < 3 + 40, "40 concurrent submissions should share blocks (height {height})");
+        assert!(
+            height < 3 + 40,
+            "40 concurrent submissions should share blocks (height {height})"
+        );
         let events = ledger.events_from(0).unwrap();
         assert_eq!(events.len(), 42);
         let history = query(ledger.as_ref(), "GetHistory", json!({ "id": "tl-1" })).await;
         let mut data = Vec::new();
         for i in 0..40 {
-            data.push(query(ledger.as_ref(), "GetEntity", json!({ "id": format!("reading-{i}") })).await);
+            data.push(
+                query(
+                    ledger.as_ref(),
+                    "GetEntity",
+                    json!({ "id": format!("reading-{i}") }),
+                )
+                .await,
+            );
         }
         // Every acknowledged transaction is in the block the submitter was told.
         for submitted in &acknowledged {
-            let status = ledger.transaction_status(&submitted.tx_id).unwrap().unwrap();
-            assert_eq!((status.block, status.code), (submitted.block, ValidationCode::Valid));
+            let status = ledger
+                .transaction_status(&submitted.tx_id)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (status.block, status.code),
+                (submitted.block, ValidationCode::Valid)
+            );
         }
         (height, events, history, data)
     }; // dropped: shut down
 
     let ledger = open(dir.path());
     assert_eq!(ledger.height(), height);
-    assert_eq!(ledger.events_from(0).unwrap(), events, "same events, same order");
-    assert_eq!(query(&ledger, "GetHistory", json!({ "id": "tl-1" })).await, history);
+    assert_eq!(
+        ledger.events_from(0).unwrap(),
+        events,
+        "same events, same order"
+    );
+    assert_eq!(
+        query(&ledger, "GetHistory", json!({ "id": "tl-1" })).await,
+        history
+    );
     for (i, before) in data.iter().enumerate() {
-        assert_eq!(&query(&ledger, "GetEntity", json!({ "id": format!("reading-{i}") })).await, before);
+        assert_eq!(
+            &query(
+                &ledger,
+                "GetEntity",
+                json!({ "id": format!("reading-{i}") })
+            )
+            .await,
+            before
+        );
     }
     // The chain continues where it stopped.
     let next = ledger
-        .submit(&signer("org1", "traffic-light-1"), "RecordData", &bytes(&record_data_request("after-restart", "tl-1", "traffic-light-1")))
+        .submit(
+            &signer("org1", "traffic-light-1"),
+            "RecordData",
+            &bytes(&record_data_request(
+                "after-restart",
+                "tl-1",
+                "traffic-light-1",
+            )),
+        )
         .await
         .unwrap();
     assert_eq!(next.block, height);
@@ -114,16 +172,33 @@ async fn conflicting_transactions_one_commits_and_the_other_is_recorded_invalid(
     let ledger = open(dir.path());
     register_org1(&ledger).await;
     let orchestrator = signer("org1", "orchestrator");
-    // Both simulate against the same state (tl-1 absent), then race to commit.
-    let a = ledger.endorse(&orchestrator, "IdentifyDevice", &bytes(&identify_request("tl-1", "traffic-light-1", "n-a"))).await.unwrap();
-    let b = ledger.endorse(&orchestrator, "IdentifyDevice", &bytes(&identify_request("tl-1", "traffic-light-1", "n-b"))).await.unwrap();
-    let (ra, rb) = tokio::join!(ledger.commit(a.clone()), ledger.commit(b.clone()));
+    // Both simulate against the same state (tl-1 absent), then are ordered into one block:
+    // the second is validated against the first's writes.
+    let a = ledger
+        .endorse(
+            &orchestrator,
+            "IdentifyDevice",
+            &bytes(&identify_request("tl-1", "traffic-light-1", "n-a")),
+        )
+        .await
+        .unwrap();
+    let b = ledger
+        .endorse(
+            &orchestrator,
+            "IdentifyDevice",
+            &bytes(&identify_request("tl-1", "traffic-light-1", "n-b")),
+        )
+        .await
+        .unwrap();
+    let mut results = ledger.commit_batch(vec![a.clone(), b.clone()]).await;
+    let (rb, ra) = (results.pop().unwrap(), results.pop().unwrap());
     let (winner, loser) = match (ra, rb) {
         (Ok(w), Err(l)) => ((w, a), (l, b)),
-        (Err(l), Ok(w)) => ((w, b), (l, a)),
-        other => panic!("expected exactly one commit, got {other:?}"),
+        other => panic!("expected the first to commit and the second to conflict, got {other:?}"),
     };
-    let LedgerError::Conflict { tx_id, reason } = &loser.0 else { panic!("expected a conflict, got {:?}", loser.0) };
+    let LedgerError::Conflict { tx_id, reason } = &loser.0 else {
+        panic!("expected a conflict, got {:?}", loser.0)
+    };
     assert_eq!(tx_id, loser.1.tx_id());
     assert!(reason.contains("mvcc read conflict"), "{reason}");
 
@@ -133,7 +208,11 @@ async fn conflicting_transactions_one_commits_and_the_other_is_recorded_invalid(
     let recorded = &block.transactions[status.index as usize];
     assert_eq!(recorded.proposal.tx_id, loser.1.tx_id());
     assert_eq!(recorded.code, ValidationCode::MvccReadConflict);
-    assert!(status.block >= winner.0.block);
+    assert_eq!(
+        (status.block, status.index),
+        (winner.0.block, 1),
+        "recorded in the same block, after the winner"
+    );
 
     // Only the winner's writes exist; the loser emitted no event.
     let entity = query(&ledger, "GetEntity", json!({ "id": "tl-1" })).await;
@@ -142,18 +221,69 @@ async fn conflicting_transactions_one_commits_and_the_other_is_recorded_invalid(
     assert!(events.iter().all(|e| e.tx_id != loser.1.tx_id()));
     assert_eq!(events.len(), 2);
 
-    // The same, deterministically in consecutive blocks.
-    let c = ledger.endorse(&orchestrator, "IdentifyDevice", &bytes(&identify_request("tl-2", "traffic-light-1", "n-c"))).await.unwrap();
-    let d = ledger.endorse(&orchestrator, "IdentifyDevice", &bytes(&identify_request("tl-2", "traffic-light-1", "n-d"))).await.unwrap();
+    // The same in consecutive blocks, and racing submitters: exactly one of each pair wins.
+    let racers: Vec<_> = ["n-e", "n-f", "n-g", "n-h"]
+        .into_iter()
+        .map(|nonce| {
+            let ledger = &ledger;
+            let orchestrator = orchestrator.clone();
+            async move {
+                ledger
+                    .submit(
+                        &orchestrator,
+                        "IdentifyDevice",
+                        &bytes(&identify_request("tl-3", "traffic-light-1", nonce)),
+                    )
+                    .await
+            }
+        })
+        .collect();
+    let outcomes = futures::future::join_all(racers).await;
+    assert_eq!(
+        outcomes.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    for outcome in &outcomes {
+        match outcome {
+            Ok(_) => {}
+            // Lost the MVCC race, or simulated after the winner committed (then the contract refuses: already joined).
+            Err(LedgerError::Conflict { .. }) | Err(LedgerError::Rejected { status: 409, .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let c = ledger
+        .endorse(
+            &orchestrator,
+            "IdentifyDevice",
+            &bytes(&identify_request("tl-2", "traffic-light-1", "n-c")),
+        )
+        .await
+        .unwrap();
+    let d = ledger
+        .endorse(
+            &orchestrator,
+            "IdentifyDevice",
+            &bytes(&identify_request("tl-2", "traffic-light-1", "n-d")),
+        )
+        .await
+        .unwrap();
     let committed = ledger.commit(c).await.unwrap();
     let err = ledger.commit(d.clone()).await.unwrap_err();
     assert!(matches!(err, LedgerError::Conflict { .. }), "{err:?}");
     let status = ledger.transaction_status(d.tx_id()).unwrap().unwrap();
-    assert_eq!((status.block, status.code), (committed.block + 1, ValidationCode::MvccReadConflict));
+    assert_eq!(
+        (status.block, status.code),
+        (committed.block + 1, ValidationCode::MvccReadConflict)
+    );
 
     ledger.shutdown();
     let report = tom_gateway::ledger::embedded::verify(dir.path()).unwrap();
-    assert_eq!(report.invalid_transactions, 2);
+    let conflicts = outcomes
+        .iter()
+        .filter(|r| matches!(r, Err(LedgerError::Conflict { .. })))
+        .count() as u64;
+    assert_eq!(report.invalid_transactions, 2 + conflicts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,14 +295,24 @@ async fn replayed_transactions_are_rejected() {
 
     // An endorsement ordered twice.
     let endorsement = ledger
-        .endorse(&admin, "RegisterOrg", &bytes(&json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem] })))
+        .endorse(
+            &admin,
+            "RegisterOrg",
+            &bytes(&json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem] })),
+        )
         .await
         .unwrap();
     let first = ledger.commit(endorsement.clone()).await.unwrap();
     let height = ledger.height();
     let err = ledger.commit(endorsement.clone()).await.unwrap_err();
-    let LedgerError::Conflict { reason, .. } = &err else { panic!("{err:?}") };
-    assert!(reason.contains("duplicate transaction id") && reason.contains(&format!("block {}", first.block)), "{reason}");
+    let LedgerError::Conflict { reason, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        reason.contains("duplicate transaction id")
+            && reason.contains(&format!("block {}", first.block)),
+        "{reason}"
+    );
     assert_eq!(ledger.height(), height, "a replay never enters a block");
 
     // A signed proposal captured and sent again.
@@ -188,19 +328,40 @@ async fn replayed_transactions_are_rejected() {
         argument: bytes(&identify_request("tl-1", "traffic-light-1", "n-1")),
     };
     let signature = orchestrator.sign(&proposal.encode());
-    let submitted = ledger.submit_signed(proposal.clone(), signature.clone()).await.unwrap();
-    let err = ledger.submit_signed(proposal.clone(), signature.clone()).await.unwrap_err();
-    assert!(matches!(&err, LedgerError::Conflict { tx_id, reason } if tx_id == &submitted.tx_id && reason.contains("duplicate")), "{err:?}");
+    let submitted = ledger
+        .submit_signed(proposal.clone(), signature.clone())
+        .await
+        .unwrap();
+    let err = ledger
+        .submit_signed(proposal.clone(), signature.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Conflict { tx_id, reason } if tx_id == &submitted.tx_id && reason.contains("duplicate")),
+        "{err:?}"
+    );
 
     // Neither may the proposal be altered under its signature, nor its id chosen freely.
     let mut altered = proposal.clone();
     altered.argument = bytes(&identify_request("tl-9", "traffic-light-1", "n-9"));
-    let err = ledger.submit_signed(altered, signature.clone()).await.unwrap_err();
-    assert!(matches!(&err, LedgerError::Rejected { status: 403, message } if message.contains("does not verify")), "{err:?}");
+    let err = ledger
+        .submit_signed(altered, signature.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Rejected { status: 403, message } if message.contains("does not verify")),
+        "{err:?}"
+    );
     let mut chosen = proposal.clone();
     chosen.tx_id = "my-own-id".into();
-    let err = ledger.submit_signed(chosen.clone(), orchestrator.sign(&chosen.encode())).await.unwrap_err();
-    assert!(matches!(&err, LedgerError::Rejected { status: 400, message } if message.contains("sha256(nonce")), "{err:?}");
+    let err = ledger
+        .submit_signed(chosen.clone(), orchestrator.sign(&chosen.encode()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Rejected { status: 400, message } if message.contains("sha256(nonce")),
+        "{err:?}"
+    );
     assert_eq!(ledger.height(), height + 1);
 }
 
@@ -216,16 +377,34 @@ async fn a_contract_rejection_records_nothing() {
     let mut bad_proof = identify_request("tl-1", "traffic-light-1", "n-1");
     bad_proof["nonce"] = json!("n-2");
     let cases: Vec<(tom_gateway::ledger::SigningIdentity, &str, Vec<u8>, u16)> = vec![
-        (orchestrator.clone(), "IdentifyDevice", bytes(&bad_proof), 403),
+        (
+            orchestrator.clone(),
+            "IdentifyDevice",
+            bytes(&bad_proof),
+            403,
+        ),
         (orchestrator.clone(), "NoSuchFunction", b"{}".to_vec(), 400),
-        (signer("org2", "orchestrator"), "IdentifyDevice", bytes(&identify_request("tl-1", "traffic-light-1", "n-3")), 403),
-        (orchestrator.clone(), "IdentifyDevice", b"{not json".to_vec(), 400),
+        (
+            signer("org2", "orchestrator"),
+            "IdentifyDevice",
+            bytes(&identify_request("tl-1", "traffic-light-1", "n-3")),
+            403,
+        ),
+        (
+            orchestrator.clone(),
+            "IdentifyDevice",
+            b"{not json".to_vec(),
+            400,
+        ),
     ];
     let mut events = ledger.subscribe();
     for (who, function, arg, status) in cases {
         let err = ledger.submit(&who, function, &arg).await.unwrap_err();
         match &err {
-            LedgerError::Rejected { status: got, message } => {
+            LedgerError::Rejected {
+                status: got,
+                message,
+            } => {
                 assert_eq!(*got, status, "{function}: {message}");
                 assert!(!message.is_empty());
             }
@@ -233,7 +412,10 @@ async fn a_contract_rejection_records_nothing() {
         }
     }
     assert_eq!(ledger.height(), height);
-    assert!(events.try_recv().is_err(), "no event for a rejected transaction");
+    assert!(
+        events.try_recv().is_err(),
+        "no event for a rejected transaction"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,14 +423,31 @@ async fn shutdown_refuses_new_work_and_frees_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open(dir.path());
     register_org1(&ledger).await;
-    assert!(matches!(EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()), Err(LedgerError::Unavailable(_))), "one process per store");
+    assert!(
+        matches!(
+            EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()),
+            Err(LedgerError::Unavailable(_))
+        ),
+        "one process per store"
+    );
     ledger.shutdown();
-    let err = ledger.submit(&signer("org1", "admin"), "RegisterOrg", b"{}").await.unwrap_err();
+    let err = ledger
+        .submit(&signer("org1", "admin"), "RegisterOrg", b"{}")
+        .await
+        .unwrap_err();
     assert!(matches!(err, LedgerError::Unavailable(_)), "{err:?}");
     drop(ledger);
     let reopened = open(dir.path());
     assert_eq!(reopened.height(), 2);
 
-    let err = EmbeddedLedger::open(dir.path(), EmbeddedOptions { max_block_transactions: 0, ..EmbeddedOptions::default() }).err().unwrap();
+    let err = EmbeddedLedger::open(
+        dir.path(),
+        EmbeddedOptions {
+            max_block_transactions: 0,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("max_block_transactions"), "{err}");
 }

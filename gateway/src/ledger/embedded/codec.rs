@@ -102,7 +102,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn with_capacity(capacity: usize) -> Self {
-        Writer { buf: Vec::with_capacity(capacity) }
+        Writer {
+            buf: Vec::with_capacity(capacity),
+        }
     }
 
     pub fn tag(&mut self, tag: &[u8; 4]) {
@@ -174,17 +176,31 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(what: &'static str, bytes: &'a [u8]) -> Self {
-        Reader { bytes, pos: 0, what }
+        Reader {
+            bytes,
+            pos: 0,
+            what,
+        }
     }
 
     pub fn error(&self, detail: impl Into<String>) -> DecodeError {
-        DecodeError { what: self.what, offset: self.pos, detail: detail.into() }
+        DecodeError {
+            what: self.what,
+            offset: self.pos,
+            detail: detail.into(),
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|end| *end <= self.bytes.len());
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len());
         let Some(end) = end else {
-            return Err(self.error(format!("truncated: {n} more bytes needed, {} left", self.bytes.len() - self.pos)));
+            return Err(self.error(format!(
+                "truncated: {n} more bytes needed, {} left",
+                self.bytes.len() - self.pos
+            )));
         };
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
@@ -201,7 +217,11 @@ impl<'a> Reader<'a> {
         let found = self.take(5)?;
         if &found[..4] != tag || found[4] != 1 {
             self.pos -= 5;
-            return Err(self.error(format!("expected tag {}/1, found {:?}", String::from_utf8_lossy(tag), String::from_utf8_lossy(found))));
+            return Err(self.error(format!(
+                "expected tag {}/1, found {:?}",
+                String::from_utf8_lossy(tag),
+                String::from_utf8_lossy(found)
+            )));
         }
         Ok(())
     }
@@ -231,7 +251,10 @@ impl<'a> Reader<'a> {
     pub fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_item.max(1)) > self.bytes.len() - self.pos {
-            return Err(self.error(format!("count {n} exceeds the remaining {} bytes", self.bytes.len() - self.pos)));
+            return Err(self.error(format!(
+                "count {n} exceeds the remaining {} bytes",
+                self.bytes.len() - self.pos
+            )));
         }
         Ok(n)
     }
@@ -259,7 +282,10 @@ impl<'a> Reader<'a> {
     }
 
     pub fn version(&mut self) -> Result<Version, DecodeError> {
-        Ok(Version { block: self.u64()?, tx: self.u32()? })
+        Ok(Version {
+            block: self.u64()?,
+            tx: self.u32()?,
+        })
     }
 
     pub fn opt_version(&mut self) -> Result<Option<Version>, DecodeError> {
@@ -295,7 +321,9 @@ pub struct Proposal {
 impl Proposal {
     /// The transaction id the nonce and creator imply.
     pub fn derived_tx_id(&self) -> String {
-        let mut bytes = Vec::with_capacity(self.nonce.len() + self.creator.msp_id.len() + self.creator.certificate_pem.len());
+        let mut bytes = Vec::with_capacity(
+            self.nonce.len() + self.creator.msp_id.len() + self.creator.certificate_pem.len(),
+        );
         bytes.extend_from_slice(&self.nonce);
         bytes.extend_from_slice(self.creator.msp_id.as_bytes());
         bytes.extend_from_slice(&self.creator.certificate_pem);
@@ -304,7 +332,9 @@ impl Proposal {
 
     /// The canonical bytes the creator signs.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64 + self.tx_id.len() + self.creator.certificate_pem.len() + self.argument.len());
+        let mut w = Writer::with_capacity(
+            64 + self.tx_id.len() + self.creator.certificate_pem.len() + self.argument.len(),
+        );
         w.tag(b"TOMP");
         w.text(&self.tx_id);
         w.bytes(&self.nonce);
@@ -322,21 +352,42 @@ impl Proposal {
         r.tag(b"TOMP")?;
         let tx_id = r.text()?.to_owned();
         let nonce = r.bytes()?.to_vec();
-        let timestamp = Timestamp { seconds: r.i64()?, nanos: r.i32()? };
+        let timestamp = Timestamp {
+            seconds: r.i64()?,
+            nanos: r.i32()?,
+        };
         let msp_id = r.text()?.to_owned();
         let certificate_pem = r.bytes()?.to_vec();
         let function = r.text()?.to_owned();
         let argument = r.bytes()?.to_vec();
         r.finish()?;
-        Ok(Proposal { tx_id, nonce, timestamp, creator: Creator { msp_id, certificate_pem }, function, argument })
+        Ok(Proposal {
+            tx_id,
+            nonce,
+            timestamp,
+            creator: Creator {
+                msp_id,
+                certificate_pem,
+            },
+            function,
+            argument,
+        })
     }
 }
 
 // --- transactions -------------------------------------------------------------------------------
 
 /// Encode one transaction as it is stored in a block.
-pub fn encode_tx(proposal: &[u8], signature: &[u8], rwset: &ReadWriteSet, response: &[u8], code: ValidationCode) -> Vec<u8> {
-    let mut w = Writer::with_capacity(proposal.len() + signature.len() + response.len() + 256 * (1 + rwset.writes.len()));
+pub fn encode_tx(
+    proposal: &[u8],
+    signature: &[u8],
+    rwset: &ReadWriteSet,
+    response: &[u8],
+    code: ValidationCode,
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(
+        proposal.len() + signature.len() + response.len() + 256 * (1 + rwset.writes.len()),
+    );
     w.tag(b"TOMT");
     w.bytes(proposal);
     w.bytes(signature);
@@ -401,27 +452,48 @@ fn decode_rwset(r: &mut Reader<'_>) -> Result<ReadWriteSet, DecodeError> {
     for _ in 0..r.count(13)? {
         let start = r.text()?.to_owned();
         let end = r.text()?.to_owned();
-        let last_key = if r.flag()? { Some(r.text()?.to_owned()) } else { None };
+        let last_key = if r.flag()? {
+            Some(r.text()?.to_owned())
+        } else {
+            None
+        };
         let mut seen = Vec::new();
         for _ in 0..r.count(16)? {
             let key = r.text()?.to_owned();
             seen.push((key, r.version()?));
         }
-        range_reads.push(RangeRead { start, end, last_key, seen });
+        range_reads.push(RangeRead {
+            start,
+            end,
+            last_key,
+            seen,
+        });
     }
     let mut writes = BTreeMap::new();
     for _ in 0..r.count(5)? {
         let key = r.text()?.to_owned();
-        let value = if r.flag()? { Some(r.bytes()?.to_vec()) } else { None };
+        let value = if r.flag()? {
+            Some(r.bytes()?.to_vec())
+        } else {
+            None
+        };
         writes.insert(key, value);
     }
     let event = if r.flag()? {
         let name = r.text()?.to_owned();
-        Some(ChaincodeEvent { name, payload: r.bytes()?.to_vec() })
+        Some(ChaincodeEvent {
+            name,
+            payload: r.bytes()?.to_vec(),
+        })
     } else {
         None
     };
-    Ok(ReadWriteSet { reads, range_reads, writes, event })
+    Ok(ReadWriteSet {
+        reads,
+        range_reads,
+        writes,
+        event,
+    })
 }
 
 /// A transaction as stored in a block, decoded.
@@ -437,6 +509,14 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// The transaction id from the proposal at the start of a transaction's bytes, even when the
+    /// rest does not decode (so a damaged transaction can still be named).
+    pub fn peek_tx_id(bytes: &[u8]) -> Option<String> {
+        let mut r = Reader::new("transaction", bytes);
+        r.tag(b"TOMT").ok()?;
+        Proposal::decode(r.bytes().ok()?).ok().map(|p| p.tx_id)
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
         let mut r = Reader::new("transaction", bytes);
         r.tag(b"TOMT")?;
@@ -446,9 +526,17 @@ impl Transaction {
         let rwset = decode_rwset(&mut r)?;
         let response = r.bytes()?.to_vec();
         let code = r.u8()?;
-        let code = ValidationCode::from_u8(code).ok_or_else(|| r.error(format!("unknown validation code {code}")))?;
+        let code = ValidationCode::from_u8(code)
+            .ok_or_else(|| r.error(format!("unknown validation code {code}")))?;
         r.finish()?;
-        Ok(Transaction { proposal_bytes, proposal, creator_signature, rwset, response, code })
+        Ok(Transaction {
+            proposal_bytes,
+            proposal,
+            creator_signature,
+            rwset,
+            response,
+            code,
+        })
     }
 }
 
@@ -498,14 +586,23 @@ impl BlockHeader {
         let number = r.u64()?;
         let previous_hash = r.hash()?;
         let data_hash = r.hash()?;
-        let timestamp = Timestamp { seconds: r.i64()?, nanos: r.i32()? };
+        let timestamp = Timestamp {
+            seconds: r.i64()?,
+            nanos: r.i32()?,
+        };
         let n = r.count(32)?;
         let mut tx_hashes = Vec::with_capacity(n);
         for _ in 0..n {
             tx_hashes.push(r.hash()?);
         }
         r.finish()?;
-        Ok(BlockHeader { number, previous_hash, data_hash, timestamp, tx_hashes })
+        Ok(BlockHeader {
+            number,
+            previous_hash,
+            data_hash,
+            timestamp,
+            tx_hashes,
+        })
     }
 }
 
@@ -519,7 +616,10 @@ pub struct RawBlock<'a> {
 
 impl<'a> RawBlock<'a> {
     pub fn encode(header_bytes: &[u8], transactions: &[Vec<u8>], signature: &[u8]) -> Vec<u8> {
-        let size = 16 + header_bytes.len() + signature.len() + transactions.iter().map(|t| t.len() + 4).sum::<usize>();
+        let size = 16
+            + header_bytes.len()
+            + signature.len()
+            + transactions.iter().map(|t| t.len() + 4).sum::<usize>();
         let mut w = Writer::with_capacity(size);
         w.tag(b"TOMB");
         w.bytes(header_bytes);
@@ -542,7 +642,11 @@ impl<'a> RawBlock<'a> {
         }
         let signature = r.bytes()?;
         r.finish()?;
-        Ok(RawBlock { header_bytes, transactions, signature })
+        Ok(RawBlock {
+            header_bytes,
+            transactions,
+            signature,
+        })
     }
 }
 
@@ -552,7 +656,8 @@ mod tests {
 
     fn rwset() -> ReadWriteSet {
         let mut rw = ReadWriteSet::default();
-        rw.reads.insert("a".into(), Some(Version { block: 3, tx: 1 }));
+        rw.reads
+            .insert("a".into(), Some(Version { block: 3, tx: 1 }));
         rw.reads.insert("b".into(), None);
         rw.range_reads.push(RangeRead {
             start: "\u{0}x\u{0}".into(),
@@ -562,16 +667,25 @@ mod tests {
         });
         rw.writes.insert("a".into(), Some(b"{\"v\":1}".to_vec()));
         rw.writes.insert("c".into(), None);
-        rw.event = Some(ChaincodeEvent { name: "ORG".into(), payload: b"{}".to_vec() });
+        rw.event = Some(ChaincodeEvent {
+            name: "ORG".into(),
+            payload: b"{}".to_vec(),
+        });
         rw
     }
 
     fn proposal() -> Proposal {
-        let creator = Creator { msp_id: "Org1MSP".into(), certificate_pem: b"-----BEGIN CERTIFICATE-----".to_vec() };
+        let creator = Creator {
+            msp_id: "Org1MSP".into(),
+            certificate_pem: b"-----BEGIN CERTIFICATE-----".to_vec(),
+        };
         let mut p = Proposal {
             tx_id: String::new(),
             nonce: vec![7; 24],
-            timestamp: Timestamp { seconds: 1_780_000_000, nanos: 5 },
+            timestamp: Timestamp {
+                seconds: 1_780_000_000,
+                nanos: 5,
+            },
             creator,
             function: "RegisterOrg".into(),
             argument: b"{}".to_vec(),
@@ -583,7 +697,13 @@ mod tests {
     #[test]
     fn transactions_round_trip() {
         let p = proposal();
-        let bytes = encode_tx(&p.encode(), b"sig", &rwset(), b"resp", ValidationCode::MvccReadConflict);
+        let bytes = encode_tx(
+            &p.encode(),
+            b"sig",
+            &rwset(),
+            b"resp",
+            ValidationCode::MvccReadConflict,
+        );
         let tx = Transaction::decode(&bytes).unwrap();
         assert_eq!(tx.proposal, p);
         assert_eq!(tx.rwset, rwset());
@@ -594,15 +714,31 @@ mod tests {
     #[test]
     fn tx_id_matches_the_memory_ledgers_derivation() {
         let identity = tom_fixtures::identity("org1", "orchestrator");
-        let creator = Creator { msp_id: identity.msp_id.into(), certificate_pem: identity.cert_pem.as_bytes().to_vec() };
+        let creator = Creator {
+            msp_id: identity.msp_id.into(),
+            certificate_pem: identity.cert_pem.as_bytes().to_vec(),
+        };
         let (tx_id, nonce) = crate::ledger::memory::new_tx_id(&creator);
-        let p = Proposal { tx_id: tx_id.clone(), nonce: nonce.to_vec(), timestamp: Timestamp::default(), creator, function: String::new(), argument: vec![] };
+        let p = Proposal {
+            tx_id: tx_id.clone(),
+            nonce: nonce.to_vec(),
+            timestamp: Timestamp::default(),
+            creator,
+            function: String::new(),
+            argument: vec![],
+        };
         assert_eq!(p.derived_tx_id(), tx_id);
     }
 
     #[test]
     fn blocks_round_trip_and_reject_garbage() {
-        let header = BlockHeader { number: 9, previous_hash: [1; 32], data_hash: BlockHeader::data_hash_of(&[[2; 32]]), timestamp: Timestamp::from_seconds(4), tx_hashes: vec![[2; 32]] };
+        let header = BlockHeader {
+            number: 9,
+            previous_hash: [1; 32],
+            data_hash: BlockHeader::data_hash_of(&[[2; 32]]),
+            timestamp: Timestamp::from_seconds(4),
+            tx_hashes: vec![[2; 32]],
+        };
         let header_bytes = header.encode();
         assert_eq!(BlockHeader::decode(&header_bytes).unwrap(), header);
         let block = RawBlock::encode(&header_bytes, &[b"tx".to_vec()], b"signature");
@@ -614,7 +750,10 @@ mod tests {
         assert!(RawBlock::decode(&header_bytes).is_err());
         let mut longer = block.clone();
         longer.push(0);
-        assert!(RawBlock::decode(&longer).unwrap_err().detail.contains("trailing"));
+        assert!(RawBlock::decode(&longer)
+            .unwrap_err()
+            .detail
+            .contains("trailing"));
         // A huge count cannot make the decoder allocate.
         let mut w = Writer::default();
         w.tag(b"TOMH");
@@ -624,6 +763,9 @@ mod tests {
         w.i64(0);
         w.i32(0);
         w.u32(u32::MAX);
-        assert!(BlockHeader::decode(&w.buf).unwrap_err().detail.contains("exceeds"));
+        assert!(BlockHeader::decode(&w.buf)
+            .unwrap_err()
+            .detail
+            .contains("exceeds"));
     }
 }

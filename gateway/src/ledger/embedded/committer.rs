@@ -27,7 +27,8 @@ pub(super) struct Ordered {
 }
 
 pub(super) enum Message {
-    Transaction(Ordered),
+    /// Transactions to order, into the same block if they fit (usually just one).
+    Order(Vec<Ordered>),
     /// Finish the block being cut and stop.
     Stop,
 }
@@ -70,36 +71,66 @@ impl Committer {
         events: broadcast::Sender<CommittedEvent>,
         height: Arc<AtomicU64>,
     ) -> Result<Committer, LedgerError> {
-        let mut wtx = db.begin_write().map_err(|e| store_error("begin write", e))?;
-        wtx.set_durability(redb::Durability::Immediate).map_err(|e| store_error("durability", e))?;
+        let mut wtx = db
+            .begin_write()
+            .map_err(|e| store_error("begin write", e))?;
+        wtx.set_durability(redb::Durability::Immediate)
+            .map_err(|e| store_error("durability", e))?;
         let (next_number, tip_hash) = {
             // Opening a table in a write transaction creates it: every table exists from here on,
             // so readers never meet a missing one.
-            let mut blocks = wtx.open_table(store::BLOCKS).map_err(|e| store_error("open blocks", e))?;
-            wtx.open_table(store::STATE).map_err(|e| store_error("open state", e))?;
-            wtx.open_table(store::HISTORY).map_err(|e| store_error("open history", e))?;
-            wtx.open_table(store::TX_IDS).map_err(|e| store_error("open tx_ids", e))?;
-            let last = blocks.last().map_err(|e| store_error("read last block", e))?;
+            let mut blocks = wtx
+                .open_table(store::BLOCKS)
+                .map_err(|e| store_error("open blocks", e))?;
+            wtx.open_table(store::STATE)
+                .map_err(|e| store_error("open state", e))?;
+            wtx.open_table(store::HISTORY)
+                .map_err(|e| store_error("open history", e))?;
+            wtx.open_table(store::TX_IDS)
+                .map_err(|e| store_error("open tx_ids", e))?;
+            let last = blocks
+                .last()
+                .map_err(|e| store_error("read last block", e))?;
             match last {
                 Some((number, bytes)) => {
                     let number = number.value();
-                    let raw = RawBlock::decode(bytes.value())
-                        .map_err(|e| LedgerError::Internal(format!("last block {number} is undecodable (run tom verify): {e}")))?;
+                    let raw = RawBlock::decode(bytes.value()).map_err(|e| {
+                        LedgerError::Internal(format!(
+                            "last block {number} is undecodable (run tom verify): {e}"
+                        ))
+                    })?;
                     (number + 1, sha256(raw.header_bytes))
                 }
                 None => {
                     drop(last);
-                    let header = BlockHeader { number: 0, previous_hash: [0; 32], data_hash: BlockHeader::data_hash_of(&[]), timestamp: now(), tx_hashes: vec![] };
+                    let header = BlockHeader {
+                        number: 0,
+                        previous_hash: [0; 32],
+                        data_hash: BlockHeader::data_hash_of(&[]),
+                        timestamp: now(),
+                        tx_hashes: vec![],
+                    };
                     let header_bytes = header.encode();
                     let block = RawBlock::encode(&header_bytes, &[], &key.sign(&header_bytes)?);
-                    blocks.insert(0u64, block.as_slice()).map_err(|e| store_error("write genesis block", e))?;
+                    blocks
+                        .insert(0u64, block.as_slice())
+                        .map_err(|e| store_error("write genesis block", e))?;
                     (1, sha256(&header_bytes))
                 }
             }
         };
         wtx.commit().map_err(|e| store_error("commit", e))?;
         height.store(next_number, Ordering::Release);
-        Ok(Committer { db, key, durable, max_block_transactions, events, height, next_number, tip_hash })
+        Ok(Committer {
+            db,
+            key,
+            durable,
+            max_block_transactions,
+            events,
+            height,
+            next_number,
+            tip_hash,
+        })
     }
 
     pub fn public_key_pem(&self) -> &str {
@@ -109,17 +140,19 @@ impl Committer {
     pub fn run(mut self, mut queue: mpsc::Receiver<Message>) {
         let mut stopping = false;
         while !stopping {
-            let Some(first) = queue.blocking_recv() else { break };
+            let Some(first) = queue.blocking_recv() else {
+                break;
+            };
             let mut batch = Vec::new();
             match first {
-                Message::Transaction(t) => batch.push(t),
+                Message::Order(ts) => batch.extend(ts),
                 Message::Stop => break,
             }
             // Group commit: take everything already waiting (it queued up while the previous
             // block was being fsynced), without waiting for more.
             while batch.len() < self.max_block_transactions {
                 match queue.try_recv() {
-                    Ok(Message::Transaction(t)) => batch.push(t),
+                    Ok(Message::Order(ts)) => batch.extend(ts),
                     Ok(Message::Stop) => {
                         stopping = true;
                         break;
@@ -132,7 +165,10 @@ impl Committer {
         // Whatever is still queued was never ordered: dropping it answers its submitters with
         // "shut down" (their reply channels close), and closing refuses newcomers.
         queue.close();
-        tracing::info!(height = self.next_number, "embedded ledger committer stopped");
+        tracing::info!(
+            height = self.next_number,
+            "embedded ledger committer stopped"
+        );
     }
 
     fn commit(&mut self, batch: Vec<Ordered>) {
@@ -148,16 +184,33 @@ impl Committer {
         };
         let block = self.next_number - 1;
         for (ordered, outcome) in batch.into_iter().zip(outcomes) {
-            let Endorsement { tx_id, rwset, response, .. } = ordered.endorsement;
+            let Endorsement {
+                tx_id,
+                rwset,
+                response,
+                ..
+            } = ordered.endorsement;
             let result = match outcome {
                 Outcome::Valid => {
                     if let Some(event) = rwset.event {
                         // No subscribers is fine: the event is in the block either way.
-                        let _ = self.events.send(CommittedEvent { tx_id: tx_id.clone(), block, name: event.name, payload: event.payload });
+                        let _ = self.events.send(CommittedEvent {
+                            tx_id: tx_id.clone(),
+                            block,
+                            name: event.name,
+                            payload: event.payload,
+                        });
                     }
-                    Ok(Submitted { tx_id, block, response })
+                    Ok(Submitted {
+                        tx_id,
+                        block,
+                        response,
+                    })
                 }
-                Outcome::Invalid(reason) => Err(LedgerError::Conflict { tx_id, reason: format!("invalidated in block {block}: {reason}") }),
+                Outcome::Invalid(reason) => Err(LedgerError::Conflict {
+                    tx_id,
+                    reason: format!("invalidated in block {block}: {reason}"),
+                }),
                 Outcome::Duplicate(reason) => Err(LedgerError::Conflict { tx_id, reason }),
             };
             // The submitter may have gone away (request cancelled); the outcome stands.
@@ -169,22 +222,36 @@ impl Committer {
     /// moved (`next_number - 1` is the new block) unless no transaction entered a block.
     fn write_block(&mut self, batch: &[Ordered]) -> Result<Vec<Outcome>, LedgerError> {
         let number = self.next_number;
-        let mut wtx = self.db.begin_write().map_err(|e| store_error("begin write", e))?;
-        wtx.set_durability(durability(self.durable)).map_err(|e| store_error("durability", e))?;
+        let mut wtx = self
+            .db
+            .begin_write()
+            .map_err(|e| store_error("begin write", e))?;
+        wtx.set_durability(durability(self.durable))
+            .map_err(|e| store_error("durability", e))?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut transactions = Vec::with_capacity(batch.len());
         let mut tx_hashes = Vec::with_capacity(batch.len());
         let header_bytes;
         {
-            let mut state = wtx.open_table(store::STATE).map_err(|e| store_error("open state", e))?;
-            let mut history = wtx.open_table(store::HISTORY).map_err(|e| store_error("open history", e))?;
-            let mut tx_ids = wtx.open_table(store::TX_IDS).map_err(|e| store_error("open tx_ids", e))?;
-            let mut blocks = wtx.open_table(store::BLOCKS).map_err(|e| store_error("open blocks", e))?;
+            let mut state = wtx
+                .open_table(store::STATE)
+                .map_err(|e| store_error("open state", e))?;
+            let mut history = wtx
+                .open_table(store::HISTORY)
+                .map_err(|e| store_error("open history", e))?;
+            let mut tx_ids = wtx
+                .open_table(store::TX_IDS)
+                .map_err(|e| store_error("open tx_ids", e))?;
+            let mut blocks = wtx
+                .open_table(store::BLOCKS)
+                .map_err(|e| store_error("open blocks", e))?;
             let mut in_block = HashSet::with_capacity(batch.len());
             for Ordered { endorsement: e, .. } in batch {
                 let tx_id = e.tx_id.as_str();
                 if !in_block.insert(tx_id) {
-                    outcomes.push(Outcome::Duplicate(format!("duplicate transaction id: submitted twice to block {number}")));
+                    outcomes.push(Outcome::Duplicate(format!(
+                        "duplicate transaction id: submitted twice to block {number}"
+                    )));
                     continue;
                 }
                 if let Some(seen) = tx_ids.get(tx_id).map_err(|e| store_error("tx_ids", e))? {
@@ -192,30 +259,48 @@ impl Committer {
                     outcomes.push(Outcome::Duplicate(format!("duplicate transaction id: already committed in block {block} at index {index}")));
                     continue;
                 }
-                let index = u32::try_from(transactions.len()).map_err(|e| store_error("block size", e))?;
-                let verdict = validate(&e.rwset, &BlockInProgress { state: &state }).map_err(|e| LedgerError::Internal(e.0))?;
+                let index =
+                    u32::try_from(transactions.len()).map_err(|e| store_error("block size", e))?;
+                let verdict = validate(&e.rwset, &BlockInProgress { state: &state })
+                    .map_err(|e| LedgerError::Internal(e.0))?;
                 let code = match &verdict {
                     Ok(()) => ValidationCode::Valid,
                     Err(MvccConflict::ReadConflict { .. }) => ValidationCode::MvccReadConflict,
                     Err(MvccConflict::PhantomRead { .. }) => ValidationCode::PhantomReadConflict,
                 };
                 if code.is_valid() {
-                    let version = Version { block: number, tx: index };
+                    let version = Version {
+                        block: number,
+                        tx: index,
+                    };
                     for (key, value) in &e.rwset.writes {
                         match value {
                             Some(value) => {
-                                state.insert(key.as_str(), store::encode_versioned(version, value).as_slice()).map_err(|e| store_error("write state", e))?;
+                                state
+                                    .insert(
+                                        key.as_str(),
+                                        store::encode_versioned(version, value).as_slice(),
+                                    )
+                                    .map_err(|e| store_error("write state", e))?;
                             }
                             None => {
-                                state.remove(key.as_str()).map_err(|e| store_error("delete state", e))?;
+                                state
+                                    .remove(key.as_str())
+                                    .map_err(|e| store_error("delete state", e))?;
                             }
                         }
-                        let modification = store::encode_modification(tx_id, e.timestamp, value.as_deref());
-                        history.insert((key.as_str(), number, index), modification.as_slice()).map_err(|e| store_error("write history", e))?;
+                        let modification =
+                            store::encode_modification(tx_id, e.timestamp, value.as_deref());
+                        history
+                            .insert((key.as_str(), number, index), modification.as_slice())
+                            .map_err(|e| store_error("write history", e))?;
                     }
                 }
-                tx_ids.insert(tx_id, (number, index, code as u8)).map_err(|e| store_error("write tx_ids", e))?;
-                let bytes = codec::encode_tx(&e.proposal_bytes, &e.signature, &e.rwset, &e.response, code);
+                tx_ids
+                    .insert(tx_id, (number, index, code as u8))
+                    .map_err(|e| store_error("write tx_ids", e))?;
+                let bytes =
+                    codec::encode_tx(&e.proposal_bytes, &e.signature, &e.rwset, &e.response, code);
                 tx_hashes.push(sha256(&bytes));
                 transactions.push(bytes);
                 outcomes.push(match verdict {
@@ -227,10 +312,19 @@ impl Committer {
                 // Only duplicates: no block. Dropping the write transaction aborts it.
                 return Ok(outcomes);
             }
-            let header = BlockHeader { number, previous_hash: self.tip_hash, data_hash: BlockHeader::data_hash_of(&tx_hashes), timestamp: now(), tx_hashes };
+            let header = BlockHeader {
+                number,
+                previous_hash: self.tip_hash,
+                data_hash: BlockHeader::data_hash_of(&tx_hashes),
+                timestamp: now(),
+                tx_hashes,
+            };
             header_bytes = header.encode();
-            let block = RawBlock::encode(&header_bytes, &transactions, &self.key.sign(&header_bytes)?);
-            blocks.insert(number, block.as_slice()).map_err(|e| store_error("write block", e))?;
+            let block =
+                RawBlock::encode(&header_bytes, &transactions, &self.key.sign(&header_bytes)?);
+            blocks
+                .insert(number, block.as_slice())
+                .map_err(|e| store_error("write block", e))?;
         }
         wtx.commit().map_err(|e| store_error("commit block", e))?;
         self.next_number = number + 1;

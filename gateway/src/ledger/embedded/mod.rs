@@ -50,12 +50,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redb::ReadableDatabase;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tom_contract::simulation::{ReadWriteSet, TxSimulator};
 use tom_contract::Timestamp;
 
 pub use codec::{BlockHeader, Proposal, Transaction, ValidationCode};
-pub use verify::{verify, verify_with_public_key, TamperKind, Tampering, VerifyError, VerifyReport};
+pub use verify::{
+    verify, verify_with_public_key, TamperKind, Tampering, VerifyError, VerifyReport,
+};
 
 use super::memory::{new_tx_id, now};
 use super::{CommittedEvent, Ledger, LedgerError, SigningIdentity, Submitted};
@@ -76,21 +78,42 @@ pub struct EmbeddedOptions {
     pub durable: bool,
     /// Bytes of redb page cache. Default 256 MiB.
     pub cache_size: usize,
+    /// Simulations (endorsements and queries) that may run at once. Default: the number of
+    /// cores. More would only time-slice the same cores and starve the committer thread, which
+    /// is the one serial step every transaction waits for.
+    pub endorsers: usize,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        EmbeddedOptions { max_block_transactions: 1024, queue_capacity: 8192, durable: true, cache_size: 256 << 20 }
+        EmbeddedOptions {
+            max_block_transactions: 1024,
+            queue_capacity: 8192,
+            durable: true,
+            cache_size: 256 << 20,
+            endorsers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
     }
 }
 
 impl EmbeddedOptions {
     fn check(&self) -> Result<(), LedgerError> {
         if self.max_block_transactions == 0 {
-            return Err(LedgerError::Internal("embedded ledger option max_block_transactions must be at least 1".into()));
+            return Err(LedgerError::Internal(
+                "embedded ledger option max_block_transactions must be at least 1".into(),
+            ));
+        }
+        if self.endorsers == 0 {
+            return Err(LedgerError::Internal(
+                "embedded ledger option endorsers must be at least 1".into(),
+            ));
         }
         if self.queue_capacity == 0 {
-            return Err(LedgerError::Internal("embedded ledger option queue_capacity must be at least 1".into()));
+            return Err(LedgerError::Internal(
+                "embedded ledger option queue_capacity must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -159,6 +182,8 @@ pub struct EmbeddedLedger {
     /// The number of blocks in the log (genesis included), published by the committer.
     height: Arc<AtomicU64>,
     public_key_pem: String,
+    /// Bounds the simulations running on the blocking pool (see [`EmbeddedOptions::endorsers`]).
+    endorsers: Arc<Semaphore>,
 }
 
 fn store_error(context: &str, e: impl std::fmt::Display) -> LedgerError {
@@ -170,26 +195,46 @@ impl EmbeddedLedger {
     /// genesis block, and the node key on first start.
     pub fn open(data_dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedLedger, LedgerError> {
         options.check()?;
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| LedgerError::Internal(format!("cannot create ledger data directory {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            LedgerError::Internal(format!(
+                "cannot create ledger data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
         let key = node_key::NodeKey::load_or_create(data_dir)?;
         let path = data_dir.join(store::STORE_FILE);
-        let db = redb::Builder::new().set_cache_size(options.cache_size).create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                LedgerError::Unavailable(format!("ledger store {} is already open (another tom process?)", path.display()))
-            }
-            e => LedgerError::Internal(format!("cannot open ledger store {}: {e}", path.display())),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(options.cache_size)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::Unavailable(format!(
+                    "ledger store {} is already open (another tom process?)",
+                    path.display()
+                )),
+                e => LedgerError::Internal(format!(
+                    "cannot open ledger store {}: {e}",
+                    path.display()
+                )),
+            })?;
         let db = Arc::new(db);
         let height = Arc::new(AtomicU64::new(0));
         let (events, _) = broadcast::channel(4096);
-        let committer = Committer::start(db.clone(), key, options.durable, options.max_block_transactions, events.clone(), height.clone())?;
+        let committer = Committer::start(
+            db.clone(),
+            key,
+            options.durable,
+            options.max_block_transactions,
+            events.clone(),
+            height.clone(),
+        )?;
         let public_key_pem = committer.public_key_pem().to_owned();
         let (sender, receiver) = mpsc::channel(options.queue_capacity);
         let handle = std::thread::Builder::new()
             .name("tom-ledger-commit".into())
             .spawn(move || committer.run(receiver))
-            .map_err(|e| LedgerError::Internal(format!("cannot start the committer thread: {e}")))?;
+            .map_err(|e| {
+                LedgerError::Internal(format!("cannot start the committer thread: {e}"))
+            })?;
         tracing::info!(dir = %data_dir.display(), height = height.load(Ordering::Acquire), "embedded ledger open");
         Ok(EmbeddedLedger {
             data_dir: data_dir.to_owned(),
@@ -199,6 +244,7 @@ impl EmbeddedLedger {
             events,
             height,
             public_key_pem,
+            endorsers: Arc::new(Semaphore::new(options.endorsers)),
         })
     }
 
@@ -226,11 +272,24 @@ impl EmbeddedLedger {
     }
 
     /// Simulate a transaction as `identity` without ordering it (Fabric's endorsement).
-    pub async fn endorse(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Endorsement, LedgerError> {
+    pub async fn endorse(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<Endorsement, LedgerError> {
         let creator = identity.creator();
         let (tx_id, nonce) = new_tx_id(&creator);
-        let proposal = Proposal { tx_id, nonce: nonce.to_vec(), timestamp: now(), creator, function: function.to_owned(), argument: argument.to_vec() };
-        self.endorse_proposal(proposal, Signing::Sign(identity.clone())).await
+        let proposal = Proposal {
+            tx_id,
+            nonce: nonce.to_vec(),
+            timestamp: now(),
+            creator,
+            function: function.to_owned(),
+            argument: argument.to_vec(),
+        };
+        self.endorse_proposal(proposal, Signing::Sign(identity.clone()))
+            .await
     }
 
     /// Order and commit an endorsed transaction; returns once its block is durable.
@@ -244,65 +303,163 @@ impl EmbeddedLedger {
             .ok_or_else(|| LedgerError::Unavailable("the embedded ledger is shut down".into()))?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Message::Transaction(Ordered { endorsement, reply }))
+            .send(Message::Order(vec![Ordered { endorsement, reply }]))
             .await
             .map_err(|_| LedgerError::Unavailable("the embedded ledger is shutting down".into()))?;
-        answer.await.map_err(|_| LedgerError::Unavailable("the embedded ledger shut down before the transaction was ordered".into()))?
+        answer.await.map_err(|_| {
+            LedgerError::Unavailable(
+                "the embedded ledger shut down before the transaction was ordered".into(),
+            )
+        })?
+    }
+
+    /// Order several endorsed transactions together: they go into one block (if there are no
+    /// more than [`EmbeddedOptions::max_block_transactions`]), validated in the given order.
+    pub async fn commit_batch(
+        &self,
+        endorsements: Vec<Endorsement>,
+    ) -> Vec<Result<Submitted, LedgerError>> {
+        let sender = self
+            .orderer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(sender) = sender else {
+            return endorsements
+                .iter()
+                .map(|_| {
+                    Err(LedgerError::Unavailable(
+                        "the embedded ledger is shut down".into(),
+                    ))
+                })
+                .collect();
+        };
+        let mut answers = Vec::with_capacity(endorsements.len());
+        let mut batch = Vec::with_capacity(endorsements.len());
+        for endorsement in endorsements {
+            let (reply, answer) = oneshot::channel();
+            batch.push(Ordered { endorsement, reply });
+            answers.push(answer);
+        }
+        // If the send fails the batch is dropped with it, and every answer below reports that.
+        let _ = sender.send(Message::Order(batch)).await;
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(answer.await.unwrap_or_else(|_| {
+                Err(LedgerError::Unavailable(
+                    "the embedded ledger shut down before the transaction was ordered".into(),
+                ))
+            }));
+        }
+        results
     }
 
     /// Submit a proposal signed elsewhere (`signature`: DER ECDSA P-256/SHA-256 by the creator's
     /// certificate key over [`Proposal::encode`]). The transaction id must be derived from the
     /// nonce and creator; a replayed proposal is refused with [`LedgerError::Conflict`].
-    pub async fn submit_signed(&self, proposal: Proposal, signature: Vec<u8>) -> Result<Submitted, LedgerError> {
-        let endorsement = self.endorse_proposal(proposal, Signing::Check(signature)).await?;
+    pub async fn submit_signed(
+        &self,
+        proposal: Proposal,
+        signature: Vec<u8>,
+    ) -> Result<Submitted, LedgerError> {
+        let endorsement = self
+            .endorse_proposal(proposal, Signing::Check(signature))
+            .await?;
         self.commit(endorsement).await
     }
 
-    async fn endorse_proposal(&self, proposal: Proposal, signing: Signing) -> Result<Endorsement, LedgerError> {
+    async fn endorse_proposal(
+        &self,
+        proposal: Proposal,
+        signing: Signing,
+    ) -> Result<Endorsement, LedgerError> {
         // After shutdown this refuses early: work that can never be ordered only wastes CPU.
         let db = self.db()?;
+        let permit = self.endorser().await?;
         // The blocking pool: a simulation is CPU-bound (certificate parsing, ECDSA) and reads
         // redb synchronously; running it there lets simulations proceed in parallel without
         // stalling the async workers.
-        tokio::task::spawn_blocking(move || endorse_blocking(&db, proposal, signing))
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            endorse_blocking(&db, proposal, signing)
+        })
+        .await
+        .map_err(|e| LedgerError::Internal(format!("endorsement task failed: {e}")))?
+    }
+
+    async fn endorser(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LedgerError> {
+        self.endorsers
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| LedgerError::Internal(format!("endorsement task failed: {e}")))?
+            .map_err(|_| LedgerError::Unavailable("the embedded ledger is shut down".into()))
     }
 
     /// Where `tx_id` was committed, if it was (valid or not).
     pub fn transaction_status(&self, tx_id: &str) -> Result<Option<TxStatus>, LedgerError> {
         let snapshot = Snapshot::begin(&*self.db()?).map_err(|e| LedgerError::Internal(e.0))?;
-        let Some((block, index, code)) = snapshot.tx_status(tx_id).map_err(|e| LedgerError::Internal(e.0))? else {
+        let Some((block, index, code)) = snapshot
+            .tx_status(tx_id)
+            .map_err(|e| LedgerError::Internal(e.0))?
+        else {
             return Ok(None);
         };
-        let code = ValidationCode::from_u8(code)
-            .ok_or_else(|| LedgerError::Internal(format!("transaction {tx_id} has unknown validation code {code}")))?;
+        let code = ValidationCode::from_u8(code).ok_or_else(|| {
+            LedgerError::Internal(format!(
+                "transaction {tx_id} has unknown validation code {code}"
+            ))
+        })?;
         Ok(Some(TxStatus { block, index, code }))
     }
 
     /// Block `number`, decoded, if it exists (blocking read; meant for audits and tests).
     pub fn block(&self, number: u64) -> Result<Option<Block>, LedgerError> {
-        let txn = self.db()?.begin_read().map_err(|e| store_error("begin read", e))?;
-        let blocks = txn.open_table(store::BLOCKS).map_err(|e| store_error("open blocks", e))?;
-        let Some(bytes) = blocks.get(number).map_err(|e| store_error("read block", e))? else {
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| store_error("begin read", e))?;
+        let blocks = txn
+            .open_table(store::BLOCKS)
+            .map_err(|e| store_error("open blocks", e))?;
+        let Some(bytes) = blocks
+            .get(number)
+            .map_err(|e| store_error("read block", e))?
+        else {
             return Ok(None);
         };
-        decode_block(bytes.value()).map(Some).map_err(|e| LedgerError::Internal(format!("block {number} is undecodable: {e}")))
+        decode_block(bytes.value())
+            .map(Some)
+            .map_err(|e| LedgerError::Internal(format!("block {number} is undecodable: {e}")))
     }
 
     /// The chaincode events of valid transactions in blocks `from_block..`, in commit order, as
     /// [`Ledger::subscribe`] delivered them (for resuming a feed after a restart).
     pub fn events_from(&self, from_block: u64) -> Result<Vec<CommittedEvent>, LedgerError> {
-        let txn = self.db()?.begin_read().map_err(|e| store_error("begin read", e))?;
-        let blocks = txn.open_table(store::BLOCKS).map_err(|e| store_error("open blocks", e))?;
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| store_error("begin read", e))?;
+        let blocks = txn
+            .open_table(store::BLOCKS)
+            .map_err(|e| store_error("open blocks", e))?;
         let mut events = Vec::new();
-        for row in blocks.range(from_block..).map_err(|e| store_error("read blocks", e))? {
+        for row in blocks
+            .range(from_block..)
+            .map_err(|e| store_error("read blocks", e))?
+        {
             let (number, bytes) = row.map_err(|e| store_error("read blocks", e))?;
             let number = number.value();
-            let block = decode_block(bytes.value()).map_err(|e| LedgerError::Internal(format!("block {number} is undecodable: {e}")))?;
+            let block = decode_block(bytes.value()).map_err(|e| {
+                LedgerError::Internal(format!("block {number} is undecodable: {e}"))
+            })?;
             for tx in block.transactions {
                 if let (true, Some(event)) = (tx.code.is_valid(), tx.rwset.event) {
-                    events.push(CommittedEvent { tx_id: tx.proposal.tx_id, block: number, name: event.name, payload: event.payload });
+                    events.push(CommittedEvent {
+                        tx_id: tx.proposal.tx_id,
+                        block: number,
+                        name: event.name,
+                        payload: event.payload,
+                    });
                 }
             }
         }
@@ -313,7 +470,11 @@ impl EmbeddedLedger {
     /// for it. Every transaction acknowledged before is durable already; transactions not yet
     /// ordered get [`LedgerError::Unavailable`]. Idempotent; also run on drop.
     pub fn shutdown(&self) {
-        let sender = self.orderer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let sender = self
+            .orderer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(sender) = sender {
             // `try_send` never blocks (this may run inside an async runtime). If the queue is
             // full the committer is draining it, so a retry soon succeeds; if the committer is
@@ -330,7 +491,11 @@ impl EmbeddedLedger {
                 }
             }
         }
-        let handle = self.committer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(handle) = handle {
             if handle.join().is_err() {
                 tracing::error!("the embedded ledger's committer thread panicked");
@@ -338,7 +503,12 @@ impl EmbeddedLedger {
         }
         // The committer has dropped its handle; dropping ours closes the store file unless an
         // endorsement or query still running holds it, until it finishes.
-        drop(self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+        drop(
+            self.db
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
     }
 }
 
@@ -351,11 +521,22 @@ impl Drop for EmbeddedLedger {
 fn decode_block(bytes: &[u8]) -> Result<Block, codec::DecodeError> {
     let raw = codec::RawBlock::decode(bytes)?;
     let header = BlockHeader::decode(raw.header_bytes)?;
-    let transactions = raw.transactions.iter().map(|tx| Transaction::decode(tx)).collect::<Result<_, _>>()?;
-    Ok(Block { header, transactions })
+    let transactions = raw
+        .transactions
+        .iter()
+        .map(|tx| Transaction::decode(tx))
+        .collect::<Result<_, _>>()?;
+    Ok(Block {
+        header,
+        transactions,
+    })
 }
 
-fn endorse_blocking(db: &redb::Database, proposal: Proposal, signing: Signing) -> Result<Endorsement, LedgerError> {
+fn endorse_blocking(
+    db: &redb::Database,
+    proposal: Proposal,
+    signing: Signing,
+) -> Result<Endorsement, LedgerError> {
     let proposal_bytes = proposal.encode();
     let signature = match signing {
         Signing::Sign(identity) => identity.sign(&proposal_bytes),
@@ -365,13 +546,23 @@ fn endorse_blocking(db: &redb::Database, proposal: Proposal, signing: Signing) -
         }
     };
     let snapshot = Snapshot::begin(db).map_err(|e| LedgerError::Internal(e.0))?;
-    if let Some((block, index, _)) = snapshot.tx_status(&proposal.tx_id).map_err(|e| LedgerError::Internal(e.0))? {
+    if let Some((block, index, _)) = snapshot
+        .tx_status(&proposal.tx_id)
+        .map_err(|e| LedgerError::Internal(e.0))?
+    {
         return Err(LedgerError::Conflict {
             tx_id: proposal.tx_id,
-            reason: format!("duplicate transaction id: already committed in block {block} at index {index}"),
+            reason: format!(
+                "duplicate transaction id: already committed in block {block} at index {index}"
+            ),
         });
     }
-    let mut simulator = TxSimulator::new(&snapshot, proposal.tx_id.clone(), proposal.timestamp, proposal.creator.clone());
+    let mut simulator = TxSimulator::new(
+        &snapshot,
+        proposal.tx_id.clone(),
+        proposal.timestamp,
+        proposal.creator.clone(),
+    );
     let response = tom_contract::invoke(&mut simulator, &proposal.function, &[&proposal.argument])?;
     Ok(Endorsement {
         tx_id: proposal.tx_id,
@@ -390,17 +581,30 @@ fn check_proposal(proposal: &Proposal, bytes: &[u8], signature: &[u8]) -> Result
     if proposal.tx_id != derived {
         return Err(LedgerError::Rejected {
             status: 400,
-            message: format!("transaction id {} is not sha256(nonce ‖ creator) = {derived}", proposal.tx_id),
+            message: format!(
+                "transaction id {} is not sha256(nonce ‖ creator) = {derived}",
+                proposal.tx_id
+            ),
         });
     }
-    let pem = std::str::from_utf8(&proposal.creator.certificate_pem)
-        .map_err(|_| LedgerError::Rejected { status: 403, message: "creator certificate is not PEM text".into() })?;
-    let certificate = tom_contract::identity::Certificate::from_pem(pem)
-        .map_err(|e| LedgerError::Rejected { status: 403, message: format!("creator certificate: {e}") })?;
+    let pem = std::str::from_utf8(&proposal.creator.certificate_pem).map_err(|_| {
+        LedgerError::Rejected {
+            status: 403,
+            message: "creator certificate is not PEM text".into(),
+        }
+    })?;
+    let certificate =
+        tom_contract::identity::Certificate::from_pem(pem).map_err(|e| LedgerError::Rejected {
+            status: 403,
+            message: format!("creator certificate: {e}"),
+        })?;
     if !certificate.verify(bytes, signature) {
         return Err(LedgerError::Rejected {
             status: 403,
-            message: format!("signature over proposal {} does not verify with the key of {}", proposal.tx_id, certificate.info.subject),
+            message: format!(
+                "signature over proposal {} does not verify with the key of {}",
+                proposal.tx_id, certificate.info.subject
+            ),
         });
     }
     Ok(())
@@ -408,23 +612,39 @@ fn check_proposal(proposal: &Proposal, bytes: &[u8], signature: &[u8]) -> Result
 
 #[async_trait::async_trait]
 impl Ledger for EmbeddedLedger {
-    async fn submit(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Submitted, LedgerError> {
+    async fn submit(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<Submitted, LedgerError> {
         let endorsement = self.endorse(identity, function, argument).await?;
         self.commit(endorsement).await
     }
 
-    async fn evaluate(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Vec<u8>, LedgerError> {
+    async fn evaluate(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<Vec<u8>, LedgerError> {
         let db = self.db()?;
         let creator = identity.creator();
         let function = function.to_owned();
         let argument = argument.to_vec();
+        let permit = self.endorser().await?;
         // The blocking pool, for the same reason as endorsements: queries may be CPU-heavy
         // (lineage walks, PROV export) and read redb synchronously.
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let (tx_id, _) = new_tx_id(&creator);
             let snapshot = Snapshot::begin(&db).map_err(|e| LedgerError::Internal(e.0))?;
             let mut simulator = TxSimulator::new(&snapshot, tx_id, now(), creator);
-            Ok(tom_contract::invoke(&mut simulator, &function, &[&argument])?)
+            Ok(tom_contract::invoke(
+                &mut simulator,
+                &function,
+                &[&argument],
+            )?)
         })
         .await
         .map_err(|e| LedgerError::Internal(format!("query task failed: {e}")))?

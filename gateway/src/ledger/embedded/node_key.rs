@@ -19,8 +19,8 @@ pub const PUBLIC_KEY_FILE: &str = "node.pub.pem";
 /// The DER prefix of a P-256 SubjectPublicKeyInfo, before the 65-byte uncompressed point:
 /// SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
-    0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 pub struct NodeKey {
@@ -39,8 +39,10 @@ impl NodeKey {
         let rng = ring::rand::SystemRandom::new();
         let private_path = data_dir.join(PRIVATE_KEY_FILE);
         let pkcs8 = if private_path.exists() {
-            let pem = std::fs::read_to_string(&private_path).map_err(|e| internal(&private_path, "cannot read", e))?;
-            pem_decode(&pem, "PRIVATE KEY").map_err(|e| internal(&private_path, "not a PEM private key", e))?
+            let pem = std::fs::read_to_string(&private_path)
+                .map_err(|e| internal(&private_path, "cannot read", e))?;
+            pem_decode(&pem, "PRIVATE KEY")
+                .map_err(|e| internal(&private_path, "not a PEM private key", e))?
         } else {
             let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
                 .map_err(|e| internal(&private_path, "cannot generate", e))?;
@@ -54,9 +56,14 @@ impl NodeKey {
         // stale file can never make an intact log look tampered (verify reads this file).
         let public_path = data_dir.join(PUBLIC_KEY_FILE);
         if std::fs::read_to_string(&public_path).ok().as_deref() != Some(public_key_pem.as_str()) {
-            std::fs::write(&public_path, &public_key_pem).map_err(|e| internal(&public_path, "cannot write", e))?;
+            std::fs::write(&public_path, &public_key_pem)
+                .map_err(|e| internal(&public_path, "cannot write", e))?;
         }
-        Ok(NodeKey { key_pair, rng, public_key_pem })
+        Ok(NodeKey {
+            key_pair,
+            rng,
+            public_key_pem,
+        })
     }
 
     /// ECDSA P-256 / SHA-256 over `message`, DER encoded.
@@ -82,7 +89,9 @@ fn write_private(path: &PathBuf, pem: &str) -> Result<(), LedgerError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| internal(path, "cannot create", e))?;
-    file.write_all(pem.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| internal(path, "cannot write", e))
+    file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| internal(path, "cannot write", e))
 }
 
 #[cfg(not(unix))]
@@ -126,7 +135,9 @@ fn pem_decode(pem: &str, label: &str) -> Result<Vec<u8>, String> {
         .map(|(body, _)| body)
         .ok_or_else(|| format!("no {label} PEM block"))?;
     let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("{label} PEM is not base64: {e}"))
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("{label} PEM is not base64: {e}"))
 }
 
 #[cfg(test)]
@@ -139,16 +150,28 @@ mod tests {
         let key = NodeKey::load_or_create(dir.path()).unwrap();
         let again = NodeKey::load_or_create(dir.path()).unwrap();
         assert_eq!(key.public_key_pem(), again.public_key_pem());
-        let point = public_key_point(&std::fs::read_to_string(dir.path().join(PUBLIC_KEY_FILE)).unwrap()).unwrap();
+        let point =
+            public_key_point(&std::fs::read_to_string(dir.path().join(PUBLIC_KEY_FILE)).unwrap())
+                .unwrap();
         let signature = key.sign(b"header").unwrap();
-        let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &point);
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            &point,
+        );
         assert!(public.verify(b"header", &signature).is_ok());
         assert!(public.verify(b"headex", &signature).is_err());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(PRIVATE_KEY_FILE)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "the private key must not be readable by others");
+            let mode = std::fs::metadata(dir.path().join(PRIVATE_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "the private key must not be readable by others"
+            );
         }
     }
 }

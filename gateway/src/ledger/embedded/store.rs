@@ -42,11 +42,17 @@ pub fn encode_versioned(version: Version, value: &[u8]) -> Vec<u8> {
 
 pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubError> {
     if bytes.len() < 12 {
-        return Err(StubError(format!("embedded ledger store: value of key {key:?} is {} bytes, shorter than its version", bytes.len())));
+        return Err(StubError(format!(
+            "embedded ledger store: value of key {key:?} is {} bytes, shorter than its version",
+            bytes.len()
+        )));
     }
     let mut r = Reader::new("state value", &bytes[..12]);
     let version = r.version().map_err(|e| stub_error(key, e))?;
-    Ok(VersionedValue { value: bytes[12..].to_vec(), version })
+    Ok(VersionedValue {
+        value: bytes[12..].to_vec(),
+        version,
+    })
 }
 
 pub fn encode_modification(tx_id: &str, timestamp: Timestamp, value: Option<&[u8]>) -> Vec<u8> {
@@ -63,20 +69,32 @@ pub fn encode_modification(tx_id: &str, timestamp: Timestamp, value: Option<&[u8
 
 fn decode_modification(key: &str, bytes: &[u8]) -> Result<KeyModification, StubError> {
     let mut r = Reader::new("history entry", bytes);
-    let parse = |r: &mut Reader<'_>| -> Result<(String, Timestamp, bool), super::codec::DecodeError> {
-        let tx_id = r.text()?.to_owned();
-        let timestamp = Timestamp { seconds: r.i64()?, nanos: r.i32()? };
-        Ok((tx_id, timestamp, r.flag()?))
-    };
+    let parse =
+        |r: &mut Reader<'_>| -> Result<(String, Timestamp, bool), super::codec::DecodeError> {
+            let tx_id = r.text()?.to_owned();
+            let timestamp = Timestamp {
+                seconds: r.i64()?,
+                nanos: r.i32()?,
+            };
+            Ok((tx_id, timestamp, r.flag()?))
+        };
     let (tx_id, timestamp, is_delete) = parse(&mut r).map_err(|e| stub_error(key, e))?;
     // The value is whatever follows the fixed part.
     let fixed = 4 + tx_id.len() + 8 + 4 + 1;
     let value = bytes.get(fixed..).unwrap_or_default().to_vec();
-    Ok(KeyModification { tx_id, timestamp, value, is_delete })
+    Ok(KeyModification {
+        tx_id,
+        timestamp,
+        value,
+        is_delete,
+    })
 }
 
 /// A versioned `get` on any state table (snapshot or the block being written).
-pub fn get_versioned<T: ReadableTable<&'static str, &'static [u8]>>(table: &T, key: &str) -> Result<Option<VersionedValue>, StubError> {
+pub fn get_versioned<T: ReadableTable<&'static str, &'static [u8]>>(
+    table: &T,
+    key: &str,
+) -> Result<Option<VersionedValue>, StubError> {
     match table.get(key).map_err(|e| stub_error("get", e))? {
         None => Ok(None),
         Some(guard) => decode_versioned(key, guard.value()).map(Some),
@@ -107,8 +125,13 @@ pub fn range_versioned<T: ReadableTable<&'static str, &'static [u8]>>(
 }
 
 /// Every committed change of `key`, oldest first.
-pub fn history_of<T: ReadableTable<(&'static str, u64, u32), &'static [u8]>>(table: &T, key: &str) -> Result<Vec<KeyModification>, StubError> {
-    let rows = table.range((key, 0u64, 0u32)..=(key, u64::MAX, u32::MAX)).map_err(|e| stub_error("history", e))?;
+pub fn history_of<T: ReadableTable<(&'static str, u64, u32), &'static [u8]>>(
+    table: &T,
+    key: &str,
+) -> Result<Vec<KeyModification>, StubError> {
+    let rows = table
+        .range((key, 0u64, 0u32)..=(key, u64::MAX, u32::MAX))
+        .map_err(|e| stub_error("history", e))?;
     let mut out = Vec::new();
     for row in rows {
         let (_, value) = row.map_err(|e| stub_error("history", e))?;
@@ -130,15 +153,25 @@ impl Snapshot {
         use redb::ReadableDatabase;
         let txn = db.begin_read().map_err(|e| stub_error("begin read", e))?;
         Ok(Snapshot {
-            state: txn.open_table(STATE).map_err(|e| stub_error("open state", e))?,
-            history: txn.open_table(HISTORY).map_err(|e| stub_error("open history", e))?,
-            tx_ids: txn.open_table(TX_IDS).map_err(|e| stub_error("open tx_ids", e))?,
+            state: txn
+                .open_table(STATE)
+                .map_err(|e| stub_error("open state", e))?,
+            history: txn
+                .open_table(HISTORY)
+                .map_err(|e| stub_error("open history", e))?,
+            tx_ids: txn
+                .open_table(TX_IDS)
+                .map_err(|e| stub_error("open tx_ids", e))?,
         })
     }
 
     /// Where a transaction id was committed, if it was.
     pub fn tx_status(&self, tx_id: &str) -> Result<Option<(u64, u32, u8)>, StubError> {
-        Ok(self.tx_ids.get(tx_id).map_err(|e| stub_error("tx_ids", e))?.map(|g| g.value()))
+        Ok(self
+            .tx_ids
+            .get(tx_id)
+            .map_err(|e| stub_error("tx_ids", e))?
+            .map(|g| g.value()))
     }
 }
 
@@ -186,12 +219,29 @@ mod tests {
     fn values_and_modifications_round_trip() {
         let v = Version { block: 7, tx: 3 };
         let bytes = encode_versioned(v, b"hello");
-        assert_eq!(decode_versioned("k", &bytes).unwrap(), VersionedValue { value: b"hello".to_vec(), version: v });
+        assert_eq!(
+            decode_versioned("k", &bytes).unwrap(),
+            VersionedValue {
+                value: b"hello".to_vec(),
+                version: v
+            }
+        );
         assert!(decode_versioned("k", &bytes[..5]).is_err());
 
-        let ts = Timestamp { seconds: 12, nanos: 34 };
+        let ts = Timestamp {
+            seconds: 12,
+            nanos: 34,
+        };
         let m = decode_modification("k", &encode_modification("tx1", ts, Some(b"v"))).unwrap();
-        assert_eq!(m, KeyModification { tx_id: "tx1".into(), timestamp: ts, value: b"v".to_vec(), is_delete: false });
+        assert_eq!(
+            m,
+            KeyModification {
+                tx_id: "tx1".into(),
+                timestamp: ts,
+                value: b"v".to_vec(),
+                is_delete: false
+            }
+        );
         let d = decode_modification("k", &encode_modification("tx2", ts, None)).unwrap();
         assert!(d.is_delete && d.value.is_empty());
     }

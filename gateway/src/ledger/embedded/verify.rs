@@ -74,13 +74,30 @@ impl fmt::Display for TamperKind {
         match self {
             TamperKind::Undecodable(e) => write!(f, "undecodable bytes: {e}"),
             TamperKind::Numbering { found } => write!(f, "the header says block {found}"),
-            TamperKind::HashLink => write!(f, "previous-hash link broken: it is not the hash of the previous block's header"),
+            TamperKind::HashLink => write!(
+                f,
+                "previous-hash link broken: it is not the hash of the previous block's header"
+            ),
             TamperKind::BlockSignature => write!(f, "the node's block signature does not verify"),
-            TamperKind::DataHash => write!(f, "data hash mismatch: it is not the hash of the listed transaction hashes"),
-            TamperKind::TransactionHash => write!(f, "transaction bytes do not match the hash in the signed header"),
-            TamperKind::TransactionCount { header, body } => write!(f, "the header lists {header} transactions, the block holds {body}"),
-            TamperKind::TransactionId { derived } => write!(f, "transaction id is not sha256(nonce ‖ creator) = {derived}"),
-            TamperKind::DuplicateTransactionId { first_block } => write!(f, "transaction id already used in block {first_block}"),
+            TamperKind::DataHash => write!(
+                f,
+                "data hash mismatch: it is not the hash of the listed transaction hashes"
+            ),
+            TamperKind::TransactionHash => write!(
+                f,
+                "transaction bytes do not match the hash in the signed header"
+            ),
+            TamperKind::TransactionCount { header, body } => write!(
+                f,
+                "the header lists {header} transactions, the block holds {body}"
+            ),
+            TamperKind::TransactionId { derived } => write!(
+                f,
+                "transaction id is not sha256(nonce ‖ creator) = {derived}"
+            ),
+            TamperKind::DuplicateTransactionId { first_block } => {
+                write!(f, "transaction id already used in block {first_block}")
+            }
             TamperKind::CreatorSignature(e) => write!(f, "creator signature does not verify: {e}"),
         }
     }
@@ -108,7 +125,11 @@ impl fmt::Display for Tampering {
         if let Some(tx_id) = &self.tx_id {
             write!(f, " (tx {tx_id})")?;
         }
-        write!(f, ": {} ({} earlier blocks intact)", self.kind, self.intact_blocks)
+        write!(
+            f,
+            ": {} ({} earlier blocks intact)",
+            self.kind, self.intact_blocks
+        )
     }
 }
 
@@ -138,40 +159,60 @@ impl VerifyError {
 /// Verify the block log in `data_dir` with the node public key stored beside it.
 pub fn verify(data_dir: &Path) -> Result<VerifyReport, VerifyError> {
     let path = data_dir.join(PUBLIC_KEY_FILE);
-    let pem = std::fs::read_to_string(&path).map_err(|e| VerifyError::NodeKey { path: path.clone(), detail: e.to_string() })?;
+    let pem = std::fs::read_to_string(&path).map_err(|e| VerifyError::NodeKey {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
     verify_with_public_key(data_dir, &pem)
 }
 
 /// Verify the block log in `data_dir` against a node public key (SubjectPublicKeyInfo PEM)
 /// obtained out of band.
-pub fn verify_with_public_key(data_dir: &Path, public_key_pem: &str) -> Result<VerifyReport, VerifyError> {
-    let point = public_key_point(public_key_pem)
-        .map_err(|detail| VerifyError::NodeKey { path: data_dir.join(PUBLIC_KEY_FILE), detail })?;
+pub fn verify_with_public_key(
+    data_dir: &Path,
+    public_key_pem: &str,
+) -> Result<VerifyReport, VerifyError> {
+    let point = public_key_point(public_key_pem).map_err(|detail| VerifyError::NodeKey {
+        path: data_dir.join(PUBLIC_KEY_FILE),
+        detail,
+    })?;
     let path = data_dir.join(STORE_FILE);
     if !path.exists() {
-        return Err(VerifyError::Store { path, detail: "no such file (is this a tom data directory?)".into() });
+        return Err(VerifyError::Store {
+            path,
+            detail: "no such file (is this a tom data directory?)".into(),
+        });
     }
     // redb may panic on a store file whose pages were altered behind its back (it trusts its
     // own pages unless asked to check integrity); that is tampering too, so report it rather
     // than crash.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_store(&path, &point)));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_store(&path, &point)));
     result.unwrap_or_else(|panic| {
         let detail = panic
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_else(|| "unknown".into());
-        Err(VerifyError::Store { path: path.clone(), detail: format!("the store file is corrupt (redb failed: {detail})") })
+        Err(VerifyError::Store {
+            path: path.clone(),
+            detail: format!("the store file is corrupt (redb failed: {detail})"),
+        })
     })
 }
 
 fn store_error(path: &Path, e: impl fmt::Display) -> VerifyError {
-    VerifyError::Store { path: path.to_owned(), detail: e.to_string() }
+    VerifyError::Store {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
 }
 
 fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyError> {
     let db = redb::ReadOnlyDatabase::open(path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => store_error(path, "the store is open by a running node; stop it first"),
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            store_error(path, "the store is open by a running node; stop it first")
+        }
         e => store_error(path, e),
     })?;
     let txn = db.begin_read().map_err(|e| store_error(path, e))?;
@@ -179,10 +220,15 @@ fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyErro
     let mut checker = Checker::new(node_key);
     for row in blocks.iter().map_err(|e| store_error(path, e))? {
         let (number, bytes) = row.map_err(|e| store_error(path, e))?;
-        checker.block(number.value(), bytes.value()).map_err(|t| VerifyError::Tampered(Box::new(t)))?;
+        checker
+            .block(number.value(), bytes.value())
+            .map_err(|t| VerifyError::Tampered(Box::new(t)))?;
     }
     if checker.blocks == 0 {
-        return Err(store_error(path, "the block log is empty (not even a genesis block)"));
+        return Err(store_error(
+            path,
+            "the block log is empty (not even a genesis block)",
+        ));
     }
     Ok(VerifyReport {
         blocks: checker.blocks,
@@ -209,7 +255,10 @@ struct Checker<'k> {
 impl<'k> Checker<'k> {
     fn new(node_key: &'k [u8]) -> Self {
         Checker {
-            node_key: ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, node_key),
+            node_key: ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                node_key,
+            ),
             previous_hash: [0; 32],
             blocks: 0,
             transactions: 0,
@@ -220,50 +269,120 @@ impl<'k> Checker<'k> {
     }
 
     fn block(&mut self, number: u64, bytes: &[u8]) -> Result<(), Tampering> {
-        let fail = |kind: TamperKind, tx_index: Option<u32>, tx_id: Option<String>, intact: u64| Tampering { block: number, tx_index, tx_id, kind, intact_blocks: intact };
+        let fail = |kind: TamperKind, tx_index: Option<u32>, tx_id: Option<String>, intact: u64| {
+            Tampering {
+                block: number,
+                tx_index,
+                tx_id,
+                kind,
+                intact_blocks: intact,
+            }
+        };
         let intact = self.blocks;
         if number != self.blocks {
             // A gap: blocks were deleted from the log.
-            return Err(Tampering { block: self.blocks, tx_index: None, tx_id: None, kind: TamperKind::Numbering { found: number }, intact_blocks: intact });
+            return Err(Tampering {
+                block: self.blocks,
+                tx_index: None,
+                tx_id: None,
+                kind: TamperKind::Numbering { found: number },
+                intact_blocks: intact,
+            });
         }
-        let raw = RawBlock::decode(bytes).map_err(|e| fail(TamperKind::Undecodable(e.to_string()), None, None, intact))?;
-        let header = BlockHeader::decode(raw.header_bytes).map_err(|e| fail(TamperKind::Undecodable(e.to_string()), None, None, intact))?;
+        let raw = RawBlock::decode(bytes)
+            .map_err(|e| fail(TamperKind::Undecodable(e.to_string()), None, None, intact))?;
+        let header = BlockHeader::decode(raw.header_bytes)
+            .map_err(|e| fail(TamperKind::Undecodable(e.to_string()), None, None, intact))?;
         if header.number != number {
-            return Err(fail(TamperKind::Numbering { found: header.number }, None, None, intact));
+            return Err(fail(
+                TamperKind::Numbering {
+                    found: header.number,
+                },
+                None,
+                None,
+                intact,
+            ));
         }
         if header.previous_hash != self.previous_hash {
             return Err(fail(TamperKind::HashLink, None, None, intact));
         }
-        if self.node_key.verify(raw.header_bytes, raw.signature).is_err() {
+        if self
+            .node_key
+            .verify(raw.header_bytes, raw.signature)
+            .is_err()
+        {
             return Err(fail(TamperKind::BlockSignature, None, None, intact));
         }
         if BlockHeader::data_hash_of(&header.tx_hashes) != header.data_hash {
             return Err(fail(TamperKind::DataHash, None, None, intact));
         }
         if header.tx_hashes.len() != raw.transactions.len() {
-            return Err(fail(TamperKind::TransactionCount { header: header.tx_hashes.len(), body: raw.transactions.len() }, None, None, intact));
+            return Err(fail(
+                TamperKind::TransactionCount {
+                    header: header.tx_hashes.len(),
+                    body: raw.transactions.len(),
+                },
+                None,
+                None,
+                intact,
+            ));
         }
         let mut seen_here = HashSet::new();
-        for (index, (bytes, expected)) in raw.transactions.iter().zip(&header.tx_hashes).enumerate() {
+        for (index, (bytes, expected)) in raw.transactions.iter().zip(&header.tx_hashes).enumerate()
+        {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             // Decode first so that a failure can name the transaction id when it is readable.
             let decoded = Transaction::decode(bytes);
-            let tx_id = decoded.as_ref().ok().map(|tx| tx.proposal.tx_id.clone());
+            let tx_id = match &decoded {
+                Ok(tx) => Some(tx.proposal.tx_id.clone()),
+                Err(_) => Transaction::peek_tx_id(bytes),
+            };
             if sha256(bytes) != *expected {
-                return Err(fail(TamperKind::TransactionHash, Some(index), tx_id, intact));
+                return Err(fail(
+                    TamperKind::TransactionHash,
+                    Some(index),
+                    tx_id,
+                    intact,
+                ));
             }
-            let tx = decoded.map_err(|e| fail(TamperKind::Undecodable(e.to_string()), Some(index), None, intact))?;
+            let tx = decoded.map_err(|e| {
+                fail(
+                    TamperKind::Undecodable(e.to_string()),
+                    Some(index),
+                    tx_id.clone(),
+                    intact,
+                )
+            })?;
             let tx_id = tx.proposal.tx_id.clone();
             let derived = tx.proposal.derived_tx_id();
             if derived != tx_id {
-                return Err(fail(TamperKind::TransactionId { derived }, Some(index), Some(tx_id), intact));
+                return Err(fail(
+                    TamperKind::TransactionId { derived },
+                    Some(index),
+                    Some(tx_id),
+                    intact,
+                ));
             }
-            let first_block = self.tx_ids.get(&tx_id).copied().or_else(|| seen_here.contains(&tx_id).then_some(number));
+            let first_block = self
+                .tx_ids
+                .get(&tx_id)
+                .copied()
+                .or_else(|| seen_here.contains(&tx_id).then_some(number));
             if let Some(first_block) = first_block {
-                return Err(fail(TamperKind::DuplicateTransactionId { first_block }, Some(index), Some(tx_id), intact));
+                return Err(fail(
+                    TamperKind::DuplicateTransactionId { first_block },
+                    Some(index),
+                    Some(tx_id),
+                    intact,
+                ));
             }
             if let Err(e) = self.creator_signature(&tx) {
-                return Err(fail(TamperKind::CreatorSignature(e), Some(index), Some(tx_id), intact));
+                return Err(fail(
+                    TamperKind::CreatorSignature(e),
+                    Some(index),
+                    Some(tx_id),
+                    intact,
+                ));
             }
             if !tx.code.is_valid() {
                 self.invalid += 1;
@@ -271,7 +390,8 @@ impl<'k> Checker<'k> {
             seen_here.insert(tx_id);
         }
         self.transactions += raw.transactions.len() as u64;
-        self.tx_ids.extend(seen_here.into_iter().map(|id| (id, number)));
+        self.tx_ids
+            .extend(seen_here.into_iter().map(|id| (id, number)));
         self.previous_hash = sha256(raw.header_bytes);
         self.blocks += 1;
         Ok(())
@@ -280,14 +400,19 @@ impl<'k> Checker<'k> {
     fn creator_signature(&mut self, tx: &Transaction) -> Result<(), String> {
         let pem = &tx.proposal.creator.certificate_pem;
         let certificate = self.certificates.entry(pem.clone()).or_insert_with(|| {
-            let text = std::str::from_utf8(pem).map_err(|_| "creator certificate is not PEM text".to_owned())?;
-            tom_contract::identity::Certificate::from_pem(text).map_err(|e| format!("creator certificate: {e}"))
+            let text = std::str::from_utf8(pem)
+                .map_err(|_| "creator certificate is not PEM text".to_owned())?;
+            tom_contract::identity::Certificate::from_pem(text)
+                .map_err(|e| format!("creator certificate: {e}"))
         });
         let certificate = certificate.as_ref().map_err(Clone::clone)?;
         if certificate.verify(&tx.proposal_bytes, &tx.creator_signature) {
             Ok(())
         } else {
-            Err(format!("not signed by the key of {}", certificate.info.subject))
+            Err(format!(
+                "not signed by the key of {}",
+                certificate.info.subject
+            ))
         }
     }
 }

@@ -1,0 +1,327 @@
+//! Throughput and latency of the embedded ledger, in process (no HTTP), with durable commits.
+//!
+//! For identify (IdentifyDevice), record-data (RecordData) and exec (ExecContract), with 1, 8
+//! and 64 concurrent submitters, it prints actions per second and p50/p99 latency, and, in the
+//! same run, this machine's ECDSA P-256 sign and verify rates, so the ratio to the
+//! signature-bound limit is visible: each action costs one creator signature (the gateway signs
+//! the proposal) plus the contract's verifications (caller chain, and for identify the device
+//! chain and id-proof, for record-data the data signature).
+//!
+//! Run: `cargo bench -p tom-gateway --bench embedded` (`TOM_BENCH_SCALE=0.2` for a quick run,
+//! `TOM_BENCH_DIR` to put the store on another disk).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::json;
+use tom_contract::requests::{data_hash_message, identify_device_message};
+use tom_gateway::ledger::embedded::{EmbeddedLedger, EmbeddedOptions};
+use tom_gateway::ledger::{Ledger, SigningIdentity};
+
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn signer(org: &str, name: &str) -> SigningIdentity {
+    let id = tom_fixtures::identity(org, name);
+    SigningIdentity::from_pem(id.msp_id, id.cert_pem, id.key_pkcs8_pem).unwrap()
+}
+
+fn cert_sha256(pem: &str) -> String {
+    tom_contract::identity::Certificate::from_pem(pem)
+        .unwrap()
+        .info
+        .sha256
+}
+
+/// Operations per second of `op` on one thread, over about `budget`.
+fn rate(budget: Duration, mut op: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..50 {
+            op();
+        }
+        n += 50;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+struct Run {
+    actions: usize,
+    wall: Duration,
+    latencies: Vec<Duration>,
+    blocks: u64,
+}
+
+/// Submit every request in `requests` as `who`, from `concurrency` tasks.
+async fn run(
+    ledger: &Arc<EmbeddedLedger>,
+    who: &SigningIdentity,
+    function: &'static str,
+    requests: Vec<Vec<u8>>,
+    concurrency: usize,
+) -> Run {
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    let height = ledger.height();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (ledger, who, requests, next) =
+            (ledger.clone(), who.clone(), requests.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(request) = requests.get(i) else {
+                    break;
+                };
+                let t = Instant::now();
+                if let Err(e) = ledger.submit(&who, function, request).await {
+                    panic!("{function} #{i} failed: {e}");
+                }
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let wall = start.elapsed();
+    latencies.sort();
+    Run {
+        actions: requests.len(),
+        wall,
+        latencies,
+        blocks: ledger.height() - height,
+    }
+}
+
+fn report(action: &str, concurrency: usize, r: &Run) -> f64 {
+    let per_second = r.actions as f64 / r.wall.as_secs_f64();
+    println!(
+        "{action:<12} {concurrency:>4} {:>7} {per_second:>10.0} {:>9.2} {:>9.2} {:>7} {:>8.1}",
+        r.actions,
+        percentile(&r.latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&r.latencies, 0.99).as_secs_f64() * 1e3,
+        r.blocks,
+        r.actions as f64 / r.blocks.max(1) as f64,
+    );
+    per_second
+}
+
+fn main() {
+    let scale: f64 = std::env::var("TOM_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let count = |c: usize| -> usize {
+        ((match c {
+            1 => 400.0,
+            8 => 3000.0,
+            _ => 6000.0,
+        }) * scale)
+            .max(10.0) as usize
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+
+    // --- the signature-bound limit -------------------------------------------------------------
+    let orchestrator = signer("org1", "orchestrator");
+    let message =
+        b"tom/v1 benchmark message: a proposal is about this long, give or take a certificate";
+    let gateway_sign = rate(Duration::from_secs(1), || {
+        std::hint::black_box(orchestrator.sign(message));
+    });
+    let ring_key = {
+        let pem = tom_fixtures::identity("org1", "orchestrator").key_pkcs8_pem;
+        let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(der)
+            .unwrap();
+        ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &der,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap()
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let ring_sign = rate(Duration::from_secs(1), || {
+        std::hint::black_box(ring_key.sign(&rng, message).unwrap());
+    });
+    let signature = orchestrator.sign(message);
+    let cert = tom_contract::identity::Certificate::from_pem(
+        tom_fixtures::identity("org1", "orchestrator").cert_pem,
+    )
+    .unwrap();
+    let verify = rate(Duration::from_secs(1), || {
+        assert!(cert.verify(message, &signature));
+    });
+    println!("ECDSA P-256 on this machine ({cores} cores), per core:");
+    println!("  sign   (p256 crate, as SigningIdentity::sign) {gateway_sign:>9.0}/s");
+    println!("  sign   (ring)                                 {ring_sign:>9.0}/s");
+    println!("  verify (ring, as the contract)                {verify:>9.0}/s");
+    // Per action: one creator signature, and (identify) 3 / (record-data) 2 / (exec) 1 contract verifications.
+    let limit = |verifies: f64| cores as f64 / (1.0 / gateway_sign + verifies / verify);
+    println!(
+        "  signature-bound limit on {cores} cores: identify {:.0}/s, record-data {:.0}/s, exec {:.0}/s",
+        limit(3.0),
+        limit(2.0),
+        limit(1.0)
+    );
+
+    // --- set-up ------------------------------------------------------------------------------
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = std::env::var_os("TOM_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(base).unwrap();
+    println!("\nembedded ledger in {}", dir.path().display());
+    // TOM_BENCH_NON_DURABLE=1 shows what the fsync costs; the figures that count are durable.
+    let durable = std::env::var_os("TOM_BENCH_NON_DURABLE").is_none();
+    let options = EmbeddedOptions {
+        durable,
+        ..EmbeddedOptions::default()
+    };
+    let ledger = Arc::new(EmbeddedLedger::open(dir.path(), options).unwrap());
+    println!("durable (fsync per block): {durable}");
+    let device = signer("org1", "traffic-light-1");
+    let org = tom_fixtures::org("org1");
+
+    // Fresh device identities for IdentifyDevice (one per action), issued before timing starts.
+    let total_identify: usize = CONCURRENCY.iter().map(|c| count(*c)).sum();
+    let issue_start = Instant::now();
+    let ca = org.ca();
+    let mut identify_requests: Vec<Vec<u8>> = (0..total_identify)
+        .map(|i| {
+            let device_id = format!("bench-device-{i}");
+            let id = tom_fixtures::pki::issue_identity(&ca, &device_id, Some("client"), Some("device"), (2024, 1, 1), (2099, 12, 31)).unwrap();
+            let nonce = format!("bench-nonce-{i}");
+            let message = identify_device_message(&device_id, org.msp_id, "sensor", &nonce, &cert_sha256(&id.cert_pem));
+            let proof = tom_fixtures::pki::sign_p256(&id.key_pkcs8_pem, &message).unwrap();
+            serde_json::to_vec(&json!({
+                "device_id": device_id, "org": org.msp_id, "kind": "sensor", "certificate": id.cert_pem, "nonce": nonce, "proof": b64(&proof),
+            }))
+            .unwrap()
+        })
+        .collect();
+    println!(
+        "issued {total_identify} device identities in {:.1}s",
+        issue_start.elapsed().as_secs_f64()
+    );
+
+    runtime.block_on(async {
+        let arg = json!({ "msp_id": org.msp_id, "name": "org1", "ca_certificates": [org.ca_cert_pem] });
+        ledger.submit(&signer("org1", "admin"), "RegisterOrg", &serde_json::to_vec(&arg).unwrap()).await.unwrap();
+        for (device_id, name) in [("tl-1", "traffic-light-1"), ("edge-1", "edge-node-1")] {
+            let id = tom_fixtures::identity("org1", name);
+            let nonce = format!("setup-{device_id}");
+            let message = identify_device_message(device_id, id.msp_id, "sensor", &nonce, &cert_sha256(id.cert_pem));
+            let arg = json!({ "device_id": device_id, "org": id.msp_id, "kind": "sensor", "certificate": id.cert_pem, "nonce": nonce, "proof": b64(&id.sign(&message)) });
+            ledger.submit(&orchestrator, "IdentifyDevice", &serde_json::to_vec(&arg).unwrap()).await.unwrap();
+        }
+        let arg = json!({ "contract_id": "bench-contract", "contractor": "edge-1", "uses": [{ "kind": "reading", "source": "tl-1" }], "deadline": "2099-01-01T00:00:00Z" });
+        ledger.submit(&orchestrator, "DefineContract", &serde_json::to_vec(&arg).unwrap()).await.unwrap();
+    });
+
+    // --- the runs ----------------------------------------------------------------------------
+    println!(
+        "\n{:<12} {:>4} {:>7} {:>10} {:>9} {:>9} {:>7} {:>8}",
+        "action", "conc", "actions", "actions/s", "p50 ms", "p99 ms", "blocks", "tx/block"
+    );
+    let mut best = Vec::new();
+    let mut data_ids = Vec::new();
+    for concurrency in CONCURRENCY {
+        let n = count(concurrency);
+        let requests: Vec<Vec<u8>> = identify_requests.drain(..n).collect();
+        let r = runtime.block_on(run(
+            &ledger,
+            &orchestrator,
+            "IdentifyDevice",
+            requests,
+            concurrency,
+        ));
+        best.push(("identify", concurrency, report("identify", concurrency, &r)));
+    }
+    for concurrency in CONCURRENCY {
+        let n = count(concurrency);
+        let ids: Vec<String> = (0..n)
+            .map(|i| format!("bench-data-{concurrency}-{i}"))
+            .collect();
+        let requests = ids
+            .iter()
+            .map(|data_id| {
+                let hash = format!("sha256:{}", hex::encode(ring::digest::digest(&ring::digest::SHA256, data_id.as_bytes())));
+                let signature = tom_fixtures::identity("org1", "traffic-light-1").sign(&data_hash_message(&hash));
+                serde_json::to_vec(&json!({
+                    "data_id": data_id, "kind": "reading", "hash": hash, "size": 1024, "location": format!("s3://city/readings/{data_id}"),
+                    "generated_by": "tl-1", "signature": b64(&signature),
+                }))
+                .unwrap()
+            })
+            .collect();
+        let r = runtime.block_on(run(&ledger, &device, "RecordData", requests, concurrency));
+        best.push((
+            "record-data",
+            concurrency,
+            report("record-data", concurrency, &r),
+        ));
+        data_ids.push(ids);
+    }
+    for (concurrency, ids) in CONCURRENCY.into_iter().zip(data_ids) {
+        let requests = ids
+            .iter()
+            .map(|data_id| {
+                serde_json::to_vec(&json!({ "contract_id": "bench-contract", "data_id": data_id }))
+                    .unwrap()
+            })
+            .collect();
+        let r = runtime.block_on(run(
+            &ledger,
+            &orchestrator,
+            "ExecContract",
+            requests,
+            concurrency,
+        ));
+        best.push(("exec", concurrency, report("exec", concurrency, &r)));
+    }
+
+    let height = ledger.height();
+    ledger.shutdown();
+    let start = Instant::now();
+    let verified = tom_gateway::ledger::embedded::verify(dir.path()).unwrap();
+    let store_bytes = std::fs::metadata(dir.path().join("ledger.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "\nverify: {} blocks, {} transactions in {:.2}s ({:.0} tx/s); height {height}; store {:.1} MiB",
+        verified.blocks,
+        verified.transactions,
+        start.elapsed().as_secs_f64(),
+        verified.transactions as f64 / start.elapsed().as_secs_f64(),
+        store_bytes as f64 / (1 << 20) as f64
+    );
+    let (action, concurrency, top) =
+        best.iter()
+            .cloned()
+            .fold(("", 0, 0.0), |a, b| if b.2 > a.2 { b } else { a });
+    println!("best: {top:.0} durable actions/s ({action}, {concurrency} submitters)");
+}
