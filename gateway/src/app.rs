@@ -101,6 +101,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let signal = state.shutdown.clone();
     let app = router(state);
+    // Responses are small and latency matters more than packet count: without TCP_NODELAY a
+    // response split over two writes can wait for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
