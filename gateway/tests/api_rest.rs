@@ -1198,3 +1198,155 @@ async fn the_openapi_document_passes_an_independent_validator() {
         "/openapi.json is not valid OpenAPI 3:\n{stderr}"
     );
 }
+
+/// An orchestrator behind the seam: places by submitting PLACE then reporting the outcome, and
+/// fails every removal after its TERMINATE committed.
+struct FakeOrchestrator;
+
+#[async_trait::async_trait]
+impl tom_gateway::api::actions::ContainerActions for FakeOrchestrator {
+    async fn identify_device(
+        &self,
+        ledger: &Arc<dyn Ledger>,
+        caller: &SigningIdentity,
+        request: &tom_contract::requests::IdentifyDevice,
+        node_id: Option<&str>,
+    ) -> Result<tom_gateway::api::actions::ActionReport, tom_gateway::api::actions::ActionError>
+    {
+        let authorising = ledger
+            .submit(
+                caller,
+                "IdentifyDevice",
+                &serde_json::to_vec(request).unwrap(),
+            )
+            .await?;
+        Ok(tom_gateway::api::actions::ActionReport {
+            authorising,
+            outcome: None,
+            detail: node_id.map(|n| format!("bound to node {n}")),
+        })
+    }
+
+    async fn place(
+        &self,
+        ledger: &Arc<dyn Ledger>,
+        caller: &SigningIdentity,
+        request: &tom_contract::requests::PlaceContainer,
+    ) -> Result<tom_gateway::api::actions::ActionReport, tom_gateway::api::actions::ActionError>
+    {
+        let authorising = ledger
+            .submit(
+                caller,
+                "PlaceContainer",
+                &serde_json::to_vec(request).unwrap(),
+            )
+            .await?;
+        let outcome = json!({ "container_id": request.container_id, "action": "place", "authorising_tx": authorising.tx_id, "outcome": "running", "detail": "service svc-1" });
+        let outcome = ledger
+            .submit(caller, "RecordOutcome", outcome.to_string().as_bytes())
+            .await?;
+        Ok(tom_gateway::api::actions::ActionReport {
+            authorising,
+            outcome: Some(outcome),
+            detail: Some("service svc-1".into()),
+        })
+    }
+
+    async fn terminate(
+        &self,
+        ledger: &Arc<dyn Ledger>,
+        caller: &SigningIdentity,
+        request: &tom_contract::requests::TerminateEntity,
+    ) -> Result<tom_gateway::api::actions::ActionReport, tom_gateway::api::actions::ActionError>
+    {
+        let authorising = ledger
+            .submit(
+                caller,
+                "TerminateContainer",
+                &serde_json::to_vec(request).unwrap(),
+            )
+            .await?;
+        Err(tom_gateway::api::actions::ActionError::Orchestrator(
+            format!(
+                "removing the service failed after tx {}; recorded as failed",
+                authorising.tx_id
+            ),
+        ))
+    }
+
+    fn describe(&self) -> String {
+        "fake orchestrator".into()
+    }
+}
+
+#[tokio::test]
+async fn placements_and_removals_go_through_the_container_actions_seam() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = install_identities(dir.path());
+    let state = AppState::new(Arc::new(InMemoryLedger::new()), store)
+        .with_actions(Arc::new(FakeOrchestrator));
+    let gw = Gw {
+        running: app::spawn("127.0.0.1:0", state).await.unwrap(),
+        http: reqwest::Client::new(),
+    };
+    assert_eq!(
+        gw.raw(Method::GET, "/healthz", None, None).await.ok()["orchestrator"],
+        "fake orchestrator"
+    );
+    gw.post("/v1/orgs", "admin", register_org1()).await.ok();
+    let mut device = identify_device("light-1", "traffic-light-1", "n-1");
+    device["node_id"] = json!("node-a");
+    let joined = gw.post("/v1/devices", "orchestrator", device).await.ok();
+    assert_eq!(
+        joined["detail"], "bound to node node-a",
+        "node_id reaches the orchestrator"
+    );
+    let container = json!({ "container_id": "analyser", "org": "Org1MSP", "image": "city/analyser:1", "digest": sha256(b"image") });
+    gw.post("/v1/containers", "orchestrator", container)
+        .await
+        .ok();
+    let placed = gw
+        .post(
+            "/v1/placements",
+            "orchestrator",
+            json!({ "container_id": "analyser", "device_id": "light-1" }),
+        )
+        .await
+        .ok();
+    assert_eq!(placed["record"]["kind"], "ORCHESTRATE");
+    assert_eq!(placed["outcome"]["record"]["kind"], "OUTCOME");
+    assert_eq!(
+        placed["outcome"]["record"]["body"]["authorising_tx"],
+        placed["tx_id"]
+    );
+    assert_eq!(placed["detail"], "service svc-1");
+    assert_eq!(
+        gw.get("/v1/entities/analyser", "auditor").await.ok()["placement"]["status"],
+        "running"
+    );
+    let failed = gw
+        .call(
+            Method::DELETE,
+            "/v1/containers/analyser",
+            "orchestrator",
+            None,
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.body);
+    assert!(
+        failed
+            .error()
+            .starts_with("orchestrator: removing the service failed after tx"),
+        "{}",
+        failed.error()
+    );
+    // A refused authorising transaction never reaches the orchestrator: the contract's 4xx.
+    let refused = gw
+        .post(
+            "/v1/placements",
+            "orchestrator",
+            json!({ "container_id": "ghost", "device_id": "light-1" }),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+}
