@@ -21,7 +21,8 @@ fn object(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
         properties.insert((*name).to_owned(), schema.clone());
     }
     let names: Vec<&str> = required.iter().map(|(n, _)| *n).collect();
-    let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+    let mut schema =
+        json!({ "type": "object", "properties": properties, "additionalProperties": false });
     // OpenAPI 3.0 forbids an empty `required` list.
     if !names.is_empty() {
         schema["required"] = json!(names);
