@@ -1162,13 +1162,11 @@ pub async fn start(
 ) -> Result<Started, OrchestrationError> {
     let swarm = Arc::new(swarm::docker::BollardSwarm::connect().await?);
     let journal = Journal::open(&data_dir.join("orchestration.redb"))?;
-    let orchestrator = Arc::new(Orchestrator::new(
-        ledger,
-        swarm.clone(),
-        journal,
-        identity,
-        config,
-    ));
+    let mut orchestrator = Orchestrator::new(ledger, swarm.clone(), journal, identity, config);
+    if let Some(hook) = failpoint_from_env() {
+        orchestrator = orchestrator.with_pause_hook(hook);
+    }
+    let orchestrator = Arc::new(orchestrator);
     for recovered in orchestrator.recover().await? {
         tracing::info!(action = recovered.action_id, container = %recovered.container_id, resolution = ?recovered.resolution, "resolved an action left open by the previous run");
     }
@@ -1232,6 +1230,25 @@ pub async fn start_for_gateway(
         remove_unauthorised,
     )
     .await
+}
+
+/// The crash-test failpoint: with `TOM_FAILPOINT_SWARM=<step>` (`authorised`, `created` or
+/// `left`) in its environment, a gateway freezes every action at that step forever, so a test
+/// can kill the process exactly there. Unset (always, outside those tests), it does nothing.
+pub const FAILPOINT_ENV: &str = "TOM_FAILPOINT_SWARM";
+
+fn failpoint_from_env() -> Option<PauseHook> {
+    let step = std::env::var(FAILPOINT_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    tracing::warn!(%step, "{FAILPOINT_ENV} is set: actions will freeze at this step (crash tests only)");
+    Some(Arc::new(move |at: &'static str| {
+        let freeze = at == step;
+        if freeze {
+            tracing::warn!(step = at, "failpoint reached: freezing this action");
+        }
+        freeze
+    }))
 }
 
 /// Cut `text` to at most `max` bytes on a character boundary (ledger fields are bounded), with
