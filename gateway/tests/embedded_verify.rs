@@ -367,3 +367,101 @@ async fn verify_explains_what_it_cannot_read() {
         .shutdown();
     verify(dir.path()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
+    use redb::{ReadableDatabase, ReadableTable};
+    use tom_gateway::ledger::embedded::store::{HISTORY, STATE, TX_IDS};
+    let template = tempfile::tempdir().unwrap();
+    build_log(template.path()).await;
+    let report = verify(template.path()).unwrap();
+    assert!(
+        report.state_keys > 10 && report.history_entries >= report.state_keys,
+        "{report}"
+    );
+
+    let entity_key = tom_contract::keys::key(tom_contract::keys::ENTITY, &["tl-1"]).unwrap();
+    let edit = |f: &dyn Fn(&redb::WriteTransaction)| {
+        let dir = copy_dir(template.path());
+        {
+            let db = redb::Database::open(dir.path().join(STORE_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            f(&txn);
+            txn.commit().unwrap();
+        }
+        verify(dir.path()).unwrap_err()
+    };
+    let expect = |err: VerifyError, table: &str, key: &str| {
+        let VerifyError::Index(m) = &err else {
+            panic!("expected an index mismatch, got {err}")
+        };
+        assert_eq!((m.table, m.key.as_str()), (table, key), "{err}");
+        assert!(err.to_string().contains(table), "{err}");
+    };
+
+    // The device "rejoined" by editing its state value (version kept).
+    let err = edit(&|txn| {
+        let mut state = txn.open_table(STATE).unwrap();
+        let mut value = state
+            .get(entity_key.as_str())
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        let text = String::from_utf8(value[12..].to_vec())
+            .unwrap()
+            .replace("sensor", "camera");
+        value.truncate(12);
+        value.extend_from_slice(text.as_bytes());
+        state.insert(entity_key.as_str(), value.as_slice()).unwrap();
+    });
+    expect(err, "state", &entity_key);
+
+    // A key deleted from the state.
+    let err = edit(&|txn| {
+        txn.open_table(STATE)
+            .unwrap()
+            .remove(entity_key.as_str())
+            .unwrap();
+    });
+    expect(err, "state", &entity_key);
+
+    // A transaction dropped from the index (so its id could be replayed).
+    let tx_id = {
+        let db = redb::Database::open(template.path().join(STORE_FILE)).unwrap();
+        let txn = db.begin_read().unwrap();
+        let ids = txn.open_table(TX_IDS).unwrap();
+        let first = ids
+            .range::<&str>(..)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .0
+            .value()
+            .to_owned();
+        first
+    };
+    let err = edit(&|txn| {
+        txn.open_table(TX_IDS)
+            .unwrap()
+            .remove(tx_id.as_str())
+            .unwrap();
+    });
+    let VerifyError::Index(m) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(m.table, "tx_ids", "{err}");
+
+    // A history entry removed.
+    let err = edit(&|txn| {
+        let mut history = txn.open_table(HISTORY).unwrap();
+        let key = {
+            let (first, _) = history.first().unwrap().unwrap();
+            let (k, block, tx) = first.value();
+            (k.to_owned(), block, tx)
+        };
+        history.remove((key.0.as_str(), key.1, key.2)).unwrap();
+    });
+    expect(err, "history", "");
+}

@@ -8,10 +8,16 @@
 //! in the log, and the creator's signature over the proposal verifies with the creator's
 //! certificate. The first failure is reported with its block, transaction and what failed.
 //!
+//! Then the derived tables, which queries and endorsements read, are checked against a replay of
+//! the valid transactions' writes: the world state key by key (version and value hash), the
+//! transaction index entry by entry, and the key history as a multiset digest. So editing the
+//! state behind the log's back (say, marking a device joined again) is caught too. The replay
+//! holds one hash per state key and every transaction id in memory.
+//!
 //! Verification only reads: it opens the store read-only, so it must run while no node has the
 //! store open (stop the gateway first).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +25,10 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::codec::{sha256, BlockHeader, Hash, RawBlock, Transaction};
 use super::node_key::{public_key_point, PUBLIC_KEY_FILE};
-use super::store::{BLOCKS, STORE_FILE};
+use super::store::{
+    decode_versioned, encode_modification, BLOCKS, HISTORY, STATE, STORE_FILE, TX_IDS,
+};
+use tom_contract::simulation::Version;
 
 /// What an intact log contains.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,14 +41,24 @@ pub struct VerifyReport {
     pub invalid_transactions: u64,
     /// Hex SHA-256 of the last block's header: quote it to pin the log's state.
     pub tip_hash: String,
+    /// Keys in the world state, each matching the log's replay.
+    pub state_keys: u64,
+    /// Key-history entries, matching the log's replay.
+    pub history_entries: u64,
 }
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ledger intact: {} blocks, {} transactions ({} recorded invalid), tip {}",
-            self.blocks, self.transactions, self.invalid_transactions, self.tip_hash
+            "ledger intact: {} blocks, {} transactions ({} recorded invalid), tip {}; \
+             world state ({} keys), key history ({} entries) and transaction index match the log",
+            self.blocks,
+            self.transactions,
+            self.invalid_transactions,
+            self.tip_hash,
+            self.state_keys,
+            self.history_entries
         )
     }
 }
@@ -133,11 +152,39 @@ impl fmt::Display for Tampering {
     }
 }
 
+/// A derived table that disagrees with the block log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexMismatch {
+    /// `state`, `history` or `tx_ids`.
+    pub table: &'static str,
+    /// The first key that differs (empty when only a digest over the table could tell).
+    pub key: String,
+    pub detail: String,
+}
+
+impl fmt::Display for IndexMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "table {}: {}", self.table, self.detail)
+        } else {
+            write!(
+                f,
+                "table {}, key {:?}: {}",
+                self.table, self.key, self.detail
+            )
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// The log is not intact.
     #[error("ledger tampered: {0}")]
     Tampered(Box<Tampering>),
+    /// The world state, key history or transaction index (what queries and the replay check
+    /// read) differs from what the intact block log produces.
+    #[error("ledger index tampered: {0}")]
+    Index(Box<IndexMismatch>),
     /// The store cannot be read at all.
     #[error("cannot read ledger store {path}: {detail}")]
     Store { path: PathBuf, detail: String },
@@ -230,7 +277,10 @@ fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyErro
             "the block log is empty (not even a genesis block)",
         ));
     }
+    check_indexes(path, &txn, &checker)?;
     Ok(VerifyReport {
+        state_keys: checker.state.len() as u64,
+        history_entries: checker.history.count,
         blocks: checker.blocks,
         transactions: checker.transactions,
         invalid_transactions: checker.invalid,
@@ -246,7 +296,11 @@ struct Checker<'k> {
     blocks: u64,
     transactions: u64,
     invalid: u64,
-    tx_ids: HashMap<String, u64>,
+    /// Every transaction id: `(block, index, validation code)`, as the `tx_ids` index must say.
+    tx_ids: HashMap<String, (u64, u32, u8)>,
+    /// The world state the valid transactions produce: key → (version, SHA-256 of the value).
+    state: BTreeMap<String, (Version, Hash)>,
+    history: MultisetDigest,
     /// Creator certificates already parsed, by their PEM bytes: a few identities sign most
     /// transactions, and parsing X.509 costs more than the signature check.
     certificates: HashMap<Vec<u8>, Result<tom_contract::identity::Certificate, String>>,
@@ -264,6 +318,8 @@ impl<'k> Checker<'k> {
             transactions: 0,
             invalid: 0,
             tx_ids: HashMap::new(),
+            state: BTreeMap::new(),
+            history: MultisetDigest::default(),
             certificates: HashMap::new(),
         }
     }
@@ -327,7 +383,6 @@ impl<'k> Checker<'k> {
                 intact,
             ));
         }
-        let mut seen_here = HashSet::new();
         for (index, (bytes, expected)) in raw.transactions.iter().zip(&header.tx_hashes).enumerate()
         {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
@@ -363,11 +418,7 @@ impl<'k> Checker<'k> {
                     intact,
                 ));
             }
-            let first_block = self
-                .tx_ids
-                .get(&tx_id)
-                .copied()
-                .or_else(|| seen_here.contains(&tx_id).then_some(number));
+            let first_block = self.tx_ids.get(&tx_id).map(|(block, _, _)| *block);
             if let Some(first_block) = first_block {
                 return Err(fail(
                     TamperKind::DuplicateTransactionId { first_block },
@@ -384,17 +435,35 @@ impl<'k> Checker<'k> {
                     intact,
                 ));
             }
-            if !tx.code.is_valid() {
+            if tx.code.is_valid() {
+                self.apply(number, index, &tx);
+            } else {
                 self.invalid += 1;
             }
-            seen_here.insert(tx_id);
+            self.tx_ids.insert(tx_id, (number, index, tx.code as u8));
         }
         self.transactions += raw.transactions.len() as u64;
-        self.tx_ids
-            .extend(seen_here.into_iter().map(|id| (id, number)));
         self.previous_hash = sha256(raw.header_bytes);
         self.blocks += 1;
         Ok(())
+    }
+
+    /// Replay a valid transaction's writes into the expected world state and history.
+    fn apply(&mut self, block: u64, index: u32, tx: &Transaction) {
+        let version = Version { block, tx: index };
+        for (key, value) in &tx.rwset.writes {
+            match value {
+                Some(value) => {
+                    self.state.insert(key.clone(), (version, sha256(value)));
+                }
+                None => {
+                    self.state.remove(key);
+                }
+            }
+            let modification =
+                encode_modification(&tx.proposal.tx_id, tx.proposal.timestamp, value.as_deref());
+            self.history.add(key, version, &modification);
+        }
     }
 
     fn creator_signature(&mut self, tx: &Transaction) -> Result<(), String> {
@@ -415,4 +484,149 @@ impl<'k> Checker<'k> {
             ))
         }
     }
+}
+
+/// An order-independent digest of a multiset of history entries: the count and the sum, modulo
+/// 2^256 in four 64-bit lanes, of each entry's SHA-256. Holding every entry would cost memory in
+/// proportion to all writes ever made; this costs 40 bytes, and the table (sorted by key) and
+/// the log (in block order) can be compared without sorting either.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct MultisetDigest {
+    count: u64,
+    sum: [u64; 4],
+}
+
+impl MultisetDigest {
+    fn add(&mut self, key: &str, version: Version, modification: &[u8]) {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&(key.len() as u64).to_be_bytes());
+        ctx.update(key.as_bytes());
+        ctx.update(&version.block.to_be_bytes());
+        ctx.update(&version.tx.to_be_bytes());
+        ctx.update(modification);
+        let digest = ctx.finish();
+        let mut carry = 0u64;
+        for (lane, chunk) in self.sum.iter_mut().zip(digest.as_ref().chunks(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let (a, c1) = lane.overflowing_add(u64::from_be_bytes(word));
+            let (b, c2) = a.overflowing_add(carry);
+            *lane = b;
+            carry = u64::from(c1) + u64::from(c2);
+        }
+        self.count += 1;
+    }
+}
+
+/// Compare the derived tables with what the verified log produces.
+fn check_indexes(
+    path: &Path,
+    txn: &redb::ReadTransaction,
+    checker: &Checker<'_>,
+) -> Result<(), VerifyError> {
+    let mismatch = |table: &'static str, key: &str, detail: String| {
+        VerifyError::Index(Box::new(IndexMismatch {
+            table,
+            key: key.to_owned(),
+            detail,
+        }))
+    };
+
+    // World state: a merge of two sorted sequences.
+    let state = txn.open_table(STATE).map_err(|e| store_error(path, e))?;
+    let mut expected = checker.state.iter();
+    for row in state.iter().map_err(|e| store_error(path, e))? {
+        let (key, value) = row.map_err(|e| store_error(path, e))?;
+        let key = key.value();
+        let found = decode_versioned(key, value.value())
+            .map_err(|e| mismatch("state", key, format!("undecodable value: {e}")))?;
+        match expected.next() {
+            Some((k, _)) if k.as_str() < key => {
+                return Err(mismatch(
+                    "state",
+                    k,
+                    "written by the log but missing from the state".into(),
+                ));
+            }
+            Some((k, (version, hash))) if k == key => {
+                if *version != found.version {
+                    return Err(mismatch(
+                        "state",
+                        key,
+                        format!(
+                            "the log wrote it at {version:?}, the state says {:?}",
+                            found.version
+                        ),
+                    ));
+                }
+                if *hash != sha256(&found.value) {
+                    return Err(mismatch(
+                        "state",
+                        key,
+                        "value differs from the one the log wrote".into(),
+                    ));
+                }
+            }
+            _ => {
+                return Err(mismatch(
+                    "state",
+                    key,
+                    "in the state but never written by the log".into(),
+                ))
+            }
+        }
+    }
+    if let Some((k, _)) = expected.next() {
+        return Err(mismatch(
+            "state",
+            k,
+            "written by the log but missing from the state".into(),
+        ));
+    }
+
+    // Transaction index: every id where the log has it, and nothing else.
+    let tx_ids = txn.open_table(TX_IDS).map_err(|e| store_error(path, e))?;
+    let mut indexed = 0usize;
+    for row in tx_ids.iter().map_err(|e| store_error(path, e))? {
+        let (id, position) = row.map_err(|e| store_error(path, e))?;
+        let (id, position) = (id.value(), position.value());
+        match checker.tx_ids.get(id) {
+            Some(expected) if *expected == position => indexed += 1,
+            Some(expected) => {
+                return Err(mismatch("tx_ids", id, format!("the log has (block, index, code) {expected:?}, the index says {position:?}")));
+            }
+            None => return Err(mismatch("tx_ids", id, "indexed but in no block".into())),
+        }
+    }
+    if indexed != checker.tx_ids.len() {
+        return Err(mismatch(
+            "tx_ids",
+            "",
+            format!(
+                "{} of {} transactions are missing from the index",
+                checker.tx_ids.len() - indexed,
+                checker.tx_ids.len()
+            ),
+        ));
+    }
+
+    // Key history: compared as a multiset digest.
+    let history = txn.open_table(HISTORY).map_err(|e| store_error(path, e))?;
+    let mut found = MultisetDigest::default();
+    for row in history.iter().map_err(|e| store_error(path, e))? {
+        let (key, value) = row.map_err(|e| store_error(path, e))?;
+        let (key, block, tx) = key.value();
+        found.add(key, Version { block, tx }, value.value());
+    }
+    if found != checker.history {
+        return Err(mismatch(
+            "history",
+            "",
+            format!(
+                "{} entries differ from the {} the log produces (count or contents)",
+                found.count, checker.history.count
+            ),
+        ));
+    }
+    Ok(())
 }
