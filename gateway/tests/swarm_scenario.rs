@@ -465,6 +465,35 @@ async fn smart_city_scenario_runs_on_the_swarm_and_the_audit_names_where_each_co
         assert_eq!(c["state"], "fulfilled", "{c}");
     }
 
+    // A placement the swarm cannot run answers 502 with the engine's words, and is recorded.
+    let ghost_digest = format!(
+        "sha256:{}",
+        hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            instance.as_bytes()
+        ))
+    );
+    api.post(orchestrator, "/v1/containers", json!({ "container_id": "ghost", "org": "Org1MSP", "image": "ghost:1", "digest": ghost_digest })).await;
+    let (status, answer) = api
+        .call(
+            orchestrator,
+            reqwest::Method::POST,
+            "/v1/placements",
+            Some(json!({ "container_id": "ghost", "device_id": DEVICE })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert!(answer.to_string().contains("No such image"), "{answer}");
+    let (_, ghost) = api.get(auditor, "/v1/entities/ghost").await;
+    assert!(ghost["placement"].is_null(), "{ghost}");
+    assert!(
+        ghost["last_failed_placement"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("No such image"),
+        "{ghost}"
+    );
+
     // Terminate everything through the API; the services go and the ledger records it.
     for id in [
         "collector",
