@@ -471,3 +471,65 @@ async fn unauthorised_services_are_recorded_and_removed_only_if_the_operator_ask
     remove_instance_services(&swarm, &instance).await;
     let _ = ledger.describe();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_that_dies_after_running_is_recorded_as_drift() {
+    let swarm = swarm().await;
+    let image = workload_image(&swarm).await;
+    let ledger = ledger().await;
+    let instance = unique("t-dies");
+    let dir = tempfile::tempdir().unwrap();
+    let orch = orchestrator(
+        ledger.clone(),
+        swarm.clone(),
+        &dir.path().join("journal.redb"),
+        config(&instance),
+    );
+    bind_device(&orch, &swarm).await;
+    let container = unique("mortal");
+    identify_container(ledger.as_ref(), &container, &image, None).await;
+    let workload = tom_gateway::orchestration::Workload {
+        args: vec!["crash".into(), "--after-ms".into(), "1500".into()],
+        ..Default::default()
+    };
+    let placed = orch
+        .place_with(&orchestrator_identity(), &container, DEVICE, &workload)
+        .await
+        .unwrap();
+    assert_eq!(
+        entity(ledger.as_ref(), &container).await["placement"]["status"],
+        "running"
+    );
+
+    // It fails, the swarm retries it a few times, then gives up: reconciliation notices.
+    let started = std::time::Instant::now();
+    let drift = loop {
+        let report = orch.reconcile(false).await.unwrap();
+        if let Some(drift) = report.drift.into_iter().next() {
+            break drift;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no drift recorded for the dead workload"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(drift.container_id.as_deref(), Some(container.as_str()));
+    assert!(drift.description.contains("no running task"), "{drift:?}");
+    assert!(
+        drift.description.contains(&placed.service_name),
+        "{drift:?}"
+    );
+    assert_eq!(
+        record(ledger.as_ref(), &drift.drift_tx).await["kind"],
+        "DRIFT"
+    );
+    assert!(
+        orch.reconcile(false).await.unwrap().drift.is_empty(),
+        "recorded once"
+    );
+    orch.terminate_container(&orchestrator_identity(), &container, None)
+        .await
+        .unwrap();
+    remove_instance_services(&swarm, &instance).await;
+}

@@ -81,6 +81,11 @@ enum Role {
     },
     /// Do nothing but keep running (placement tests).
     Idle,
+    /// Run a while, then fail (tests of a workload that dies after it was seen running).
+    Crash {
+        #[arg(long, default_value_t = 1000)]
+        after_ms: u64,
+    },
     /// Run with the arguments listed in a file, one per line (how a gateway's per-container
     /// configuration directory, mounted at /etc/tom, configures a placed workload); idle if the
     /// file does not exist. The image's default command.
@@ -115,6 +120,10 @@ fn main() -> Result<()> {
         let token = std::fs::read_to_string(&cli.token_file)
             .with_context(|| format!("reading {}", cli.token_file.display()))?;
         cli.token = token.trim().to_owned();
+    }
+    if let Role::Crash { after_ms } = cli.role {
+        std::thread::sleep(Duration::from_millis(after_ms));
+        anyhow::bail!("crashing on purpose after {after_ms} ms");
     }
     if let Role::Idle = cli.role {
         loop {
@@ -153,7 +162,7 @@ fn main() -> Result<()> {
             command,
             data_id,
         } => vec![tom_workload::actuate(&env, contract, command, data_id)?],
-        Role::Idle | Role::Run { .. } => Vec::new(),
+        Role::Idle | Role::Run { .. } | Role::Crash { .. } => Vec::new(),
     };
     tom_workload::done(&env, &produced).context("marking the work done")?;
     println!("{} done: {produced:?}", env.activity);

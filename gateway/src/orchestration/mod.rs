@@ -986,6 +986,11 @@ impl Orchestrator {
                 continue;
             }
             let Some(why) = self.unauthorised(service, &container_id).await? else {
+                // Authorised: but does it still run? A workload that died for good leaves the
+                // ledger saying "running" for what is not; that is drift too.
+                if let Some(drift) = self.stopped_service(service, &container_id).await? {
+                    report.drift.push(drift);
+                }
                 continue;
             };
             let service_key = service.id.clone();
@@ -1061,6 +1066,47 @@ impl Orchestrator {
             );
         }
         Ok(report)
+    }
+
+    /// Record drift (once) if an authorised service has no task running or about to run.
+    async fn stopped_service(
+        &self,
+        service: &ServiceInfo,
+        container_id: &str,
+    ) -> Result<Option<Drift>, OrchestrationError> {
+        let tasks = self.swarm.service_tasks(&service.id).await?;
+        if tasks.is_empty()
+            || tasks
+                .iter()
+                .any(|t| matches!(t.phase, TaskPhase::Running | TaskPhase::Pending))
+        {
+            return Ok(None);
+        }
+        let key = format!("{}:stopped", service.id);
+        let seen = key.clone();
+        if self.journal_op(move |j| j.drift_reported(&seen)).await? {
+            return Ok(None);
+        }
+        let latest = &tasks[0];
+        let why = latest
+            .error
+            .clone()
+            .unwrap_or_else(|| latest.message.clone());
+        let description = format!(
+            "service {} ({}) of container {container_id} has no running task although the ledger says it runs: task {} {}: {why}",
+            service.name, service.id, latest.id, latest.state
+        );
+        let action_taken = "none: the placement stands on the ledger until an orchestrator re-places or terminates the container".to_owned();
+        Ok(Some(
+            self.record_drift(
+                &key,
+                &service.name,
+                Some(container_id),
+                description,
+                action_taken,
+            )
+            .await?,
+        ))
     }
 
     /// Why the ledger does not authorise `service`, or `None` if it does.
