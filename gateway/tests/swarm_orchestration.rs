@@ -533,3 +533,104 @@ async fn a_workload_that_dies_after_running_is_recorded_as_drift() {
         .unwrap();
     remove_instance_services(&swarm, &instance).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_before_the_place_tx_id_was_journalled_is_found_on_the_ledger_and_rolled_back() {
+    let Restarted {
+        ledger,
+        swarm,
+        container,
+        instance,
+        recovered,
+        orch,
+        _dir,
+    } = crash_at("submitted").await;
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(
+        recovered[0].resolution,
+        Resolution::RolledBack,
+        "{recovered:?}"
+    );
+    let state = entity(ledger.as_ref(), &container).await;
+    assert!(state["placement"].is_null(), "{state}");
+    assert!(
+        state["last_failed_placement"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back"),
+        "{state}"
+    );
+    assert!(services_of(swarm.as_ref(), &container).await.is_empty());
+    assert!(orch.journal().open_actions().unwrap().is_empty());
+    remove_instance_services(&swarm, &instance).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_leave_tx_is_finished_at_restart() {
+    let swarm = swarm().await;
+    let image = workload_image(&swarm).await;
+    let ledger = ledger().await;
+    let instance = unique("t-leave");
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.redb");
+    let container = unique("leaver");
+    identify_container(ledger.as_ref(), &container, &image, None).await;
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let signal = reached.clone();
+    let hook: tom_gateway::orchestration::PauseHook = Arc::new(move |at| {
+        let freeze = at == "left";
+        if freeze {
+            signal.notify_one();
+        }
+        freeze
+    });
+    let orch = Arc::new(
+        orchestrator(ledger.clone(), swarm.clone(), &journal, config(&instance))
+            .with_pause_hook(hook),
+    );
+    bind_device(&orch, &swarm).await;
+    orch.place(&orchestrator_identity(), &container, DEVICE)
+        .await
+        .unwrap();
+    let running = orch.clone();
+    let c = container.clone();
+    let task = tokio::spawn(async move {
+        running
+            .terminate_container(&orchestrator_identity(), &c, Some("retired"))
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(60), reached.notified())
+        .await
+        .expect("the termination reached the crash point");
+    task.abort();
+    let _ = task.await;
+    drop(orch);
+    // The leave committed, the service still runs: the ledger and the swarm disagree until restart.
+    assert_eq!(entity(ledger.as_ref(), &container).await["state"], "left");
+    assert_eq!(services_of(swarm.as_ref(), &container).await.len(), 1);
+
+    let restarted = orchestrator(ledger.clone(), swarm.clone(), &journal, config(&instance));
+    let recovered = restarted.recover().await.unwrap();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    assert_eq!(
+        recovered[0].resolution,
+        Resolution::Finished,
+        "{recovered:?}"
+    );
+    assert!(
+        services_of(swarm.as_ref(), &container).await.is_empty(),
+        "the service was removed at restart"
+    );
+    let outcome = record(ledger.as_ref(), recovered[0].outcome_tx.as_ref().unwrap()).await;
+    assert_eq!(outcome["body"]["action"], "terminate");
+    assert_eq!(outcome["body"]["outcome"], "removed");
+    assert!(
+        outcome["body"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("completed after a gateway restart"),
+        "{outcome}"
+    );
+    assert!(restarted.journal().tracked().unwrap().is_empty());
+    remove_instance_services(&swarm, &instance).await;
+}

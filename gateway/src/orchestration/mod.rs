@@ -388,6 +388,8 @@ impl Orchestrator {
                 return Err(e);
             }
         };
+        // (Crash tests: PLACE committed, but the journal does not know its tx id yet.)
+        self.checkpoint("submitted").await;
         action.step = Step::Authorised;
         let tx = authorising.tx_id.clone();
         action.authorising_tx = Some(tx.clone());
