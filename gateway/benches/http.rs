@@ -364,4 +364,99 @@ async fn run(n: usize) {
         "\nblocks: {} (group commit: many transactions per fsync)",
         ledger.height()
     );
+    println!("\nThe HTTP layer alone (a null ledger that commits nothing), for comparison:");
+    http_layer_only(n).await;
+}
+
+/// A ledger that commits nothing and answers at once, to measure what the HTTP layer alone
+/// (auth, JSON, routing, hyper and the client, on the same cores) can carry on this machine.
+/// Used only here; its figures are labelled "HTTP only".
+struct NullLedger {
+    events: tokio::sync::broadcast::Sender<tom_gateway::ledger::CommittedEvent>,
+    record: Vec<u8>,
+}
+
+#[async_trait::async_trait]
+impl Ledger for NullLedger {
+    async fn submit(
+        &self,
+        _: &SigningIdentity,
+        _: &str,
+        _: &[u8],
+    ) -> Result<tom_gateway::ledger::Submitted, tom_gateway::ledger::LedgerError> {
+        Ok(tom_gateway::ledger::Submitted {
+            tx_id: "0".repeat(64),
+            block: 1,
+            response: self.record.clone(),
+        })
+    }
+
+    async fn evaluate(
+        &self,
+        _: &SigningIdentity,
+        _: &str,
+        _: &[u8],
+    ) -> Result<Vec<u8>, tom_gateway::ledger::LedgerError> {
+        Ok(b"{}".to_vec())
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<tom_gateway::ledger::CommittedEvent> {
+        self.events.subscribe()
+    }
+
+    fn describe(&self) -> String {
+        "null (benchmark only)".into()
+    }
+}
+
+async fn http_layer_only(n: usize) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut store = IdentityStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let f = tom_fixtures::identity("org1", "traffic-light-1");
+    store
+        .add("light", f.msp_id, f.cert_pem, f.key_pkcs8_pem)
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .add_token("light", &token("light"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A response of realistic size: a PROV-DATA record.
+    let record = json!({ "kind": "PROV-DATA", "tx_id": "0".repeat(64), "timestamp": "2026-01-01T00:00:00Z",
+        "agent": { "id": "Org1MSP/traffic-light-1", "msp_id": "Org1MSP", "common_name": "traffic-light-1", "role": "device", "certificate_sha256": "0".repeat(64) },
+        "subjects": ["count-1", "light-1"], "body": { "what": "record_data", "data": "count-1", "kind": "count", "hash": sha256(b"x"), "generated_by": "light-1", "host_device": null, "derived_from": [], "fulfils": [] } });
+    let ledger = NullLedger {
+        events: tokio::sync::broadcast::channel(16).0,
+        record: record.to_string().into_bytes(),
+    };
+    let running = app::spawn("127.0.0.1:0", AppState::new(Arc::new(ledger), store))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("{}{}", running.url(), Action::RecordData.path());
+    for clients in [1, 8, 64] {
+        let (http, url, bearer) = (http.clone(), url.clone(), token("light"));
+        let o = drive(
+            requests(Action::RecordData, "null", n),
+            clients,
+            move |request: Value| {
+                let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
+                async move {
+                    let response = http
+                        .post(&url)
+                        .bearer_auth(&bearer)
+                        .json(&request)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("{url}: {e}"));
+                    assert!(response.status().is_success());
+                    let _ = response.bytes().await;
+                }
+            },
+        )
+        .await;
+        report("HTTP only", clients, Action::RecordData, &o);
+    }
+    let _ = running.stop().await;
 }
