@@ -24,6 +24,8 @@
 
 pub mod actions;
 pub mod journal;
+#[cfg(test)]
+mod multinode;
 pub mod nodes;
 
 use std::collections::BTreeMap;

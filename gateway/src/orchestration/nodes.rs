@@ -18,7 +18,8 @@
 //! multi-node swarm can show: a worker joining (the `create` event) and staying pending, a node
 //! going `down`/`disconnected` (the manager cannot lose itself), a node removed from the swarm,
 //! and placements on several devices at once. The code paths for those are the same
-//! [`Orchestrator::check_nodes`] diff (state not `ready`, node missing from the list).
+//! [`Orchestrator::check_nodes`] diff (state not `ready`, node missing from the list); they
+//! are tested on [`crate::swarm::memory::MemorySwarm`] with several nodes (`multinode` tests).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! The gateway's Docker Swarm port: the few Swarm operations orchestration needs, behind a small
 //! trait so the orchestration protocol can be read (and tested) apart from the Docker API.
 //!
-//! [`docker::BollardSwarm`] implements [`SwarmDriver`] against a real engine. Nothing here
+//! [`docker::BollardSwarm`] implements [`SwarmDriver`] against a real engine;
+//! [`memory::MemorySwarm`] is a faithful in-memory one for multi-node tests. Nothing here
 //! touches the ledger: deciding *whether* a Swarm action may happen is the orchestrator's job
 //! (`crate::orchestration`); this module only carries it out and reports what the engine said.
 //!
@@ -25,6 +26,7 @@
 //! registry lookup, which the API does not do.)
 
 pub mod docker;
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::fmt;

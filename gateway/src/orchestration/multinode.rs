@@ -1,0 +1,277 @@
+//! What the single-node test swarm cannot show, on the in-memory swarm with several nodes:
+//! re-placing a container on another device, a device's node going down or leaving the swarm,
+//! and a node that joined without proving an identity running nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::nodes::NodeChange;
+use super::{Journal, OrchestrationError, Orchestrator, OrchestratorConfig};
+use crate::ledger::memory::InMemoryLedger;
+use crate::ledger::{Ledger, SigningIdentity};
+use crate::swarm::memory::MemorySwarm;
+use crate::swarm::SwarmDriver;
+
+const IMAGE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+fn identity(name: &str) -> SigningIdentity {
+    let id = tom_fixtures::identity("org1", name);
+    SigningIdentity::from_pem(id.msp_id, id.cert_pem, id.key_pkcs8_pem).unwrap()
+}
+
+async fn submit(ledger: &dyn Ledger, who: &str, function: &str, body: Value) -> String {
+    ledger
+        .submit(&identity(who), function, body.to_string().as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{function}: {e}"))
+        .tx_id
+}
+
+async fn entity(ledger: &dyn Ledger, id: &str) -> Value {
+    serde_json::from_slice(
+        &ledger
+            .evaluate(
+                &identity("auditor"),
+                "GetEntity",
+                json!({ "id": id }).to_string().as_bytes(),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn identify_device(ledger: &dyn Ledger, name: &str) {
+    let device = tom_fixtures::identity("org1", name);
+    let cert = tom_contract::identity::Certificate::from_pem(device.cert_pem).unwrap();
+    let nonce = format!("nonce-{name}");
+    let message = tom_contract::requests::identify_device_message(
+        name,
+        device.msp_id,
+        "edge-node",
+        &nonce,
+        &cert.info.sha256,
+    );
+    let proof = base64::engine::general_purpose::STANDARD.encode(device.sign(&message));
+    let body = json!({ "device_id": name, "org": device.msp_id, "kind": "edge-node", "certificate": device.cert_pem, "nonce": nonce, "proof": proof });
+    submit(ledger, "orchestrator", "IdentifyDevice", body).await;
+}
+
+struct World {
+    ledger: Arc<InMemoryLedger>,
+    swarm: Arc<MemorySwarm>,
+    orch: Arc<Orchestrator>,
+    _dir: tempfile::TempDir,
+}
+
+/// Three nodes: n1 = edge-node-1, n2 = roadside-gateway-1 (both proved and bound), n3 unproved.
+async fn world() -> World {
+    let ledger = Arc::new(InMemoryLedger::new());
+    let org = tom_fixtures::org("org1");
+    submit(
+        ledger.as_ref(),
+        "admin",
+        "RegisterOrg",
+        json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem] }),
+    )
+    .await;
+    identify_device(ledger.as_ref(), "edge-node-1").await;
+    identify_device(ledger.as_ref(), "roadside-gateway-1").await;
+    for id in ["c1", "c2"] {
+        submit(
+            ledger.as_ref(),
+            "orchestrator",
+            "IdentifyContainer",
+            json!({ "container_id": id, "org": "Org1MSP", "image": "w:1", "digest": IMAGE }),
+        )
+        .await;
+    }
+    let swarm = Arc::new(MemorySwarm::new());
+    swarm.add_image(IMAGE);
+    swarm.join_node("n1", "edge-1");
+    swarm.join_node("n2", "roadside-1");
+    swarm.join_node("n3", "stranger");
+    let dir = tempfile::tempdir().unwrap();
+    let config = OrchestratorConfig {
+        run_timeout: Duration::from_millis(600),
+        poll_interval: Duration::from_millis(20),
+        ..OrchestratorConfig::default()
+    };
+    let orch = Arc::new(Orchestrator::new(
+        ledger.clone(),
+        swarm.clone(),
+        Journal::open(&dir.path().join("j.redb")).unwrap(),
+        identity("orchestrator"),
+        config,
+    ));
+    orch.bind_node("n1", "edge-node-1").await.unwrap();
+    orch.bind_node("n2", "roadside-gateway-1").await.unwrap();
+    let changes = orch.check_nodes().await.unwrap();
+    assert!(
+        changes.contains(&NodeChange::Pending {
+            node_id: "n3".into(),
+            hostname: "stranger".into()
+        }),
+        "{changes:?}"
+    );
+    World {
+        ledger,
+        swarm,
+        orch,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn re_placing_on_another_device_starts_the_new_service_before_removing_the_old() {
+    let w = world().await;
+    let first = w
+        .orch
+        .place(&identity("orchestrator"), "c1", "edge-node-1")
+        .await
+        .unwrap();
+    assert_eq!(first.node_id.as_deref(), Some("n1"));
+    let second = w
+        .orch
+        .place(&identity("orchestrator"), "c1", "roadside-gateway-1")
+        .await
+        .unwrap();
+    assert_eq!(second.node_id.as_deref(), Some("n2"));
+    let services = w.swarm.tom_services().await.unwrap();
+    assert_eq!(services.len(), 1, "the old service is gone: {services:?}");
+    assert_eq!(services[0].id, second.service_id);
+    let c1 = entity(w.ledger.as_ref(), "c1").await;
+    assert_eq!(c1["placement"]["device"], "roadside-gateway-1");
+    assert_eq!(c1["placement"]["previous_device"], "edge-node-1");
+    assert_eq!(c1["placement"]["status"], "running");
+    assert_eq!(
+        w.orch.journal().tracked().unwrap()[0].service_id,
+        second.service_id
+    );
+}
+
+#[tokio::test]
+async fn a_device_whose_node_goes_down_leaves_after_its_containers() {
+    let w = world().await;
+    w.orch
+        .place(&identity("orchestrator"), "c2", "roadside-gateway-1")
+        .await
+        .unwrap();
+    w.swarm.set_node_state("n2", "down");
+    let changes = w.orch.check_nodes().await.unwrap();
+    let left = changes
+        .iter()
+        .find(|c| matches!(c, NodeChange::DeviceLeft { .. }))
+        .expect("a device left");
+    let NodeChange::DeviceLeft {
+        device_id,
+        reason,
+        containers_terminated,
+        error,
+        leave_tx,
+        ..
+    } = left
+    else {
+        unreachable!()
+    };
+    assert_eq!(device_id, "roadside-gateway-1");
+    assert!(reason.contains("is down"), "{reason}");
+    assert_eq!(containers_terminated, &vec!["c2".to_owned()]);
+    assert_eq!(error, &None);
+    assert!(leave_tx.is_some());
+    let device = entity(w.ledger.as_ref(), "roadside-gateway-1").await;
+    assert_eq!(device["state"], "left");
+    assert!(device["left"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("is down"));
+    assert_eq!(entity(w.ledger.as_ref(), "c2").await["state"], "left");
+    assert!(w.swarm.tom_services().await.unwrap().is_empty());
+    // The other device is untouched.
+    assert_eq!(
+        entity(w.ledger.as_ref(), "edge-node-1").await["state"],
+        "joined"
+    );
+}
+
+#[tokio::test]
+async fn a_device_whose_node_leaves_the_swarm_leaves_the_ledger() {
+    let w = world().await;
+    w.swarm.remove_node("n1");
+    let changes = w.orch.check_nodes().await.unwrap();
+    assert!(
+        changes.iter().any(|c| matches!(c, NodeChange::DeviceLeft { device_id, reason, leave_tx: Some(_), .. } if device_id == "edge-node-1" && reason.contains("left the swarm"))),
+        "{changes:?}"
+    );
+    assert_eq!(
+        entity(w.ledger.as_ref(), "edge-node-1").await["state"],
+        "left"
+    );
+}
+
+#[tokio::test]
+async fn the_watcher_follows_node_events() {
+    let w = world().await;
+    let mut seen = w.orch.node_changes();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watcher = w
+        .orch
+        .spawn_node_watcher(Duration::from_secs(3600), stopped);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    w.swarm.join_node("n4", "newcomer");
+    let change = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let change @ NodeChange::Pending { .. } = seen.recv().await.unwrap() {
+                return change;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        change,
+        NodeChange::Pending {
+            node_id: "n4".into(),
+            hostname: "newcomer".into()
+        }
+    );
+    stop.send(true).unwrap();
+    watcher.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_device_without_a_bound_node_runs_nothing_and_the_placement_fails() {
+    let w = world().await;
+    // The device is proved on the ledger but no node carries its label (n1 is unbound here).
+    w.swarm
+        .set_node_label("n1", crate::swarm::LABEL_DEVICE, None)
+        .await
+        .unwrap();
+    let error = w
+        .orch
+        .place(&identity("orchestrator"), "c1", "edge-node-1")
+        .await
+        .unwrap_err();
+    let OrchestrationError::PlacementFailed { detail, .. } = &error else {
+        panic!("{error}")
+    };
+    assert!(detail.contains("no suitable node"), "{detail}");
+    assert!(entity(w.ledger.as_ref(), "c1").await["placement"].is_null());
+    assert!(
+        w.swarm.tom_services().await.unwrap().is_empty(),
+        "the pending service was removed"
+    );
+    // Binding a node to a device that is bound elsewhere is refused.
+    let refused = w
+        .orch
+        .bind_node("n3", "roadside-gateway-1")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("bound to swarm node n2"),
+        "{refused}"
+    );
+}
