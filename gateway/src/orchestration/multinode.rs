@@ -275,3 +275,54 @@ async fn a_device_without_a_bound_node_runs_nothing_and_the_placement_fails() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn a_node_bound_to_a_joined_device_is_not_taken_over() {
+    let w = world().await;
+    // roadside-gateway-1 is bound to n2 already.
+    let refused = w
+        .orch
+        .bind_node("n1", "roadside-gateway-1")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("bound to swarm node n2"),
+        "{refused}"
+    );
+    // Free it from n2: n1 still belongs to edge-node-1, which has not left.
+    w.swarm
+        .set_node_label("n2", crate::swarm::LABEL_DEVICE, None)
+        .await
+        .unwrap();
+    let refused = w
+        .orch
+        .bind_node("n1", "roadside-gateway-1")
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("bound to device edge-node-1, which has not left"),
+        "{refused}"
+    );
+    // Once edge-node-1 has left, its node may be bound to another proved device.
+    submit(
+        w.ledger.as_ref(),
+        "orchestrator",
+        "TerminateDevice",
+        json!({ "id": "edge-node-1" }),
+    )
+    .await;
+    w.orch.bind_node("n1", "roadside-gateway-1").await.unwrap();
+    assert_eq!(
+        w.swarm
+            .nodes()
+            .await
+            .unwrap()
+            .iter()
+            .find(|n| n.id == "n1")
+            .unwrap()
+            .device_id(),
+        Some("roadside-gateway-1")
+    );
+}

@@ -77,10 +77,21 @@ impl Orchestrator {
                 other.id
             )));
         }
-        if !nodes.iter().any(|n| n.id == node_id) {
+        let Some(node) = nodes.iter().find(|n| n.id == node_id) else {
             return Err(OrchestrationError::Invalid(format!(
                 "swarm node {node_id} does not exist"
             )));
+        };
+        // A node is one device: it is not taken over while the device it is bound to has not
+        // left (its containers run there under that device's placements).
+        if let Some(bound) = node.device_id().filter(|d| *d != device_id) {
+            if let Some(Entity::Device(d)) = self.entity(bound).await? {
+                if d.state == Lifecycle::Joined {
+                    return Err(OrchestrationError::Invalid(format!(
+                        "swarm node {node_id} is bound to device {bound}, which has not left; it must leave first"
+                    )));
+                }
+            }
         }
         self.swarm
             .set_node_label(node_id, LABEL_DEVICE, Some(device_id))
@@ -173,6 +184,7 @@ impl Orchestrator {
         let mut terminated = Vec::new();
         let mut errors = Vec::new();
         let mut leave_tx = None;
+        let mut not_joined = false;
         match self.entity(device_id).await {
             Ok(Some(Entity::Device(d))) if d.state == Lifecycle::Joined => {
                 let placed = self.journal_op(|j| j.tracked()).await.unwrap_or_default();
@@ -201,12 +213,17 @@ impl Orchestrator {
                     Err(e) => errors.push(format!("recording the device's leave: {e}")),
                 }
             }
-            Ok(_) => errors.push(format!(
-                "device {device_id} is not joined on the ledger; nothing to record"
-            )),
+            Ok(_) => {
+                not_joined = true;
+                errors.push(format!(
+                    "device {device_id} is not joined on the ledger; nothing to record"
+                ));
+            }
             Err(e) => errors.push(format!("reading device {device_id}: {e}")),
         }
-        if node_exists && leave_tx.is_some() {
+        // The label goes once the leave is recorded, or if the ledger does not have the device
+        // joined at all (a stale label would otherwise be acted on at every look).
+        if node_exists && (leave_tx.is_some() || not_joined) {
             if let Err(e) = self.swarm.set_node_label(node_id, LABEL_DEVICE, None).await {
                 errors.push(format!("removing the node's device label: {e}"));
             }
