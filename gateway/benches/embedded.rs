@@ -122,6 +122,16 @@ fn report(action: &str, concurrency: usize, r: &Run) -> f64 {
     per_second
 }
 
+fn print_load(when: &str) {
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        println!(
+            "load average at the {when} (1/5/15 min): {}",
+            load.join(" ")
+        );
+    }
+}
+
 fn main() {
     let scale: f64 = std::env::var("TOM_BENCH_SCALE")
         .ok()
@@ -138,6 +148,7 @@ fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    print_load("start");
 
     // --- the signature-bound limit -------------------------------------------------------------
     let orchestrator = signer("org1", "orchestrator");
@@ -323,5 +334,8 @@ fn main() {
         best.iter()
             .cloned()
             .fold(("", 0, 0.0), |a, b| if b.2 > a.2 { b } else { a });
-    println!("best: {top:.0} durable actions/s ({action}, {concurrency} submitters)");
+    let kind = if durable { "durable" } else { "NON-durable" };
+    println!("best: {top:.0} {kind} actions/s ({action}, {concurrency} submitters)");
+    // Other work on the machine skews every figure above; say how busy it was.
+    print_load("end");
 }
