@@ -32,6 +32,7 @@ async fn a_node_is_pending_until_bound_and_draining_it_makes_the_device_leave() 
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
     let instance = unique("t-nodes");
+    let _cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let orch = Arc::new(orchestrator(
         ledger.clone(),

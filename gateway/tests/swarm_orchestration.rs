@@ -33,6 +33,7 @@ async fn place_runs_the_service_on_the_node_and_terminate_removes_it() {
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
     let instance = unique("t-place");
+    let _cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let orch = orchestrator(
         ledger.clone(),
@@ -131,6 +132,7 @@ async fn a_bad_image_is_a_failed_placement_with_the_engines_message() {
     let swarm = swarm().await;
     let ledger = ledger().await;
     let instance = unique("t-bad");
+    let _cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let orch = orchestrator(
         ledger.clone(),
@@ -201,6 +203,7 @@ struct Restarted {
     recovered: Vec<tom_gateway::orchestration::Recovered>,
     orch: tom_gateway::orchestration::Orchestrator,
     _dir: tempfile::TempDir,
+    _cleanup: Cleanup,
 }
 
 async fn crash_at(step: &'static str) -> Restarted {
@@ -208,6 +211,7 @@ async fn crash_at(step: &'static str) -> Restarted {
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
     let instance = unique("t-crash");
+    let cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.redb");
     let container = unique("crash");
@@ -254,6 +258,7 @@ async fn crash_at(step: &'static str) -> Restarted {
         recovered,
         orch: restarted,
         _dir: dir,
+        _cleanup: cleanup,
     }
 }
 
@@ -267,6 +272,7 @@ async fn killed_between_authorise_and_create_is_rolled_back_at_restart() {
         recovered,
         orch,
         _dir,
+        _cleanup,
     } = crash_at("authorised").await;
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(
@@ -314,6 +320,7 @@ async fn killed_after_create_is_finished_at_restart() {
         recovered,
         orch,
         _dir,
+        _cleanup,
     } = crash_at("created").await;
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(
@@ -345,6 +352,7 @@ async fn a_service_removed_behind_toms_back_is_recorded_as_drift_once() {
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
     let instance = unique("t-drift");
+    let _cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let orch = orchestrator(
         ledger.clone(),
@@ -393,6 +401,7 @@ async fn unauthorised_services_are_recorded_and_removed_only_if_the_operator_ask
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
     let instance = unique("t-unauth");
+    let _cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let orch = orchestrator(
         ledger.clone(),
@@ -478,6 +487,7 @@ async fn a_workload_that_dies_after_running_is_recorded_as_drift() {
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
     let instance = unique("t-dies");
+    let _cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let orch = orchestrator(
         ledger.clone(),
@@ -544,6 +554,7 @@ async fn killed_before_the_place_tx_id_was_journalled_is_found_on_the_ledger_and
         recovered,
         orch,
         _dir,
+        _cleanup,
     } = crash_at("submitted").await;
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(
@@ -571,6 +582,7 @@ async fn killed_after_the_leave_tx_is_finished_at_restart() {
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
     let instance = unique("t-leave");
+    let _cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.redb");
     let container = unique("leaver");

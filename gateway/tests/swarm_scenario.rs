@@ -137,6 +137,7 @@ async fn smart_city_scenario_runs_on_the_swarm_and_the_audit_names_where_each_co
     let image = workload_image(&swarm).await;
     let node = node_id(&swarm).await;
     let instance = unique("t-city");
+    let _cleanup = Cleanup(instance.clone());
     let dir = tempfile::tempdir().unwrap();
     let (workloads, data) = (dir.path().join("workloads"), dir.path().join("data"));
     std::fs::create_dir_all(&data).unwrap();

@@ -202,3 +202,29 @@ pub async fn remove_instance_services(swarm: &BollardSwarm, instance: &str) {
         }
     }
 }
+
+/// Removes this gateway instance's services when dropped, so a failing test leaves nothing
+/// running on the swarm (the normal path removes them itself).
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(out) = std::process::Command::new("docker")
+            .args([
+                "service",
+                "ls",
+                "--quiet",
+                "--filter",
+                &format!("label={}={}", tom_gateway::swarm::LABEL_GATEWAY, self.0),
+            ])
+            .output()
+        else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = std::process::Command::new("docker")
+                .args(["service", "rm", id])
+                .output();
+        }
+    }
+}
