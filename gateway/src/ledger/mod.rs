@@ -24,17 +24,30 @@ pub struct SigningIdentity {
 
 impl fmt::Debug for SigningIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningIdentity").field("msp_id", &self.msp_id).finish_non_exhaustive()
+        f.debug_struct("SigningIdentity")
+            .field("msp_id", &self.msp_id)
+            .finish_non_exhaustive()
     }
 }
 
 impl SigningIdentity {
     /// From a PEM certificate and a PEM PKCS#8 P-256 private key.
-    pub fn from_pem(msp_id: &str, certificate_pem: &str, key_pkcs8_pem: &str) -> Result<Self, LedgerError> {
+    pub fn from_pem(
+        msp_id: &str,
+        certificate_pem: &str,
+        key_pkcs8_pem: &str,
+    ) -> Result<Self, LedgerError> {
         use p256::pkcs8::DecodePrivateKey;
-        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(key_pkcs8_pem)
-            .map_err(|e| LedgerError::Internal(format!("identity of {msp_id}: private key is not a PKCS#8 P-256 key: {e}")))?;
-        Ok(SigningIdentity { msp_id: msp_id.to_owned(), certificate_pem: certificate_pem.to_owned(), key })
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(key_pkcs8_pem).map_err(|e| {
+            LedgerError::Internal(format!(
+                "identity of {msp_id}: private key is not a PKCS#8 P-256 key: {e}"
+            ))
+        })?;
+        Ok(SigningIdentity {
+            msp_id: msp_id.to_owned(),
+            certificate_pem: certificate_pem.to_owned(),
+            key,
+        })
     }
 
     /// ECDSA P-256 / SHA-256 over `message`, DER encoded, with low S as Fabric requires.
@@ -46,7 +59,10 @@ impl SigningIdentity {
 
     /// The creator as the contract sees it.
     pub fn creator(&self) -> tom_contract::Creator {
-        tom_contract::Creator { msp_id: self.msp_id.clone(), certificate_pem: self.certificate_pem.clone().into_bytes() }
+        tom_contract::Creator {
+            msp_id: self.msp_id.clone(),
+            certificate_pem: self.certificate_pem.clone().into_bytes(),
+        }
     }
 }
 
@@ -90,7 +106,10 @@ pub enum LedgerError {
 impl From<tom_contract::ContractError> for LedgerError {
     fn from(e: tom_contract::ContractError) -> Self {
         match e.status() {
-            status @ 400..=499 => LedgerError::Rejected { status, message: e.to_string() },
+            status @ 400..=499 => LedgerError::Rejected {
+                status,
+                message: e.to_string(),
+            },
             _ => LedgerError::Internal(e.to_string()),
         }
     }
@@ -101,10 +120,20 @@ impl From<tom_contract::ContractError> for LedgerError {
 pub trait Ledger: Send + Sync + 'static {
     /// Endorse, order and commit one transaction as `identity`; returns once it is committed
     /// (durably, for the embedded ledger).
-    async fn submit(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Submitted, LedgerError>;
+    async fn submit(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<Submitted, LedgerError>;
 
     /// Run a read-only query as `identity`; nothing is recorded.
-    async fn evaluate(&self, identity: &SigningIdentity, function: &str, argument: &[u8]) -> Result<Vec<u8>, LedgerError>;
+    async fn evaluate(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<Vec<u8>, LedgerError>;
 
     /// Committed chaincode events from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedEvent>;
