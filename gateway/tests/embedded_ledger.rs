@@ -451,3 +451,33 @@ async fn shutdown_refuses_new_work_and_frees_the_store() {
     .unwrap();
     assert!(err.to_string().contains("max_block_transactions"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_node_key_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    register_org1(&ledger).await;
+    drop(ledger);
+    // Another node's key in this data directory.
+    let other = tempfile::tempdir().unwrap();
+    drop(open(other.path()));
+    std::fs::copy(
+        other.path().join("node.key.pem"),
+        dir.path().join("node.key.pem"),
+    )
+    .unwrap();
+    let err = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("did not sign the last block (1)"),
+        "{err}"
+    );
+    // The public key file still names the key that signed the log, so verify passes.
+    assert_eq!(
+        tom_gateway::ledger::embedded::verify(dir.path())
+            .unwrap()
+            .blocks,
+        2
+    );
+}

@@ -99,6 +99,15 @@ impl Committer {
                             "last block {number} is undecodable (run tom verify): {e}"
                         ))
                     })?;
+                    // Blocks signed by one key and then another would fail verification; refuse
+                    // to extend the log if the key in the data directory is not the one that
+                    // signed it (a lost or swapped node.key.pem).
+                    if !key.signed(raw.header_bytes, raw.signature) {
+                        return Err(LedgerError::Internal(format!(
+                            "the node key in the data directory did not sign the last block \
+                             ({number}); restore the original node.key.pem or run tom verify"
+                        )));
+                    }
                     (number + 1, sha256(raw.header_bytes))
                 }
                 None => {
@@ -133,8 +142,8 @@ impl Committer {
         })
     }
 
-    pub fn public_key_pem(&self) -> &str {
-        self.key.public_key_pem()
+    pub fn node_key(&self) -> &NodeKey {
+        &self.key
     }
 
     pub fn run(mut self, mut queue: mpsc::Receiver<Message>) {

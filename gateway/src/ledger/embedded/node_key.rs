@@ -52,18 +52,23 @@ impl NodeKey {
         let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8, &rng)
             .map_err(|e| internal(&private_path, "not a PKCS#8 ECDSA P-256 key", e))?;
         let public_key_pem = public_key_pem(key_pair.public_key().as_ref());
-        // The public key file is derived; rewrite it if it is missing or does not match, so a
-        // stale file can never make an intact log look tampered (verify reads this file).
-        let public_path = data_dir.join(PUBLIC_KEY_FILE);
-        if std::fs::read_to_string(&public_path).ok().as_deref() != Some(public_key_pem.as_str()) {
-            std::fs::write(&public_path, &public_key_pem)
-                .map_err(|e| internal(&public_path, "cannot write", e))?;
-        }
         Ok(NodeKey {
             key_pair,
             rng,
             public_key_pem,
         })
+    }
+
+    /// Write `node.pub.pem` if it is missing or differs. The file is derived from the private
+    /// key, so a stale one must never make an intact log look tampered (verify reads it); call
+    /// this only once the key is known to be the one that signed the log.
+    pub fn write_public_key(&self, data_dir: &Path) -> Result<(), LedgerError> {
+        let path = data_dir.join(PUBLIC_KEY_FILE);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(self.public_key_pem.as_str()) {
+            std::fs::write(&path, &self.public_key_pem)
+                .map_err(|e| internal(&path, "cannot write", e))?;
+        }
+        Ok(())
     }
 
     /// ECDSA P-256 / SHA-256 over `message`, DER encoded.
@@ -76,6 +81,15 @@ impl NodeKey {
 
     pub fn public_key_pem(&self) -> &str {
         &self.public_key_pem
+    }
+
+    /// Whether `signature` over `message` was made by this key.
+    pub fn signed(&self, message: &[u8], signature: &[u8]) -> bool {
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            self.key_pair.public_key().as_ref(),
+        );
+        public.verify(message, signature).is_ok()
     }
 }
 
@@ -148,6 +162,7 @@ mod tests {
     fn key_is_created_once_and_signatures_verify_with_the_public_file() {
         let dir = tempfile::tempdir().unwrap();
         let key = NodeKey::load_or_create(dir.path()).unwrap();
+        key.write_public_key(dir.path()).unwrap();
         let again = NodeKey::load_or_create(dir.path()).unwrap();
         assert_eq!(key.public_key_pem(), again.public_key_pem());
         let point =
