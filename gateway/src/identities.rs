@@ -164,6 +164,7 @@ impl IdentityStore {
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             if check_name(&name).is_err() {
+                tracing::warn!(dir = %entry.path().display(), "ignoring a directory that is not a valid identity name");
                 continue;
             }
             let read = |file: &str| {
