@@ -369,3 +369,33 @@ fn demo_smart_city_prints_the_incident_audit() {
     assert_eq!(out.matches("PROV-DATA ").count(), 5, "{out}");
     assert_eq!(out.matches("PROV-ORCH ").count(), 4, "{out}");
 }
+
+#[test]
+fn demo_against_a_running_gateway_is_repeatable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, out, err) = tom(&["demo", "install", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let credentials = data.join("demo-credentials.json");
+    assert!(credentials.exists(), "{out}");
+    let served = Served::start(&data);
+    for run in 0..2 {
+        let (ok, out, err) = tom(&[
+            "demo",
+            "smart-city",
+            "--gateway",
+            &served.url,
+            "--credentials",
+            credentials.to_str().unwrap(),
+        ]);
+        assert!(ok, "run {run}: {out}\n{err}");
+        assert!(
+            out.contains("Incident audit: how did signal-ack-1-"),
+            "run {run}: ids carry a per-run suffix:\n{out}"
+        );
+        assert_eq!(out.matches("PROV-DATA ").count(), 5, "run {run}: {out}");
+    }
+    let (ok, _, err) = tom(&["demo", "smart-city", "--gateway", &served.url]);
+    assert!(!ok && err.contains("--credentials"), "{err}");
+    served.stop();
+}
