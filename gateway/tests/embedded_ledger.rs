@@ -362,6 +362,19 @@ async fn replayed_transactions_are_rejected() {
         matches!(&err, LedgerError::Rejected { status: 400, message } if message.contains("sha256(nonce")),
         "{err:?}"
     );
+    // Nor may it claim a time far from the node's clock.
+    let mut backdated = proposal.clone();
+    backdated.timestamp.seconds -= 3600;
+    let (tx_id, nonce) = tom_gateway::ledger::memory::new_tx_id(&backdated.creator);
+    (backdated.tx_id, backdated.nonce) = (tx_id, nonce.to_vec());
+    let err = ledger
+        .submit_signed(backdated.clone(), orchestrator.sign(&backdated.encode()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LedgerError::Rejected { status: 400, message } if message.contains("away from the node's clock")),
+        "{err:?}"
+    );
     assert_eq!(ledger.height(), height + 1);
 }
 

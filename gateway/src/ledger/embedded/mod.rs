@@ -592,8 +592,12 @@ fn endorse_blocking(
     })
 }
 
+/// How far the timestamp of a proposal signed elsewhere may be from the node's clock.
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
+
 /// A proposal from outside: its id must follow from its nonce and creator (so an id cannot be
-/// chosen to collide) and its signature must verify with the creator's certificate key.
+/// chosen to collide), its timestamp must be near now, and its signature must verify with the
+/// creator's certificate key.
 fn check_proposal(proposal: &Proposal, bytes: &[u8], signature: &[u8]) -> Result<(), LedgerError> {
     let derived = proposal.derived_tx_id();
     if proposal.tx_id != derived {
@@ -602,6 +606,18 @@ fn check_proposal(proposal: &Proposal, bytes: &[u8], signature: &[u8]) -> Result
             message: format!(
                 "transaction id {} is not sha256(nonce ‖ creator) = {derived}",
                 proposal.tx_id
+            ),
+        });
+    }
+    // The timestamp is the contract's only clock (certificate validity, deadlines): a proposal
+    // signed elsewhere may not claim a time far from the node's.
+    let skew = (proposal.timestamp.seconds - now().seconds).abs();
+    if skew > MAX_CLOCK_SKEW_SECONDS {
+        return Err(LedgerError::Rejected {
+            status: 400,
+            message: format!(
+                "proposal timestamp {} is {skew}s away from the node's clock (at most {MAX_CLOCK_SKEW_SECONDS}s allowed)",
+                proposal.timestamp
             ),
         });
     }
