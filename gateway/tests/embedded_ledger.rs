@@ -494,3 +494,55 @@ async fn a_swapped_node_key_is_refused_at_open() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_read_invalidated_by_an_insert_is_a_phantom() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    register_org1(&ledger).await;
+    identify(&ledger, "tl-1", "traffic-light-1").await;
+    // RecordData scans the contracts whose contractor is the generator (to fulfil their
+    // GENERATE obligations); a contract for tl-1 defined meanwhile is a phantom in that scan.
+    let record = ledger
+        .endorse(
+            &signer("org1", "traffic-light-1"),
+            "RecordData",
+            &bytes(&record_data_request("reading-1", "tl-1", "traffic-light-1")),
+        )
+        .await
+        .unwrap();
+    assert!(!record.rwset().range_reads.is_empty());
+    let define = ledger
+        .endorse(
+            &signer("org1", "orchestrator"),
+            "DefineContract",
+            &bytes(&json!({
+                "contract_id": "c-1",
+                "contractor": "tl-1",
+                "generates": [{ "kind": "reading" }],
+                "deadline": "2099-01-01T00:00:00Z",
+            })),
+        )
+        .await
+        .unwrap();
+    let results = ledger.commit_batch(vec![define, record.clone()]).await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    let err = results[1].as_ref().unwrap_err();
+    assert!(
+        matches!(err, LedgerError::Conflict { reason, .. } if reason.contains("phantom read")),
+        "{err:?}"
+    );
+    let status = ledger.transaction_status(record.tx_id()).unwrap().unwrap();
+    assert_eq!(status.code, ValidationCode::PhantomReadConflict);
+    // Simulated again, it sees the contract and fulfils it.
+    let again = ledger
+        .submit(
+            &signer("org1", "traffic-light-1"),
+            "RecordData",
+            &bytes(&record_data_request("reading-1", "tl-1", "traffic-light-1")),
+        )
+        .await
+        .unwrap();
+    let response: Value = serde_json::from_slice(&again.response).unwrap();
+    assert!(response.to_string().contains("c-1"), "{response}");
+}
