@@ -466,11 +466,20 @@ async fn shutdown_refuses_new_work_and_frees_the_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_swapped_node_key_is_refused_at_open() {
+async fn a_missing_or_swapped_node_key_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = open(dir.path());
     register_org1(&ledger).await;
     drop(ledger);
+    // No key at all: refused, and no new key is made.
+    let saved = std::fs::read(dir.path().join("node.key.pem")).unwrap();
+    std::fs::remove_file(dir.path().join("node.key.pem")).unwrap();
+    let err = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("is missing"), "{err}");
+    assert!(!dir.path().join("node.key.pem").exists());
+    std::fs::write(dir.path().join("node.key.pem"), saved).unwrap();
     // Another node's key in this data directory.
     let other = tempfile::tempdir().unwrap();
     drop(open(other.path()));

@@ -218,8 +218,18 @@ impl EmbeddedLedger {
                 data_dir.display()
             ))
         })?;
-        let key = node_key::NodeKey::load_or_create(data_dir)?;
         let path = data_dir.join(store::STORE_FILE);
+        // A new key only for a new ledger: a log whose key is gone must not be continued under
+        // another one (its blocks would no longer verify as one chain).
+        let key_path = data_dir.join(node_key::PRIVATE_KEY_FILE);
+        if path.exists() && !key_path.exists() {
+            return Err(LedgerError::Internal(format!(
+                "{} exists but the node key {} is missing; restore it (the log is signed with it)",
+                path.display(),
+                key_path.display()
+            )));
+        }
+        let key = node_key::NodeKey::load_or_create(data_dir)?;
         let db = redb::Builder::new()
             .set_cache_size(options.cache_size)
             .create(&path)
