@@ -12,7 +12,7 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 cargo build -p tom-workload --locked --quiet
-bin=target/debug/tom-workload
+bin="${CARGO_TARGET_DIR:-target}/debug/tom-workload"
 
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
