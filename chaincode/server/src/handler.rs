@@ -52,6 +52,9 @@ impl Routes {
     }
 }
 
+/// How long a peer may leave REGISTER unanswered before the chaincode warns about it.
+const REGISTER_WARNING_AFTER: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// REGISTER sent, waiting for REGISTERED.
@@ -98,6 +101,10 @@ pub(crate) async fn serve_stream(
     let mut transactions: JoinSet<()> = JoinSet::new();
     let mut state = State::Created;
     let mut draining: Option<tokio::time::Instant> = None;
+    // A peer that does not know the package id never answers REGISTER (it neither refuses nor
+    // closes the stream), so the operator would see nothing but a timeout on the client side.
+    let register_deadline = tokio::time::Instant::now() + REGISTER_WARNING_AFTER;
+    let mut register_warned = false;
 
     let end: Result<(), Status> = loop {
         let deadline =
@@ -107,7 +114,7 @@ pub(crate) async fn serve_stream(
                 let message = match received {
                     Ok(Some(message)) => message,
                     Ok(None) => { info!(%peer, "peer closed the stream"); break Ok(()) }
-                    Err(status) => { info!(%peer, %status, "peer stream failed"); break Ok(()) }
+                    Err(status) => { info!(%peer, code = ?status.code(), "peer stream ended (peer restarted or went away)"); debug!(%peer, %status, "peer stream error detail"); break Ok(()) }
                 };
                 match handle(&settings, &mut state, message, &outbound, &routes, &mut transactions, draining.is_some()).await {
                     Ok(()) => {}
@@ -129,6 +136,15 @@ pub(crate) async fn serve_stream(
                 if draining.is_some() && transactions.is_empty() {
                     break Err(Status::unavailable("chaincode is shutting down"));
                 }
+            }
+            _ = tokio::time::sleep_until(register_deadline), if state == State::Created && !register_warned => {
+                register_warned = true;
+                warn!(
+                    %peer,
+                    chaincode_id = %settings.chaincode_id,
+                    "the peer has not acknowledged REGISTER after {}s; is CHAINCODE_ID the package id installed on it (peer lifecycle chaincode queryinstalled)?",
+                    REGISTER_WARNING_AFTER.as_secs()
+                );
             }
             _ = tokio::time::sleep_until(deadline), if draining.is_some() => {
                 warn!(%peer, in_flight = transactions.len(), "shutdown grace expired; abandoning in-flight transactions");

@@ -50,6 +50,10 @@ fn main() -> anyhow::Result<()> {
     let config = tom_chaincode::Config::from_env().context("invalid chaincode configuration")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Each transaction runs the (synchronous) contract on a blocking thread. Cap them so a
+        // burst of peer requests queues instead of spawning hundreds of OS threads (tokio's
+        // default cap is 512, which a container with a low pids limit would not survive).
+        .max_blocking_threads(64)
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(async {

@@ -16,7 +16,7 @@ use fabric_shim_protos::peer::chaincode_server::{Chaincode, ChaincodeServer};
 use fabric_shim_protos::peer::ChaincodeMessage;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
@@ -125,12 +125,16 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let mut stopped = stop.clone();
-    let server = builder.add_service(service).serve_with_incoming_shutdown(
-        TcpListenerStream::new(listener),
-        async move {
+    // The builder's tcp_nodelay is ignored for a caller-supplied listener (tonic documents
+    // this), so the accepted sockets get it here. Without it every peer round trip (each
+    // GET_STATE, PUT_STATE, …) waits ~40 ms on Nagle + delayed ACK: measured against real
+    // Fabric 2.5 peers, IdentifyDevice took 402 ms with Nagle and 2 ms without.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = builder
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|stopping| *stopping).await;
-        },
-    );
+        });
     tokio::pin!(server);
 
     tokio::select! {
