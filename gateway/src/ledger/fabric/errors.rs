@@ -71,6 +71,11 @@ pub fn from_status(what: &str, status: &tonic::Status) -> LedgerError {
     for d in &details {
         text.push_str(&format!("; {} ({}): {}", d.address, d.msp_id, d.message));
     }
+    // The peer's Gateway throttle (peer.limits.concurrency.gatewayService) answers with code
+    // Unknown, yet it is as transient as any overload: nothing was endorsed, retry later.
+    if status.code() == Code::Unknown && status.message().contains("exceeding concurrency limit") {
+        return LedgerError::Unavailable(text);
+    }
     match status.code() {
         // Nothing was recorded; the same call may succeed later (a peer or orderer was down,
         // endorsements could not be collected in time, the connection broke).
@@ -192,6 +197,17 @@ mod tests {
         check(
             tonic::Status::invalid_argument("bad proposal"),
             LedgerError::Internal("endorse X: bad proposal (InvalidArgument)".into()),
+        );
+    }
+
+    #[test]
+    fn the_gateway_concurrency_limit_is_transient() {
+        let status = tonic::Status::new(
+            Code::Unknown,
+            "too many requests for /gateway.Gateway, exceeding concurrency limit (500)",
+        );
+        assert!(
+            matches!(from_status("endorse X via https://peer:7051", &status), LedgerError::Unavailable(m) if m.contains("concurrency limit"))
         );
     }
 

@@ -222,7 +222,7 @@ impl Ledger for FabricLedger {
         };
         let timeout = self.timeouts.endorse();
         let endorsed = call(
-            &format!("endorse {function}"),
+            &format!("endorse {function} via {}", self.endpoint),
             timeout,
             self.client.clone().endorse(request(endorse, timeout)),
         )
@@ -242,7 +242,7 @@ impl Ledger for FabricLedger {
         };
         let timeout = self.timeouts.submit();
         call(
-            &format!("submit {function} ({tx_id})"),
+            &format!("submit {function} ({tx_id}) via {}", self.endpoint),
             timeout,
             self.client.clone().submit(request(submit, timeout)),
         )
@@ -286,7 +286,7 @@ impl Ledger for FabricLedger {
             target_organizations: Vec::new(),
         };
         let timeout = self.timeouts.evaluate();
-        let what = format!("evaluate {function}");
+        let what = format!("evaluate {function} via {}", self.endpoint);
         let evaluated = call(
             &what,
             timeout,
