@@ -555,3 +555,22 @@ async fn a_range_read_invalidated_by_an_insert_is_a_phantom() {
     let response: Value = serde_json::from_slice(&again.response).unwrap();
     assert!(response.to_string().contains("c-1"), "{response}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fsync_a_clean_shutdown_still_keeps_everything() {
+    // `durable: false` exists for benchmarks only; even then shutdown must not lose blocks.
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        durable: false,
+        max_block_transactions: 1,
+        ..EmbeddedOptions::default()
+    };
+    let ledger = EmbeddedLedger::open(dir.path(), options).unwrap();
+    register_org1(&ledger).await;
+    let device = identify(&ledger, "tl-1", "traffic-light-1").await;
+    assert_eq!(device.block, 2, "one transaction per block");
+    drop(ledger);
+    let ledger = open(dir.path());
+    assert_eq!(ledger.height(), 3);
+    assert!(ledger.transaction_status(&device.tx_id).unwrap().is_some());
+}

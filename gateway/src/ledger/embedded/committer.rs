@@ -174,10 +174,28 @@ impl Committer {
         // Whatever is still queued was never ordered: dropping it answers its submitters with
         // "shut down" (their reply channels close), and closing refuses newcomers.
         queue.close();
+        if !self.durable {
+            // Non-durable commits live in memory until a durable one follows; make the last
+            // ones durable so a clean shutdown loses nothing even in that mode.
+            if let Err(e) = self.flush() {
+                tracing::error!(error = %e, "embedded ledger: final flush failed");
+            }
+        }
         tracing::info!(
             height = self.next_number,
             "embedded ledger committer stopped"
         );
+    }
+
+    /// An empty durable commit: persists every earlier non-durable one.
+    fn flush(&self) -> Result<(), LedgerError> {
+        let mut wtx = self
+            .db
+            .begin_write()
+            .map_err(|e| store_error("begin write", e))?;
+        wtx.set_durability(redb::Durability::Immediate)
+            .map_err(|e| store_error("durability", e))?;
+        wtx.commit().map_err(|e| store_error("commit", e))
     }
 
     fn commit(&mut self, batch: Vec<Ordered>) {
