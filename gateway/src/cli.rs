@@ -96,6 +96,22 @@ pub enum IdentityCommand {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
+    /// Issue a new identity of the development organisation (a device or workload that signs
+    /// its own data, another orchestrator, ...) with the data directory's development CA.
+    Issue {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Name of the identity, also its certificate's common name.
+        #[arg(long)]
+        name: String,
+        /// The tom.role it carries: admin, orchestrator, device or auditor.
+        #[arg(long)]
+        role: String,
+        /// Token file: used if it exists, else a new token is written there (mode 0600).
+        /// Without it a new token is printed once.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// List the identities (name, agent, role).
     List {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]

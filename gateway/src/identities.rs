@@ -347,6 +347,15 @@ pub fn bootstrap_dev(
     let (from, to) = dev_validity();
     let ca =
         pki::issue_ca("DevOrg CA", "TOM development organisation", from, to).map_err(pki_err)?;
+    // Kept (key 0600) so `tom identity issue` can add device and workload identities later.
+    let ca_dir = data_dir.join(DEV_CA_DIR);
+    fs::create_dir_all(&ca_dir).map_err(io(&ca_dir))?;
+    write_atomically(&ca_dir.join("ca.pem"), ca.cert_pem.as_bytes(), false)?;
+    write_atomically(
+        &ca_dir.join("ca.key.pem"),
+        ca.key_pkcs8_pem.as_bytes(),
+        true,
+    )?;
     let mut tokens = BTreeMap::new();
     for (name, role, ou) in [
         ("admin", "admin", "admin"),
@@ -371,6 +380,43 @@ pub fn bootstrap_dev(
         serde_json::to_vec_pretty(&credentials).map_err(|e| IdentityError::Pki(e.to_string()))?;
     write_atomically(&path, &json, true)?;
     Ok(Some(credentials))
+}
+
+/// Where the development CA is kept, inside the data directory.
+pub const DEV_CA_DIR: &str = "dev-ca";
+
+/// Issue a new identity of the development organisation with `role` (e.g. a device or a
+/// workload that signs its own data) and add it to the store.
+pub fn issue_dev_identity(
+    store: &mut IdentityStore,
+    data_dir: &Path,
+    name: &str,
+    role: Role,
+) -> Result<Arc<Identity>, IdentityError> {
+    use tom_fixtures::pki;
+    check_name(name)?;
+    let ca_dir = data_dir.join(DEV_CA_DIR);
+    let read = |file: &str| {
+        let path = ca_dir.join(file);
+        fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => IdentityError::Invalid {
+                name: name.to_owned(),
+                detail: format!(
+                    "{} has no development CA (only a data directory bootstrapped by `tom serve` has one); for other organisations issue the certificate with their CA and use `tom identity add`",
+                    data_dir.display()
+                ),
+            },
+            _ => IdentityError::Io { path, source: e },
+        })
+    };
+    let ca = pki::IssuedCa {
+        cert_pem: read("ca.pem")?,
+        key_pkcs8_pem: read("ca.key.pem")?,
+    };
+    let (from, to) = dev_validity();
+    let issued = pki::issue_identity(&ca, name, Some("client"), Some(role.as_str()), from, to)
+        .map_err(|e| IdentityError::Pki(e.to_string()))?;
+    store.add(name, DEV_MSP_ID, &issued.cert_pem, &issued.key_pkcs8_pem)
 }
 
 /// Development certificates are valid from yesterday for ten years: no clock skew trouble, and
@@ -466,5 +512,18 @@ mod tests {
             Some(Role::Admin)
         );
         assert!(bootstrap_dev(&mut store, dir.path()).unwrap().is_none());
+        let device = issue_dev_identity(&mut store, dir.path(), "sensor-1", Role::Device).unwrap();
+        assert_eq!(
+            (device.role, device.agent_id.as_str()),
+            (Some(Role::Device), "DevOrgMSP/sensor-1")
+        );
+        // It chains to the development CA, so the dev org's devices can identify on the ledger.
+        let cert = Certificate::from_pem(&device.signing.certificate_pem).unwrap();
+        let ca = Certificate::from_pem(&creds.ca_certificate).unwrap();
+        cert.check_issued_by(&ca).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let mut other = IdentityStore::open(elsewhere.path()).unwrap();
+        let err = issue_dev_identity(&mut other, elsewhere.path(), "x", Role::Device).unwrap_err();
+        assert!(err.to_string().contains("has no development CA"), "{err}");
     }
 }

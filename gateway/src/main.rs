@@ -197,29 +197,25 @@ fn identity(command: IdentityCommand) -> anyhow::Result<()> {
             };
             let mut store = IdentityStore::open(&data_dir)?;
             let identity = store.add(&name, &msp, &read(&cert)?, &read(&key)?)?;
-            let (token, source) = match &token_file {
-                Some(path) if path.exists() => (
-                    read(path)?.trim().to_owned(),
-                    format!("from {}", path.display()),
-                ),
-                Some(path) => {
-                    let token = identities::new_token()?;
-                    write_private(path, &token)?;
-                    (token, format!("written to {}", path.display()))
-                }
-                None => {
-                    let token = identities::new_token()?;
-                    println!("token (shown once): {token}");
-                    (token, "printed above".into())
-                }
-            };
-            store.add_token(&name, &token)?;
-            let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
+            grant_token(&mut store, &identity, token_file.as_deref())?;
+            Ok(())
+        }
+        IdentityCommand::Issue {
+            data_dir,
+            name,
+            role,
+            token_file,
+        } => {
+            let role = tom_contract::model::Role::parse(&role).with_context(|| {
+                format!("--role {role:?}: expected admin, orchestrator, device or auditor")
+            })?;
+            let mut store = IdentityStore::open(&data_dir)?;
+            let identity = identities::issue_dev_identity(&mut store, &data_dir, &name, role)?;
+            grant_token(&mut store, &identity, token_file.as_deref())?;
             println!(
-                "added identity {name}: agent {}, role {role}; token {source}",
-                identity.agent_id
+                "its certificate and key: {}",
+                data_dir.join("identities").join(&name).display()
             );
-            println!("a running gateway picks it up at its next start");
             Ok(())
         }
         IdentityCommand::List { data_dir } => {
@@ -233,6 +229,42 @@ fn identity(command: IdentityCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Give `identity` an API token (from `token_file` if it exists, else a new one written there or
+/// printed once) and say so.
+fn grant_token(
+    store: &mut IdentityStore,
+    identity: &identities::Identity,
+    token_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let (token, source) = match token_file {
+        Some(path) if path.exists() => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_owned(),
+            format!("from {}", path.display()),
+        ),
+        Some(path) => {
+            let token = identities::new_token()?;
+            write_private(path, &token)?;
+            (token, format!("written to {}", path.display()))
+        }
+        None => {
+            let token = identities::new_token()?;
+            println!("token (shown once): {token}");
+            (token, "printed above".into())
+        }
+    };
+    store.add_token(&identity.name, &token)?;
+    let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
+    println!(
+        "added identity {}: agent {}, role {role}; token {source}",
+        identity.name, identity.agent_id
+    );
+    println!("a running gateway picks it up at its next start");
+    Ok(())
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {

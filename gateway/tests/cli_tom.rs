@@ -208,6 +208,37 @@ async fn first_start_bootstraps_a_dev_org_and_restart_keeps_everything() {
     let (ok, out, err) = tom(&["verify", "--data-dir", data.to_str().unwrap()]);
     assert!(ok, "tom verify: {out}{err}");
 
+    // A device of the development organisation, issued with its CA while the gateway is down.
+    let token_file = dir.path().join("sensor.token");
+    let (ok, out, err) = tom(&[
+        "identity",
+        "issue",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "sensor-1",
+        "--role",
+        "device",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("agent DevOrgMSP/sensor-1, role device"),
+        "{out}"
+    );
+    let (ok, _, err) = tom(&[
+        "identity",
+        "issue",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "x",
+        "--role",
+        "king",
+    ]);
+    assert!(!ok && err.contains("--role \"king\""), "{err}");
+
     // Restart: no second bootstrap, same tokens, the acknowledged record is still there.
     let served = Served::start(&data);
     assert!(!served
@@ -225,6 +256,45 @@ async fn first_start_bootstraps_a_dev_org_and_restart_keeps_everything() {
     assert_eq!(
         (status, entity["joined"]["tx_id"].as_str()),
         (200, Some(tx.as_str()))
+    );
+
+    // The issued device joins (its key signs the id-proof) and records data as itself.
+    let cert_pem = std::fs::read_to_string(data.join("identities/sensor-1/cert.pem")).unwrap();
+    let key_pem = std::fs::read_to_string(data.join("identities/sensor-1/key.pem")).unwrap();
+    let cert = tom_contract::identity::Certificate::from_pem(&cert_pem).unwrap();
+    let message = tom_contract::requests::identify_device_message(
+        "sensor-1",
+        "DevOrgMSP",
+        "sensor",
+        "n-1",
+        &cert.info.sha256,
+    );
+    let b64 =
+        |bytes: Vec<u8>| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let proof = b64(tom_fixtures::pki::sign_p256(&key_pem, &message).unwrap());
+    let device = json!({ "device_id": "sensor-1", "org": "DevOrgMSP", "kind": "sensor", "certificate": cert_pem, "nonce": "n-1", "proof": proof });
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/devices", served.url),
+        &orchestrator,
+        Some(device),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let hash = format!("sha256:{}", "cd".repeat(32));
+    let data_item = json!({ "data_id": "reading-1", "kind": "temperature", "hash": hash, "size": 4, "location": "file:///r1", "generated_by": "sensor-1", "signature": b64(tom_fixtures::pki::sign_p256(&key_pem, hash.as_bytes()).unwrap()) });
+    let sensor_token = std::fs::read_to_string(&token_file).unwrap();
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/data", served.url),
+        sensor_token.trim(),
+        Some(data_item),
+    )
+    .await;
+    assert_eq!(
+        (status, body["record"]["agent"]["id"].as_str()),
+        (201, Some("DevOrgMSP/sensor-1")),
+        "{body}"
     );
     served.stop();
 }
