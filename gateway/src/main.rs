@@ -176,6 +176,7 @@ fn print_dev_welcome(created: &DevCredentials, addr: std::net::SocketAddr) {
     println!("  TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][\"orchestrator\"])' {file})");
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/records");
     println!("API description: http://{addr}/openapi.json");
+    println!("Devices and workloads that sign their own data: `tom identity issue --name NAME --role device` (then restart).");
 }
 
 fn verify(data_dir: &Path) -> anyhow::Result<()> {
