@@ -66,13 +66,20 @@ impl Committed {
     }
 }
 
+/// The `result` label of a submission's metrics.
 fn result_label(result: &Result<impl Sized, LedgerError>) -> &'static str {
     match result {
         Ok(_) => "committed",
-        Err(LedgerError::Rejected { .. }) => "rejected",
-        Err(LedgerError::Conflict { .. }) => "conflict",
-        Err(LedgerError::Unavailable(_)) => "unavailable",
-        Err(LedgerError::Internal(_)) => "error",
+        Err(e) => error_label(e),
+    }
+}
+
+fn error_label(e: &LedgerError) -> &'static str {
+    match e {
+        LedgerError::Rejected { .. } => "rejected",
+        LedgerError::Conflict { .. } => "conflict",
+        LedgerError::Unavailable(_) => "unavailable",
+        LedgerError::Internal(_) => "error",
     }
 }
 
@@ -106,7 +113,7 @@ impl AppState {
         let result = action.await;
         let label = match &result {
             Ok(_) => "committed",
-            Err(ActionError::Ledger(e)) => result_label(&Err::<(), _>(e.clone())),
+            Err(ActionError::Ledger(e)) => error_label(e),
             Err(ActionError::Rejected(_)) => "rejected",
             Err(ActionError::Orchestrator(_)) => "error",
         };
