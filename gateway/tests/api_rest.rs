@@ -874,6 +874,25 @@ async fn committed_records_stream_as_server_sent_events() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
+    let mut only_ids = gw
+        .http
+        .get(gw.url("/v1/events?kind=PROV-ID-create,PROV-ID-delete"))
+        .bearer_auth(token("auditor"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(only_ids.status(), StatusCode::OK);
+    let bad_kind = gw
+        .get("/v1/events?kind=PROV-DATA,PROVDATA", "auditor")
+        .await;
+    assert_eq!(bad_kind.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad_kind
+            .error()
+            .contains("kind \"PROVDATA\" is not a record kind"),
+        "{}",
+        bad_kind.error()
+    );
     let org = gw.post("/v1/orgs", "admin", register_org1()).await.ok();
     let device = gw
         .post(
@@ -883,9 +902,39 @@ async fn committed_records_stream_as_server_sent_events() {
         )
         .await
         .ok();
+    let (events, text) = read_events(&mut stream, device["tx_id"].as_str().unwrap()).await;
+    assert_eq!(events.len(), 2, "{text}");
+    assert_eq!(
+        (events[0].0.as_str(), events[0].1.as_str()),
+        ("ORG", org["tx_id"].as_str().unwrap())
+    );
+    assert_eq!(
+        (events[1].0.as_str(), events[1].1.as_str()),
+        ("PROV-ID-create", device["tx_id"].as_str().unwrap())
+    );
+    assert_eq!(
+        events[1].2, device["record"],
+        "the event carries the committed record"
+    );
+    let (filtered, text) = read_events(&mut only_ids, device["tx_id"].as_str().unwrap()).await;
+    assert_eq!(filtered.len(), 1, "the ORG record is filtered out: {text}");
+    assert_eq!(filtered[0].0, "PROV-ID-create");
+    // Shutdown ends the stream instead of hanging on it.
+    tokio::time::timeout(Duration::from_secs(10), gw.running.stop())
+        .await
+        .expect("graceful shutdown with an open event stream")
+        .unwrap();
+}
+
+/// Read server-sent events until the one of transaction `until_tx` has arrived:
+/// (event name, id, data) of each, and the raw text.
+async fn read_events(
+    stream: &mut reqwest::Response,
+    until_tx: &str,
+) -> (Vec<(String, String, Value)>, String) {
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !text.contains(device["tx_id"].as_str().unwrap()) {
+    while !text.contains(until_tx) {
         let chunk = tokio::time::timeout_at(deadline, stream.chunk())
             .await
             .expect("events arrive within 10 s")
@@ -893,7 +942,7 @@ async fn committed_records_stream_as_server_sent_events() {
             .expect("stream open");
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
-    let events: Vec<(String, String, Value)> = text
+    let events = text
         .split("\n\n")
         .filter(|block| block.contains("data:"))
         .map(|block| {
@@ -912,24 +961,7 @@ async fn committed_records_stream_as_server_sent_events() {
             )
         })
         .collect();
-    assert_eq!(events.len(), 2, "{text}");
-    assert_eq!(
-        (events[0].0.as_str(), events[0].1.as_str()),
-        ("ORG", org["tx_id"].as_str().unwrap())
-    );
-    assert_eq!(
-        (events[1].0.as_str(), events[1].1.as_str()),
-        ("PROV-ID-create", device["tx_id"].as_str().unwrap())
-    );
-    assert_eq!(
-        events[1].2, device["record"],
-        "the event carries the committed record"
-    );
-    // Shutdown ends the stream instead of hanging on it.
-    tokio::time::timeout(Duration::from_secs(10), gw.running.stop())
-        .await
-        .expect("graceful shutdown with an open event stream")
-        .unwrap();
+    (events, text)
 }
 
 /// Parse the Prometheus text format strictly enough to catch malformed lines.

@@ -213,7 +213,7 @@ pub const ROUTES: &[Route] = &[
         "Ledger records by agent or entity in a time window, oldest first, paginated.",
     ),
     read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
-    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[], reply: Reply::EventStream },
+    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", "string", "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
     Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness, with the ledger and orchestrator in use.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
     Route { op: Op::Metrics, method: "get", path: "/metrics", tag: "service", summary: "Prometheus metrics (text format).", auth: false, function: None, body: None, params: &[], reply: Reply::Text },
     Route { op: Op::OpenApi, method: "get", path: "/openapi.json", tag: "service", summary: "This document.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("") },
