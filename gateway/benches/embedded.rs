@@ -122,6 +122,23 @@ fn report(action: &str, concurrency: usize, r: &Run) -> f64 {
     per_second
 }
 
+/// User + system CPU seconds of this process's thread named `name` (Linux only).
+fn thread_cpu_seconds(name: &str) -> Option<f64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path();
+        if std::fs::read_to_string(path.join("comm")).ok()?.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        return Some(ticks / 100.0); // USER_HZ is 100 on Linux
+    }
+    None
+}
+
 fn print_load(when: &str) {
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         let load: Vec<&str> = load.split_whitespace().take(3).collect();
@@ -259,6 +276,7 @@ fn main() {
         "action", "conc", "actions", "actions/s", "p50 ms", "p99 ms", "blocks", "tx/block"
     );
     let mut best = Vec::new();
+    let mut total_transactions = 0usize;
     let mut data_ids = Vec::new();
     for concurrency in CONCURRENCY {
         let n = count(concurrency);
@@ -270,6 +288,7 @@ fn main() {
             requests,
             concurrency,
         ));
+        total_transactions += r.actions;
         best.push(("identify", concurrency, report("identify", concurrency, &r)));
     }
     for concurrency in CONCURRENCY {
@@ -290,6 +309,7 @@ fn main() {
             })
             .collect();
         let r = runtime.block_on(run(&ledger, &device, "RecordData", requests, concurrency));
+        total_transactions += r.actions;
         best.push((
             "record-data",
             concurrency,
@@ -312,10 +332,20 @@ fn main() {
             requests,
             concurrency,
         ));
+        total_transactions += r.actions;
         best.push(("exec", concurrency, report("exec", concurrency, &r)));
     }
 
     let height = ledger.height();
+    // How much CPU the single writer used: it is the one serial step, so this is the ceiling
+    // no amount of parallel endorsement can lift.
+    if let Some(seconds) = thread_cpu_seconds("tom-ledger-comm") {
+        println!(
+            "\ncommitter thread: {seconds:.2}s CPU for {} transactions ({:.0} µs each)",
+            total_transactions,
+            seconds * 1e6 / total_transactions as f64
+        );
+    }
     ledger.shutdown();
     let start = Instant::now();
     let verified = tom_gateway::ledger::embedded::verify(dir.path()).unwrap();

@@ -574,3 +574,34 @@ async fn without_fsync_a_clean_shutdown_still_keeps_everything() {
     assert_eq!(ledger.height(), 3);
     assert!(ledger.transaction_status(&device.tx_id).unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lingering_for_a_batch_still_commits_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        batch_wait: std::time::Duration::from_millis(5),
+        ..EmbeddedOptions::default()
+    };
+    let ledger = std::sync::Arc::new(EmbeddedLedger::open(dir.path(), options).unwrap());
+    register_org1(ledger.as_ref()).await;
+    identify(ledger.as_ref(), "tl-1", "traffic-light-1").await;
+    let device = signer("org1", "traffic-light-1");
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let (ledger, device) = (ledger.clone(), device.clone());
+            tokio::spawn(async move {
+                let arg = bytes(&record_data_request(
+                    &format!("r-{i}"),
+                    "tl-1",
+                    "traffic-light-1",
+                ));
+                ledger.submit(&device, "RecordData", &arg).await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(ledger.height() <= 3 + 24);
+    assert_eq!(ledger.events_from(3).unwrap().len(), 24);
+}

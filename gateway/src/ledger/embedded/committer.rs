@@ -45,6 +45,7 @@ pub(super) struct Committer {
     key: NodeKey,
     durable: bool,
     max_block_transactions: usize,
+    batch_wait: std::time::Duration,
     events: broadcast::Sender<CommittedEvent>,
     height: Arc<AtomicU64>,
     /// The number the next block gets.
@@ -66,8 +67,7 @@ impl Committer {
     pub fn start(
         db: Arc<redb::Database>,
         key: NodeKey,
-        durable: bool,
-        max_block_transactions: usize,
+        options: &super::EmbeddedOptions,
         events: broadcast::Sender<CommittedEvent>,
         height: Arc<AtomicU64>,
     ) -> Result<Committer, LedgerError> {
@@ -133,8 +133,9 @@ impl Committer {
         Ok(Committer {
             db,
             key,
-            durable,
-            max_block_transactions,
+            durable: options.durable,
+            max_block_transactions: options.max_block_transactions,
+            batch_wait: options.batch_wait,
             events,
             height,
             next_number,
@@ -158,15 +159,23 @@ impl Committer {
                 Message::Stop => break,
             }
             // Group commit: take everything already waiting (it queued up while the previous
-            // block was being fsynced), without waiting for more.
-            while batch.len() < self.max_block_transactions {
-                match queue.try_recv() {
-                    Ok(Message::Order(ts)) => batch.extend(ts),
-                    Ok(Message::Stop) => {
-                        stopping = true;
+            // block was being fsynced). If several were waiting, submitters are concurrent:
+            // linger up to `batch_wait` while more keep arriving, because each commit costs
+            // kernel time (page writes, fsync) whatever its size. A lone transaction never waits.
+            stopping = self.drain(&mut queue, &mut batch);
+            if !stopping && batch.len() > 1 && !self.batch_wait.is_zero() {
+                let deadline = std::time::Instant::now() + self.batch_wait;
+                while batch.len() < self.max_block_transactions {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
                         break;
                     }
-                    Err(_) => break,
+                    let before = batch.len();
+                    std::thread::sleep((deadline - now).min(std::time::Duration::from_micros(250)));
+                    stopping = self.drain(&mut queue, &mut batch);
+                    if stopping || batch.len() == before {
+                        break;
+                    }
                 }
             }
             self.commit(batch);
@@ -185,6 +194,18 @@ impl Committer {
             height = self.next_number,
             "embedded ledger committer stopped"
         );
+    }
+
+    /// Move whatever is queued into `batch`, up to a block's worth; true if told to stop.
+    fn drain(&self, queue: &mut mpsc::Receiver<Message>, batch: &mut Vec<Ordered>) -> bool {
+        while batch.len() < self.max_block_transactions {
+            match queue.try_recv() {
+                Ok(Message::Order(ts)) => batch.extend(ts),
+                Ok(Message::Stop) => return true,
+                Err(_) => break,
+            }
+        }
+        false
     }
 
     /// An empty durable commit: persists every earlier non-durable one.

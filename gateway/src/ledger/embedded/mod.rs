@@ -87,6 +87,12 @@ pub struct EmbeddedOptions {
     /// At most this many transactions go into one block. Default 1024. Larger blocks amortise
     /// the fsync further but make the submitters of a block wait for all of it.
     pub max_block_transactions: usize,
+    /// How long the committer may linger for more transactions when several are waiting
+    /// already (a lone transaction is committed at once). Default 0: measured on 2 cores, 1 ms
+    /// tripled the block size but cut the committer's CPU per transaction by only ~8% (its cost
+    /// is the B-tree pages each transaction dirties, not the commit itself), while adding
+    /// latency.
+    pub batch_wait: std::time::Duration,
     /// Endorsed transactions that may wait for the committer before submitters are held back
     /// (back-pressure instead of unbounded memory). Default 8192.
     pub queue_capacity: usize,
@@ -105,6 +111,7 @@ impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             max_block_transactions: 1024,
+            batch_wait: std::time::Duration::ZERO,
             queue_capacity: 8192,
             durable: true,
             cache_size: 256 << 20,
@@ -246,14 +253,8 @@ impl EmbeddedLedger {
         let db = Arc::new(db);
         let height = Arc::new(AtomicU64::new(0));
         let (events, _) = broadcast::channel(4096);
-        let committer = Committer::start(
-            db.clone(),
-            key,
-            options.durable,
-            options.max_block_transactions,
-            events.clone(),
-            height.clone(),
-        )?;
+        let committer =
+            Committer::start(db.clone(), key, &options, events.clone(), height.clone())?;
         committer.node_key().write_public_key(data_dir)?;
         let public_key_pem = committer.node_key().public_key_pem().to_owned();
         let (sender, receiver) = mpsc::channel(options.queue_capacity);
