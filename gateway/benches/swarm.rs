@@ -1,19 +1,22 @@
 //! Placement and termination through TOM's orchestrator versus the same Swarm work done with
 //! plain bollard calls, in one run, interleaved so both see the same engine state.
 //!
-//! Baseline per iteration: create the same service spec, poll its tasks until one runs, delete
-//! it. TOM per iteration: `Orchestrator::place` (PLACE tx, journal steps, create, poll, outcome
-//! tx) then `terminate_container` (leave tx, remove, outcome tx), on the durable embedded
-//! ledger (fsync per block) and, for comparison, the in-memory one. Both poll every 100 ms.
+//! Baseline per iteration: create the same service spec, poll its tasks until one runs; then
+//! delete it and poll the engine's containers (by Swarm's service-id label, any state) until
+//! none is left. TOM per iteration: `Orchestrator::place` (PLACE tx, journal steps, create,
+//! poll, outcome tx) then `terminate_container` (leave tx, remove, wait until the containers
+//! are gone, outcome tx), on the durable embedded ledger (fsync per block) and, for comparison,
+//! the in-memory one. Both poll every 100 ms, so both see the same Swarm work.
 //!
 //! Run: `cargo bench -p tom-gateway --bench swarm` (needs the engine and image the setup scripts
 //! prepare). `TOM_BENCH_ITERATIONS` sets the iterations per variant (default 10).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use bollard::query_parameters::ListContainersOptions;
 use tom_gateway::ledger::embedded::{EmbeddedLedger, EmbeddedOptions};
 use tom_gateway::ledger::memory::InMemoryLedger;
 use tom_gateway::ledger::{Ledger, SigningIdentity};
@@ -25,6 +28,7 @@ use tom_gateway::swarm::{
 
 const DEVICE: &str = "edge-node-1";
 const POLL: Duration = Duration::from_millis(100);
+const REMOVAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn identity(org: &str, name: &str) -> SigningIdentity {
     let id = tom_fixtures::identity(org, name);
@@ -73,7 +77,8 @@ async fn prepare(ledger: &dyn Ledger, image: &str, containers: &[String]) {
     }
 }
 
-/// The same Swarm work with bollard alone: create, wait until running, delete.
+/// The same Swarm work with bollard alone: create, wait until running; delete, wait until the
+/// engine has no container of the service left.
 async fn baseline(
     swarm: &BollardSwarm,
     image: &str,
@@ -118,6 +123,29 @@ async fn baseline(
         .delete_service(&id)
         .await
         .expect("delete service");
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("com.docker.swarm.service.id={id}")],
+    )]);
+    loop {
+        let left = swarm
+            .docker()
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .expect("list containers");
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < REMOVAL_TIMEOUT,
+            "baseline service {name}: containers remain: {left:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
     (place, started.elapsed())
 }
 
@@ -166,6 +194,7 @@ async fn main() {
     let memory: Arc<dyn Ledger> = Arc::new(InMemoryLedger::new());
     let config = OrchestratorConfig {
         poll_interval: POLL,
+        removal_timeout: REMOVAL_TIMEOUT,
         instance: instance.clone(),
         ..OrchestratorConfig::default()
     };

@@ -7,12 +7,35 @@ mod swarm_common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bollard::query_parameters::ListContainersOptions;
 use swarm_common::*;
 use tom_gateway::ledger::Ledger;
 use tom_gateway::orchestration::{OrchestrationError, Resolution};
+use tom_gateway::swarm::docker::BollardSwarm;
 use tom_gateway::swarm::{
     ServiceRequest, SwarmDriver, TaskPhase, LABEL_AUTHORISING_TX, LABEL_CONTAINER, LABEL_GATEWAY,
 };
+
+/// The engine's containers (any state) of the service named `name`, by the label Swarm sets,
+/// asked with plain bollard rather than through the driver.
+async fn containers_named(swarm: &BollardSwarm, name: &str) -> Vec<String> {
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![format!("com.docker.swarm.service.name={name}")],
+    )]);
+    swarm
+        .docker()
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("{} {:?}", c.id.unwrap_or_default(), c.state))
+        .collect()
+}
 
 async fn services_of(
     swarm: &dyn SwarmDriver,
@@ -101,6 +124,11 @@ async fn place_runs_the_service_on_the_node_and_terminate_removes_it() {
     assert!(matches!(again, OrchestrationError::Ledger(_)), "{again}");
     assert_eq!(services_of(swarm.as_ref(), &container).await.len(), 1);
 
+    assert_eq!(
+        containers_named(&swarm, &placed.service_name).await.len(),
+        1,
+        "the engine runs one container of the service"
+    );
     let terminated = orch
         .terminate_container(&orchestrator_identity(), &container, Some("test over"))
         .await
@@ -112,6 +140,13 @@ async fn place_runs_the_service_on_the_node_and_terminate_removes_it() {
     assert!(
         services_of(swarm.as_ref(), &container).await.is_empty(),
         "the service is gone"
+    );
+    // Completion is recorded only once the workload is gone, not when the remove call returns.
+    let left = containers_named(&swarm, &placed.service_name).await;
+    assert!(
+        left.is_empty(),
+        "containers of {} remain after termination: {left:?}",
+        placed.service_name
     );
     let state = entity(ledger.as_ref(), &container).await;
     assert_eq!(state["state"], "left");

@@ -12,8 +12,10 @@
 //! 4. submit `RecordOutcome` (`running`, or `failed` with Docker's own error; a failed
 //!    service is removed first, so nothing runs that the ledger does not show).
 //!
-//! A termination is the leave transaction (`TerminateContainer`), then the service's removal,
-//! then `RecordOutcome` (`removed` or `failed`). If the gateway dies between steps,
+//! A termination is the leave transaction (`TerminateContainer`), then the service's removal
+//! and a wait until the engine has none of its containers left (the remove call returns before
+//! they have stopped; [`OrchestratorConfig::removal_timeout`] bounds the wait), then
+//! `RecordOutcome` (`removed`, or `failed` naming the service whose containers remain). If the gateway dies between steps,
 //! [`Orchestrator::recover`] finishes or rolls back each open action at the next start and the
 //! ledger records which. [`Orchestrator::reconcile`] compares the swarm's TOM-labelled services
 //! with the ledger and records drift; [`nodes`] turns Swarm node events into device lifecycle
@@ -83,6 +85,9 @@ pub struct OrchestratorConfig {
     pub run_timeout: Duration,
     /// How often task states are polled while waiting (200 ms).
     pub poll_interval: Duration,
+    /// How long a termination waits, after removing a service, for the engine to have no
+    /// container of it left before the termination counts as failed (30 s).
+    pub removal_timeout: Duration,
     /// Attach services to the engine's `host` network so workloads reach a loopback gateway (true).
     pub host_network: bool,
     /// This gateway's instance name, written as the `tom.gateway` label on every service it
@@ -102,6 +107,7 @@ impl Default for OrchestratorConfig {
         OrchestratorConfig {
             run_timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
+            removal_timeout: Duration::from_secs(30),
             host_network: true,
             instance: "tom".into(),
             workloads_dir: None,
@@ -670,7 +676,8 @@ impl Orchestrator {
         }
     }
 
-    /// The termination protocol: leave transaction, remove the service, record completion.
+    /// The termination protocol: leave transaction, remove the service and wait until its
+    /// containers are gone, record completion.
     pub async fn terminate_container(
         &self,
         identity: &SigningIdentity,
@@ -733,9 +740,24 @@ impl Orchestrator {
                     .iter()
                     .filter(|s| s.container_id() == Some(container_id.as_str()))
                 {
-                    match self.swarm.remove_service(&service.id).await {
-                        Ok(_) => removed.push(service.name.clone()),
-                        Err(e) => failure = Some(format!("removing service {}: {e}", service.name)),
+                    if let Err(e) = self.swarm.remove_service(&service.id).await {
+                        failure = Some(format!("removing service {}: {e}", service.name));
+                        continue;
+                    }
+                    // The remove call returns once the managers dropped the service; the
+                    // workload is only gone when the engine has no container of it left.
+                    match self
+                        .swarm
+                        .await_containers_gone(
+                            &service.id,
+                            &service.name,
+                            self.config.poll_interval,
+                            self.config.removal_timeout,
+                        )
+                        .await
+                    {
+                        Ok(()) => removed.push(service.name.clone()),
+                        Err(e) => failure = Some(e.to_string()),
                     }
                 }
             }

@@ -98,6 +98,7 @@ async fn world() -> World {
     let config = OrchestratorConfig {
         run_timeout: Duration::from_millis(600),
         poll_interval: Duration::from_millis(20),
+        removal_timeout: Duration::from_millis(300),
         ..OrchestratorConfig::default()
     };
     let orch = Arc::new(Orchestrator::new(
@@ -151,6 +152,77 @@ async fn re_placing_on_another_device_starts_the_new_service_before_removing_the
         w.orch.journal().tracked().unwrap()[0].service_id,
         second.service_id
     );
+}
+
+#[tokio::test]
+async fn a_termination_whose_containers_do_not_stop_is_recorded_as_failed() {
+    let w = world().await;
+    let placed = w
+        .orch
+        .place(&identity("orchestrator"), "c1", "edge-node-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        w.swarm
+            .service_containers(&placed.service_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    w.swarm.keep_containers_on_remove(true);
+    let error = w
+        .orch
+        .terminate_container(&identity("orchestrator"), "c1", None)
+        .await
+        .unwrap_err();
+    let OrchestrationError::RemovalFailed {
+        detail, outcome_tx, ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    let service = crate::swarm::service_name("c1", &placed.authorising_tx);
+    assert!(
+        detail.contains(&format!(
+            "service {service} was removed but 1 of its containers still exist"
+        )),
+        "{detail}"
+    );
+    let record: Value = serde_json::from_slice(
+        &w.ledger
+            .evaluate(
+                &identity("auditor"),
+                "GetRecord",
+                json!({ "id": outcome_tx }).to_string().as_bytes(),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["kind"], "OUTCOME", "{record}");
+    assert_eq!(record["body"]["outcome"], "failed", "{record}");
+    assert!(
+        record["body"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("service {service} was removed")),
+        "{record}"
+    );
+    assert!(w.swarm.tom_services().await.unwrap().is_empty());
+
+    // A container that does stop: the termination waits for it and records `removed`.
+    w.swarm.keep_containers_on_remove(false);
+    w.orch
+        .place(&identity("orchestrator"), "c2", "edge-node-1")
+        .await
+        .unwrap();
+    let done = w
+        .orch
+        .terminate_container(&identity("orchestrator"), "c2", None)
+        .await
+        .unwrap();
+    assert_eq!(done.removed_services.len(), 1);
 }
 
 #[tokio::test]

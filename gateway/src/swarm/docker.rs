@@ -12,15 +12,18 @@ use bollard::models::{
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use bollard::query_parameters::{
-    EventsOptions, ListServicesOptions, ListTasksOptions, UpdateNodeOptions,
+    EventsOptions, ListContainersOptions, ListServicesOptions, ListTasksOptions, UpdateNodeOptions,
 };
 use bollard::Docker;
 use futures::stream::{BoxStream, StreamExt};
 
 use super::{
-    Availability, NodeEvent, NodeInfo, ServiceInfo, ServiceRequest, SwarmDriver, SwarmError,
-    TaskInfo, TaskPhase, LABEL_CONTAINER,
+    Availability, NodeEvent, NodeInfo, ServiceContainer, ServiceInfo, ServiceRequest, SwarmDriver,
+    SwarmError, TaskInfo, TaskPhase, LABEL_CONTAINER,
 };
+
+/// The label Swarm puts on every container of a service's tasks.
+pub const SWARM_SERVICE_ID_LABEL: &str = "com.docker.swarm.service.id";
 
 /// A Docker engine that is a swarm manager.
 #[derive(Clone)]
@@ -157,6 +160,10 @@ pub fn service_spec(request: &ServiceRequest) -> ServiceSpec {
                 args: (!request.args.is_empty()).then(|| request.args.clone()),
                 env: (!request.env.is_empty()).then(|| request.env.clone()),
                 mounts: (!mounts.is_empty()).then_some(mounts),
+                // An init as PID 1 forwards SIGTERM: a workload without its own signal
+                // handler would otherwise ignore it (PID 1 gets no default signal actions),
+                // and every removal would wait out the 10 s stop grace period, then kill.
+                init: Some(true),
                 ..Default::default()
             }),
             placement: Some(TaskSpecPlacement {
@@ -240,6 +247,32 @@ impl SwarmDriver for BollardSwarm {
             }) => Ok(false),
             Err(e) => Err(engine_error("service remove", e)),
         }
+    }
+
+    async fn service_containers(
+        &self,
+        service_id: &str,
+    ) -> Result<Vec<ServiceContainer>, SwarmError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{SWARM_SERVICE_ID_LABEL}={service_id}")],
+        )]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| engine_error("container list", e))?;
+        Ok(containers
+            .into_iter()
+            .map(|c| ServiceContainer {
+                id: c.id.unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            })
+            .collect())
     }
 
     async fn tom_services(&self) -> Result<Vec<ServiceInfo>, SwarmError> {

@@ -6,7 +6,10 @@
 //! scheduled only on a ready, active node whose labels satisfy the `tom.device` constraint
 //! (otherwise it stays pending, as Swarm reports "no suitable node"); a task of an image the
 //! node does not have is rejected with the engine's "No such image" wording; draining a node or
-//! losing it shuts its tasks down; every node change is an event. It runs no containers.
+//! losing it shuts its tasks down; every node change is an event. It runs no containers, but
+//! reports one per running task; a removed service's containers are gone at once, unless
+//! [`MemorySwarm::keep_containers_on_remove`] makes them linger as a container that will not
+//! stop does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -15,8 +18,8 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::{
-    Availability, NodeEvent, NodeInfo, ServiceInfo, ServiceRequest, SwarmDriver, SwarmError,
-    TaskInfo, TaskPhase, LABEL_CONTAINER, LABEL_DEVICE,
+    Availability, NodeEvent, NodeInfo, ServiceContainer, ServiceInfo, ServiceRequest, SwarmDriver,
+    SwarmError, TaskInfo, TaskPhase, LABEL_CONTAINER, LABEL_DEVICE,
 };
 
 #[derive(Default)]
@@ -26,6 +29,22 @@ struct State {
     services: BTreeMap<String, (ServiceRequest, Vec<TaskInfo>)>,
     nodes: BTreeMap<String, NodeInfo>,
     next_id: u64,
+    /// Whether a removed service's containers stay behind.
+    keep_on_remove: bool,
+    /// Removed service id → the containers it left behind.
+    lingering: BTreeMap<String, Vec<ServiceContainer>>,
+}
+
+/// The container a running task stands for.
+fn task_containers(tasks: &[TaskInfo]) -> Vec<ServiceContainer> {
+    tasks
+        .iter()
+        .filter(|t| t.phase == TaskPhase::Running)
+        .map(|t| ServiceContainer {
+            id: format!("ctr-{}", t.id),
+            state: "running".into(),
+        })
+        .collect()
 }
 
 /// An in-memory swarm.
@@ -149,6 +168,14 @@ impl MemorySwarm {
         }
     }
 
+    /// From now on, a removed service's containers stay on the engine (`true`), as a container
+    /// that ignores its stop signal would, or vanish with it (`false`, the default).
+    pub fn keep_containers_on_remove(&self, keep: bool) {
+        if let Ok(mut state) = self.state.lock() {
+            state.keep_on_remove = keep;
+        }
+    }
+
     fn emit(&self, node_id: &str, action: &str) {
         let _ = self.events.send(NodeEvent {
             node_id: node_id.to_owned(),
@@ -233,7 +260,27 @@ impl SwarmDriver for MemorySwarm {
             .iter()
             .find(|(id, (r, _))| *id == service || r.name == service)
             .map(|(id, _)| id.clone());
-        Ok(id.is_some_and(|id| state.services.remove(&id).is_some()))
+        let Some(id) = id else {
+            return Ok(false);
+        };
+        if let Some((_, tasks)) = state.services.remove(&id) {
+            if state.keep_on_remove {
+                let left = task_containers(&tasks);
+                state.lingering.insert(id, left);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn service_containers(
+        &self,
+        service_id: &str,
+    ) -> Result<Vec<ServiceContainer>, SwarmError> {
+        let state = self.state.lock().map_err(|_| poisoned())?;
+        Ok(match state.services.get(service_id) {
+            Some((_, tasks)) => task_containers(tasks),
+            None => state.lingering.get(service_id).cloned().unwrap_or_default(),
+        })
     }
 
     async fn tom_services(&self) -> Result<Vec<ServiceInfo>, SwarmError> {

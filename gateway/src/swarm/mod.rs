@@ -30,6 +30,7 @@ pub mod memory;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 
@@ -62,6 +63,35 @@ pub enum SwarmError {
     /// The request cannot be expressed to the engine.
     #[error("invalid swarm request: {0}")]
     Invalid(String),
+    /// A removed service's containers were still on the engine when the wait for them ended.
+    #[error("service {service} was removed but {} of its containers still exist after {}s: {}", .containers.len(), .waited.as_secs_f64().round(), describe_containers(.containers))]
+    ContainersRemain {
+        service: String,
+        containers: Vec<ServiceContainer>,
+        waited: Duration,
+    },
+}
+
+fn describe_containers(containers: &[ServiceContainer]) -> String {
+    containers
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({})",
+                c.id.chars().take(12).collect::<String>(),
+                c.state
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A container the engine still has for a service, in whatever state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceContainer {
+    pub id: String,
+    /// The engine's container state (`running`, `exited`, `removing`, …).
+    pub state: String,
 }
 
 /// A bind mount into a service's container.
@@ -213,8 +243,48 @@ pub trait SwarmDriver: Send + Sync + 'static {
     /// The service's tasks (newest first).
     async fn service_tasks(&self, service: &str) -> Result<Vec<TaskInfo>, SwarmError>;
 
-    /// Remove a service; `Ok(false)` if it did not exist.
+    /// Remove a service; `Ok(false)` if it did not exist. The engine answers as soon as the
+    /// service is gone from the managers' store: its containers stop and are removed
+    /// afterwards (see [`SwarmDriver::await_containers_gone`]).
     async fn remove_service(&self, service: &str) -> Result<bool, SwarmError>;
+
+    /// Every container the engine still has for the service `service_id`, running or not.
+    /// Found by the container label Swarm sets (`com.docker.swarm.service.id`), not through
+    /// the task list: a removed service's tasks leave the task list before their containers
+    /// have stopped.
+    async fn service_containers(
+        &self,
+        service_id: &str,
+    ) -> Result<Vec<ServiceContainer>, SwarmError>;
+
+    /// Wait until the engine has no container of the (removed) service `service_id` left,
+    /// polling every `poll`; after `timeout`, [`SwarmError::ContainersRemain`] names the
+    /// service (`name`) and what is left. Removing a service is only the request: the
+    /// workload is gone when its containers are.
+    async fn await_containers_gone(
+        &self,
+        service_id: &str,
+        name: &str,
+        poll: Duration,
+        timeout: Duration,
+    ) -> Result<(), SwarmError> {
+        let started = Instant::now();
+        loop {
+            let left = self.service_containers(service_id).await?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited >= timeout {
+                return Err(SwarmError::ContainersRemain {
+                    service: name.to_owned(),
+                    containers: left,
+                    waited,
+                });
+            }
+            tokio::time::sleep(poll.min(timeout - waited)).await;
+        }
+    }
 
     /// Every service carrying [`LABEL_CONTAINER`].
     async fn tom_services(&self) -> Result<Vec<ServiceInfo>, SwarmError>;
