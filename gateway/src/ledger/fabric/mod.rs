@@ -182,6 +182,9 @@ fn endpoint(profile: &ConnectionProfile) -> Result<Endpoint, LedgerError> {
     Ok(endpoint)
 }
 
+/// How often a commit-status read is repeated when the peer's Gateway throttle refuses it.
+const COMMIT_STATUS_RETRIES: u32 = 4;
+
 /// Runs one Gateway call with a deadline (sent to the peer as `grpc-timeout`, and enforced here).
 async fn call<T, F>(what: &str, timeout: Duration, call: F) -> Result<T, LedgerError>
 where
@@ -252,12 +255,30 @@ impl Ledger for FabricLedger {
         let timeout = self.timeouts.commit_status();
         // From here on the transaction is with the orderer: a failure to learn its fate does not
         // mean it was not recorded, and the message says so (a retry is a new transaction).
-        let committed = call(
-            &format!("commit status of {tx_id} (submitted; its outcome is unknown)"),
-            timeout,
-            self.client.clone().commit_status(request(status, timeout)),
-        )
-        .await?;
+        // Asking for the commit status is a read: when the peer is briefly overloaded (its
+        // Gateway concurrency limit) ask again rather than hand the caller an unknown outcome,
+        // which would invite a duplicate resubmission.
+        let mut attempt = 0u32;
+        let committed = loop {
+            let result = call(
+                &format!("commit status of {tx_id} (submitted; its outcome is unknown)"),
+                timeout,
+                self.client
+                    .clone()
+                    .commit_status(request(status.clone(), timeout)),
+            )
+            .await;
+            match result {
+                Err(LedgerError::Unavailable(reason))
+                    if attempt < COMMIT_STATUS_RETRIES && reason.contains("concurrency limit") =>
+                {
+                    attempt += 1;
+                    tracing::debug!(%tx_id, attempt, %reason, "commit status unavailable; asking again");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                other => break other?,
+            }
+        };
         if committed.result != peer::TxValidationCode::Valid as i32 {
             return Err(LedgerError::Conflict {
                 tx_id,
