@@ -27,7 +27,7 @@ pub(super) struct Ordered {
 }
 
 pub(super) enum Message {
-    /// Transactions to order, into the same block if they fit (usually just one).
+    /// Transactions to order into the same block (usually just one; never split).
     Order(Vec<Ordered>),
     /// Finish the block being cut and stop.
     Stop,

@@ -342,8 +342,9 @@ impl EmbeddedLedger {
         })?
     }
 
-    /// Order several endorsed transactions together: they go into one block (if there are no
-    /// more than [`EmbeddedOptions::max_block_transactions`]), validated in the given order.
+    /// Order several endorsed transactions together: they go into one block, validated in the
+    /// given order (a batch is never split, even beyond
+    /// [`EmbeddedOptions::max_block_transactions`]).
     pub async fn commit_batch(
         &self,
         endorsements: Vec<Endorsement>,
