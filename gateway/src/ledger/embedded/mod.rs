@@ -73,7 +73,7 @@ use tom_contract::Timestamp;
 
 pub use codec::{BlockHeader, Proposal, Transaction, ValidationCode};
 pub use verify::{
-    verify, verify_with_public_key, TamperKind, Tampering, VerifyError, VerifyReport,
+    verify, verify_with_public_key, IndexMismatch, TamperKind, Tampering, VerifyError, VerifyReport,
 };
 
 use super::memory::{new_tx_id, now};
