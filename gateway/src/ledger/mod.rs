@@ -12,7 +12,9 @@ pub mod memory;
 
 use std::fmt;
 
-use p256::ecdsa::signature::Signer;
+use std::sync::Arc;
+
+use p256::ecdsa::signature::Signer as _;
 
 /// A ledger identity the gateway holds for a caller: X.509 certificate and private key.
 #[derive(Clone)]
@@ -20,6 +22,10 @@ pub struct SigningIdentity {
     pub msp_id: String,
     pub certificate_pem: String,
     key: p256::ecdsa::SigningKey,
+    /// The same key for ring, which signs about ten times faster than the pure-Rust p256 crate
+    /// (measured in the embedded ledger's benchmark); every transaction is signed, so it
+    /// matters. `None` when ring rejects the encoding; p256 then signs.
+    fast_key: Option<Arc<ring::signature::EcdsaKeyPair>>,
 }
 
 impl fmt::Debug for SigningIdentity {
@@ -37,22 +43,40 @@ impl SigningIdentity {
         certificate_pem: &str,
         key_pkcs8_pem: &str,
     ) -> Result<Self, LedgerError> {
-        use p256::pkcs8::DecodePrivateKey;
+        use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
         let key = p256::ecdsa::SigningKey::from_pkcs8_pem(key_pkcs8_pem).map_err(|e| {
             LedgerError::Internal(format!(
                 "identity of {msp_id}: private key is not a PKCS#8 P-256 key: {e}"
             ))
         })?;
+        // Re-encoded by p256, the document carries the public key, as ring requires.
+        let fast_key = p256::SecretKey::from(&key)
+            .to_pkcs8_der()
+            .ok()
+            .and_then(|der| {
+                ring::signature::EcdsaKeyPair::from_pkcs8(
+                    &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    der.as_bytes(),
+                    &ring::rand::SystemRandom::new(),
+                )
+                .ok()
+            })
+            .map(Arc::new);
         Ok(SigningIdentity {
             msp_id: msp_id.to_owned(),
             certificate_pem: certificate_pem.to_owned(),
             key,
+            fast_key,
         })
     }
 
     /// ECDSA P-256 / SHA-256 over `message`, DER encoded, with low S as Fabric requires.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        let signature: p256::ecdsa::Signature = self.key.sign(message);
+        let fast = self.fast_key.as_ref().and_then(|pair| {
+            let signed = pair.sign(&ring::rand::SystemRandom::new(), message).ok()?;
+            p256::ecdsa::Signature::from_der(signed.as_ref()).ok()
+        });
+        let signature = fast.unwrap_or_else(|| self.key.sign(message));
         let signature = signature.normalize_s().unwrap_or(signature);
         signature.to_der().as_bytes().to_vec()
     }
@@ -140,4 +164,39 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// A short description for logs and `/healthz` (e.g. "embedded at /var/lib/tom").
     fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_with_the_certificate_key_and_have_low_s() {
+        let fixture = tom_fixtures::identity("org1", "orchestrator");
+        let identity =
+            SigningIdentity::from_pem(fixture.msp_id, fixture.cert_pem, fixture.key_pkcs8_pem)
+                .unwrap();
+        assert!(
+            identity.fast_key.is_some(),
+            "ring should accept the fixture key"
+        );
+        let (_, pem) = x509_parser::pem::parse_x509_pem(fixture.cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let public = cert.public_key().subject_public_key.data.to_vec();
+        for n in 0..64u32 {
+            let message = format!("message {n}");
+            let der = identity.sign(message.as_bytes());
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                &public,
+            )
+            .verify(message.as_bytes(), &der)
+            .expect("signature verifies");
+            let signature = p256::ecdsa::Signature::from_der(&der).unwrap();
+            assert!(
+                signature.normalize_s().is_none(),
+                "signature {n} has high S"
+            );
+        }
+    }
 }
