@@ -201,6 +201,88 @@ fn main() {
     runtime.block_on(run(n));
 }
 
+/// A fresh embedded ledger in a temporary directory with the org registered, the traffic light
+/// `light-1` joined (the generator of the recorded data) and a contract `analyse` under which
+/// that data is used; plus the callers' identities and tokens.
+struct World {
+    _dir: tempfile::TempDir,
+    ledger: Arc<EmbeddedLedger>,
+    store: IdentityStore,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ledger = Arc::new(
+            EmbeddedLedger::open(&dir.path().join("ledger"), EmbeddedOptions::default())
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let mut store = IdentityStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        for (name, org, fixture) in TOKENS {
+            let f = tom_fixtures::identity(org, fixture);
+            store
+                .add(name, f.msp_id, f.cert_pem, f.key_pkcs8_pem)
+                .unwrap_or_else(|e| panic!("{e}"));
+            store
+                .add_token(name, &token(name))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let world = World {
+            _dir: dir,
+            ledger,
+            store,
+        };
+        let (admin, orchestrator) = (world.signer("admin"), world.signer("orchestrator"));
+        let org = tom_fixtures::org("org1");
+        let tl = tom_fixtures::identity("org1", "traffic-light-1");
+        let cert = tom_contract::identity::Certificate::from_pem(tl.cert_pem)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let message = tom_contract::requests::identify_device_message(
+            "light-1",
+            tl.msp_id,
+            "sensor",
+            "nonce-light-1",
+            &cert.info.sha256,
+        );
+        let deadline = tom_contract::Timestamp::from_seconds(
+            tom_gateway::ledger::memory::now().seconds + 86_400,
+        )
+        .to_rfc3339();
+        let setup = [
+            (
+                &admin,
+                "RegisterOrg",
+                json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem] }),
+            ),
+            (
+                &orchestrator,
+                "IdentifyDevice",
+                json!({ "device_id": "light-1", "org": tl.msp_id, "kind": "sensor", "certificate": tl.cert_pem, "nonce": "nonce-light-1", "proof": b64(&tl.sign(&message)) }),
+            ),
+            (
+                &orchestrator,
+                "DefineContract",
+                json!({ "contract_id": "analyse", "contractor": "light-1", "uses": [{ "kind": "count", "source": "light-1" }], "deadline": deadline }),
+            ),
+        ];
+        for (who, function, request) in setup {
+            world
+                .ledger
+                .submit(who, function, request.to_string().as_bytes())
+                .await
+                .unwrap_or_else(|e| panic!("{function}: {e}"));
+        }
+        world
+    }
+
+    fn signer(&self, name: &str) -> SigningIdentity {
+        self.store
+            .get(name)
+            .map(|i| i.signing.clone())
+            .unwrap_or_else(|| panic!("no identity {name}"))
+    }
+}
+
 async fn run(n: usize) {
     let (sign, ring_sign, verify) = signature_rates();
     println!("ECDSA P-256 on this machine, one core: sign {sign:.0}/s (p256 crate, as SigningIdentity signs), sign {ring_sign:.0}/s (ring), verify {verify:.0}/s (ring, as the contract verifies)");
@@ -209,99 +291,16 @@ async fn run(n: usize) {
         std::thread::available_parallelism().map_or(1, |p| p.get())
     );
 
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let ledger = Arc::new(
-        EmbeddedLedger::open(&dir.path().join("ledger"), EmbeddedOptions::default())
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    let mut store = IdentityStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-    for (name, org, fixture) in TOKENS {
-        let f = tom_fixtures::identity(org, fixture);
-        store
-            .add(name, f.msp_id, f.cert_pem, f.key_pkcs8_pem)
-            .unwrap_or_else(|e| panic!("{e}"));
-        store
-            .add_token(name, &token(name))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let signer = |name: &str| {
-        store
-            .get(name)
-            .map(|i| i.signing.clone())
-            .unwrap_or_else(|| panic!("no identity {name}"))
-    };
-    let (admin, orchestrator, light) = (signer("admin"), signer("orchestrator"), signer("light"));
-    let dyn_ledger: Arc<dyn Ledger> = ledger.clone();
-
-    // The world every action needs: the org, the light as data generator, a contract to use its data.
-    let org = tom_fixtures::org("org1");
-    let setup = [
-        (
-            &admin,
-            "RegisterOrg",
-            json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem] }),
-        ),
-        (
-            &orchestrator,
-            "IdentifyDevice",
-            requests(Action::Identify, "setup", 1)[0].clone(),
-        ),
-    ];
-    for (who, function, request) in setup {
-        dyn_ledger
-            .submit(who, function, request.to_string().as_bytes())
-            .await
-            .unwrap_or_else(|e| panic!("{function}: {e}"));
-    }
-    // The generator's id must be light-1: re-identify under that id.
-    let mut light_1 = requests(Action::Identify, "light", 1)[0].clone();
-    light_1["device_id"] = json!("light-1");
-    let tl = tom_fixtures::identity("org1", "traffic-light-1");
-    let cert = tom_contract::identity::Certificate::from_pem(tl.cert_pem)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let message = tom_contract::requests::identify_device_message(
-        "light-1",
-        tl.msp_id,
-        "sensor",
-        "nonce-light-1",
-        &cert.info.sha256,
-    );
-    light_1["nonce"] = json!("nonce-light-1");
-    light_1["proof"] = json!(b64(&tl.sign(&message)));
-    dyn_ledger
-        .submit(
-            &orchestrator,
-            "IdentifyDevice",
-            light_1.to_string().as_bytes(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("light-1: {e}"));
-    let deadline =
-        tom_contract::Timestamp::from_seconds(tom_gateway::ledger::memory::now().seconds + 86_400)
-            .to_rfc3339();
-    let contract = json!({ "contract_id": "analyse", "contractor": "light-1", "uses": [{ "kind": "count", "source": "light-1" }], "deadline": deadline });
-    dyn_ledger
-        .submit(
-            &orchestrator,
-            "DefineContract",
-            contract.to_string().as_bytes(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("contract: {e}"));
-
-    println!("\n{n} actions per run, embedded ledger, durable commits (fsync per block)");
+    println!("\n{n} actions per run (n/4 with 1 client), embedded ledger, durable commits (fsync per block); every (mode, clients) row group starts from a fresh ledger");
     // In-process: straight to the ledger port, as the handlers call it.
     for clients in [1, 8, 64] {
+        let world = World::new().await;
         let count = if clients == 1 { n / 4 } else { n };
-        let tag = format!("inproc{clients}");
         for action in [Action::Identify, Action::RecordData, Action::Exec] {
-            let who = match action.caller() {
-                "light" => light.clone(),
-                _ => orchestrator.clone(),
-            };
-            let ledger = dyn_ledger.clone();
+            let who = world.signer(action.caller());
+            let ledger: Arc<dyn Ledger> = world.ledger.clone();
             let o = drive(
-                requests(action, &tag, count),
+                requests(action, "run", count),
                 clients,
                 move |request: Value| {
                     let (ledger, who) = (ledger.clone(), who.clone());
@@ -316,24 +315,26 @@ async fn run(n: usize) {
             .await;
             report("in-process", clients, action, &o);
         }
+        world.ledger.shutdown();
     }
 
-    let running = app::spawn("127.0.0.1:0", AppState::new(dyn_ledger.clone(), store))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let base = running.url();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     for clients in [1, 8, 64] {
+        let world = World::new().await;
+        let ledger = world.ledger.clone();
+        let running = app::spawn("127.0.0.1:0", AppState::new(ledger.clone(), world.store))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let base = running.url();
         let count = if clients == 1 { n / 4 } else { n };
-        let tag = format!("http{clients}");
         for action in [Action::Identify, Action::RecordData, Action::Exec] {
             let url = format!("{base}{}", action.path());
             let (http, bearer) = (http.clone(), token(action.caller()));
             let o = drive(
-                requests(action, &tag, count),
+                requests(action, "run", count),
                 clients,
                 move |request: Value| {
                     let (http, url, bearer) = (http.clone(), url.clone(), bearer.clone());
@@ -358,12 +359,10 @@ async fn run(n: usize) {
             .await;
             report("HTTP", clients, action, &o);
         }
+        let _ = running.stop().await;
+        println!("            (blocks in this ledger: {}; group commit puts many transactions in one fsync)", ledger.height());
+        ledger.shutdown();
     }
-    let _ = running.stop().await;
-    println!(
-        "\nblocks: {} (group commit: many transactions per fsync)",
-        ledger.height()
-    );
     println!("\nThe HTTP layer alone (a null ledger that commits nothing), for comparison:");
     http_layer_only(n).await;
 }
