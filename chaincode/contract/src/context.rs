@@ -17,7 +17,7 @@ use crate::model::{
 #[derive(Clone)]
 pub struct Caller {
     pub agent: AgentRef,
-    pub certificate: Certificate,
+    pub certificate: std::sync::Arc<Certificate>,
     pub role: Option<Role>,
 }
 
@@ -150,7 +150,7 @@ impl<'a> Ctx<'a> {
         let pem = std::str::from_utf8(&creator.certificate_pem).map_err(|_| {
             ContractError::denied(self.function, "creator certificate is not PEM text")
         })?;
-        let certificate = Certificate::from_pem(pem).map_err(|e| {
+        let certificate = Certificate::from_pem_cached(pem).map_err(|e| {
             ContractError::denied(self.function, format!("creator certificate: {e}"))
         })?;
         certificate

@@ -37,6 +37,13 @@ struct FabricAttributes {
 }
 
 impl Certificate {
+    /// Parse a PEM certificate through a bounded memo of earlier parses. Parsing is a pure
+    /// function of the text, so the memo cannot change a result; it spares re-parsing the same
+    /// creator and CA certificates on every transaction.
+    pub fn from_pem_cached(pem: &str) -> Result<std::sync::Arc<Certificate>, String> {
+        parsed::get_or_parse(pem)
+    }
+
     /// Parse a single PEM-encoded certificate.
     pub fn from_pem(pem: &str) -> Result<Certificate, String> {
         let (rest, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
@@ -168,6 +175,34 @@ impl Certificate {
     }
 }
 
+/// A memo of parsed certificates, keyed by the SHA-256 of their PEM text. Bounded: cleared when
+/// full. Only successful parses are kept.
+mod parsed {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::Certificate;
+
+    const CAPACITY: usize = 1024;
+    static PARSED: Mutex<BTreeMap<[u8; 32], Arc<Certificate>>> = Mutex::new(BTreeMap::new());
+
+    pub fn get_or_parse(pem: &str) -> Result<Arc<Certificate>, String> {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, pem.as_bytes()).as_ref());
+        if let Some(hit) = PARSED.lock().ok().and_then(|memo| memo.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let certificate = Arc::new(Certificate::from_pem(pem)?);
+        if let Ok(mut memo) = PARSED.lock() {
+            if memo.len() >= CAPACITY {
+                memo.clear();
+            }
+            memo.insert(key, certificate.clone());
+        }
+        Ok(certificate)
+    }
+}
+
 /// A memo of certificate signatures already verified: (certificate sha256, CA sha256).
 ///
 /// Whether a CA's key signed a given certificate is a pure function of the two DER encodings,
@@ -222,7 +257,7 @@ pub fn check_chain(cert: &Certificate, cas: &[String], at: Timestamp) -> Result<
     cert.check_valid_at(at)?;
     let mut reasons = Vec::new();
     for pem in cas {
-        let ca = Certificate::from_pem(pem)
+        let ca = Certificate::from_pem_cached(pem)
             .map_err(|e| format!("registered CA certificate is unreadable: {e}"))?;
         match cert
             .check_issued_by(&ca)

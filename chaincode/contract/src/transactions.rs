@@ -949,11 +949,12 @@ pub fn record_data(
             id: req.generated_by,
         });
     };
-    let signer =
-        Certificate::from_pem(&signer_cert.pem).map_err(|e| ContractError::CorruptState {
+    let signer = Certificate::from_pem_cached(&signer_cert.pem).map_err(|e| {
+        ContractError::CorruptState {
             key: req.generated_by.clone(),
             detail: e,
-        })?;
+        }
+    })?;
     signer.check_valid_at(ctx.now()).map_err(|e| {
         ContractError::proof(
             f,
