@@ -35,6 +35,8 @@ pub enum GuardFailure {
     },
     /// left(data) does not hold: no PROV-DATA record exists for it.
     DataNotLeft { id: String },
+    /// The id is taken by an entity of another type (ids are one namespace).
+    IdTaken { id: String, holder: String },
     /// The id names an entity of another type.
     WrongType {
         id: String,
@@ -88,6 +90,9 @@ impl fmt::Display for GuardFailure {
             }
             GuardFailure::DataNotLeft { id } => {
                 write!(f, "guard left(data) failed: data {id} has no PROV-DATA record (state: never left a sensor or activity)")
+            }
+            GuardFailure::IdTaken { id, holder } => {
+                write!(f, "entity {id} already exists ({holder})")
             }
             GuardFailure::WrongType { id, expected, actual } => {
                 write!(f, "{id} is a {actual}, not a {expected}")
@@ -186,5 +191,45 @@ pub fn left(id: &str, entity: Option<&Entity>) -> Result<(), GuardFailure> {
             actual: other.entity_type(),
         }),
         None => Err(GuardFailure::DataNotLeft { id: id.to_owned() }),
+    }
+}
+
+/// not joined(entity): the id is free, or names an entity of the same type and organisation that
+/// has left (a rejoin). Ids are one namespace, so an entity of another type holds it for good.
+pub fn may_join(
+    id: &str,
+    expected: EntityType,
+    org: &str,
+    previous: Option<&Entity>,
+) -> Result<(), GuardFailure> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    if previous.entity_type() != expected {
+        return Err(GuardFailure::IdTaken {
+            id: id.to_owned(),
+            holder: format!(
+                "a {} that is {}",
+                previous.entity_type(),
+                previous.state_description()
+            ),
+        });
+    }
+    let (previous_org, joined_tx) = match previous {
+        Entity::Device(d) => (&d.org, &d.joined.tx_id),
+        Entity::Container(c) => (&c.org, &c.joined.tx_id),
+        Entity::Data(d) => (&d.recorded.by.msp_id, &d.recorded.tx_id),
+    };
+    match previous.lifecycle() {
+        Some(Lifecycle::Left) if previous_org == org => Ok(()),
+        Some(Lifecycle::Left) => Err(GuardFailure::Precondition {
+            condition: "same-org(rejoin)",
+            detail: format!("{expected} {id} belonged to {previous_org}, not {org}"),
+        }),
+        _ => Err(GuardFailure::AlreadyJoined {
+            entity_type: expected,
+            id: id.to_owned(),
+            since_tx: joined_tx.clone(),
+        }),
     }
 }

@@ -253,27 +253,14 @@ pub fn identify_device(
         ));
     }
     let previous = ctx.entity(&req.device_id)?;
-    let mut guards = Guards::new();
-    match &previous {
-        None => {}
-        // A device that left may rejoin, but only for the same organisation.
-        Some(Entity::Device(d)) if d.state == Lifecycle::Left && d.org != req.org => {
-            guards.check(Err(GuardFailure::Precondition {
-                condition: "same-org(device)",
-                detail: format!("device {} belonged to {}, not {}", d.id, d.org, req.org),
-            }));
-        }
-        Some(Entity::Device(d)) if d.state == Lifecycle::Left => {}
-        Some(Entity::Device(d)) => {
-            guards.check(Err(GuardFailure::AlreadyJoined {
-                entity_type: EntityType::Device,
-                id: d.id.clone(),
-                since_tx: d.joined.tx_id.clone(),
-            }));
-        }
-        Some(other) => return Err(taken(&req.device_id, other)),
-    }
-    guards.finish("join device")?;
+    Guards::new()
+        .check(guards::may_join(
+            &req.device_id,
+            EntityType::Device,
+            &req.org,
+            previous.as_ref(),
+        ))
+        .finish("join device")?;
     ctx.stub.put_state(&nonce_key, ctx.tx_id().into_bytes())?;
     let device = Device {
         id: req.device_id.clone(),
@@ -410,26 +397,14 @@ pub fn identify_container(
         None => None,
     };
     let previous = ctx.entity(&req.container_id)?;
-    let mut guards = Guards::new();
-    match &previous {
-        None => {}
-        Some(Entity::Container(c)) if c.state == Lifecycle::Left && c.org != req.org => {
-            guards.check(Err(GuardFailure::Precondition {
-                condition: "same-org(container)",
-                detail: format!("container {} belonged to {}, not {}", c.id, c.org, req.org),
-            }));
-        }
-        Some(Entity::Container(c)) if c.state == Lifecycle::Left => {}
-        Some(Entity::Container(c)) => {
-            guards.check(Err(GuardFailure::AlreadyJoined {
-                entity_type: EntityType::Container,
-                id: c.id.clone(),
-                since_tx: c.joined.tx_id.clone(),
-            }));
-        }
-        Some(other) => return Err(taken(&req.container_id, other)),
-    }
-    guards.finish("join container")?;
+    Guards::new()
+        .check(guards::may_join(
+            &req.container_id,
+            EntityType::Container,
+            &req.org,
+            previous.as_ref(),
+        ))
+        .finish("join container")?;
     let proof = match &publisher {
         Some(p) => format!("image {} signed by publisher {p}", req.digest),
         None => format!("image {}", req.digest),
