@@ -200,7 +200,7 @@ fn main() {
         assert!(cert.verify(message, &signature));
     });
     println!("ECDSA P-256 on this machine ({cores} cores), per core:");
-    println!("  sign   (p256 crate, as SigningIdentity::sign) {gateway_sign:>9.0}/s");
+    println!("  sign   (SigningIdentity::sign, ring)      {gateway_sign:>9.0}/s");
     println!("  sign   (ring)                                 {ring_sign:>9.0}/s");
     println!("  verify (ring, as the contract)                {verify:>9.0}/s");
     // Per action: one creator signature, and (identify) 3 / (record-data) 2 / (exec) 1 contract verifications.

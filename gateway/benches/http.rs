@@ -285,7 +285,7 @@ impl World {
 
 async fn run(n: usize) {
     let (sign, ring_sign, verify) = signature_rates();
-    println!("ECDSA P-256 on this machine, one core: sign {sign:.0}/s (p256 crate, as SigningIdentity signs), sign {ring_sign:.0}/s (ring), verify {verify:.0}/s (ring, as the contract verifies)");
+    println!("ECDSA P-256 on this machine, one core: sign {sign:.0}/s (SigningIdentity: ring + low-S normalisation), sign {ring_sign:.0}/s (bare ring), verify {verify:.0}/s (ring, as the contract verifies)");
     println!(
         "cores: {}",
         std::thread::available_parallelism().map_or(1, |p| p.get())
