@@ -116,10 +116,7 @@ impl Certificate {
 
     /// Valid at `at` (inclusive bounds, as X.509 defines them).
     pub fn check_valid_at(&self, at: Timestamp) -> Result<(), String> {
-        let TimestampBounds {
-            not_before,
-            not_after,
-        } = TimestampBounds::of(&self.info);
+        let (not_before, not_after) = (self.info.not_before, self.info.not_after);
         if at < not_before {
             Err(format!(
                 "certificate {} is not valid before {} (transaction time {at})",
@@ -229,20 +226,6 @@ mod verified_issuance {
                 set.clear();
             }
             set.insert(pair);
-        }
-    }
-}
-
-struct TimestampBounds {
-    not_before: Timestamp,
-    not_after: Timestamp,
-}
-
-impl TimestampBounds {
-    fn of(info: &CertificateInfo) -> Self {
-        TimestampBounds {
-            not_before: info.not_before,
-            not_after: info.not_after,
         }
     }
 }

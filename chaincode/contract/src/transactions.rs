@@ -764,30 +764,21 @@ pub fn define_contract(
         keys::CONTRACT_BY_CONTRACTOR,
         &[&req.contractor, &req.contract_id],
     )?;
+    // The contract is about its contractor and about every named source of its inputs.
+    let mut subjects = vec![req.contract_id.clone(), req.contractor.clone()];
+    for source in req.uses.iter().filter_map(|u| u.source.as_ref()) {
+        if !subjects.contains(source) {
+            subjects.push(source.clone());
+        }
+    }
     let body = RecordBody::DefineContract {
-        contract: req.contract_id.clone(),
-        contractor: req.contractor.clone(),
+        contract: req.contract_id,
+        contractor: req.contractor,
         uses: req.uses,
         generates: req.generates.into_iter().map(|g| g.kind).collect(),
         deadline,
     };
-    // The contract is about its contractor and about every named source of its inputs.
-    let mut subjects = vec![req.contract_id, req.contractor];
-    for source in body_sources(&body) {
-        if !subjects.contains(&source) {
-            subjects.push(source);
-        }
-    }
     ctx.record(&caller, RecordKind::Contract, subjects, body)
-}
-
-fn body_sources(body: &RecordBody) -> Vec<String> {
-    match body {
-        RecordBody::DefineContract { uses, .. } => {
-            uses.iter().filter_map(|u| u.source.clone()).collect()
-        }
-        _ => Vec::new(),
-    }
 }
 
 /// Persist a contract's settlement once its deadline has passed (anyone registered may ask).
