@@ -206,6 +206,45 @@ impl<'a> Ctx<'a> {
         Ok((caller, org))
     }
 
+    /// The organisation-boundary rule: `caller` may act on entities of organisation `owner`
+    /// when it belongs to `owner`, or `owner`'s policy names the caller's organisation among
+    /// its `orchestrators` (consent recorded on the ledger by `owner`'s admin).
+    pub fn acts_for(&self, caller: &Caller, owner: &str, what: &str) -> Result<(), ContractError> {
+        if caller.agent.msp_id == owner {
+            return Ok(());
+        }
+        let consents = self
+            .org(owner)?
+            .is_some_and(|org| org.policy.orchestrators.contains(&caller.agent.msp_id));
+        if consents {
+            Ok(())
+        } else {
+            Err(ContractError::denied(
+                self.function,
+                format!(
+                    "{} may not {what} of organisation {owner}: {owner}'s policy does not name {} among its orchestrators",
+                    caller.agent.id, caller.agent.msp_id
+                ),
+            ))
+        }
+    }
+
+    /// Whether organisation `owner` consents, by `consent` of its policy, to organisation
+    /// `other` (always true for itself).
+    pub fn consents(
+        &self,
+        owner: &str,
+        other: &str,
+        consent: fn(&crate::model::OrgPolicy) -> &std::collections::BTreeSet<String>,
+    ) -> Result<bool, ContractError> {
+        if owner == other {
+            return Ok(true);
+        }
+        Ok(self
+            .org(owner)?
+            .is_some_and(|org| consent(&org.policy).contains(other)))
+    }
+
     // --- records --------------------------------------------------------------------------
 
     /// Write this transaction's ledger record with its time, agent and entity indexes, and emit

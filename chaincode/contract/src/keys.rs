@@ -12,6 +12,8 @@ pub const CONTRACT: &str = "tom.contract";
 pub const CREDENTIAL: &str = "tom.credential";
 pub const RECORD: &str = "tom.record";
 pub const NONCE: &str = "tom.nonce";
+/// certificate SHA-256 → the one entity (device or container) that certificate identifies.
+pub const IDENTITY_BINDING: &str = "tom.identity-binding";
 /// device → containers placed on it.
 pub const PLACED_ON: &str = "tom.placed-on";
 /// data → executions that used it, by contract.

@@ -90,6 +90,9 @@ pub trait LedgerStub {
     fn tx_timestamp(&self) -> Timestamp;
     /// The identity that signed the proposal.
     fn creator(&self) -> &Creator;
+    /// The channel the transaction runs on (Fabric), or the embedded ledger's name. Signed
+    /// claims name it, so a claim made for one ledger cannot be replayed on another.
+    fn channel_id(&self) -> &str;
 
     /// The committed value of `key`, if any.
     fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError>;

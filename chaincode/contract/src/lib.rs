@@ -16,6 +16,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod claims;
 pub mod context;
 pub mod error;
 pub mod guards;

@@ -91,10 +91,24 @@ pub struct Org {
     pub registered: Stamp,
 }
 
-/// What an organisation demands of its containers.
+/// What an organisation demands of its containers, and which other organisations it consents
+/// to acting on its entities (see ARCHITECTURE.md, "Organisation boundaries"). Every consent
+/// list is empty by default: an organisation's entities are its own until it says otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgPolicy {
+    /// Organisations whose orchestrators may act for this one: identify and terminate its
+    /// devices and containers, place its containers, define contracts for its activities,
+    /// record data on behalf of its generators and report outcomes and drift of its containers.
+    #[serde(default)]
+    pub orchestrators: std::collections::BTreeSet<String>,
+    /// Organisations whose containers may be placed on this organisation's devices.
+    #[serde(default)]
+    pub hosts_containers_of: std::collections::BTreeSet<String>,
+    /// Organisations whose activities may use this organisation's data (execute a contract on
+    /// it, or derive data from it).
+    #[serde(default)]
+    pub shares_data_with: std::collections::BTreeSet<String>,
     /// When true, a container of this org joins only with a publisher signature over its digest.
     #[serde(default)]
     pub require_image_signature: bool,
@@ -157,6 +171,10 @@ pub struct Device {
     pub certificate: CertificateInfo,
     /// The nonce of the accepted id-proof.
     pub proof_nonce: String,
+    /// The accepted id-proof (DSSE envelope signed by the device key), for later audit.
+    /// Empty for devices recorded before proofs were envelopes.
+    #[serde(default)]
+    pub proof: crate::claims::Envelope,
     pub state: Lifecycle,
     pub joined: Stamp,
     pub left: Option<Departure>,
@@ -201,6 +219,9 @@ pub struct Container {
     pub publisher: Option<String>,
     /// The workload's own identity, if it has one: the key that signs the data it generates.
     pub certificate: Option<CertificateInfo>,
+    /// The workload's accepted proof of key possession (with `certificate`).
+    #[serde(default)]
+    pub proof: Option<crate::claims::Envelope>,
     pub state: Lifecycle,
     pub joined: Stamp,
     pub left: Option<Departure>,
@@ -224,8 +245,14 @@ pub struct Data {
     /// For container activities, the device the container was placed on when it generated this.
     pub host_device: Option<String>,
     pub derived_from: Vec<String>,
-    /// Base64 DER ECDSA signature over the hash text, by the generator's key.
-    pub signature: String,
+    /// The organisation the data belongs to: its generator's.
+    #[serde(default)]
+    pub org: String,
+    /// The generator's signed claim (DSSE envelope over an in-toto statement binding every
+    /// field above and the ledger), as it was accepted. Empty for data recorded before claims
+    /// were envelopes.
+    #[serde(default)]
+    pub claim: crate::claims::Envelope,
     /// Hex SHA-256 of the certificate whose key signed.
     pub signer_certificate_sha256: String,
     /// Contracts whose GENERATE obligations this data fulfilled.
@@ -252,6 +279,15 @@ impl Entity {
             Entity::Device(_) => EntityType::Device,
             Entity::Container(_) => EntityType::Container,
             Entity::Data(_) => EntityType::Data,
+        }
+    }
+
+    /// The organisation the entity belongs to (for data: its generator's).
+    pub fn org(&self) -> &str {
+        match self {
+            Entity::Device(d) => &d.org,
+            Entity::Container(c) => &c.org,
+            Entity::Data(d) => &d.org,
         }
     }
 

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::claims::{self, DataGeneration, Envelope, IdentityProof, Statement};
 use crate::model::{OrgPolicy, UseClause};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,22 +33,56 @@ pub struct IdentifyDevice {
     pub certificate: String,
     /// Single-use nonce chosen by the device; never accepted twice.
     pub nonce: String,
-    /// Base64 DER ECDSA P-256/SHA-256 signature by the device key over
-    /// [`identify_device_message`].
-    pub proof: String,
+    /// The device's proof of key possession: a DSSE envelope, signed by the certificate's key,
+    /// over the in-toto statement [`IdentifyDevice::statement`] describes.
+    pub proof: Envelope,
 }
 
-/// The canonical bytes of a device id-proof. The certificate is bound by its SHA-256 (hex, of
-/// the DER bytes), so a proof cannot be replayed with another certificate.
-pub fn identify_device_message(
-    device_id: &str,
-    org: &str,
-    kind: &str,
-    nonce: &str,
-    certificate_sha256: &str,
-) -> Vec<u8> {
-    format!("tom/v1/identify-device\ndevice_id={device_id}\norg={org}\nkind={kind}\nnonce={nonce}\ncertificate_sha256={certificate_sha256}\n")
-        .into_bytes()
+impl IdentifyDevice {
+    /// The statement the proof must carry: this device, pinned by its certificate's SHA-256,
+    /// of `org` and `kind`, with `nonce`, for ledger `ledger`.
+    pub fn statement(&self, certificate_sha256: &str, ledger: &str) -> Statement<IdentityProof> {
+        claims::identity_statement(
+            &self.device_id,
+            certificate_sha256,
+            IdentityProof {
+                ledger: ledger.to_owned(),
+                entity_type: "device".to_owned(),
+                org: self.org.clone(),
+                kind: self.kind.clone(),
+                nonce: self.nonce.clone(),
+            },
+        )
+    }
+
+    /// Build a device's join request, signing its proof with `sign` (the device key; DER
+    /// ECDSA P-256/SHA-256). `certificate_sha256` is the hex SHA-256 of the certificate's DER.
+    #[allow(clippy::too_many_arguments, reason = "each is a field of the signed claim")]
+    pub fn signed(
+        device_id: &str,
+        org: &str,
+        kind: &str,
+        certificate_pem: &str,
+        certificate_sha256: &str,
+        nonce: &str,
+        ledger: &str,
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<IdentifyDevice, String> {
+        let mut req = IdentifyDevice {
+            device_id: device_id.to_owned(),
+            org: org.to_owned(),
+            kind: kind.to_owned(),
+            certificate: certificate_pem.to_owned(),
+            nonce: nonce.to_owned(),
+            proof: Envelope::default(),
+        };
+        req.proof = Envelope::sign(
+            &req.statement(certificate_sha256, ledger),
+            certificate_sha256,
+            sign,
+        )?;
+        Ok(req)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,9 +118,60 @@ pub struct IdentifyContainer {
     pub digest: String,
     #[serde(default)]
     pub publisher_signature: Option<PublisherSignature>,
-    /// The workload's own certificate (PEM), if it signs the data it generates.
+    /// The workload's own certificate (PEM), if it signs the data it generates. It needs
+    /// `nonce` and `proof` as a device certificate does: a certificate joins only with proof
+    /// that its key is held.
     #[serde(default)]
     pub certificate: Option<String>,
+    /// Single-use nonce of the workload's proof (with `certificate`).
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// DSSE envelope signed by the workload key over [`IdentifyContainer::statement`].
+    #[serde(default)]
+    pub proof: Option<Envelope>,
+}
+
+impl IdentifyContainer {
+    /// The statement a workload's proof must carry: this container, pinned by its
+    /// certificate's SHA-256, of `org` and image `digest`, with `nonce`, for ledger `ledger`.
+    pub fn statement(
+        &self,
+        certificate_sha256: &str,
+        nonce: &str,
+        ledger: &str,
+    ) -> Statement<IdentityProof> {
+        claims::identity_statement(
+            &self.container_id,
+            certificate_sha256,
+            IdentityProof {
+                ledger: ledger.to_owned(),
+                entity_type: "container".to_owned(),
+                org: self.org.clone(),
+                kind: self.digest.clone(),
+                nonce: nonce.to_owned(),
+            },
+        )
+    }
+
+    /// Add the workload's certificate and its proof of possession, signed with `sign` (the
+    /// workload key).
+    pub fn with_workload_identity(
+        mut self,
+        certificate_pem: &str,
+        certificate_sha256: &str,
+        nonce: &str,
+        ledger: &str,
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<IdentifyContainer, String> {
+        self.certificate = Some(certificate_pem.to_owned());
+        self.nonce = Some(nonce.to_owned());
+        self.proof = Some(Envelope::sign(
+            &self.statement(certificate_sha256, nonce, ledger),
+            certificate_sha256,
+            sign,
+        )?);
+        Ok(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,13 +215,40 @@ pub struct RecordData {
     pub generated_by: String,
     #[serde(default)]
     pub derived_from: Vec<String>,
-    /// Base64 DER ECDSA P-256/SHA-256 signature over [`data_hash_message`] by the generator's key.
-    pub signature: String,
+    /// The generator's signed claim: a DSSE envelope, signed by the generator's key, over the
+    /// in-toto statement [`RecordData::statement`] describes. It binds every field above and
+    /// the ledger, so a signature cannot be re-used for another claim.
+    pub claim: Envelope,
 }
 
-/// The bytes a generator signs for a data item: the hash text itself (`sha256:<hex>`).
-pub fn data_hash_message(hash: &str) -> Vec<u8> {
-    hash.as_bytes().to_vec()
+impl RecordData {
+    /// The statement the claim must carry for these fields on ledger `ledger`.
+    pub fn statement(&self, ledger: &str) -> Statement<DataGeneration> {
+        claims::data_statement(
+            &self.data_id,
+            &self.hash,
+            DataGeneration {
+                ledger: ledger.to_owned(),
+                kind: self.kind.clone(),
+                size: self.size,
+                location: self.location.clone(),
+                generated_by: self.generated_by.clone(),
+                derived_from: self.derived_from.clone(),
+            },
+        )
+    }
+
+    /// Sign these fields (in `self`, whose `claim` is replaced) as the generator, with `sign`
+    /// (its key; DER ECDSA P-256/SHA-256). `keyid` is the signer certificate's SHA-256 (hex).
+    pub fn sign(
+        mut self,
+        ledger: &str,
+        keyid: &str,
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Result<RecordData, String> {
+        self.claim = Envelope::sign(&self.statement(ledger), keyid, sign)?;
+        Ok(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -79,12 +79,17 @@ pub enum MvccConflict {
     PhantomRead { start: String, end: String },
 }
 
+/// The channel name a simulator reports unless told otherwise: the name TOM's Fabric network
+/// and the embedded ledger use by default.
+pub const DEFAULT_CHANNEL: &str = "tom";
+
 /// One transaction's view of the ledger: committed state plus its own pending writes.
 pub struct TxSimulator<'a, S: CommittedState + ?Sized> {
     state: &'a S,
     tx_id: String,
     timestamp: Timestamp,
     creator: Creator,
+    channel_id: String,
     // RefCell: `LedgerStub` reads take `&self` (as Fabric's stub does), yet every read must be
     // recorded for validation. A simulator is used by one transaction on one thread.
     reads: RefCell<BTreeMap<String, Option<Version>>>,
@@ -105,11 +110,18 @@ impl<'a, S: CommittedState + ?Sized> TxSimulator<'a, S> {
             tx_id: tx_id.into(),
             timestamp,
             creator,
+            channel_id: DEFAULT_CHANNEL.to_owned(),
             reads: RefCell::new(BTreeMap::new()),
             range_reads: RefCell::new(Vec::new()),
             writes: BTreeMap::new(),
             event: None,
         }
+    }
+
+    /// Run on channel (or ledger name) `channel_id` instead of [`DEFAULT_CHANNEL`].
+    pub fn on_channel(mut self, channel_id: impl Into<String>) -> Self {
+        self.channel_id = channel_id.into();
+        self
     }
 
     /// The read-write set, ending the simulation.
@@ -159,6 +171,10 @@ impl<S: CommittedState + ?Sized> LedgerStub for TxSimulator<'_, S> {
 
     fn creator(&self) -> &Creator {
         &self.creator
+    }
+
+    fn channel_id(&self) -> &str {
+        &self.channel_id
     }
 
     fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {

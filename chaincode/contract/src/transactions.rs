@@ -7,7 +7,8 @@
 
 use base64::Engine;
 
-use crate::context::Ctx;
+use crate::claims::{self, Envelope, IdentityProof, Statement};
+use crate::context::{Caller, Ctx};
 use crate::error::ContractError;
 use crate::guards::{self, GuardFailure, Guards};
 use crate::identity::{check_chain, Certificate};
@@ -90,6 +91,125 @@ fn parse_certificate(
     pem: &str,
 ) -> Result<Certificate, ContractError> {
     Certificate::from_pem(pem).map_err(|e| ContractError::bad(function, format!("{field}: {e}")))
+}
+
+/// Check a proof of key possession: `proof` must be a DSSE envelope signed by `certificate`'s
+/// key whose statement is exactly `expected`, and its nonce must never have been used.
+fn check_possession(
+    ctx: &Ctx,
+    certificate: &Certificate,
+    proof: &Envelope,
+    expected: &Statement<IdentityProof>,
+) -> Result<String, ContractError> {
+    let f = ctx.function;
+    let entity = format!(
+        "{} {}",
+        expected.predicate.entity_type,
+        expected
+            .subject
+            .first()
+            .map(|s| s.name.as_str())
+            .unwrap_or_default()
+    );
+    let signed: Statement<IdentityProof> = proof
+        .open(claims::IDENTITY_PROOF_PREDICATE, |message, signature| {
+            certificate.verify(message, signature)
+        })
+        .map_err(|e| {
+            ContractError::proof(
+                f,
+                format!(
+                    "id-proof for {entity} does not verify with the key of {}: {e}",
+                    certificate.info.subject
+                ),
+            )
+        })?;
+    if let Some(field) = claims::mismatch(&signed, expected) {
+        return Err(ContractError::proof(
+            f,
+            format!("id-proof for {entity} was signed for another claim: {field}"),
+        ));
+    }
+    let nonce = &expected.predicate.nonce;
+    let nonce_key = keys::key(keys::NONCE, &[nonce])?;
+    if let Some(used) = ctx.stub.get_state(&nonce_key)? {
+        return Err(ContractError::proof(
+            f,
+            format!(
+                "nonce {nonce:?} was used already (tx {}); an id-proof is never accepted twice",
+                String::from_utf8_lossy(&used)
+            ),
+        ));
+    }
+    Ok(nonce_key)
+}
+
+/// A certificate identifies one entity for ever: refuse one bound to another entity already.
+fn check_identity_binding(
+    ctx: &Ctx,
+    certificate: &Certificate,
+    entity_id: &str,
+) -> Result<String, ContractError> {
+    let key = keys::key(keys::IDENTITY_BINDING, &[&certificate.info.sha256])?;
+    if let Some(bound) = ctx.stub.get_state(&key)? {
+        let bound = String::from_utf8_lossy(&bound).into_owned();
+        if bound != entity_id {
+            return Err(ContractError::AlreadyExists {
+                kind: "identity",
+                id: certificate.info.sha256.clone(),
+                detail: format!(
+                    "certificate {} identifies {bound} already and cannot identify {entity_id}",
+                    certificate.info.subject
+                ),
+            });
+        }
+    }
+    Ok(key)
+}
+
+/// Who may submit a data item's PROV-DATA record: the generator itself (its own identity, the
+/// key that signs the claim) or an orchestrator acting for the generator's organisation.
+fn check_data_submitter(
+    ctx: &Ctx,
+    caller: &Caller,
+    generator: &Entity,
+    signer: &CertificateInfo,
+) -> Result<(), ContractError> {
+    match caller.role {
+        Some(Role::Orchestrator) => ctx.acts_for(caller, generator.org(), "record data of generators"),
+        _ if caller.agent.certificate_sha256 == signer.sha256 => Ok(()),
+        _ => Err(ContractError::denied(
+            ctx.function,
+            format!(
+                "{} is not {}'s identity; only the generator itself or an orchestrator acting for {} may record its data",
+                caller.agent.id,
+                generator.id(),
+                generator.org()
+            ),
+        )),
+    }
+}
+
+/// Data of organisation `owner` (named `what`) may reach activity `user` only when `owner` is
+/// the activity's organisation or names it in `shares_data_with`.
+fn check_shares_data(
+    ctx: &Ctx,
+    owner: &str,
+    what: &str,
+    user: &Entity,
+) -> Result<(), ContractError> {
+    if ctx.consents(owner, user.org(), |p| &p.shares_data_with)? {
+        return Ok(());
+    }
+    Err(ContractError::denied(
+        ctx.function,
+        format!(
+            "{what} belongs to {owner}, which does not share data with {} (activity {}): {owner}'s policy does not name {} in shares_data_with",
+            user.org(),
+            user.id(),
+            user.org()
+        ),
+    ))
 }
 
 fn registered_org(ctx: &Ctx, msp_id: &str) -> Result<Org, ContractError> {
@@ -212,6 +332,7 @@ pub fn identify_device(
     check_id(f, "kind", &req.kind)?;
     check_text(f, "nonce", &req.nonce)?;
     let org = registered_org(ctx, &req.org)?;
+    ctx.acts_for(&caller, &req.org, "identify devices")?;
     let certificate = parse_certificate(f, "certificate", &req.certificate)?;
     check_chain(&certificate, &org.ca_certificates_pem, ctx.now())
         .map_err(|e| ContractError::proof(f, e))?;
@@ -224,34 +345,9 @@ pub fn identify_device(
             ),
         ));
     }
-    let message = requests::identify_device_message(
-        &req.device_id,
-        &req.org,
-        &req.kind,
-        &req.nonce,
-        &certificate.info.sha256,
-    );
-    let proof = decode_signature(f, "proof", &req.proof)?;
-    if !certificate.verify(&message, &proof) {
-        return Err(ContractError::proof(
-            f,
-            format!(
-                "id-proof for device {} does not verify with the key of {}",
-                req.device_id, certificate.info.subject
-            ),
-        ));
-    }
-    let nonce_key = keys::key(keys::NONCE, &[&req.nonce])?;
-    if let Some(used) = ctx.stub.get_state(&nonce_key)? {
-        return Err(ContractError::proof(
-            f,
-            format!(
-                "nonce {:?} was used already (tx {}); an id-proof is never accepted twice",
-                req.nonce,
-                String::from_utf8_lossy(&used)
-            ),
-        ));
-    }
+    let expected = req.statement(&certificate.info.sha256, ctx.stub.channel_id());
+    let nonce_key = check_possession(ctx, &certificate, &req.proof, &expected)?;
+    let binding_key = check_identity_binding(ctx, &certificate, &req.device_id)?;
     let previous = ctx.entity(&req.device_id)?;
     Guards::new()
         .check(guards::may_join(
@@ -262,12 +358,15 @@ pub fn identify_device(
         ))
         .finish("join device")?;
     ctx.stub.put_state(&nonce_key, ctx.tx_id().into_bytes())?;
+    ctx.stub
+        .put_state(&binding_key, req.device_id.clone().into_bytes())?;
     let device = Device {
         id: req.device_id.clone(),
         org: req.org.clone(),
         kind: req.kind.clone(),
         certificate: certificate.info.clone(),
         proof_nonce: req.nonce.clone(),
+        proof: req.proof,
         state: Lifecycle::Joined,
         joined: ctx.stamp(&caller),
         left: None,
@@ -293,6 +392,9 @@ pub fn terminate_device(
         check_text(f, "reason", reason)?;
     }
     let entity = ctx.entity(&req.id)?;
+    if let Some(Entity::Device(d)) = &entity {
+        ctx.acts_for(&caller, &d.org, "terminate devices")?;
+    }
     let mut guards = Guards::new();
     guards.check(guards::joined(&req.id, EntityType::Device, entity.as_ref()));
     let placed: Vec<String> = ctx
@@ -343,6 +445,7 @@ pub fn identify_container(
     check_text(f, "image", &req.image)?;
     check_sha256(f, "digest", &req.digest)?;
     let org = registered_org(ctx, &req.org)?;
+    ctx.acts_for(&caller, &req.org, "identify containers")?;
     let publisher = match &req.publisher_signature {
         Some(sig) => {
             let pem = org.policy.publishers.get(&sig.publisher).ok_or_else(|| {
@@ -378,8 +481,11 @@ pub fn identify_container(
         }
         None => None,
     };
-    let certificate = match &req.certificate {
-        Some(pem) => {
+    // A workload certificate joins only with proof that its key is held (as a device's does),
+    // chained to the container organisation's CA, and bound to no other entity.
+    let workload = match (&req.certificate, &req.nonce, &req.proof) {
+        (Some(pem), Some(nonce), Some(proof)) => {
+            check_text(f, "nonce", nonce)?;
             let cert = parse_certificate(f, "certificate", pem)?;
             check_chain(&cert, &org.ca_certificates_pem, ctx.now())
                 .map_err(|e| ContractError::proof(f, e))?;
@@ -392,9 +498,24 @@ pub fn identify_container(
                     ),
                 ));
             }
-            Some(cert.info)
+            let expected = req.statement(&cert.info.sha256, nonce, ctx.stub.channel_id());
+            let nonce_key = check_possession(ctx, &cert, proof, &expected)?;
+            let binding_key = check_identity_binding(ctx, &cert, &req.container_id)?;
+            Some((cert.info, proof.clone(), nonce_key, binding_key))
         }
-        None => None,
+        (None, None, None) => None,
+        (Some(_), _, _) => {
+            return Err(ContractError::bad(
+                f,
+                "a workload certificate needs its proof of possession: nonce and proof (a DSSE envelope signed by the workload key)",
+            ))
+        }
+        (None, _, _) => {
+            return Err(ContractError::bad(
+                f,
+                "nonce and proof prove a workload certificate; give certificate with them",
+            ))
+        }
     };
     let previous = ctx.entity(&req.container_id)?;
     Guards::new()
@@ -405,9 +526,19 @@ pub fn identify_container(
             previous.as_ref(),
         ))
         .finish("join container")?;
-    let proof = match &publisher {
+    let mut proof = match &publisher {
         Some(p) => format!("image {} signed by publisher {p}", req.digest),
         None => format!("image {}", req.digest),
+    };
+    let (certificate, workload_proof) = match workload {
+        Some((certificate, envelope, nonce_key, binding_key)) => {
+            ctx.stub.put_state(&nonce_key, ctx.tx_id().into_bytes())?;
+            ctx.stub
+                .put_state(&binding_key, req.container_id.clone().into_bytes())?;
+            proof.push_str(&format!(" + x509:{} + signed nonce", certificate.sha256));
+            (Some(certificate), Some(envelope))
+        }
+        None => (None, None),
     };
     let container = Container {
         id: req.container_id.clone(),
@@ -416,6 +547,7 @@ pub fn identify_container(
         digest: req.digest,
         publisher,
         certificate,
+        proof: workload_proof,
         state: Lifecycle::Joined,
         joined: ctx.stamp(&caller),
         left: None,
@@ -448,6 +580,9 @@ pub fn terminate_container(
         check_text(f, "reason", reason)?;
     }
     let entity = ctx.entity(&req.id)?;
+    if let Some(Entity::Container(c)) = &entity {
+        ctx.acts_for(&caller, &c.org, "terminate containers")?;
+    }
     Guards::new()
         .check(guards::joined(
             &req.id,
@@ -494,6 +629,20 @@ pub fn place_container(
     check_id(f, "device_id", &req.device_id)?;
     let container = ctx.entity(&req.container_id)?;
     let device = ctx.entity(&req.device_id)?;
+    if let Some(Entity::Container(c)) = &container {
+        ctx.acts_for(&caller, &c.org, "place containers")?;
+        if let Some(Entity::Device(d)) = &device {
+            if !ctx.consents(&d.org, &c.org, |p| &p.hosts_containers_of)? {
+                return Err(ContractError::denied(
+                    f,
+                    format!(
+                        "device {} of {} does not host containers of {}: {}'s policy does not name {} in hosts_containers_of",
+                        d.id, d.org, c.org, d.org, c.org
+                    ),
+                ));
+            }
+        }
+    }
     let mut guards = Guards::new();
     guards.check(guards::joined(
         &req.container_id,
@@ -565,6 +714,7 @@ pub fn record_outcome(
             id: req.container_id,
         });
     };
+    ctx.acts_for(&caller, &container.org, "report outcomes for containers")?;
     let mut subjects = vec![container.id.clone()];
     match (req.action.as_str(), req.outcome.as_str()) {
         ("place", outcome @ ("running" | "failed")) => {
@@ -656,6 +806,9 @@ pub fn record_drift(
     let mut subjects = Vec::new();
     if let Some(id) = &req.container_id {
         check_id(f, "container_id", id)?;
+        if let Some(entity) = ctx.entity(id)? {
+            ctx.acts_for(&caller, entity.org(), "report drift of entities")?;
+        }
         subjects.push(id.clone());
     }
     let body = RecordBody::Drift {
@@ -715,6 +868,14 @@ pub fn define_contract(
         });
     }
     let contractor = ctx.entity(&req.contractor)?;
+    if let Some(activity) = &contractor {
+        ctx.acts_for(&caller, activity.org(), "define contracts for activities")?;
+        for source in req.uses.iter().filter_map(|u| u.source.as_ref()) {
+            if let Some(source_entity) = ctx.entity(source)? {
+                check_shares_data(ctx, source_entity.org(), source, activity)?;
+            }
+        }
+    }
     let mut guards = Guards::new();
     match &contractor {
         Some(Entity::Device(_)) => guards.check(guards::joined(
@@ -860,7 +1021,7 @@ pub fn record_data(
     req: requests::RecordData,
 ) -> Result<LedgerRecord, ContractError> {
     let f = ctx.function;
-    let (caller, _) = ctx.member(&[Role::Device])?;
+    let (caller, _) = ctx.member(&[Role::Device, Role::Orchestrator])?;
     check_id(f, "data_id", &req.data_id)?;
     check_id(f, "kind", &req.kind)?;
     check_sha256(f, "hash", &req.hash)?;
@@ -876,7 +1037,6 @@ pub fn record_data(
             ));
         }
     }
-    let signature = decode_signature(f, "signature", &req.signature)?;
     if let Some(existing) = ctx.entity(&req.data_id)? {
         return Err(taken(&req.data_id, &existing));
     }
@@ -891,8 +1051,11 @@ pub fn record_data(
         generator_type,
         generator.as_ref(),
     ));
+    let mut input_entities = Vec::with_capacity(req.derived_from.len());
     for input in &req.derived_from {
-        guards.check(guards::left(input, ctx.entity(input)?.as_ref()));
+        let entity = ctx.entity(input)?;
+        guards.check(guards::left(input, entity.as_ref()));
+        input_entities.extend(entity);
     }
     let signer = match &generator {
         Some(g @ (Entity::Device(_) | Entity::Container(_)))
@@ -909,12 +1072,16 @@ pub fn record_data(
         _ => None,
     };
     guards.finish("leave data")?;
-    let Some((signer_cert, host_device)) = signer else {
+    let (Some(generator), Some((signer_cert, host_device))) = (generator, signer) else {
         return Err(ContractError::NotFound {
             kind: "activity",
             id: req.generated_by,
         });
     };
+    check_data_submitter(ctx, &caller, &generator, &signer_cert)?;
+    for input in &input_entities {
+        check_shares_data(ctx, input.org(), input.id(), &generator)?;
+    }
     let signer = Certificate::from_pem_cached(&signer_cert.pem).map_err(|e| {
         ContractError::CorruptState {
             key: req.generated_by.clone(),
@@ -927,12 +1094,26 @@ pub fn record_data(
             format!("the signing certificate of {}: {e}", req.generated_by),
         )
     })?;
-    if !signer.verify(&requests::data_hash_message(&req.hash), &signature) {
+    let signed = req
+        .claim
+        .open(claims::DATA_GENERATION_PREDICATE, |message, signature| {
+            signer.verify(message, signature)
+        })
+        .map_err(|e| {
+            ContractError::proof(
+                f,
+                format!(
+                    "claim for data {} is not signed by generator {} ({}): {e}",
+                    req.data_id, req.generated_by, signer.info.subject
+                ),
+            )
+        })?;
+    if let Some(field) = claims::mismatch(&signed, &req.statement(ctx.stub.channel_id())) {
         return Err(ContractError::proof(
             f,
             format!(
-                "signature over {} does not verify with the key of {} ({})",
-                req.hash, req.generated_by, signer.info.subject
+                "claim for data {} was signed for another claim: {field}",
+                req.data_id
             ),
         ));
     }
@@ -980,7 +1161,8 @@ pub fn record_data(
         generator_type,
         host_device: host_device.clone(),
         derived_from: req.derived_from.clone(),
-        signature: req.signature,
+        org: generator.org().to_owned(),
+        claim: req.claim,
         signer_certificate_sha256: signer.info.sha256.clone(),
         fulfils: fulfils.clone(),
         recorded: ctx.stamp(&caller),
@@ -1082,6 +1264,22 @@ pub fn exec_contract(
                 contract: contract.id.clone(),
                 tx_id: String::from_utf8_lossy(&tx).into_owned(),
             }));
+        }
+    }
+    if let Some(activity) = &activity {
+        if caller.role == Some(Role::Orchestrator) {
+            ctx.acts_for(&caller, activity.org(), "execute contracts of activities")?;
+        }
+        if let Some(Entity::Data(d)) = &data {
+            let owner = if d.org.is_empty() {
+                // Recorded before data carried its organisation: its generator's.
+                ctx.entity(&d.generated_by)?
+                    .map(|g| g.org().to_owned())
+                    .unwrap_or_default()
+            } else {
+                d.org.clone()
+            };
+            check_shares_data(ctx, &owner, &d.id, activity)?;
         }
     }
     // A device-role caller may only report its own use: it must be the activity's identity.

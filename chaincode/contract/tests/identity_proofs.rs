@@ -32,14 +32,8 @@ fn a_forged_id_proof_is_refused() {
     let device = id("org1", "traffic-light-1");
     let mut req = World::device_request("traffic-light-1", device, "actuator", "n-1");
     // Signed by another device's key.
-    let message = tom_contract::requests::identify_device_message(
-        "traffic-light-1",
-        "Org1MSP",
-        "actuator",
-        "n-1",
-        &cert_sha256(device.cert_pem),
-    );
-    req["proof"] = json!(b64(&id("org1", "edge-node-1").sign(&message)));
+    let other = id("org1", "edge-node-1");
+    req["proof"] = World::device_request("traffic-light-1", other, "actuator", "n-1")["proof"].clone();
     let r = w.submit(orchestrator(), "IdentifyDevice", req);
     refused(
         &mut w,
@@ -56,11 +50,16 @@ fn a_proof_for_other_request_bytes_is_refused() {
     let mut req = World::device_request("traffic-light-1", device, "actuator", "n-1");
     req["nonce"] = json!("n-2"); // the proof signed n-1
     let r = w.submit(orchestrator(), "IdentifyDevice", req.clone());
-    refused(&mut w, r, 403, &["does not verify"]);
+    refused(&mut w, r, 403, &["signed for another claim: predicate.nonce differs (signed \"n-1\", request \"n-2\")"]);
     let mut req = World::device_request("traffic-light-1", device, "actuator", "n-1");
     req["kind"] = json!("sensor");
     let r = w.submit(orchestrator(), "IdentifyDevice", req);
-    refused(&mut w, r, 403, &["does not verify"]);
+    refused(&mut w, r, 403, &["signed for another claim: predicate.kind differs"]);
+    // The same proof presented for another device id.
+    let mut req = World::device_request("traffic-light-1", device, "actuator", "n-1");
+    req["device_id"] = json!("traffic-light-9");
+    let r = w.submit(orchestrator(), "IdentifyDevice", req);
+    refused(&mut w, r, 403, &["signed for another claim: subject"]);
 }
 
 #[test]
@@ -111,14 +110,20 @@ fn a_device_certificate_from_another_ca_is_refused() {
     let mut req = World::device_request("rogue-1", rogue, "sensor", "n-1");
     req["org"] = json!("Org1MSP");
     // Re-sign for the claimed org so only the chain can fail.
-    let message = tom_contract::requests::identify_device_message(
-        "rogue-1",
+    let mut resigned: tom_contract::requests::IdentifyDevice =
+        serde_json::from_value(req.clone()).unwrap();
+    resigned = tom_contract::requests::IdentifyDevice::signed(
+        &resigned.device_id,
         "Org1MSP",
-        "sensor",
-        "n-1",
+        &resigned.kind,
+        rogue.cert_pem,
         &cert_sha256(rogue.cert_pem),
-    );
-    req["proof"] = json!(b64(&rogue.sign(&message)));
+        &resigned.nonce,
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        |m| rogue.sign(m),
+    )
+    .unwrap();
+    req = serde_json::to_value(resigned).unwrap();
     let r = w.submit(orchestrator(), "IdentifyDevice", req);
     refused(
         &mut w,
@@ -205,8 +210,9 @@ fn roles_come_from_the_fabric_ca_attribute() {
     let r = w.register_org_as(orchestrator(), "org1");
     refused(&mut w, r, 403, &["Org1MSP/orchestrator is not an admin"]);
     w.submit(orchestrator(), "IdentifyDevice", req).unwrap();
+    // An auditor records no data; an orchestrator of another organisation neither.
     let r = w.record_data(
-        orchestrator(),
+        id("org1", "auditor"),
         device,
         "d-1",
         "vehicle-count",
@@ -219,8 +225,22 @@ fn roles_come_from_the_fabric_ca_attribute() {
         403,
         &[
             "RecordData: access denied",
-            "has role orchestrator; this needs role device",
+            "has role auditor; this needs role device or orchestrator",
         ],
+    );
+    let r = w.record_data(
+        id("org2", "orchestrator"),
+        device,
+        "d-1",
+        "vehicle-count",
+        "traffic-light-1",
+        &[],
+    );
+    refused(
+        &mut w,
+        r,
+        403,
+        &["Org2MSP/orchestrator may not record data of generators of organisation Org1MSP"],
     );
 }
 
@@ -308,11 +328,11 @@ fn malformed_arguments_are_refused_with_the_reason() {
         (&[b"not json"], "IdentifyDevice: invalid argument: expected ident"),
         (&[b"{\"device_id\": 7}"], "invalid type: integer `7`, expected a string"),
         (&[b"{}"], "missing field `device_id`"),
-        (&[b"{\"device_id\":\"d\",\"org\":\"Org1MSP\",\"kind\":\"k\",\"certificate\":\"c\",\"nonce\":\"n\",\"proof\":\"p\",\"colour\":\"red\"}"], "unknown field `colour`"),
+        (&[b"{\"device_id\":\"d\",\"org\":\"Org1MSP\",\"kind\":\"k\",\"certificate\":\"c\",\"nonce\":\"n\",\"proof\":{\"payload\":\"\",\"payloadType\":\"t\",\"signatures\":[]},\"colour\":\"red\"}"], "unknown field `colour`"),
         (&[], "expects exactly 1 JSON argument, got 0"),
         (&[b"{}", b"{}"], "expects exactly 1 JSON argument, got 2"),
-        (&[b"{\"device_id\":\"bad id!\",\"org\":\"Org1MSP\",\"kind\":\"k\",\"certificate\":\"c\",\"nonce\":\"n\",\"proof\":\"p\"}"], "device_id \"bad id!\" contains ' '"),
-        (&[b"{\"device_id\":\"d\",\"org\":\"Org1MSP\",\"kind\":\"k\",\"certificate\":\"not a pem\",\"nonce\":\"n\",\"proof\":\"p\"}"], "certificate: not a PEM certificate"),
+        (&[b"{\"device_id\":\"bad id!\",\"org\":\"Org1MSP\",\"kind\":\"k\",\"certificate\":\"c\",\"nonce\":\"n\",\"proof\":{\"payload\":\"\",\"payloadType\":\"t\",\"signatures\":[]}}"], "device_id \"bad id!\" contains ' '"),
+        (&[b"{\"device_id\":\"d\",\"org\":\"Org1MSP\",\"kind\":\"k\",\"certificate\":\"not a pem\",\"nonce\":\"n\",\"proof\":{\"payload\":\"\",\"payloadType\":\"t\",\"signatures\":[]}}"], "certificate: not a PEM certificate"),
     ];
     for (args, fragment) in cases {
         let r = w.submit_raw(o, "IdentifyDevice", args);

@@ -351,7 +351,6 @@ fn two_peers_endorse_byte_identical_results() {
     peer2.ledger = peer1.ledger.clone();
     let peer2_now = peer1.now;
     let analyser = id("org1", "analyser");
-    let hash = sha256(b"plan");
     let proposals: Vec<(&str, serde_json::Value, &tom_fixtures::Identity)> = vec![
         (
             "ExecContract",
@@ -360,7 +359,7 @@ fn two_peers_endorse_byte_identical_results() {
         ),
         (
             "RecordData",
-            json!({ "data_id": "plan-1", "kind": "plan", "hash": hash, "size": 4, "location": "s3://plans/1", "generated_by": "analyser", "derived_from": ["count-1"], "signature": b64(&analyser.sign(hash.as_bytes())) }),
+            World::data_request(analyser, "plan-1", "plan", "analyser", &["count-1"]),
             analyser,
         ),
         (

@@ -262,15 +262,16 @@ fn downstream_lineage_shows_who_used_the_cars_data_and_what_was_derived() {
 /// Counts of each PROV element and relation in TOM's export of ack-1's upstream lineage,
 /// worked out by hand from the scenario (see the module docs of `tom_contract::prov`):
 /// entities = 5 data + 2 containers + 3 contracts; activities = 2 containers + the traffic
-/// light and the car (which generate or use data); agents = 4 devices + 5 identities
-/// (orchestrator, and the traffic light's, analyser's, collector's and car's certificates);
+/// light and the car (which generate or use data); agents = 4 devices + 6 identities
+/// (the two organisations' orchestrators — Org2's identified its own car — and the traffic
+/// light's, analyser's, collector's and car's certificates);
 /// generation 5; usage 4 data + 3 contracts; derivation 4; attribution 5; association 8;
 /// delegation 2 (the edge node and the roadside gateway act on the orchestrator's behalf).
 fn expected_prov_counts() -> BTreeMap<String, u64> {
     [
         ("ProvEntity", 10),
         ("ProvActivity", 4),
-        ("ProvAgent", 9),
+        ("ProvAgent", 10),
         ("ProvGeneration", 5),
         ("ProvUsage", 7),
         ("ProvDerivation", 4),

@@ -249,6 +249,10 @@ impl LedgerStub for PeerStub {
         &self.context.creator
     }
 
+    fn channel_id(&self) -> &str {
+        &self.link.channel_id
+    }
+
     fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         check_key(key, "GET_STATE")?;
         let request = GetState {

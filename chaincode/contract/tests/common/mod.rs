@@ -13,7 +13,7 @@
 use base64::Engine;
 use serde_json::{json, Value};
 use tom_contract::memory::{MemoryLedger, SubmitError};
-use tom_contract::requests::{data_hash_message, identify_device_message, image_digest_message};
+use tom_contract::requests::{image_digest_message, IdentifyContainer, IdentifyDevice, RecordData};
 use tom_contract::{ContractError, Creator, Timestamp};
 use tom_fixtures::Identity;
 
@@ -72,11 +72,14 @@ impl World {
         Self::default()
     }
 
-    /// A world with Org1MSP and Org2MSP registered by their admins.
+    /// A world with Org1MSP and Org2MSP registered by their admins, as in the paper's smart
+    /// city: Org2 (the mobility provider, whose car joins) shares its data with Org1 (the city),
+    /// and consents to nothing else.
     pub fn with_orgs() -> Self {
         let mut w = World::new();
         w.register_org("org1", json!({})).unwrap();
-        w.register_org("org2", json!({})).unwrap();
+        w.register_org("org2", json!({ "shares_data_with": ["Org1MSP"] }))
+            .unwrap();
         w
     }
 
@@ -154,23 +157,20 @@ impl World {
         )
     }
 
-    /// A correctly signed IdentifyDevice request for `device`.
+    /// A correctly signed IdentifyDevice request for `device` (on channel `tom`).
     pub fn device_request(device_id: &str, device: &Identity, kind: &str, nonce: &str) -> Value {
-        let message = identify_device_message(
+        let req = IdentifyDevice::signed(
             device_id,
             device.msp_id,
             kind,
+            device.cert_pem,
+            &device.cert_sha256(),
             nonce,
-            &cert_sha256(device.cert_pem),
-        );
-        json!({
-            "device_id": device_id,
-            "org": device.msp_id,
-            "kind": kind,
-            "certificate": device.cert_pem,
-            "nonce": nonce,
-            "proof": b64(&device.sign(&message)),
-        })
+            tom_contract::simulation::DEFAULT_CHANNEL,
+            |m| device.sign(m),
+        )
+        .unwrap();
+        serde_json::to_value(req).unwrap()
     }
 
     pub fn identify_device(
@@ -180,7 +180,8 @@ impl World {
         kind: &str,
     ) -> Result<Value, SubmitError> {
         let nonce = format!("nonce-{}-{}", device_id, self.seq);
-        let orchestrator = id("org1", "orchestrator");
+        // The device's own organisation identifies it.
+        let orchestrator = id(device.org, "orchestrator");
         self.submit(
             orchestrator,
             "IdentifyDevice",
@@ -189,17 +190,38 @@ impl World {
     }
 
     pub fn container_request(container_id: &str, workload: Option<&Identity>) -> Value {
-        let digest = sha256(format!("image of {container_id}").as_bytes());
-        let mut req = json!({
-            "container_id": container_id,
-            "org": "Org1MSP",
-            "image": format!("registry.city.example/tom/{container_id}:1.0"),
-            "digest": digest,
-        });
-        if let Some(w) = workload {
-            req["certificate"] = json!(w.cert_pem);
-        }
-        req
+        Self::container_request_of("Org1MSP", container_id, workload)
+    }
+
+    /// An IdentifyContainer request for a container of `org`; with a workload identity, its
+    /// certificate and a proof of possession signed by the workload key.
+    pub fn container_request_of(org: &str, container_id: &str, workload: Option<&Identity>) -> Value {
+        let req = IdentifyContainer {
+            container_id: container_id.to_owned(),
+            org: org.to_owned(),
+            image: format!("registry.city.example/tom/{container_id}:1.0"),
+            digest: sha256(format!("image of {container_id}").as_bytes()),
+            publisher_signature: None,
+            certificate: None,
+            nonce: None,
+            proof: None,
+        };
+        let req = match workload {
+            Some(w) => req
+                .with_workload_identity(
+                    w.cert_pem,
+                    &w.cert_sha256(),
+                    &format!("nonce-{container_id}"),
+                    tom_contract::simulation::DEFAULT_CHANNEL,
+                    |m| w.sign(m),
+                )
+                .unwrap(),
+            None => req,
+        };
+        let mut value = serde_json::to_value(req).unwrap();
+        // Absent optional fields stay absent, as a caller would send them.
+        value.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+        value
     }
 
     pub fn publisher_signature(digest: &str) -> Value {
@@ -255,22 +277,36 @@ impl World {
         generated_by: &str,
         derived_from: &[&str],
     ) -> Result<Value, SubmitError> {
+        let request = Self::data_request(signer, data_id, kind, generated_by, derived_from);
+        self.submit(recorder, "RecordData", request)
+    }
+
+    /// A RecordData request whose claim `signer` signed for channel `tom`.
+    pub fn data_request(
+        signer: &Identity,
+        data_id: &str,
+        kind: &str,
+        generated_by: &str,
+        derived_from: &[&str],
+    ) -> Value {
         let bytes = format!("payload of {data_id}");
-        let hash = sha256(bytes.as_bytes());
-        self.submit(
-            recorder,
-            "RecordData",
-            json!({
-                "data_id": data_id,
-                "kind": kind,
-                "hash": hash,
-                "size": bytes.len(),
-                "location": format!("file:///var/lib/tom/data/{data_id}"),
-                "generated_by": generated_by,
-                "derived_from": derived_from,
-                "signature": b64(&signer.sign(&data_hash_message(&hash))),
-            }),
+        let req = RecordData {
+            data_id: data_id.to_owned(),
+            kind: kind.to_owned(),
+            hash: sha256(bytes.as_bytes()),
+            size: bytes.len() as u64,
+            location: format!("file:///var/lib/tom/data/{data_id}"),
+            generated_by: generated_by.to_owned(),
+            derived_from: derived_from.iter().map(|s| (*s).to_owned()).collect(),
+            claim: Default::default(),
+        }
+        .sign(
+            tom_contract::simulation::DEFAULT_CHANNEL,
+            &signer.cert_sha256(),
+            |m| signer.sign(m),
         )
+        .unwrap();
+        serde_json::to_value(req).unwrap()
     }
 
     pub fn exec(
