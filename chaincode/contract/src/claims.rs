@@ -226,8 +226,9 @@ impl Envelope {
         if !verify(&pae(&self.payload_type, &payload), &sig) {
             return Err(ClaimError::BadSignature);
         }
-        let statement: Statement<P> = serde_json::from_slice(&payload)
-            .map_err(|e| ClaimError::Malformed(format!("payload is not an in-toto statement: {e}")))?;
+        let statement: Statement<P> = serde_json::from_slice(&payload).map_err(|e| {
+            ClaimError::Malformed(format!("payload is not an in-toto statement: {e}"))
+        })?;
         if statement.statement_type != STATEMENT_TYPE {
             return Err(ClaimError::Malformed(format!(
                 "_type is {:?}, expected {STATEMENT_TYPE:?}",
@@ -284,7 +285,9 @@ fn first_difference(
             })
         }
         _ if signed == expected => None,
-        _ => Some(format!("{path} differs (signed {signed}, request {expected})")),
+        _ => Some(format!(
+            "{path} differs (signed {signed}, request {expected})"
+        )),
     }
 }
 

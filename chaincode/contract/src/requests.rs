@@ -57,7 +57,10 @@ impl IdentifyDevice {
 
     /// Build a device's join request, signing its proof with `sign` (the device key; DER
     /// ECDSA P-256/SHA-256). `certificate_sha256` is the hex SHA-256 of the certificate's DER.
-    #[allow(clippy::too_many_arguments, reason = "each is a field of the signed claim")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is a field of the signed claim"
+    )]
     pub fn signed(
         device_id: &str,
         org: &str,

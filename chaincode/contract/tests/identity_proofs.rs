@@ -33,7 +33,8 @@ fn a_forged_id_proof_is_refused() {
     let mut req = World::device_request("traffic-light-1", device, "actuator", "n-1");
     // Signed by another device's key.
     let other = id("org1", "edge-node-1");
-    req["proof"] = World::device_request("traffic-light-1", other, "actuator", "n-1")["proof"].clone();
+    req["proof"] =
+        World::device_request("traffic-light-1", other, "actuator", "n-1")["proof"].clone();
     let r = w.submit(orchestrator(), "IdentifyDevice", req);
     refused(
         &mut w,
@@ -50,11 +51,21 @@ fn a_proof_for_other_request_bytes_is_refused() {
     let mut req = World::device_request("traffic-light-1", device, "actuator", "n-1");
     req["nonce"] = json!("n-2"); // the proof signed n-1
     let r = w.submit(orchestrator(), "IdentifyDevice", req.clone());
-    refused(&mut w, r, 403, &["signed for another claim: predicate.nonce differs (signed \"n-1\", request \"n-2\")"]);
+    refused(
+        &mut w,
+        r,
+        403,
+        &["signed for another claim: predicate.nonce differs (signed \"n-1\", request \"n-2\")"],
+    );
     let mut req = World::device_request("traffic-light-1", device, "actuator", "n-1");
     req["kind"] = json!("sensor");
     let r = w.submit(orchestrator(), "IdentifyDevice", req);
-    refused(&mut w, r, 403, &["signed for another claim: predicate.kind differs"]);
+    refused(
+        &mut w,
+        r,
+        403,
+        &["signed for another claim: predicate.kind differs"],
+    );
     // The same proof presented for another device id.
     let mut req = World::device_request("traffic-light-1", device, "actuator", "n-1");
     req["device_id"] = json!("traffic-light-9");

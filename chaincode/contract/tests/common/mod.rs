@@ -179,23 +179,43 @@ impl World {
         device: &Identity,
         kind: &str,
     ) -> Result<Value, SubmitError> {
-        let nonce = format!("nonce-{}-{}", device_id, self.seq);
         // The device's own organisation identifies it.
-        let orchestrator = id(device.org, "orchestrator");
+        self.identify_device_as(id(device.org, "orchestrator"), device_id, device, kind)
+    }
+
+    /// IdentifyDevice submitted by orchestrator `who`, with a fresh nonce.
+    pub fn identify_device_as(
+        &mut self,
+        who: &Identity,
+        device_id: &str,
+        device: &Identity,
+        kind: &str,
+    ) -> Result<Value, SubmitError> {
+        let nonce = format!("nonce-{}-{}", device_id, self.seq);
         self.submit(
-            orchestrator,
+            who,
             "IdentifyDevice",
             Self::device_request(device_id, device, kind, &nonce),
         )
     }
 
     pub fn container_request(container_id: &str, workload: Option<&Identity>) -> Value {
-        Self::container_request_of("Org1MSP", container_id, workload)
+        Self::container_request_of(
+            "Org1MSP",
+            container_id,
+            workload,
+            &format!("nonce-{container_id}"),
+        )
     }
 
     /// An IdentifyContainer request for a container of `org`; with a workload identity, its
     /// certificate and a proof of possession signed by the workload key.
-    pub fn container_request_of(org: &str, container_id: &str, workload: Option<&Identity>) -> Value {
+    pub fn container_request_of(
+        org: &str,
+        container_id: &str,
+        workload: Option<&Identity>,
+        nonce: &str,
+    ) -> Value {
         let req = IdentifyContainer {
             container_id: container_id.to_owned(),
             org: org.to_owned(),
@@ -211,7 +231,7 @@ impl World {
                 .with_workload_identity(
                     w.cert_pem,
                     &w.cert_sha256(),
-                    &format!("nonce-{container_id}"),
+                    nonce,
                     tom_contract::simulation::DEFAULT_CHANNEL,
                     |m| w.sign(m),
                 )
@@ -233,11 +253,25 @@ impl World {
         container_id: &str,
         workload: Option<&Identity>,
     ) -> Result<Value, SubmitError> {
-        self.submit(
+        self.identify_container_as(
             id("org1", "orchestrator"),
-            "IdentifyContainer",
-            Self::container_request(container_id, workload),
+            "Org1MSP",
+            container_id,
+            workload,
         )
+    }
+
+    /// IdentifyContainer of a container of `org` by orchestrator `who`, with a fresh nonce.
+    pub fn identify_container_as(
+        &mut self,
+        who: &Identity,
+        org: &str,
+        container_id: &str,
+        workload: Option<&Identity>,
+    ) -> Result<Value, SubmitError> {
+        let nonce = format!("nonce-{container_id}-{}", self.seq);
+        let request = Self::container_request_of(org, container_id, workload, &nonce);
+        self.submit(who, "IdentifyContainer", request)
     }
 
     pub fn place(&mut self, container_id: &str, device_id: &str) -> Result<Value, SubmitError> {
