@@ -16,26 +16,16 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::json;
-use tom_contract::requests::{data_hash_message, identify_device_message};
+use tom_contract::requests::{IdentifyDevice, RecordData};
+use tom_contract::simulation::DEFAULT_CHANNEL;
 use tom_gateway::ledger::embedded::{EmbeddedLedger, EmbeddedOptions};
 use tom_gateway::ledger::{Ledger, SigningIdentity};
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 fn signer(org: &str, name: &str) -> SigningIdentity {
     let id = tom_fixtures::identity(org, name);
     SigningIdentity::from_pem(id.msp_id, id.cert_pem, id.key_pkcs8_pem).unwrap()
-}
-
-fn cert_sha256(pem: &str) -> String {
-    tom_contract::identity::Certificate::from_pem(pem)
-        .unwrap()
-        .info
-        .sha256
 }
 
 /// Operations per second of `op` on one thread, over about `budget`.
@@ -241,14 +231,27 @@ fn main() {
     let mut identify_requests: Vec<Vec<u8>> = (0..total_identify)
         .map(|i| {
             let device_id = format!("bench-device-{i}");
-            let id = tom_fixtures::pki::issue_identity(&ca, &device_id, Some("client"), Some("device"), (2024, 1, 1), (2099, 12, 31)).unwrap();
+            let id = tom_fixtures::pki::issue_identity(
+                &ca,
+                &device_id,
+                Some("client"),
+                Some("device"),
+                (2024, 1, 1),
+                (2099, 12, 31),
+            )
+            .unwrap();
             let nonce = format!("bench-nonce-{i}");
-            let message = identify_device_message(&device_id, org.msp_id, "sensor", &nonce, &cert_sha256(&id.cert_pem));
-            let proof = tom_fixtures::pki::sign_p256(&id.key_pkcs8_pem, &message).unwrap();
-            serde_json::to_vec(&json!({
-                "device_id": device_id, "org": org.msp_id, "kind": "sensor", "certificate": id.cert_pem, "nonce": nonce, "proof": b64(&proof),
-            }))
-            .unwrap()
+            let request = IdentifyDevice::signed(
+                &device_id,
+                org.msp_id,
+                "sensor",
+                &id.cert_pem,
+                &nonce,
+                DEFAULT_CHANNEL,
+                |m| tom_fixtures::pki::sign_p256(&id.key_pkcs8_pem, m).unwrap(),
+            )
+            .unwrap();
+            serde_json::to_vec(&request).unwrap()
         })
         .collect();
     println!(
@@ -262,8 +265,7 @@ fn main() {
         for (device_id, name) in [("tl-1", "traffic-light-1"), ("edge-1", "edge-node-1")] {
             let id = tom_fixtures::identity("org1", name);
             let nonce = format!("setup-{device_id}");
-            let message = identify_device_message(device_id, id.msp_id, "sensor", &nonce, &cert_sha256(id.cert_pem));
-            let arg = json!({ "device_id": device_id, "org": id.msp_id, "kind": "sensor", "certificate": id.cert_pem, "nonce": nonce, "proof": b64(&id.sign(&message)) });
+            let arg = IdentifyDevice::signed(device_id, id.msp_id, "sensor", id.cert_pem, &nonce, DEFAULT_CHANNEL, |m| id.sign(m)).unwrap();
             ledger.submit(&orchestrator, "IdentifyDevice", &serde_json::to_vec(&arg).unwrap()).await.unwrap();
         }
         let arg = json!({ "contract_id": "bench-contract", "contractor": "edge-1", "uses": [{ "kind": "reading", "source": "tl-1" }], "deadline": "2099-01-01T00:00:00Z" });
@@ -299,13 +301,27 @@ fn main() {
         let requests = ids
             .iter()
             .map(|data_id| {
-                let hash = format!("sha256:{}", hex::encode(ring::digest::digest(&ring::digest::SHA256, data_id.as_bytes())));
-                let signature = tom_fixtures::identity("org1", "traffic-light-1").sign(&data_hash_message(&hash));
-                serde_json::to_vec(&json!({
-                    "data_id": data_id, "kind": "reading", "hash": hash, "size": 1024, "location": format!("s3://city/readings/{data_id}"),
-                    "generated_by": "tl-1", "signature": b64(&signature),
-                }))
-                .unwrap()
+                let hash = format!(
+                    "sha256:{}",
+                    hex::encode(ring::digest::digest(
+                        &ring::digest::SHA256,
+                        data_id.as_bytes()
+                    ))
+                );
+                let light = tom_fixtures::identity("org1", "traffic-light-1");
+                let request = RecordData {
+                    data_id: data_id.clone(),
+                    kind: "reading".into(),
+                    hash,
+                    size: 1024,
+                    location: format!("s3://city/readings/{data_id}"),
+                    generated_by: "tl-1".into(),
+                    derived_from: vec![],
+                    claim: Default::default(),
+                }
+                .sign(DEFAULT_CHANNEL, "", |m| light.sign(m))
+                .unwrap();
+                serde_json::to_vec(&request).unwrap()
             })
             .collect();
         let r = runtime.block_on(run(&ledger, &device, "RecordData", requests, concurrency));

@@ -29,10 +29,6 @@ fn token(name: &str) -> String {
     format!("bench-token-{name}-0123456789")
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 fn sha256(bytes: &[u8]) -> String {
     format!(
         "sha256:{}",
@@ -43,22 +39,58 @@ fn sha256(bytes: &[u8]) -> String {
 /// Requests for one run: `n` of `action`, with ids unique to `tag`.
 fn requests(action: Action, tag: &str, n: usize) -> Vec<Value> {
     let light = tom_fixtures::identity("org1", "traffic-light-1");
-    let cert = tom_contract::identity::Certificate::from_pem(light.cert_pem)
-        .unwrap_or_else(|e| panic!("fixture certificate: {e}"));
+    let ca = tom_fixtures::org("org1").ca();
     (0..n)
         .map(|i| match action {
             Action::Identify => {
+                // A certificate identifies one device only: each gets its own.
                 let (id, nonce) = (format!("dev-{tag}-{i}"), format!("nonce-{tag}-{i}"));
-                let message = tom_contract::requests::identify_device_message(&id, light.msp_id, "sensor", &nonce, &cert.info.sha256);
-                json!({ "device_id": id, "org": light.msp_id, "kind": "sensor", "certificate": light.cert_pem, "nonce": nonce, "proof": b64(&light.sign(&message)) })
+                let issued = tom_fixtures::pki::issue_identity(
+                    &ca,
+                    &id,
+                    Some("client"),
+                    Some("device"),
+                    (2024, 1, 1),
+                    (2099, 12, 31),
+                )
+                .unwrap_or_else(|e| panic!("issuing {id}: {e}"));
+                let request = tom_contract::requests::IdentifyDevice::signed(
+                    &id,
+                    light.msp_id,
+                    "sensor",
+                    &issued.cert_pem,
+                    &nonce,
+                    tom_contract::simulation::DEFAULT_CHANNEL,
+                    |m| {
+                        tom_fixtures::pki::sign_p256(&issued.key_pkcs8_pem, m)
+                            .unwrap_or_else(|e| panic!("{e}"))
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                serde_json::to_value(request).unwrap_or_else(|e| panic!("{e}"))
             }
             Action::RecordData => {
                 let id = format!("count-{tag}-{i}");
-                let hash = sha256(id.as_bytes());
-                json!({ "data_id": id, "kind": "count", "hash": hash, "size": 64, "location": format!("file:///d/{id}"), "generated_by": "light-1", "signature": b64(&light.sign(hash.as_bytes())) })
+                let request = tom_contract::requests::RecordData {
+                    data_id: id.clone(),
+                    kind: "count".into(),
+                    hash: sha256(id.as_bytes()),
+                    size: 64,
+                    location: format!("file:///d/{id}"),
+                    generated_by: "light-1".into(),
+                    derived_from: vec![],
+                    claim: Default::default(),
+                }
+                .sign(tom_contract::simulation::DEFAULT_CHANNEL, "", |m| {
+                    light.sign(m)
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+                serde_json::to_value(request).unwrap_or_else(|e| panic!("{e}"))
             }
             // Uses the data the record-data run of the same tag recorded.
-            Action::Exec => json!({ "contract_id": "analyse", "data_id": format!("count-{tag}-{i}") }),
+            Action::Exec => {
+                json!({ "contract_id": "analyse", "data_id": format!("count-{tag}-{i}") })
+            }
         })
         .collect()
 }
@@ -235,15 +267,16 @@ impl World {
         let (admin, orchestrator) = (world.signer("admin"), world.signer("orchestrator"));
         let org = tom_fixtures::org("org1");
         let tl = tom_fixtures::identity("org1", "traffic-light-1");
-        let cert = tom_contract::identity::Certificate::from_pem(tl.cert_pem)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let message = tom_contract::requests::identify_device_message(
+        let light_join = tom_contract::requests::IdentifyDevice::signed(
             "light-1",
             tl.msp_id,
             "sensor",
+            tl.cert_pem,
             "nonce-light-1",
-            &cert.info.sha256,
-        );
+            tom_contract::simulation::DEFAULT_CHANNEL,
+            |m| tl.sign(m),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let deadline = tom_contract::Timestamp::from_seconds(
             tom_gateway::ledger::memory::now().seconds + 86_400,
         )
@@ -257,7 +290,7 @@ impl World {
             (
                 &orchestrator,
                 "IdentifyDevice",
-                json!({ "device_id": "light-1", "org": tl.msp_id, "kind": "sensor", "certificate": tl.cert_pem, "nonce": "nonce-light-1", "proof": b64(&tl.sign(&message)) }),
+                serde_json::to_value(&light_join).unwrap_or_else(|e| panic!("{e}")),
             ),
             (
                 &orchestrator,

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bollard::query_parameters::ListContainersOptions;
 use tom_gateway::ledger::embedded::{EmbeddedLedger, EmbeddedOptions};
 use tom_gateway::ledger::memory::InMemoryLedger;
@@ -57,20 +56,24 @@ async fn prepare(ledger: &dyn Ledger, image: &str, containers: &[String]) {
     )
     .await;
     let device = tom_fixtures::identity("org1", DEVICE);
-    let cert = tom_contract::identity::Certificate::from_pem(device.cert_pem).expect("certificate");
     let nonce = format!("bench-{}", tom_gateway::ledger::memory::now().nanos);
-    let message = tom_contract::requests::identify_device_message(
+    let request = tom_contract::requests::IdentifyDevice::signed(
         DEVICE,
         device.msp_id,
         "edge-node",
+        device.cert_pem,
         &nonce,
-        &cert.info.sha256,
-    );
-    let proof = base64::engine::general_purpose::STANDARD.encode(device.sign(&message));
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        |m| device.sign(m),
+    )
+    .expect("device proof");
     let orchestrator = identity("org1", "orchestrator");
-    submit(ledger, &orchestrator, "IdentifyDevice", serde_json::json!({
-        "device_id": DEVICE, "org": device.msp_id, "kind": "edge-node", "certificate": device.cert_pem, "nonce": nonce, "proof": proof,
-    }))
+    submit(
+        ledger,
+        &orchestrator,
+        "IdentifyDevice",
+        serde_json::to_value(request).expect("json"),
+    )
     .await;
     for id in containers {
         submit(ledger, &orchestrator, "IdentifyContainer", serde_json::json!({ "container_id": id, "org": "Org1MSP", "image": "tom-workload:test", "digest": image })).await;

@@ -15,7 +15,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use base64::Engine;
 use serde_json::json;
 use tom_gateway::ledger::fabric::{ConnectionProfile, FabricLedger};
 use tom_gateway::ledger::{Ledger, LedgerError, SigningIdentity};
@@ -80,34 +79,29 @@ fn parse_args() -> anyhow::Result<Args> {
     })
 }
 
-/// A correctly signed IdentifyDevice request for the fixture device `org1/traffic-light-1`.
+/// A correctly signed IdentifyDevice request for a device of Org1 with a certificate issued
+/// for this run (a certificate identifies one device for ever, so runs cannot share one).
 fn identify_device(device_id: &str, nonce: &str) -> anyhow::Result<Vec<u8>> {
-    let device = tom_fixtures::identity("org1", "traffic-light-1");
-    let der = certificate_der(device.cert_pem)?;
-    let cert_sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &der));
-    let message = tom_contract::requests::identify_device_message(
+    let ca = tom_fixtures::org("org1").ca();
+    let issued = tom_fixtures::pki::issue_identity(
+        &ca,
         device_id,
-        device.msp_id,
+        Some("client"),
+        Some("device"),
+        (2024, 1, 1),
+        (2099, 12, 31),
+    )?;
+    let request = tom_contract::requests::IdentifyDevice::signed(
+        device_id,
+        "Org1MSP",
         "sensor",
+        &issued.cert_pem,
         nonce,
-        &cert_sha256,
-    );
-    Ok(serde_json::to_vec(&json!({
-        "device_id": device_id,
-        "org": device.msp_id,
-        "kind": "sensor",
-        "certificate": device.cert_pem,
-        "nonce": nonce,
-        "proof": base64::engine::general_purpose::STANDARD.encode(device.sign(&message)),
-    }))?)
-}
-
-/// The DER bytes of a PEM certificate.
-fn certificate_der(pem: &str) -> anyhow::Result<Vec<u8>> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .context("certificate PEM")
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        |m| tom_fixtures::pki::sign_p256(&issued.key_pkcs8_pem, m).unwrap_or_default(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(serde_json::to_vec(&request)?)
 }
 
 #[tokio::main]

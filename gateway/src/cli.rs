@@ -193,6 +193,10 @@ pub enum DemoCommand {
         /// The demo-credentials.json that `tom demo install` wrote.
         #[arg(long, requires = "gateway")]
         credentials: Option<PathBuf>,
+        /// The channel (Fabric) or embedded ledger name the devices and workloads sign their
+        /// claims for; the ledger refuses claims made for another.
+        #[arg(long, env = "TOM_LEDGER", default_value = tom_contract::simulation::DEFAULT_CHANNEL)]
+        ledger: String,
     },
     /// Add the demo's identities (fixture PKI) and tokens to a data directory, for running the
     /// demo against `tom serve`; writes <data-dir>/demo-credentials.json.

@@ -164,14 +164,18 @@ fn read_tokens(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// Run the scenario and print the incident audit.
-pub async fn smart_city(gateway: Option<&str>, credentials: Option<&Path>) -> anyhow::Result<()> {
+pub async fn smart_city(
+    gateway: Option<&str>,
+    credentials: Option<&Path>,
+    ledger_name: &str,
+) -> anyhow::Result<()> {
     match gateway {
         Some(url) => {
             let Some(credentials) = credentials else {
                 bail!("--gateway needs --credentials <data-dir>/demo-credentials.json (see `tom demo install`)");
             };
             let suffix = format!("-{}", &identities::new_token()?[4..10]);
-            run(url, &read_tokens(credentials)?, &suffix).await
+            run(url, &read_tokens(credentials)?, &suffix, ledger_name).await
         }
         None => {
             let dir = tempfile::tempdir().context("creating a temporary data directory")?;
@@ -182,7 +186,7 @@ pub async fn smart_city(gateway: Option<&str>, credentials: Option<&Path>) -> an
                     .await?;
             println!("In-process gateway, ledger: {}", ledger.describe());
             let running = app::spawn("127.0.0.1:0", AppState::new(ledger, store)).await?;
-            let result = run(&running.url(), &read_tokens(&path)?, "").await;
+            let result = run(&running.url(), &read_tokens(&path)?, "", ledger_name).await;
             running.stop().await?;
             result
         }
@@ -208,6 +212,11 @@ fn sha256(bytes: &[u8]) -> String {
     )
 }
 
+/// Sign with a fixture or freshly issued key (both valid PKCS#8 P-256 by construction).
+fn sign(key_pkcs8_pem: &str, message: &[u8]) -> Vec<u8> {
+    tom_fixtures::pki::sign_p256(key_pkcs8_pem, message).unwrap_or_default()
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -215,6 +224,23 @@ fn b64(bytes: &[u8]) -> String {
 struct Demo {
     clients: BTreeMap<String, Client>,
     suffix: String,
+    /// The channel or ledger name signed claims are made for.
+    ledger_name: String,
+    /// The orchestrator that submits for devices and workloads without their own token.
+    orchestrator: String,
+    /// Device and workload identities issued for this run, by fixture name. A certificate
+    /// identifies one entity for ever, so a repeated run (its ids suffixed) cannot reuse the
+    /// fixture certificates the first run bound: it issues fresh ones from the same CAs, and
+    /// their data is submitted by the orchestrator acting for their organisation.
+    fresh: BTreeMap<String, tom_fixtures::pki::IssuedIdentity>,
+}
+
+/// Who signs for a device or workload, and its certificate.
+struct EntitySigner<'a> {
+    cert_pem: &'a str,
+    key_pkcs8_pem: &'a str,
+    /// The identity that submits its requests.
+    submitter: &'a str,
 }
 
 impl Demo {
@@ -229,6 +255,23 @@ impl Demo {
             })
     }
 
+    /// The certificate and key of a device or workload, and who submits for it.
+    fn signer<'a>(&'a self, name: &'a str) -> anyhow::Result<EntitySigner<'a>> {
+        if let Some(issued) = self.fresh.get(name) {
+            return Ok(EntitySigner {
+                cert_pem: &issued.cert_pem,
+                key_pkcs8_pem: &issued.key_pkcs8_pem,
+                submitter: &self.orchestrator,
+            });
+        }
+        let f = fixture(name)?;
+        Ok(EntitySigner {
+            cert_pem: f.cert_pem,
+            key_pkcs8_pem: f.key_pkcs8_pem,
+            submitter: name,
+        })
+    }
+
     fn id(&self, base: &str) -> String {
         format!("{base}{}", self.suffix)
     }
@@ -236,22 +279,23 @@ impl Demo {
     fn identify_device_body(
         &self,
         device_id: &str,
-        identity: &tom_fixtures::Identity,
+        identity: &str,
         kind: &str,
     ) -> anyhow::Result<Value> {
-        let cert = tom_contract::identity::Certificate::from_pem(identity.cert_pem)
-            .map_err(anyhow::Error::msg)?;
+        let org = fixture(identity)?.msp_id;
+        let identity = self.signer(identity)?;
         let nonce = format!("nonce-{}", &identities::new_token()?[4..20]);
-        let message = tom_contract::requests::identify_device_message(
+        let request = tom_contract::requests::IdentifyDevice::signed(
             device_id,
-            identity.msp_id,
+            org,
             kind,
+            identity.cert_pem,
             &nonce,
-            &cert.info.sha256,
-        );
-        Ok(
-            json!({ "device_id": device_id, "org": identity.msp_id, "kind": kind, "certificate": identity.cert_pem, "nonce": nonce, "proof": b64(&identity.sign(&message)) }),
+            &self.ledger_name,
+            |m| sign(identity.key_pkcs8_pem, m),
         )
+        .map_err(anyhow::Error::msg)?;
+        Ok(serde_json::to_value(request)?)
     }
 
     /// Data leaves `generator`, signed by `signer`'s key and recorded as `signer`.
@@ -264,18 +308,31 @@ impl Demo {
         derived_from: &[String],
     ) -> anyhow::Result<()> {
         let bytes = format!("{kind} {data_id}: demo payload");
-        let hash = sha256(bytes.as_bytes());
-        let body = json!({
-            "data_id": data_id, "kind": kind, "hash": hash, "size": bytes.len(),
-            "location": format!("tom-demo://data/{data_id}"), "generated_by": generator,
-            "derived_from": derived_from, "signature": b64(&fixture(signer)?.sign(hash.as_bytes())),
-        });
-        let committed = self.as_(signer)?.post("/v1/data", &body).await?;
+        let signer = self.signer(signer)?;
+        let body = tom_contract::requests::RecordData {
+            data_id: data_id.to_owned(),
+            kind: kind.to_owned(),
+            hash: sha256(bytes.as_bytes()),
+            size: bytes.len() as u64,
+            location: format!("tom-demo://data/{data_id}"),
+            generated_by: generator.to_owned(),
+            derived_from: derived_from.to_vec(),
+            claim: Default::default(),
+        }
+        .sign(&self.ledger_name, "", |m| sign(signer.key_pkcs8_pem, m))
+        .map_err(anyhow::Error::msg)?;
+        let body = serde_json::to_value(body)?;
+        let committed = self.as_(signer.submitter)?.post("/v1/data", &body).await?;
         step(&format!("{data_id} ({kind}) from {generator}"), &committed);
         Ok(())
     }
 
     async fn exec(&self, caller: &str, contract: &str, data: &str) -> anyhow::Result<()> {
+        let caller = if self.fresh.contains_key(caller) {
+            self.orchestrator.as_str()
+        } else {
+            caller
+        };
         let committed = self
             .as_(caller)?
             .post(
@@ -288,16 +345,49 @@ impl Demo {
     }
 }
 
-async fn run(url: &str, tokens: &BTreeMap<String, String>, suffix: &str) -> anyhow::Result<()> {
+async fn run(
+    url: &str,
+    tokens: &BTreeMap<String, String>,
+    suffix: &str,
+    ledger_name: &str,
+) -> anyhow::Result<()> {
     let s = scenario()?;
     let base = Client::new(url, "");
     let clients = tokens
         .iter()
         .map(|(name, token)| (name.clone(), base.as_token(token)))
         .collect();
+    let mut fresh = BTreeMap::new();
+    if !suffix.is_empty() {
+        let names = s
+            .devices
+            .iter()
+            .map(|x| &x.identity)
+            .chain(s.containers.iter().map(|c| &c.identity));
+        for name in names {
+            let f = fixture(name)?;
+            let ca = tom_fixtures::orgs()
+                .iter()
+                .find(|o| o.name == f.org)
+                .with_context(|| format!("no fixture organisation {}", f.org))?
+                .ca();
+            let issued = tom_fixtures::pki::issue_identity(
+                &ca,
+                &format!("{}{suffix}", f.name),
+                Some("client"),
+                Some("device"),
+                (2024, 1, 1),
+                (2099, 12, 31),
+            )?;
+            fresh.insert(name.clone(), issued);
+        }
+    }
     let d = Demo {
         clients,
         suffix: suffix.to_owned(),
+        ledger_name: ledger_name.to_owned(),
+        orchestrator: s.orchestrator.clone(),
+        fresh,
     };
     let orch = d.as_(&s.orchestrator)?;
     println!("Scenario {} against {url}", s.name);
@@ -310,7 +400,14 @@ async fn run(url: &str, tokens: &BTreeMap<String, String>, suffix: &str) -> anyh
             tom_fixtures::org("org1"),
             json!({ "require_image_signature": true, "publishers": { "city-publisher": publisher.cert_pem } }),
         ),
-        ("org2/admin", tom_fixtures::org("org2"), json!({})),
+        // The mobility provider lets the city identify its car when it enters the city's
+        // network (as a phone hands over to a local network) and shares the car's data with
+        // the city; nothing else of Org2 is the city's to act on.
+        (
+            "org2/admin",
+            tom_fixtures::org("org2"),
+            json!({ "orchestrators": ["Org1MSP"], "shares_data_with": ["Org1MSP"] }),
+        ),
     ] {
         let body =
             json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem], "policy": policy });
@@ -323,17 +420,16 @@ async fn run(url: &str, tokens: &BTreeMap<String, String>, suffix: &str) -> anyh
     println!("\n2. Devices join with certificate + signed nonce");
     for device in &s.devices {
         let id = d.id(&device.id);
-        let body = d.identify_device_body(&id, fixture(&device.identity)?, &device.kind)?;
+        let body = d.identify_device_body(&id, &device.identity, &device.kind)?;
         step(
             &format!("device {id} ({})", device.kind),
             &orch.post("/v1/devices", &body).await?,
         );
     }
     for case in &s.negative_cases {
-        let identity = fixture(&case.identity)?;
         let body = d.identify_device_body(
             &d.id(&gateway_name(&case.identity).replace('.', "-")),
-            identity,
+            &case.identity,
             "sensor",
         )?;
         match orch.post("/v1/devices", &body).await {
@@ -353,11 +449,26 @@ async fn run(url: &str, tokens: &BTreeMap<String, String>, suffix: &str) -> anyh
     for container in &s.containers {
         let id = d.id(&container.id);
         let digest = sha256(container.image.as_bytes());
-        let body = json!({
-            "container_id": id, "org": fixture(&container.identity)?.msp_id, "image": container.image, "digest": digest,
-            "publisher_signature": { "publisher": "city-publisher", "signature": b64(&publisher.sign(digest.as_bytes())) },
-            "certificate": fixture(&container.identity)?.cert_pem,
-        });
+        let workload = d.signer(&container.identity)?;
+        let nonce = format!("nonce-{}", &identities::new_token()?[4..20]);
+        let body = tom_contract::requests::IdentifyContainer {
+            container_id: id.clone(),
+            org: fixture(&container.identity)?.msp_id.to_owned(),
+            image: container.image.clone(),
+            publisher_signature: Some(tom_contract::requests::PublisherSignature {
+                publisher: "city-publisher".to_owned(),
+                signature: b64(&publisher.sign(digest.as_bytes())),
+            }),
+            digest,
+            certificate: None,
+            nonce: None,
+            proof: None,
+        }
+        .with_workload_identity(workload.cert_pem, &nonce, &d.ledger_name, |m| {
+            sign(workload.key_pkcs8_pem, m)
+        })
+        .map_err(anyhow::Error::msg)?;
+        let body = serde_json::to_value(body)?;
         step(
             &format!("container {id} {}", container.image),
             &orch.post("/v1/containers", &body).await?,

@@ -30,7 +30,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(DemoCommand::SmartCity {
             gateway,
             credentials,
-        }) => demo::smart_city(gateway.as_deref(), credentials.as_deref()).await,
+            ledger,
+        }) => demo::smart_city(gateway.as_deref(), credentials.as_deref(), &ledger).await,
         Command::Demo(DemoCommand::Install { data_dir }) => {
             let path = demo::install(&data_dir)?;
             println!(

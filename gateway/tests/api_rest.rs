@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tom_gateway::app::{self, AppState, Running};
@@ -140,10 +139,6 @@ impl Gw {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 fn sha256(bytes: &[u8]) -> String {
     format!(
         "sha256:{}",
@@ -158,15 +153,17 @@ fn register_org1() -> Value {
 
 fn identify_device(device_id: &str, fixture: &str, nonce: &str) -> Value {
     let f = tom_fixtures::identity("org1", fixture);
-    let cert = tom_contract::identity::Certificate::from_pem(f.cert_pem).unwrap();
-    let message = tom_contract::requests::identify_device_message(
+    let request = tom_contract::requests::IdentifyDevice::signed(
         device_id,
         f.msp_id,
         "actuator",
+        f.cert_pem,
         nonce,
-        &cert.info.sha256,
-    );
-    json!({ "device_id": device_id, "org": f.msp_id, "kind": "actuator", "certificate": f.cert_pem, "nonce": nonce, "proof": b64(&f.sign(&message)) })
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        |m| f.sign(m),
+    )
+    .unwrap();
+    serde_json::to_value(request).unwrap()
 }
 
 fn record_data(
@@ -176,9 +173,22 @@ fn record_data(
     signer: &str,
     derived_from: &[&str],
 ) -> Value {
-    let hash = sha256(data_id.as_bytes());
-    let signature = b64(&tom_fixtures::identity("org1", signer).sign(hash.as_bytes()));
-    json!({ "data_id": data_id, "kind": kind, "hash": hash, "size": 12, "location": format!("file:///data/{data_id}"), "generated_by": generator, "derived_from": derived_from, "signature": signature })
+    let signer = tom_fixtures::identity("org1", signer);
+    let request = tom_contract::requests::RecordData {
+        data_id: data_id.to_owned(),
+        kind: kind.to_owned(),
+        hash: sha256(data_id.as_bytes()),
+        size: 12,
+        location: format!("file:///data/{data_id}"),
+        generated_by: generator.to_owned(),
+        derived_from: derived_from.iter().map(|s| (*s).to_owned()).collect(),
+        claim: Default::default(),
+    }
+    .sign(tom_contract::simulation::DEFAULT_CHANNEL, "", |m| {
+        signer.sign(m)
+    })
+    .unwrap();
+    serde_json::to_value(request).unwrap()
 }
 
 fn deadline() -> String {
@@ -205,7 +215,24 @@ async fn populate(gw: &Gw) -> BTreeMap<&'static str, Value> {
         .ok(),
     );
     let analyser = tom_fixtures::identity("org1", "analyser");
-    let container = json!({ "container_id": "analyser", "org": "Org1MSP", "image": "city/analyser:1", "digest": sha256(b"image"), "certificate": analyser.cert_pem });
+    let container = tom_contract::requests::IdentifyContainer {
+        container_id: "analyser".into(),
+        org: "Org1MSP".into(),
+        image: "city/analyser:1".into(),
+        digest: sha256(b"image"),
+        publisher_signature: None,
+        certificate: None,
+        nonce: None,
+        proof: None,
+    }
+    .with_workload_identity(
+        analyser.cert_pem,
+        "n-analyser",
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        |m| analyser.sign(m),
+    )
+    .unwrap();
+    let container = serde_json::to_value(container).unwrap();
     steps.insert(
         "container",
         gw.post("/v1/containers", "orchestrator", container)
@@ -477,15 +504,14 @@ async fn bad_input_is_a_clear_4xx_and_writes_nothing() {
     let gw = Gw::memory(dir.path()).await;
     populate(&gw).await;
     let before = gw.record_count().await;
-    let mut device = identify_device("light-2", "traffic-light-1", "n-2");
+    let mut device = identify_device("light-2", "roadside-gateway-1", "n-2");
     let mut with_unknown = device.clone();
     with_unknown["colour"] = json!("red");
     let mut without_id = device.clone();
     without_id.as_object_mut().unwrap().remove("device_id");
     let mut forged = device.clone();
-    forged["proof"] = json!(b64(
-        &tom_fixtures::identity("org1", "edge-node-1").sign(b"something else")
-    ));
+    // A well-formed proof, signed by another device's key.
+    forged["proof"] = identify_device("light-2", "edge-node-1", "n-2")["proof"].clone();
     device["node_id"] = json!("swarm-node-7");
     let big = vec![b' '; 2 << 20];
     let post = Method::POST;

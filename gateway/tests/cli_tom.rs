@@ -261,18 +261,18 @@ async fn first_start_bootstraps_a_dev_org_and_restart_keeps_everything() {
     // The issued device joins (its key signs the id-proof) and records data as itself.
     let cert_pem = std::fs::read_to_string(data.join("identities/sensor-1/cert.pem")).unwrap();
     let key_pem = std::fs::read_to_string(data.join("identities/sensor-1/key.pem")).unwrap();
-    let cert = tom_contract::identity::Certificate::from_pem(&cert_pem).unwrap();
-    let message = tom_contract::requests::identify_device_message(
+    let sign = |m: &[u8]| tom_fixtures::pki::sign_p256(&key_pem, m).unwrap();
+    let device = tom_contract::requests::IdentifyDevice::signed(
         "sensor-1",
         "DevOrgMSP",
         "sensor",
+        &cert_pem,
         "n-1",
-        &cert.info.sha256,
-    );
-    let b64 =
-        |bytes: Vec<u8>| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
-    let proof = b64(tom_fixtures::pki::sign_p256(&key_pem, &message).unwrap());
-    let device = json!({ "device_id": "sensor-1", "org": "DevOrgMSP", "kind": "sensor", "certificate": cert_pem, "nonce": "n-1", "proof": proof });
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        sign,
+    )
+    .unwrap();
+    let device = serde_json::to_value(device).unwrap();
     let (status, body) = call(
         reqwest::Method::POST,
         format!("{}/v1/devices", served.url),
@@ -282,7 +282,19 @@ async fn first_start_bootstraps_a_dev_org_and_restart_keeps_everything() {
     .await;
     assert_eq!(status, 201, "{body}");
     let hash = format!("sha256:{}", "cd".repeat(32));
-    let data_item = json!({ "data_id": "reading-1", "kind": "temperature", "hash": hash, "size": 4, "location": "file:///r1", "generated_by": "sensor-1", "signature": b64(tom_fixtures::pki::sign_p256(&key_pem, hash.as_bytes()).unwrap()) });
+    let data_item = tom_contract::requests::RecordData {
+        data_id: "reading-1".into(),
+        kind: "temperature".into(),
+        hash,
+        size: 4,
+        location: "file:///r1".into(),
+        generated_by: "sensor-1".into(),
+        derived_from: vec![],
+        claim: Default::default(),
+    }
+    .sign(tom_contract::simulation::DEFAULT_CHANNEL, "", sign)
+    .unwrap();
+    let data_item = serde_json::to_value(data_item).unwrap();
     let sensor_token = std::fs::read_to_string(&token_file).unwrap();
     let (status, body) = call(
         reqwest::Method::POST,

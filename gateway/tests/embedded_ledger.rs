@@ -232,7 +232,7 @@ async fn conflicting_transactions_one_commits_and_the_other_is_recorded_invalid(
                     .submit(
                         &orchestrator,
                         "IdentifyDevice",
-                        &bytes(&identify_request("tl-3", "traffic-light-1", nonce)),
+                        &bytes(&identify_request("tl-3", "edge-node-1", nonce)),
                     )
                     .await
             }
@@ -256,7 +256,7 @@ async fn conflicting_transactions_one_commits_and_the_other_is_recorded_invalid(
         .endorse(
             &orchestrator,
             "IdentifyDevice",
-            &bytes(&identify_request("tl-2", "traffic-light-1", "n-c")),
+            &bytes(&identify_request("tl-2", "roadside-gateway-1", "n-c")),
         )
         .await
         .unwrap();
@@ -264,7 +264,7 @@ async fn conflicting_transactions_one_commits_and_the_other_is_recorded_invalid(
         .endorse(
             &orchestrator,
             "IdentifyDevice",
-            &bytes(&identify_request("tl-2", "traffic-light-1", "n-d")),
+            &bytes(&identify_request("tl-2", "roadside-gateway-1", "n-d")),
         )
         .await
         .unwrap();

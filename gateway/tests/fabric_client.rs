@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use p256::ecdsa::signature::Verifier;
 use prost::Message;
 use serde_json::{json, Value};
@@ -847,24 +846,17 @@ fn register_org(org: &str) -> Vec<u8> {
 
 fn identify_device(device_id: &str, org: &str, name: &str, nonce: &str) -> Vec<u8> {
     let device = tom_fixtures::identity(org, name);
-    let (_, pem) = x509_parser::pem::parse_x509_pem(device.cert_pem.as_bytes()).unwrap();
-    let cert_sha256 = hex::encode(sha256(&[&pem.contents]));
-    let message = tom_contract::requests::identify_device_message(
+    let request = tom_contract::requests::IdentifyDevice::signed(
         device_id,
         device.msp_id,
         "sensor",
+        device.cert_pem,
         nonce,
-        &cert_sha256,
-    );
-    serde_json::to_vec(&json!({
-        "device_id": device_id,
-        "org": device.msp_id,
-        "kind": "sensor",
-        "certificate": device.cert_pem,
-        "nonce": nonce,
-        "proof": base64::engine::general_purpose::STANDARD.encode(device.sign(&message)),
-    }))
-    .unwrap()
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        |m| device.sign(m),
+    )
+    .unwrap();
+    serde_json::to_vec(&request).unwrap()
 }
 
 fn parse(bytes: &[u8]) -> Value {

@@ -139,18 +139,21 @@ async fn a_gateway_killed_between_authorise_and_create_resolves_the_placement_wh
     .await;
     assert!(status.is_success(), "{answer}");
     let device = tom_fixtures::identity("org1", DEVICE);
-    let cert = tom_contract::identity::Certificate::from_pem(device.cert_pem).unwrap();
     let nonce = unique("nonce");
-    let message = tom_contract::requests::identify_device_message(
-        DEVICE,
-        device.msp_id,
-        "edge-node",
-        &nonce,
-        &cert.info.sha256,
-    );
-    use base64::Engine;
-    let proof = base64::engine::general_purpose::STANDARD.encode(device.sign(&message));
-    let body = json!({ "device_id": DEVICE, "org": device.msp_id, "kind": "edge-node", "certificate": device.cert_pem, "nonce": nonce, "proof": proof, "node_id": node });
+    let mut body = serde_json::to_value(
+        tom_contract::requests::IdentifyDevice::signed(
+            DEVICE,
+            device.msp_id,
+            "edge-node",
+            device.cert_pem,
+            &nonce,
+            tom_contract::simulation::DEFAULT_CHANNEL,
+            |m| device.sign(m),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    body["node_id"] = json!(node);
     let (status, answer) = call(
         &base,
         &orchestrator,

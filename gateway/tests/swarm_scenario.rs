@@ -113,18 +113,20 @@ fn workload_config(
 
 fn device_proof(org: &str, name: &str, kind: &str, node_id: Option<&str>) -> Value {
     let device = tom_fixtures::identity(org, name);
-    let cert = tom_contract::identity::Certificate::from_pem(device.cert_pem).unwrap();
     let nonce = unique("nonce");
-    let message = tom_contract::requests::identify_device_message(
-        name,
-        device.msp_id,
-        kind,
-        &nonce,
-        &cert.info.sha256,
-    );
-    use base64::Engine;
-    let proof = base64::engine::general_purpose::STANDARD.encode(device.sign(&message));
-    let mut body = json!({ "device_id": name, "org": device.msp_id, "kind": kind, "certificate": device.cert_pem, "nonce": nonce, "proof": proof });
+    let mut body = serde_json::to_value(
+        tom_contract::requests::IdentifyDevice::signed(
+            name,
+            device.msp_id,
+            kind,
+            device.cert_pem,
+            &nonce,
+            tom_contract::simulation::DEFAULT_CHANNEL,
+            |m| device.sign(m),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     if let Some(node) = node_id {
         body["node_id"] = node.into();
     }
@@ -213,7 +215,7 @@ async fn smart_city_scenario_runs_on_the_swarm_and_the_audit_names_where_each_co
         let mut body =
             json!({ "container_id": id, "org": "Org1MSP", "image": IMAGE, "digest": image });
         if let Some(name) = cert {
-            body["certificate"] = tom_fixtures::identity("org1", name).cert_pem.into();
+            body = with_workload_identity(body, tom_fixtures::identity("org1", name));
         }
         api.post(orchestrator, "/v1/containers", body).await;
     }

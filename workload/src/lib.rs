@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use base64::Engine;
 use p256::ecdsa::signature::Signer;
 use serde_json::{json, Value};
 
@@ -33,6 +32,8 @@ pub struct Env {
     /// The generating activity this workload signs for (a container id, or a device id for a
     /// device's own software).
     pub activity: String,
+    /// The channel (Fabric) or ledger name (embedded) its claims are meant for.
+    pub ledger: String,
     /// How long to wait for inputs before giving up.
     pub wait: Duration,
 }
@@ -54,12 +55,11 @@ pub fn hash(bytes: &[u8]) -> String {
     )
 }
 
-/// Base64 DER ECDSA P-256/SHA-256 signature (low S) over the contract's data-hash message.
-pub fn sign_hash(key: &p256::ecdsa::SigningKey, hash: &str) -> String {
-    let signature: p256::ecdsa::Signature =
-        key.sign(&tom_contract::requests::data_hash_message(hash));
+/// DER ECDSA P-256/SHA-256 signature (low S) over `message`.
+pub fn sign(key: &p256::ecdsa::SigningKey, message: &[u8]) -> Vec<u8> {
+    let signature: p256::ecdsa::Signature = key.sign(message);
     let signature = signature.normalize_s().unwrap_or(signature);
-    base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes())
+    signature.to_der().as_bytes().to_vec()
 }
 
 impl Env {
@@ -115,8 +115,10 @@ impl Env {
             location: format!("file://{}", path.display()),
             generated_by: self.activity.clone(),
             derived_from: derived_from.to_vec(),
-            signature: sign_hash(&self.key, &hash),
-        };
+            claim: Default::default(),
+        }
+        .sign(&self.ledger, "", |message| sign(&self.key, message))
+        .map_err(|e| anyhow!("signing the claim for {data_id}: {e}"))?;
         let committed = self.post("/v1/data", &serde_json::to_value(&request)?)?;
         println!(
             "recorded {data_id} ({kind}, {hash}) in tx {}",
@@ -245,7 +247,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_verify_with_the_contracts_message() {
+    fn claims_verify_with_the_workload_key_and_have_low_s() {
         use p256::ecdsa::signature::Verifier;
         use p256::pkcs8::DecodePrivateKey;
         let id = tom_fixtures::identity("org1", "collector");
@@ -254,14 +256,30 @@ mod tests {
             hash(b"abc"),
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        let h = hash(b"reading");
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(sign_hash(&key, &h))
-            .unwrap();
-        let signature = p256::ecdsa::Signature::from_der(&der).unwrap();
-        assert!(signature.normalize_s().is_none(), "low S");
-        key.verifying_key()
-            .verify(&tom_contract::requests::data_hash_message(&h), &signature)
-            .unwrap();
+        let request = tom_contract::requests::RecordData {
+            data_id: "r1".into(),
+            kind: "reading".into(),
+            hash: hash(b"reading"),
+            size: 7,
+            location: "file:///r1".into(),
+            generated_by: "collector".into(),
+            derived_from: vec![],
+            claim: Default::default(),
+        }
+        .sign("tom", "", |m| sign(&key, m))
+        .unwrap();
+        let statement: tom_contract::claims::Statement<tom_contract::claims::DataGeneration> =
+            request
+                .claim
+                .open(
+                    tom_contract::claims::DATA_GENERATION_PREDICATE,
+                    |message, der| {
+                        let signature = p256::ecdsa::Signature::from_der(der).unwrap();
+                        assert!(signature.normalize_s().is_none(), "low S");
+                        key.verifying_key().verify(message, &signature).is_ok()
+                    },
+                )
+                .unwrap();
+        assert_eq!(statement, request.statement("tom"));
     }
 }

@@ -34,6 +34,10 @@ struct Cli {
     /// The generating activity (container id, or device id) the signatures stand for.
     #[arg(long, env = "TOM_ACTIVITY", default_value = "")]
     activity: String,
+    /// The channel (Fabric) or embedded ledger name that signed claims are meant for; the
+    /// ledger refuses claims made for another.
+    #[arg(long, env = "TOM_LEDGER", default_value = "tom")]
+    ledger: String,
     /// How long to wait for inputs, in seconds.
     #[arg(long, env = "TOM_WAIT_SECS", default_value_t = 120)]
     wait_secs: u64,
@@ -136,6 +140,7 @@ fn main() -> Result<()> {
         data_dir: cli.data_dir,
         key: tom_workload::load_key(&cli.key_file)?,
         activity: cli.activity,
+        ledger: cli.ledger,
         wait: Duration::from_secs(cli.wait_secs),
     };
     let produced = match &cli.role {

@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::json;
-use tom_contract::requests::identify_device_message;
+use tom_contract::requests::IdentifyDevice;
 use tom_fixtures::pki;
 
 fn world() -> World {
@@ -47,15 +47,32 @@ fn contract_transactions(c: &mut Criterion) {
                 // A fresh device certificate each time, so its chain is really verified.
                 n += 1;
                 let name = format!("dev-{n}");
-                let issued = pki::issue_identity(&ca, &name, Some("client"), Some("device"), (2024, 1, 1), (2099, 12, 31)).unwrap();
-                let sha = cert_sha256(&issued.cert_pem);
+                let issued = pki::issue_identity(
+                    &ca,
+                    &name,
+                    Some("client"),
+                    Some("device"),
+                    (2024, 1, 1),
+                    (2099, 12, 31),
+                )
+                .unwrap();
                 let nonce = format!("bench-nonce-{n}");
-                let message = identify_device_message(&name, "Org1MSP", "sensor", &nonce, &sha);
-                let proof = b64(&pki::sign_p256(&issued.key_pkcs8_pem, &message).unwrap());
-                let req = json!({ "device_id": name, "org": "Org1MSP", "kind": "sensor", "certificate": issued.cert_pem, "nonce": nonce, "proof": proof });
+                let req = IdentifyDevice::signed(
+                    &name,
+                    "Org1MSP",
+                    "sensor",
+                    &issued.cert_pem,
+                    &nonce,
+                    tom_contract::simulation::DEFAULT_CHANNEL,
+                    |m| pki::sign_p256(&issued.key_pkcs8_pem, m).unwrap(),
+                )
+                .unwrap();
                 serde_json::to_vec(&req).unwrap()
             },
-            |arg| w.submit_raw(orchestrator, "IdentifyDevice", &[&arg]).unwrap(),
+            |arg| {
+                w.submit_raw(orchestrator, "IdentifyDevice", &[&arg])
+                    .unwrap()
+            },
             BatchSize::SmallInput,
         )
     });
@@ -66,12 +83,13 @@ fn contract_transactions(c: &mut Criterion) {
         b.iter_batched(
             || {
                 n += 1;
-                let hash = sha256(format!("reading {n}").as_bytes());
-                let req = json!({
-                    "data_id": format!("r-{n}"), "kind": "vehicle-count", "hash": hash, "size": 64,
-                    "location": "file:///data/r", "generated_by": "traffic-light-1",
-                    "signature": b64(&light.sign(hash.as_bytes())),
-                });
+                let req = World::data_request(
+                    light,
+                    &format!("r-{n}"),
+                    "vehicle-count",
+                    "traffic-light-1",
+                    &[],
+                );
                 serde_json::to_vec(&req).unwrap()
             },
             |arg| w.submit_raw(light, "RecordData", &[&arg]).unwrap(),

@@ -55,22 +55,19 @@ impl IdentifyDevice {
         )
     }
 
-    /// Build a device's join request, signing its proof with `sign` (the device key; DER
-    /// ECDSA P-256/SHA-256). `certificate_sha256` is the hex SHA-256 of the certificate's DER.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "each is a field of the signed claim"
-    )]
+    /// Build a device's join request for ledger (channel) `ledger`, signing its proof with
+    /// `sign` (the device key; DER ECDSA P-256/SHA-256). The one builder every signer uses.
     pub fn signed(
         device_id: &str,
         org: &str,
         kind: &str,
         certificate_pem: &str,
-        certificate_sha256: &str,
         nonce: &str,
         ledger: &str,
         sign: impl FnOnce(&[u8]) -> Vec<u8>,
     ) -> Result<IdentifyDevice, String> {
+        let certificate = crate::identity::Certificate::from_pem_cached(certificate_pem)?;
+        let certificate_sha256 = certificate.info.sha256.as_str();
         let mut req = IdentifyDevice {
             device_id: device_id.to_owned(),
             org: org.to_owned(),
@@ -156,16 +153,17 @@ impl IdentifyContainer {
         )
     }
 
-    /// Add the workload's certificate and its proof of possession, signed with `sign` (the
-    /// workload key).
+    /// Add the workload's certificate and its proof of possession for ledger `ledger`, signed
+    /// with `sign` (the workload key).
     pub fn with_workload_identity(
         mut self,
         certificate_pem: &str,
-        certificate_sha256: &str,
         nonce: &str,
         ledger: &str,
         sign: impl FnOnce(&[u8]) -> Vec<u8>,
     ) -> Result<IdentifyContainer, String> {
+        let certificate = crate::identity::Certificate::from_pem_cached(certificate_pem)?;
+        let certificate_sha256 = certificate.info.sha256.as_str();
         self.certificate = Some(certificate_pem.to_owned());
         self.nonce = Some(nonce.to_owned());
         self.proof = Some(Envelope::sign(

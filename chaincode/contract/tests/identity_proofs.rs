@@ -128,7 +128,6 @@ fn a_device_certificate_from_another_ca_is_refused() {
         "Org1MSP",
         &resigned.kind,
         rogue.cert_pem,
-        &cert_sha256(rogue.cert_pem),
         &resigned.nonce,
         tom_contract::simulation::DEFAULT_CHANNEL,
         |m| rogue.sign(m),

@@ -205,17 +205,7 @@ fn identify_request(
     kind: &str,
 ) -> serde_json::Value {
     let nonce = format!("nonce-{device_id}-{}", network.clock.now().seconds);
-    let message = tom_contract::requests::identify_device_message(
-        device_id,
-        device.msp_id,
-        kind,
-        &nonce,
-        &common::scenario::cert_sha256(device.cert_pem),
-    );
-    json!({
-        "device_id": device_id, "org": device.msp_id, "kind": kind, "certificate": device.cert_pem,
-        "nonce": nonce, "proof": common::scenario::b64(&device.sign(&message)),
-    })
+    common::scenario::device_request(device_id, device, kind, &nonce)
 }
 
 #[tokio::test]
@@ -542,13 +532,14 @@ async fn many_transactions_are_in_flight_on_one_stream_at_once() {
     // 20 invokes (RecordData, each its own data item) and 20 queries, all sent at once.
     let mut proposals = Vec::new();
     for i in 0..20 {
-        let content = format!("reading {i}");
-        let hash = format!("sha256:{}", hex::encode(sha256(content.as_bytes())));
-        let request = json!({
-            "data_id": format!("count-{i}"), "kind": "vehicle-count", "hash": hash, "size": content.len(),
-            "location": format!("file:///data/{i}"), "generated_by": "traffic-light-1", "derived_from": [],
-            "signature": common::scenario::b64(&light.sign(&tom_contract::requests::data_hash_message(&hash))),
-        });
+        let request = common::scenario::data_request(
+            light,
+            &format!("count-{i}"),
+            "vehicle-count",
+            "traffic-light-1",
+            &[],
+            &format!("reading {i}"),
+        );
         proposals.push((
             format!("count-{i}"),
             tx(&network.clock, light, "RecordData", &request),

@@ -53,7 +53,13 @@ pub fn schemas() -> Map<String, Value> {
                 ("name", string("display name")),
                 (
                     "policy",
-                    object(&[], &[("require_image_signature", json!({ "type": "boolean" })), ("publishers", json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "publisher name -> certificate PEM" }))]),
+                    object(&[], &[
+                        ("require_image_signature", json!({ "type": "boolean" })),
+                        ("publishers", json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "publisher name -> certificate PEM" })),
+                        ("orchestrators", strings("MSP ids of other organisations whose orchestrators may act on this organisation's devices, containers, contracts and data")),
+                        ("hosts_containers_of", strings("MSP ids of other organisations whose containers may be placed on this organisation's devices")),
+                        ("shares_data_with", strings("MSP ids of other organisations whose activities may use or derive from this organisation's data")),
+                    ]),
                 ),
             ],
         ),
@@ -67,7 +73,7 @@ pub fn schemas() -> Map<String, Value> {
                 ("kind", id("sensor, actuator, gateway, compute, vehicle, ...")),
                 ("certificate", string(PEM)),
                 ("nonce", string("single-use nonce chosen by the device")),
-                ("proof", string("base64 DER ECDSA signature by the device key over tom/v1/identify-device\\ndevice_id=..\\norg=..\\nkind=..\\nnonce=..\\ncertificate_sha256=..\\n")),
+                ("proof", json!({ "$ref": "#/components/schemas/DsseEnvelope", "description": "the device's proof of key possession: a DSSE envelope signed by the certificate's key over an in-toto Statement v1 whose subject is {name: device_id, digest: {sha256: <hex SHA-256 of the certificate's DER>}}, predicateType urn:tom:predicate:identity-proof:v1, predicate {ledger: <channel>, entity_type: \"device\", org, kind, nonce}" })),
             ],
             &[("node_id", string("gateway-only: the orchestrator's node for this device (needs an orchestrator)"))],
         ),
@@ -76,7 +82,23 @@ pub fn schemas() -> Map<String, Value> {
         "IdentifyContainer".into(),
         object(
             &[("container_id", id("container id")), ("org", string("MSP id")), ("image", string("image reference")), ("digest", string("sha256:<64 lowercase hex>"))],
-            &[("publisher_signature", object(&[("publisher", string("a publisher in the org's policy")), ("signature", string(SIG))], &[])), ("certificate", string("workload certificate (PEM, tom.role=device) whose key signs the data it generates"))],
+            &[
+                ("publisher_signature", object(&[("publisher", string("a publisher in the org's policy")), ("signature", string(SIG))], &[])),
+                ("certificate", string("workload certificate (PEM, tom.role=device) whose key signs the data it generates; needs nonce and proof")),
+                ("nonce", string("single-use nonce of the workload's proof")),
+                ("proof", json!({ "$ref": "#/components/schemas/DsseEnvelope", "description": "the workload's proof of key possession: as a device's, with entity_type \"container\" and kind = the image digest" })),
+            ],
+        ),
+    );
+    s.insert(
+        "DsseEnvelope".into(),
+        object(
+            &[
+                ("payloadType", json!({ "type": "string", "enum": [tom_contract::claims::IN_TOTO_PAYLOAD_TYPE] })),
+                ("payload", string("base64 of the in-toto Statement v1 JSON")),
+                ("signatures", json!({ "type": "array", "minItems": 1, "maxItems": 1, "items": object(&[("sig", string("base64 DER ECDSA P-256/SHA-256 signature over the DSSE pre-authentication encoding"))], &[("keyid", string("hex SHA-256 of the signer's certificate (a hint)"))]) })),
+            ],
+            &[],
         ),
     );
     s.insert(
@@ -147,8 +169,8 @@ pub fn schemas() -> Map<String, Value> {
                 ("location", string("URI of the bytes")),
                 ("generated_by", id("generating device or container")),
                 (
-                    "signature",
-                    string("base64 DER ECDSA signature over the hash text by the generator's key"),
+                    "claim",
+                    json!({ "$ref": "#/components/schemas/DsseEnvelope", "description": "the generator's signed claim: a DSSE envelope signed by the generator's key over an in-toto Statement v1 whose subject is {name: data_id, digest: {sha256: <hex of the bytes>}}, predicateType urn:tom:predicate:data-generation:v1, predicate {ledger: <channel>, kind, size, location, generated_by, derived_from}; every field must equal the request's" }),
                 ),
             ],
             &[("derived_from", strings("input data ids"))],
@@ -357,7 +379,7 @@ mod tests {
             kind: s(),
             certificate: s(),
             nonce: s(),
-            proof: s(),
+            proof: Default::default(),
         });
         device.insert("node_id".into());
         check("IdentifyDeviceBody", device);
@@ -373,6 +395,8 @@ mod tests {
                     signature: s(),
                 }),
                 certificate: Some(s()),
+                nonce: Some(s()),
+                proof: Some(Default::default()),
             }),
         );
         check(
@@ -424,7 +448,7 @@ mod tests {
                 location: s(),
                 generated_by: s(),
                 derived_from: vec![],
-                signature: s(),
+                claim: Default::default(),
             }),
         );
         check(

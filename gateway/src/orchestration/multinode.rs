@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::nodes::NodeChange;
@@ -46,17 +45,18 @@ async fn entity(ledger: &dyn Ledger, id: &str) -> Value {
 
 async fn identify_device(ledger: &dyn Ledger, name: &str) {
     let device = tom_fixtures::identity("org1", name);
-    let cert = tom_contract::identity::Certificate::from_pem(device.cert_pem).unwrap();
     let nonce = format!("nonce-{name}");
-    let message = tom_contract::requests::identify_device_message(
+    let body = tom_contract::requests::IdentifyDevice::signed(
         name,
         device.msp_id,
         "edge-node",
+        device.cert_pem,
         &nonce,
-        &cert.info.sha256,
-    );
-    let proof = base64::engine::general_purpose::STANDARD.encode(device.sign(&message));
-    let body = json!({ "device_id": name, "org": device.msp_id, "kind": "edge-node", "certificate": device.cert_pem, "nonce": nonce, "proof": proof });
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        |m| device.sign(m),
+    )
+    .unwrap();
+    let body = serde_json::to_value(body).unwrap();
     submit(ledger, "orchestrator", "IdentifyDevice", body).await;
 }
 

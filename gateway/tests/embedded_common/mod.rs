@@ -4,7 +4,8 @@
 
 use base64::Engine;
 use serde_json::{json, Value};
-use tom_contract::requests::{data_hash_message, identify_device_message};
+use tom_contract::requests::{IdentifyDevice, RecordData};
+use tom_contract::simulation::DEFAULT_CHANNEL;
 use tom_gateway::ledger::{Ledger, SigningIdentity, Submitted};
 
 pub fn signer(org: &str, name: &str) -> SigningIdentity {
@@ -36,24 +37,21 @@ pub async fn register_org1(ledger: &dyn Ledger) -> Submitted {
         .unwrap()
 }
 
-/// An IdentifyDevice argument for fixture device `org1/<name>` joining as `device_id`.
+/// An IdentifyDevice argument for fixture device `org1/<name>` joining as `device_id`. A
+/// certificate identifies one device only: give each device id its own fixture name.
 pub fn identify_request(device_id: &str, name: &str, nonce: &str) -> Value {
     let device = tom_fixtures::identity("org1", name);
-    let message = identify_device_message(
+    let request = IdentifyDevice::signed(
         device_id,
         device.msp_id,
         "sensor",
+        device.cert_pem,
         nonce,
-        &cert_sha256(device.cert_pem),
-    );
-    json!({
-        "device_id": device_id,
-        "org": device.msp_id,
-        "kind": "sensor",
-        "certificate": device.cert_pem,
-        "nonce": nonce,
-        "proof": b64(&device.sign(&message)),
-    })
+        DEFAULT_CHANNEL,
+        |m| device.sign(m),
+    )
+    .unwrap();
+    serde_json::to_value(request).unwrap()
 }
 
 pub async fn identify(ledger: &dyn Ledger, device_id: &str, name: &str) -> Submitted {
@@ -77,16 +75,20 @@ pub fn record_data_request(data_id: &str, device_id: &str, name: &str) -> Value 
             data_id.as_bytes()
         ))
     );
-    let signature = tom_fixtures::identity("org1", name).sign(&data_hash_message(&hash));
-    json!({
-        "data_id": data_id,
-        "kind": "reading",
-        "hash": hash,
-        "size": 42,
-        "location": format!("file:///data/{data_id}"),
-        "generated_by": device_id,
-        "signature": b64(&signature),
-    })
+    let signer = tom_fixtures::identity("org1", name);
+    let request = RecordData {
+        data_id: data_id.to_owned(),
+        kind: "reading".to_owned(),
+        hash,
+        size: 42,
+        location: format!("file:///data/{data_id}"),
+        generated_by: device_id.to_owned(),
+        derived_from: vec![],
+        claim: Default::default(),
+    }
+    .sign(DEFAULT_CHANNEL, "", |m| signer.sign(m))
+    .unwrap();
+    serde_json::to_value(request).unwrap()
 }
 
 pub async fn query(ledger: &dyn Ledger, function: &str, arg: Value) -> Value {

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use tom_contract::requests;
 use tom_gateway::ledger::memory::InMemoryLedger;
 use tom_gateway::ledger::{Ledger, SigningIdentity};
@@ -103,14 +102,18 @@ pub async fn register_org(ledger: &dyn Ledger, org: &str) {
 /// A device joins with its id-proof (certificate + signed nonce), as `POST /v1/devices` does it.
 pub async fn identify_device(ledger: &dyn Ledger, org: &str, name: &str, kind: &str) -> String {
     let device = tom_fixtures::identity(org, name);
-    let cert = tom_contract::identity::Certificate::from_pem(device.cert_pem).unwrap();
     let nonce = unique("nonce");
-    let message =
-        requests::identify_device_message(name, device.msp_id, kind, &nonce, &cert.info.sha256);
-    let proof = base64::engine::general_purpose::STANDARD.encode(device.sign(&message));
-    let request = serde_json::json!({
-        "device_id": name, "org": device.msp_id, "kind": kind, "certificate": device.cert_pem, "nonce": nonce, "proof": proof,
-    });
+    let request = requests::IdentifyDevice::signed(
+        name,
+        device.msp_id,
+        kind,
+        device.cert_pem,
+        &nonce,
+        tom_contract::simulation::DEFAULT_CHANNEL,
+        |m| device.sign(m),
+    )
+    .unwrap();
+    let request = serde_json::to_value(request).unwrap();
     submit(ledger, &orchestrator_identity(), "IdentifyDevice", request).await
 }
 
@@ -122,7 +125,7 @@ pub async fn identify_container(
 ) -> String {
     let mut request = serde_json::json!({ "container_id": id, "org": "Org1MSP", "image": IMAGE, "digest": digest });
     if let Some((org, name)) = workload {
-        request["certificate"] = tom_fixtures::identity(org, name).cert_pem.into();
+        request = with_workload_identity(request, tom_fixtures::identity(org, name));
     }
     submit(
         ledger,
@@ -131,6 +134,24 @@ pub async fn identify_container(
         request,
     )
     .await
+}
+
+/// `request` (an IdentifyContainer body) with `workload`'s certificate and its proof of
+/// possession, signed by the workload key for the default channel.
+pub fn with_workload_identity(
+    request: serde_json::Value,
+    workload: &tom_fixtures::Identity,
+) -> serde_json::Value {
+    let container: requests::IdentifyContainer = serde_json::from_value(request).unwrap();
+    let container = container
+        .with_workload_identity(
+            workload.cert_pem,
+            &unique("nonce"),
+            tom_contract::simulation::DEFAULT_CHANNEL,
+            |m| workload.sign(m),
+        )
+        .unwrap();
+    serde_json::to_value(container).unwrap()
 }
 
 /// A fresh in-memory ledger with org1 registered and the test device joined.

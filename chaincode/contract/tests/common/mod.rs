@@ -164,7 +164,6 @@ impl World {
             device.msp_id,
             kind,
             device.cert_pem,
-            &device.cert_sha256(),
             nonce,
             tom_contract::simulation::DEFAULT_CHANNEL,
             |m| device.sign(m),
@@ -230,7 +229,6 @@ impl World {
             Some(w) => req
                 .with_workload_identity(
                     w.cert_pem,
-                    &w.cert_sha256(),
                     nonce,
                     tom_contract::simulation::DEFAULT_CHANNEL,
                     |m| w.sign(m),

@@ -9,11 +9,11 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use tom_contract::requests::{data_hash_message, identify_device_message};
+use tom_contract::requests::{IdentifyContainer, IdentifyDevice, RecordData};
 use tom_contract::Timestamp;
 use tom_fixtures::Identity;
 
-use super::{id, sha256, tx, Endorsement, Peer, SignedTx, TxClock};
+use super::{id, sha256, tx, Endorsement, Peer, SignedTx, TxClock, CHANNEL};
 
 pub struct Network {
     pub peers: Vec<Peer>,
@@ -112,9 +112,16 @@ impl Network {
 
     // --- request builders ----------------------------------------------------------------
 
+    /// Register `org`. As in the paper's smart city, Org2 (the mobility provider) shares its
+    /// data with Org1 (the city); nothing else crosses organisations.
     pub async fn register_org(&self, org: &str) -> Result<Value, Refusal> {
         let o = tom_fixtures::org(org);
-        let request = json!({ "msp_id": o.msp_id, "name": org, "ca_certificates": [o.ca_cert_pem], "policy": {} });
+        let policy = if o.msp_id == "Org2MSP" {
+            json!({ "shares_data_with": ["Org1MSP"] })
+        } else {
+            json!({})
+        };
+        let request = json!({ "msp_id": o.msp_id, "name": org, "ca_certificates": [o.ca_cert_pem], "policy": policy });
         self.submit(id(org, "admin"), "RegisterOrg", request).await
     }
 
@@ -125,23 +132,10 @@ impl Network {
         kind: &str,
     ) -> Result<Value, Refusal> {
         let nonce = format!("nonce-{device_id}-{}", self.clock.now().seconds);
-        let message = identify_device_message(
-            device_id,
-            device.msp_id,
-            kind,
-            &nonce,
-            &cert_sha256(device.cert_pem),
-        );
-        let request = json!({
-            "device_id": device_id,
-            "org": device.msp_id,
-            "kind": kind,
-            "certificate": device.cert_pem,
-            "nonce": nonce,
-            "proof": b64(&device.sign(&message)),
-        });
-        self.submit(id("org1", "orchestrator"), "IdentifyDevice", request)
-            .await
+        let request = device_request(device_id, device, kind, &nonce);
+        // The device's own organisation identifies it.
+        let orchestrator = id(device.org, "orchestrator");
+        self.submit(orchestrator, "IdentifyDevice", request).await
     }
 
     pub async fn identify_container(
@@ -149,13 +143,24 @@ impl Network {
         container_id: &str,
         workload: &Identity,
     ) -> Result<Value, Refusal> {
-        let request = json!({
-            "container_id": container_id,
-            "org": "Org1MSP",
-            "image": format!("registry.city.example/tom/{container_id}:1.0"),
-            "digest": format!("sha256:{}", hex::encode(sha256(container_id.as_bytes()))),
-            "certificate": workload.cert_pem,
-        });
+        let request = IdentifyContainer {
+            container_id: container_id.to_owned(),
+            org: "Org1MSP".to_owned(),
+            image: format!("registry.city.example/tom/{container_id}:1.0"),
+            digest: format!("sha256:{}", hex::encode(sha256(container_id.as_bytes()))),
+            publisher_signature: None,
+            certificate: None,
+            nonce: None,
+            proof: None,
+        }
+        .with_workload_identity(
+            workload.cert_pem,
+            &format!("nonce-{container_id}-{}", self.clock.now().seconds),
+            CHANNEL,
+            |m| workload.sign(m),
+        )
+        .unwrap();
+        let request = serde_json::to_value(request).unwrap();
         self.submit(id("org1", "orchestrator"), "IdentifyContainer", request)
             .await
     }
@@ -191,17 +196,7 @@ impl Network {
         derived_from: &[&str],
     ) -> Result<Value, Refusal> {
         let content = format!("content of {data_id}");
-        let hash = format!("sha256:{}", hex::encode(sha256(content.as_bytes())));
-        let request = json!({
-            "data_id": data_id,
-            "kind": kind,
-            "hash": hash,
-            "size": content.len(),
-            "location": format!("file:///var/lib/tom/{data_id}"),
-            "generated_by": generated_by,
-            "derived_from": derived_from,
-            "signature": b64(&who.sign(&data_hash_message(&hash))),
-        });
+        let request = data_request(who, data_id, kind, generated_by, derived_from, &content);
         self.submit(who, "RecordData", request).await
     }
 
@@ -307,6 +302,45 @@ impl Network {
             .await
             .unwrap();
     }
+}
+
+/// A device join request whose proof `device` signed for the test channel.
+pub fn device_request(device_id: &str, device: &Identity, kind: &str, nonce: &str) -> Value {
+    let request = IdentifyDevice::signed(
+        device_id,
+        device.msp_id,
+        kind,
+        device.cert_pem,
+        nonce,
+        CHANNEL,
+        |m| device.sign(m),
+    )
+    .unwrap();
+    serde_json::to_value(request).unwrap()
+}
+
+/// A RecordData request for `content` whose claim `signer` signed for the test channel.
+pub fn data_request(
+    signer: &Identity,
+    data_id: &str,
+    kind: &str,
+    generated_by: &str,
+    derived_from: &[&str],
+    content: &str,
+) -> Value {
+    let request = RecordData {
+        data_id: data_id.to_owned(),
+        kind: kind.to_owned(),
+        hash: format!("sha256:{}", hex::encode(sha256(content.as_bytes()))),
+        size: content.len() as u64,
+        location: format!("file:///var/lib/tom/{data_id}"),
+        generated_by: generated_by.to_owned(),
+        derived_from: derived_from.iter().map(|s| (*s).to_owned()).collect(),
+        claim: Default::default(),
+    }
+    .sign(CHANNEL, &cert_sha256(signer.cert_pem), |m| signer.sign(m))
+    .unwrap();
+    serde_json::to_value(request).unwrap()
 }
 
 pub fn b64(bytes: &[u8]) -> String {
