@@ -147,7 +147,13 @@ async fn smart_city_scenario_runs_on_the_swarm_and_the_audit_names_where_each_co
     // The gateway: in-memory ledger, REST app on loopback, Swarm orchestration behind the seam.
     let ledger = Arc::new(tom_gateway::ledger::memory::InMemoryLedger::new());
     register_org(ledger.as_ref(), "org1").await;
-    register_org(ledger.as_ref(), "org2").await;
+    // The mobility provider lets the city identify its car and use the car's data.
+    register_org_with_policy(
+        ledger.as_ref(),
+        "org2",
+        json!({ "orchestrators": ["Org1MSP"], "shares_data_with": ["Org1MSP"] }),
+    )
+    .await;
     let (store, tokens) = identities(dir.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -191,7 +191,7 @@ pub const ROUTES: &[Route] = &[
     write(Op::RecordDrift, "post", "/v1/drifts", "orchestration", "RecordDrift", Some("RecordDrift"), "Record orchestrator state that differs from what the ledger authorised."),
     write(Op::DefineContract, "post", "/v1/contracts", "contracts", "DefineContract", Some("DefineContract"), "Contract an activity to USE inputs and GENERATE outputs by a deadline; grants its credential."),
     Route { params: &[path("id", "contract id")], ..write(Op::EvaluateContract, "post", "/v1/contracts/{id}/evaluate", "contracts", "EvaluateContract", None, "Settle a contract whose deadline passed unfulfilled as violated.") },
-    write(Op::RecordData, "post", "/v1/data", "provenance", "RecordData", Some("RecordData"), "Data leaves a sensor or activity: PROV-DATA with the generator's signature over its hash. Device role."),
+    write(Op::RecordData, "post", "/v1/data", "provenance", "RecordData", Some("RecordData"), "Data leaves a sensor or activity: PROV-DATA with the generator's signed claim (DSSE envelope over an in-toto statement binding every field and the ledger). Submitted by the generator itself or an orchestrator acting for its organisation."),
     write(Op::ExecContract, "post", "/v1/executions", "provenance", "ExecContract", Some("ExecContract"), "Data joins an activity under its contract (EXEC, PROV-ORCH)."),
     read(Op::GetEntity, "/v1/entities/{id}", "GetEntity", &[ID], "Entity", "A device, container, data item or processing contract."),
     read(Op::GetHistory, "/v1/entities/{id}/history", "GetHistory", &[ID], "History", "Every committed version of an entity or contract."),

@@ -93,9 +93,13 @@ pub async fn record(ledger: &dyn Ledger, tx: &str) -> serde_json::Value {
 }
 
 pub async fn register_org(ledger: &dyn Ledger, org: &str) {
+    register_org_with_policy(ledger, org, serde_json::json!({})).await;
+}
+
+/// Register `org` with `policy` (its consents to other organisations).
+pub async fn register_org_with_policy(ledger: &dyn Ledger, org: &str, policy: serde_json::Value) {
     let fixture = tom_fixtures::org(org);
-    let request =
-        serde_json::json!({ "msp_id": fixture.msp_id, "ca_certificates": [fixture.ca_cert_pem] });
+    let request = serde_json::json!({ "msp_id": fixture.msp_id, "ca_certificates": [fixture.ca_cert_pem], "policy": policy });
     submit(ledger, &identity(org, "admin"), "RegisterOrg", request).await;
 }
 
