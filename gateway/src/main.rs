@@ -14,13 +14,25 @@ use tom_gateway::identities::{self, DevCredentials, IdentityStore};
 
 use cli::{Cli, Command, DemoCommand, IdentityCommand};
 
+/// `println!` that ignores a failing stdout (full disk, closed pipe) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        // A log that cannot be written (stderr on a full disk, a closed pipe) is dropped: logging
+        // must never take a request or the committer down. tracing-subscriber's own report of a
+        // failed write goes through `eprintln!`, which panics when stderr fails, so it is off.
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
@@ -33,12 +45,12 @@ async fn main() -> anyhow::Result<()> {
         }) => demo::smart_city(gateway.as_deref(), credentials.as_deref()).await,
         Command::Demo(DemoCommand::Install { data_dir }) => {
             let path = demo::install(&data_dir)?;
-            println!(
+            say!(
                 "demo identities added to {}; tokens in {}",
                 data_dir.display(),
                 path.display()
             );
-            println!("start the gateway with `tom serve --data-dir {}`, then run `tom demo smart-city --gateway http://127.0.0.1:8080 --credentials {}`", data_dir.display(), path.display());
+            say!("start the gateway with `tom serve --data-dir {}`, then run `tom demo smart-city --gateway http://127.0.0.1:8080 --credentials {}`", data_dir.display(), path.display());
             Ok(())
         }
     }
@@ -126,7 +138,7 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         print_dev_welcome(&created, addr);
     }
     // On stdout too, so scripts and tests that bind port 0 learn the address.
-    println!(
+    say!(
         "TOM gateway listening on http://{addr} (ledger: {})",
         ledger.describe()
     );
@@ -139,6 +151,22 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         started.shutdown().await;
     }
     Ok(())
+}
+
+/// Standard error for the log, ignoring write failures (ENOSPC, EPIPE): a lost log line is
+/// better than a panicked request or committer thread.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Ctrl-C, or SIGTERM (how service managers and container runtimes ask a process to stop).
@@ -170,13 +198,13 @@ fn read_dev_credentials(data_dir: &Path) -> anyhow::Result<Option<DevCredentials
 
 fn print_dev_welcome(created: &DevCredentials, addr: std::net::SocketAddr) {
     let file = created.path.display();
-    println!("First start: created the development organisation {} (CA, admin, orchestrator and auditor identities).", created.msp_id);
-    println!("Their API tokens are in {file} (keep it private).");
-    println!("Try:");
-    println!("  TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][\"orchestrator\"])' {file})");
-    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/records");
-    println!("API description: http://{addr}/openapi.json");
-    println!("Devices and workloads that sign their own data: `tom identity issue --name NAME --role device` (then restart).");
+    say!("First start: created the development organisation {} (CA, admin, orchestrator and auditor identities).", created.msp_id);
+    say!("Their API tokens are in {file} (keep it private).");
+    say!("Try:");
+    say!("  TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][\"orchestrator\"])' {file})");
+    say!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/records");
+    say!("API description: http://{addr}/openapi.json");
+    say!("Devices and workloads that sign their own data: `tom identity issue --name NAME --role device` (then restart).");
 }
 
 fn verify(data_dir: &Path) -> anyhow::Result<()> {
@@ -213,7 +241,7 @@ fn identity(command: IdentityCommand) -> anyhow::Result<()> {
             let mut store = IdentityStore::open(&data_dir)?;
             let identity = identities::issue_dev_identity(&mut store, &data_dir, &name, role)?;
             grant_token(&mut store, &identity, token_file.as_deref())?;
-            println!(
+            say!(
                 "its certificate and key: {}",
                 data_dir.join("identities").join(&name).display()
             );
@@ -224,7 +252,7 @@ fn identity(command: IdentityCommand) -> anyhow::Result<()> {
             for name in store.names() {
                 if let Some(identity) = store.get(name) {
                     let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
-                    println!("{name}\t{}\t{role}", identity.agent_id);
+                    say!("{name}\t{}\t{role}", identity.agent_id);
                 }
             }
             Ok(())
@@ -254,17 +282,17 @@ fn grant_token(
         }
         None => {
             let token = identities::new_token()?;
-            println!("token (shown once): {token}");
+            say!("token (shown once): {token}");
             (token, "printed above".into())
         }
     };
     store.add_token(&identity.name, &token)?;
     let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
-    println!(
+    say!(
         "added identity {}: agent {}, role {role}; token {source}",
         identity.name, identity.agent_id
     );
-    println!("a running gateway picks it up at its next start");
+    say!("a running gateway picks it up at its next start");
     Ok(())
 }
 
