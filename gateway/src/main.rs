@@ -290,7 +290,8 @@ fn grant_token(
     let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
     say!(
         "added identity {}: agent {}, role {role}; token {source}",
-        identity.name, identity.agent_id
+        identity.name,
+        identity.agent_id
     );
     say!("a running gateway picks it up at its next start");
     Ok(())

@@ -238,7 +238,10 @@ impl IntoResponse for AppError {
                 .into_response(),
             ErrorCode::LedgerUnavailable => (
                 status,
-                [(header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS.to_string())],
+                [(
+                    header::RETRY_AFTER,
+                    UNAVAILABLE_RETRY_AFTER_SECS.to_string(),
+                )],
                 body,
             )
                 .into_response(),

@@ -214,7 +214,11 @@ pub fn schemas() -> Map<String, Value> {
             "LedgerRecord",
             "{kind, tx_id, timestamp, agent, subjects, body}",
         ),
-        ("Health", "{status, version, ledger, orchestrator}"),
+        ("Health", "{status: \"ok\", version}"),
+        (
+            "Ready",
+            "{status: \"ready\" | \"not ready\", ledger: {ready, detail}, orchestrator}",
+        ),
     ] {
         s.insert(name.into(), free(description));
     }
@@ -270,6 +274,12 @@ pub fn document() -> Value {
             "200"
         };
         responses.insert(ok_status.into(), ok);
+        if route.op == super::Op::Ready {
+            responses.insert(
+                "503".into(),
+                json!({ "description": "not ready: `ledger.detail` says why (e.g. ledger storage full, commit thread stopped)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ready" } } } }),
+            );
+        }
         if route.function.is_some() {
             responses.insert(
                 "400".into(),

@@ -260,6 +260,13 @@ fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyErro
         redb::DatabaseError::DatabaseAlreadyOpen => {
             store_error(path, "the store is open by a running node; stop it first")
         }
+        redb::DatabaseError::RepairAborted => store_error(
+            path,
+            "the store needs repair: it was not closed cleanly (a write failed, e.g. on a full \
+             disk, or the process was killed). Verification only reads, so it cannot repair it: \
+             start `tom serve` on this data directory once with free space (opening repairs the \
+             store and checks the log), stop it, then run tom verify again",
+        ),
         e => store_error(path, e),
     })?;
     let txn = db.begin_read().map_err(|e| store_error(path, e))?;
