@@ -57,6 +57,18 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    // Many clients must meet the connection cap, not the kernel's open-file limit.
+    match app::raise_nofile_limit() {
+        Ok((before, after)) => {
+            tracing::info!(
+                ?before,
+                ?after,
+                "open-file limit (RLIMIT_NOFILE soft) raised to the hard limit"
+            )
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    let serve_options = args.serve_options();
     let config =
         config::ServeConfig::new(&args.listen, args.data_dir, args.fabric, args.in_memory)?;
     let data_dir = &config.data_dir;
@@ -142,7 +154,7 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         "TOM gateway listening on http://{addr} (ledger: {})",
         ledger.describe()
     );
-    app::serve(listener, state, async {
+    app::serve_with(listener, state, serve_options, async {
         stop_requested().await;
         tracing::info!("shutting down: finishing in-flight requests");
     })

@@ -100,6 +100,8 @@ pub enum ErrorCode {
     DuplicateTransaction,
     /// 503: the ledger cannot take transactions now (storage full, shutting down, unreachable).
     LedgerUnavailable,
+    /// 503 before any request was read: every connection is busy (the connection cap).
+    TooManyConnections,
     /// 502: the container orchestrator failed.
     OrchestratorFailed,
     /// 500.
@@ -122,6 +124,7 @@ impl ErrorCode {
         ErrorCode::MvccConflict,
         ErrorCode::DuplicateTransaction,
         ErrorCode::LedgerUnavailable,
+        ErrorCode::TooManyConnections,
         ErrorCode::OrchestratorFailed,
         ErrorCode::Internal,
     ];
@@ -141,6 +144,7 @@ impl ErrorCode {
             ErrorCode::MvccConflict => "mvcc_conflict",
             ErrorCode::DuplicateTransaction => "duplicate_transaction",
             ErrorCode::LedgerUnavailable => "ledger_unavailable",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::OrchestratorFailed => "orchestrator_failed",
             ErrorCode::Internal => "internal",
         }
@@ -148,7 +152,10 @@ impl ErrorCode {
 
     /// Whether the same request, sent again unchanged, can succeed.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorCode::MvccConflict | ErrorCode::LedgerUnavailable)
+        matches!(
+            self,
+            ErrorCode::MvccConflict | ErrorCode::LedgerUnavailable | ErrorCode::TooManyConnections
+        )
     }
 
     fn from_status(status: StatusCode) -> ErrorCode {
