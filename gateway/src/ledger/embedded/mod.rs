@@ -253,6 +253,15 @@ impl EmbeddedLedger {
                     path.display()
                 )),
             })?;
+        // Never extend a log `tom verify` rejects: check it first (incrementally from the last
+        // signed checkpoint for the per-transaction checks).
+        let started = std::time::Instant::now();
+        let checked = verify::check_at_start(&db, data_dir, &key)?;
+        tracing::info!(
+            blocks = checked,
+            ms = started.elapsed().as_millis() as u64,
+            "block log checked"
+        );
         let db = Arc::new(db);
         let shared = Arc::new(Shared::new(db.clone()));
         let height = Arc::new(AtomicU64::new(0));
