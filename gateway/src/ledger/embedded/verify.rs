@@ -368,6 +368,18 @@ pub(super) fn check_at_start(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
         Err(e) => return Err(internal(&e)),
     };
+    // A swapped or foreign node key shows first as a bad signature on every block: say what it is.
+    if let Some((number, bytes)) = blocks.last().map_err(|e| internal(&e))? {
+        let number = number.value();
+        if let Ok(raw) = RawBlock::decode(bytes.value()) {
+            if !key.signed(raw.header_bytes, raw.signature) {
+                return Err(LedgerError::Internal(format!(
+                    "the node key in the data directory did not sign the last block \
+                     ({number}); restore the original node.key.pem or run tom verify"
+                )));
+            }
+        }
+    }
     let mut checker = Checker::new(&point);
     checker.replay = false;
     checker.transactions_from = checkpoint.map_or(0, |(height, _)| height);
