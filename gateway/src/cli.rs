@@ -71,6 +71,29 @@ pub struct ServeArgs {
     /// With --swarm: remove services the ledger never authorised (they are recorded as drift either way).
     #[arg(long)]
     pub remove_unauthorised: bool,
+    /// Seconds a client has to send a request's headers in full (also the longest wait for the
+    /// next request on a kept-alive connection); slower connections are closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight before it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Connections open at once (always kept 128 below the open-file limit, which is raised to
+    /// its hard limit at start). At the cap a new connection sheds the longest-idle one, or gets
+    /// 503 if all are busy.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+}
+
+impl ServeArgs {
+    /// The connection limits these flags set.
+    pub fn serve_options(&self) -> tom_gateway::app::ServeOptions {
+        tom_gateway::app::ServeOptions {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

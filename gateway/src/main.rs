@@ -14,13 +14,25 @@ use tom_gateway::identities::{self, DevCredentials, IdentityStore};
 
 use cli::{Cli, Command, DemoCommand, IdentityCommand};
 
+/// `println!` that ignores a failing stdout (full disk, closed pipe) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        // A log that cannot be written (stderr on a full disk, a closed pipe) is dropped: logging
+        // must never take a request or the committer down. tracing-subscriber's own report of a
+        // failed write goes through `eprintln!`, which panics when stderr fails, so it is off.
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
@@ -34,18 +46,30 @@ async fn main() -> anyhow::Result<()> {
         }) => demo::smart_city(gateway.as_deref(), credentials.as_deref(), &ledger).await,
         Command::Demo(DemoCommand::Install { data_dir }) => {
             let path = demo::install(&data_dir)?;
-            println!(
+            say!(
                 "demo identities added to {}; tokens in {}",
                 data_dir.display(),
                 path.display()
             );
-            println!("start the gateway with `tom serve --data-dir {}`, then run `tom demo smart-city --gateway http://127.0.0.1:8080 --credentials {}`", data_dir.display(), path.display());
+            say!("start the gateway with `tom serve --data-dir {}`, then run `tom demo smart-city --gateway http://127.0.0.1:8080 --credentials {}`", data_dir.display(), path.display());
             Ok(())
         }
     }
 }
 
 async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    // Many clients must meet the connection cap, not the kernel's open-file limit.
+    match app::raise_nofile_limit() {
+        Ok((before, after)) => {
+            tracing::info!(
+                ?before,
+                ?after,
+                "open-file limit (RLIMIT_NOFILE soft) raised to the hard limit"
+            )
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    let serve_options = args.serve_options();
     let config =
         config::ServeConfig::new(&args.listen, args.data_dir, args.fabric, args.in_memory)?;
     let data_dir = &config.data_dir;
@@ -127,11 +151,11 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         print_dev_welcome(&created, addr);
     }
     // On stdout too, so scripts and tests that bind port 0 learn the address.
-    println!(
+    say!(
         "TOM gateway listening on http://{addr} (ledger: {})",
         ledger.describe()
     );
-    app::serve(listener, state, async {
+    app::serve_with(listener, state, serve_options, async {
         stop_requested().await;
         tracing::info!("shutting down: finishing in-flight requests");
     })
@@ -140,6 +164,22 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         started.shutdown().await;
     }
     Ok(())
+}
+
+/// Standard error for the log, ignoring write failures (ENOSPC, EPIPE): a lost log line is
+/// better than a panicked request or committer thread.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Ctrl-C, or SIGTERM (how service managers and container runtimes ask a process to stop).
@@ -171,13 +211,13 @@ fn read_dev_credentials(data_dir: &Path) -> anyhow::Result<Option<DevCredentials
 
 fn print_dev_welcome(created: &DevCredentials, addr: std::net::SocketAddr) {
     let file = created.path.display();
-    println!("First start: created the development organisation {} (CA, admin, orchestrator and auditor identities).", created.msp_id);
-    println!("Their API tokens are in {file} (keep it private).");
-    println!("Try:");
-    println!("  TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][\"orchestrator\"])' {file})");
-    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/records");
-    println!("API description: http://{addr}/openapi.json");
-    println!("Devices and workloads that sign their own data: `tom identity issue --name NAME --role device` (then restart).");
+    say!("First start: created the development organisation {} (CA, admin, orchestrator and auditor identities).", created.msp_id);
+    say!("Their API tokens are in {file} (keep it private).");
+    say!("Try:");
+    say!("  TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][\"orchestrator\"])' {file})");
+    say!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/records");
+    say!("API description: http://{addr}/openapi.json");
+    say!("Devices and workloads that sign their own data: `tom identity issue --name NAME --role device` (then restart).");
 }
 
 fn verify(data_dir: &Path) -> anyhow::Result<()> {
@@ -214,7 +254,7 @@ fn identity(command: IdentityCommand) -> anyhow::Result<()> {
             let mut store = IdentityStore::open(&data_dir)?;
             let identity = identities::issue_dev_identity(&mut store, &data_dir, &name, role)?;
             grant_token(&mut store, &identity, token_file.as_deref())?;
-            println!(
+            say!(
                 "its certificate and key: {}",
                 data_dir.join("identities").join(&name).display()
             );
@@ -225,7 +265,7 @@ fn identity(command: IdentityCommand) -> anyhow::Result<()> {
             for name in store.names() {
                 if let Some(identity) = store.get(name) {
                     let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
-                    println!("{name}\t{}\t{role}", identity.agent_id);
+                    say!("{name}\t{}\t{role}", identity.agent_id);
                 }
             }
             Ok(())
@@ -255,17 +295,18 @@ fn grant_token(
         }
         None => {
             let token = identities::new_token()?;
-            println!("token (shown once): {token}");
+            say!("token (shown once): {token}");
             (token, "printed above".into())
         }
     };
     store.add_token(&identity.name, &token)?;
     let role = identity.role.map_or("none".to_owned(), |r| r.to_string());
-    println!(
+    say!(
         "added identity {}: agent {}, role {role}; token {source}",
-        identity.name, identity.agent_id
+        identity.name,
+        identity.agent_id
     );
-    println!("a running gateway picks it up at its next start");
+    say!("a running gateway picks it up at its next start");
     Ok(())
 }
 

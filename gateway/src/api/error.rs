@@ -2,9 +2,16 @@
 //!
 //! Every failure a caller can act on (bad JSON, unknown field, missing token, a transaction the
 //! contract refused) is answered with its own status and a message naming the problem, as
-//! `{"error": "...", "status": N}`. Failures that are not the caller's business (a bug, corrupt
-//! local state) are logged with their detail and answered with a bare 500, so internals never
-//! leak into responses.
+//! `{"error": "...", "status": N, "code": "...", "retryable": bool}`. Failures that are not the
+//! caller's business (a bug, corrupt local state) are logged with their detail and answered with
+//! a bare 500, so internals never leak into responses.
+//!
+//! `code` tells apart answers that share a status: a 409 is `mvcc_conflict` (another
+//! transaction changed what this one read; retrying will pass, and `Retry-After` says when),
+//! `guard_failed` (the state machine refused the transition; retrying the same request never
+//! passes), `already_exists` or `duplicate_transaction`. `retryable` says whether sending the
+//! same request again can succeed without anything else changing. [`ErrorCode`] lists them all;
+//! the OpenAPI document's `Error` schema carries the same list.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -71,6 +78,132 @@ impl AppError {
     }
 }
 
+/// The machine-readable `code` of an error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    /// Any other 4xx the request itself caused.
+    InvalidRequest,
+    /// 409: the contract's guards refused the transition (never passes as is).
+    GuardFailed,
+    /// 409: the id is taken.
+    AlreadyExists,
+    /// 409: the transaction was invalidated at commit by a concurrent one (retry passes).
+    MvccConflict,
+    /// 409: this exact transaction (id) was submitted before.
+    DuplicateTransaction,
+    /// 503: the ledger cannot take transactions now (storage full, shutting down, unreachable).
+    LedgerUnavailable,
+    /// 503 before any request was read: every connection is busy (the connection cap).
+    TooManyConnections,
+    /// 502: the container orchestrator failed.
+    OrchestratorFailed,
+    /// 500.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, as the OpenAPI document lists them.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InvalidRequest,
+        ErrorCode::GuardFailed,
+        ErrorCode::AlreadyExists,
+        ErrorCode::MvccConflict,
+        ErrorCode::DuplicateTransaction,
+        ErrorCode::LedgerUnavailable,
+        ErrorCode::TooManyConnections,
+        ErrorCode::OrchestratorFailed,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::GuardFailed => "guard_failed",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::MvccConflict => "mvcc_conflict",
+            ErrorCode::DuplicateTransaction => "duplicate_transaction",
+            ErrorCode::LedgerUnavailable => "ledger_unavailable",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::OrchestratorFailed => "orchestrator_failed",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Whether the same request, sent again unchanged, can succeed.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::MvccConflict | ErrorCode::LedgerUnavailable | ErrorCode::TooManyConnections
+        )
+    }
+
+    fn from_status(status: StatusCode) -> ErrorCode {
+        match status {
+            StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+            StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::CONFLICT => ErrorCode::GuardFailed,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorCode::LedgerUnavailable,
+            StatusCode::BAD_GATEWAY => ErrorCode::OrchestratorFailed,
+            s if s.is_client_error() => ErrorCode::InvalidRequest,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Seconds a client should wait before retrying an MVCC conflict (`Retry-After`): the
+/// conflicting block is committed by then.
+pub const CONFLICT_RETRY_AFTER_SECS: u32 = 1;
+/// Seconds before retrying when the ledger is unavailable (e.g. its storage is full).
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
+
+impl AppError {
+    /// The machine-readable code of this error's body.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppError::Ledger(LedgerError::Conflict { reason, .. }) => {
+                if reason.contains("duplicate transaction id") || reason.contains("DUPLICATE_TXID")
+                {
+                    ErrorCode::DuplicateTransaction
+                } else {
+                    ErrorCode::MvccConflict
+                }
+            }
+            AppError::Ledger(LedgerError::Rejected { message, .. })
+                if self.status() == StatusCode::CONFLICT && message.contains(" already exists") =>
+            {
+                ErrorCode::AlreadyExists
+            }
+            _ => ErrorCode::from_status(self.status()),
+        }
+    }
+}
+
 impl From<ActionError> for AppError {
     fn from(e: ActionError) -> Self {
         match e {
@@ -93,11 +226,33 @@ impl IntoResponse for AppError {
             }
             self.to_string()
         };
-        let body = Json(serde_json::json!({ "error": message, "status": status.as_u16() }));
-        if status == StatusCode::UNAUTHORIZED {
-            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
-        } else {
-            (status, body).into_response()
+        let code = self.code();
+        let body = Json(serde_json::json!({
+            "error": message,
+            "status": status.as_u16(),
+            "code": code.as_str(),
+            "retryable": code.retryable(),
+        }));
+        match code {
+            ErrorCode::Unauthorized => {
+                (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+            }
+            ErrorCode::MvccConflict => (
+                status,
+                [(header::RETRY_AFTER, CONFLICT_RETRY_AFTER_SECS.to_string())],
+                body,
+            )
+                .into_response(),
+            ErrorCode::LedgerUnavailable => (
+                status,
+                [(
+                    header::RETRY_AFTER,
+                    UNAVAILABLE_RETRY_AFTER_SECS.to_string(),
+                )],
+                body,
+            )
+                .into_response(),
+            _ => (status, body).into_response(),
         }
     }
 }

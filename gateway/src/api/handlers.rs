@@ -388,13 +388,29 @@ pub async fn get_record(
     s.evaluate(&c, "GetRecord", &requests::ById { id }).await
 }
 
-pub async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
+/// Liveness: the process answers. Unauthenticated, so it names no paths and no back end.
+pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "ledger": s.ledger.describe(),
-        "orchestrator": s.actions.describe(),
     }))
+}
+
+/// Readiness: whether the ledger can take transactions now (embedded: the commit thread is
+/// alive and its storage writable), 200 if so, else 503 saying why. No paths.
+pub async fn ready(State(s): State<AppState>) -> Response {
+    let ledger = s.ledger.readiness();
+    let status = if ledger.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Json(serde_json::json!({
+        "status": if ledger.ready { "ready" } else { "not ready" },
+        "ledger": { "ready": ledger.ready, "detail": ledger.detail },
+        "orchestrator": s.actions.describe(),
+    }));
+    (status, body).into_response()
 }
 
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -49,6 +49,7 @@ pub enum Op {
     GetRecord,
     Events,
     Health,
+    Ready,
     Metrics,
     OpenApi,
 }
@@ -214,7 +215,8 @@ pub const ROUTES: &[Route] = &[
     ),
     read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
     Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", "string", "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
-    Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness, with the ledger and orchestrator in use.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
+    Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness: the process answers (no paths, no back-end detail).", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
+    Route { op: Op::Ready, method: "get", path: "/readyz", tag: "service", summary: "Readiness: 200 if the ledger can take transactions now (embedded: commit thread alive, storage writable), else 503 with the reason.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Ready") },
     Route { op: Op::Metrics, method: "get", path: "/metrics", tag: "service", summary: "Prometheus metrics (text format).", auth: false, function: None, body: None, params: &[], reply: Reply::Text },
     Route { op: Op::OpenApi, method: "get", path: "/openapi.json", tag: "service", summary: "This document.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("") },
 ];
@@ -244,6 +246,7 @@ pub(crate) fn method_router(route: &Route) -> MethodRouter<AppState> {
         Op::GetRecord => get(h::get_record),
         Op::Events => get(events::events),
         Op::Health => get(h::health),
+        Op::Ready => get(h::ready),
         Op::Metrics => get(h::metrics),
         Op::OpenApi => get(h::openapi),
     }

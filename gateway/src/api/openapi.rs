@@ -201,7 +201,24 @@ pub fn schemas() -> Map<String, Value> {
             },
         }),
     );
-    s.insert("Error".into(), json!({ "type": "object", "required": ["error", "status"], "properties": { "error": string("what is wrong"), "status": { "type": "integer" } } }));
+    let codes: Vec<&str> = crate::api::error::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    s.insert("Error".into(), json!({
+        "type": "object",
+        "required": ["error", "status", "code", "retryable"],
+        "properties": {
+            "error": string("what is wrong, for people"),
+            "status": { "type": "integer" },
+            "code": {
+                "type": "string",
+                "enum": codes,
+                "description": "what is wrong, for programs. A 409 is `mvcc_conflict` (a concurrent transaction changed what this one read: send it again, after `Retry-After` seconds), `guard_failed` (the state machine refused the transition: it never passes as it is), `already_exists` or `duplicate_transaction`. A 503 is `ledger_unavailable` (nothing was recorded; e.g. the ledger's storage is full)."
+            },
+            "retryable": { "type": "boolean", "description": "whether sending the same request again can succeed without anything else changing (`mvcc_conflict`, `ledger_unavailable`)" }
+        }
+    }));
     for (name, description) in [
         ("Org", "a registered organisation"),
         (
@@ -219,7 +236,11 @@ pub fn schemas() -> Map<String, Value> {
             "LedgerRecord",
             "{kind, tx_id, timestamp, agent, subjects, body}",
         ),
-        ("Health", "{status, version, ledger, orchestrator}"),
+        ("Health", "{status: \"ok\", version}"),
+        (
+            "Ready",
+            "{status: \"ready\" | \"not ready\", ledger: {ready, detail}, orchestrator}",
+        ),
     ] {
         s.insert(name.into(), free(description));
     }
@@ -228,6 +249,12 @@ pub fn schemas() -> Map<String, Value> {
 
 fn error_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn error_with_retry_after(description: &str) -> Value {
+    let mut response = error_response(description);
+    response["headers"] = json!({ "Retry-After": { "description": "seconds to wait before retrying (sent when `retryable` is true)", "schema": { "type": "integer" } } });
+    response
 }
 
 /// The whole document.
@@ -269,6 +296,12 @@ pub fn document() -> Value {
             "200"
         };
         responses.insert(ok_status.into(), ok);
+        if route.op == super::Op::Ready {
+            responses.insert(
+                "503".into(),
+                json!({ "description": "not ready: `ledger.detail` says why (e.g. ledger storage full, commit thread stopped)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ready" } } } }),
+            );
+        }
         if route.function.is_some() {
             responses.insert(
                 "400".into(),
@@ -285,13 +318,13 @@ pub fn document() -> Value {
             );
             responses.insert(
                 "503".into(),
-                error_response("the ledger is unavailable; nothing was recorded"),
+                error_with_retry_after("the ledger is unavailable (`code`: `ledger_unavailable`; e.g. its storage is full); nothing was recorded, retry after `Retry-After` seconds"),
             );
         }
         if route.body.is_some() {
             responses.insert(
                 "409".into(),
-                error_response("refused by the state machine's guards, or a commit conflict"),
+                error_with_retry_after("refused by the state machine's guards (`code`: `guard_failed`, `already_exists`; not retryable), or invalidated at commit by a concurrent transaction (`code`: `mvcc_conflict`, retryable after `Retry-After` seconds)"),
             );
             responses.insert("413".into(), error_response("request body too large"));
         }

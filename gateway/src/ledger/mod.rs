@@ -162,8 +162,38 @@ pub trait Ledger: Send + Sync + 'static {
     /// Committed chaincode events from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedEvent>;
 
-    /// A short description for logs and `/healthz` (e.g. "embedded at /var/lib/tom").
+    /// A short description for logs (e.g. "embedded at /var/lib/tom"); may name paths, so it
+    /// is never shown to unauthenticated callers.
     fn describe(&self) -> String;
+
+    /// Whether the ledger can take transactions now, and if not, why (`/readyz`). The detail
+    /// is shown to unauthenticated callers: no paths or secrets.
+    fn readiness(&self) -> Readiness {
+        Readiness::ready("ledger reachable")
+    }
+}
+
+/// What [`Ledger::readiness`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub detail: String,
+}
+
+impl Readiness {
+    pub fn ready(detail: impl Into<String>) -> Readiness {
+        Readiness {
+            ready: true,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_ready(detail: impl Into<String>) -> Readiness {
+        Readiness {
+            ready: false,
+            detail: detail.into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,17 +6,20 @@
 //! runtime is blocked in [`super::EmbeddedLedger::shutdown`].
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tom_contract::simulation::{validate, MvccConflict, Version};
 
 use super::codec::{self, sha256, BlockHeader, Hash, RawBlock, ValidationCode};
+use super::health::{classify, open_fault, Shared};
 use super::node_key::NodeKey;
 use super::store::{self, BlockInProgress};
-use super::{store_error, Endorsement};
+use super::Endorsement;
 use crate::ledger::memory::now;
 use crate::ledger::{CommittedEvent, LedgerError, Submitted};
 
@@ -40,8 +43,17 @@ enum Outcome {
     Duplicate(String),
 }
 
+/// A store error: I/O failures become [`LedgerError::Unavailable`] (see [`classify`]).
+fn store_error(context: &str, e: impl Into<redb::Error>) -> LedgerError {
+    classify(context, e)
+}
+
 pub(super) struct Committer {
-    db: Arc<redb::Database>,
+    /// `None` only while the store is being reopened after an I/O error.
+    db: Option<Arc<redb::Database>>,
+    shared: Arc<Shared>,
+    path: PathBuf,
+    cache_size: usize,
     key: NodeKey,
     durable: bool,
     max_block_transactions: usize,
@@ -64,74 +76,23 @@ fn durability(durable: bool) -> redb::Durability {
 
 impl Committer {
     /// Find the tip of the log, writing the genesis block first if the store is new.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         db: Arc<redb::Database>,
+        shared: Arc<Shared>,
+        path: PathBuf,
         key: NodeKey,
         options: &super::EmbeddedOptions,
         events: broadcast::Sender<CommittedEvent>,
         height: Arc<AtomicU64>,
     ) -> Result<Committer, LedgerError> {
-        let mut wtx = db
-            .begin_write()
-            .map_err(|e| store_error("begin write", e))?;
-        wtx.set_durability(redb::Durability::Immediate)
-            .map_err(|e| store_error("durability", e))?;
-        let (next_number, tip_hash) = {
-            // Opening a table in a write transaction creates it: every table exists from here on,
-            // so readers never meet a missing one.
-            let mut blocks = wtx
-                .open_table(store::BLOCKS)
-                .map_err(|e| store_error("open blocks", e))?;
-            wtx.open_table(store::STATE)
-                .map_err(|e| store_error("open state", e))?;
-            wtx.open_table(store::HISTORY)
-                .map_err(|e| store_error("open history", e))?;
-            wtx.open_table(store::TX_IDS)
-                .map_err(|e| store_error("open tx_ids", e))?;
-            let last = blocks
-                .last()
-                .map_err(|e| store_error("read last block", e))?;
-            match last {
-                Some((number, bytes)) => {
-                    let number = number.value();
-                    let raw = RawBlock::decode(bytes.value()).map_err(|e| {
-                        LedgerError::Internal(format!(
-                            "last block {number} is undecodable (run tom verify): {e}"
-                        ))
-                    })?;
-                    // Blocks signed by one key and then another would fail verification; refuse
-                    // to extend the log if the key in the data directory is not the one that
-                    // signed it (a lost or swapped node.key.pem).
-                    if !key.signed(raw.header_bytes, raw.signature) {
-                        return Err(LedgerError::Internal(format!(
-                            "the node key in the data directory did not sign the last block \
-                             ({number}); restore the original node.key.pem or run tom verify"
-                        )));
-                    }
-                    (number + 1, sha256(raw.header_bytes))
-                }
-                None => {
-                    drop(last);
-                    let header = BlockHeader {
-                        number: 0,
-                        previous_hash: [0; 32],
-                        data_hash: BlockHeader::data_hash_of(&[]),
-                        timestamp: now(),
-                        tx_hashes: vec![],
-                    };
-                    let header_bytes = header.encode();
-                    let block = RawBlock::encode(&header_bytes, &[], &key.sign(&header_bytes)?);
-                    blocks
-                        .insert(0u64, block.as_slice())
-                        .map_err(|e| store_error("write genesis block", e))?;
-                    (1, sha256(&header_bytes))
-                }
-            }
-        };
-        wtx.commit().map_err(|e| store_error("commit", e))?;
+        let (next_number, tip_hash) = open_tip(&db, &key)?;
         height.store(next_number, Ordering::Release);
         Ok(Committer {
-            db,
+            db: Some(db),
+            shared,
+            path,
+            cache_size: options.cache_size,
             key,
             durable: options.durable,
             max_block_transactions: options.max_block_transactions,
@@ -148,6 +109,7 @@ impl Committer {
     }
 
     pub fn run(mut self, mut queue: mpsc::Receiver<Message>) {
+        let _alive = super::health::AliveGuard(self.shared.clone());
         let mut stopping = false;
         while !stopping {
             let Some(first) = queue.blocking_recv() else {
@@ -178,7 +140,9 @@ impl Committer {
                     }
                 }
             }
-            self.commit(batch);
+            if self.commit(batch) && !stopping {
+                stopping = self.recover(&mut queue);
+            }
         }
         // Whatever is still queued was never ordered: dropping it answers its submitters with
         // "shut down" (their reply channels close), and closing refuses newcomers.
@@ -210,8 +174,10 @@ impl Committer {
 
     /// An empty durable commit: persists every earlier non-durable one.
     fn flush(&self) -> Result<(), LedgerError> {
-        let mut wtx = self
-            .db
+        let Some(db) = &self.db else {
+            return Ok(());
+        };
+        let mut wtx = db
             .begin_write()
             .map_err(|e| store_error("begin write", e))?;
         wtx.set_durability(redb::Durability::Immediate)
@@ -219,15 +185,25 @@ impl Committer {
         wtx.commit().map_err(|e| store_error("commit", e))
     }
 
-    fn commit(&mut self, batch: Vec<Ordered>) {
+    /// Commit `batch` as one block and answer its submitters. Returns true if the store failed
+    /// with an I/O error and must be reopened ([`Committer::recover`]).
+    fn commit(&mut self, batch: Vec<Ordered>) -> bool {
         let outcomes = match self.write_block(&batch) {
             Ok(outcomes) => outcomes,
             Err(e) => {
-                tracing::error!(error = %e, transactions = batch.len(), "embedded ledger: block commit failed");
+                let storage_fault = matches!(e, LedgerError::Unavailable(_));
+                tracing::error!(error = %e, store = %self.path.display(), block = self.next_number, transactions = batch.len(), "embedded ledger: block commit failed; nothing of it was recorded");
+                if storage_fault {
+                    // Published before anyone is answered, so a retry that follows the answer
+                    // meets the same reason instead of redb's "previous I/O error".
+                    if let LedgerError::Unavailable(message) = &e {
+                        self.shared.set_fault(Some(message.clone()));
+                    }
+                }
                 for ordered in batch {
                     let _ = ordered.reply.send(Err(e.clone()));
                 }
-                return;
+                return storage_fault;
             }
         };
         let block = self.next_number - 1;
@@ -264,14 +240,134 @@ impl Committer {
             // The submitter may have gone away (request cancelled); the outcome stands.
             let _ = ordered.reply.send(result);
         }
+        false
+    }
+
+    /// After an I/O error: close the store, reopen it (redb repairs it on open) and re-read the
+    /// tip of the log, retrying with backoff; meanwhile every submission is answered with the
+    /// fault (503, nothing recorded). Returns true if told to stop meanwhile.
+    fn recover(&mut self, queue: &mut mpsc::Receiver<Message>) -> bool {
+        // Nobody may begin new work on the failed handle; those still holding it (endorsements,
+        // queries) fail fast and let go.
+        drop(
+            self.shared
+                .db
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        let failed = self.db.take();
+        let mut failed = failed.map(|db| (db, Instant::now()));
+        let mut delay = Duration::from_millis(20);
+        let mut attempts = 0u32;
+        loop {
+            // Release our handle once it is the last one (redb's file lock is per handle).
+            if let Some((db, since)) = failed.take() {
+                match Arc::try_unwrap(db) {
+                    Ok(db) => drop(db),
+                    Err(db) if since.elapsed() < Duration::from_secs(30) => {
+                        failed = Some((db, since))
+                    }
+                    Err(db) => {
+                        // A reader that never lets go (a stuck event replay): do not wait forever;
+                        // the open below keeps failing with "already open" until it does.
+                        tracing::warn!(
+                            "embedded ledger: the failed store handle is still in use after 30 s"
+                        );
+                        drop(db);
+                    }
+                }
+            }
+            if failed.is_none() {
+                attempts += 1;
+                match self.reopen() {
+                    Ok(()) => {
+                        self.shared.set_fault(None);
+                        tracing::info!(store = %self.path.display(), height = self.next_number, attempts, "embedded ledger: store reopened; committing again");
+                        return false;
+                    }
+                    Err(e) => {
+                        if let LedgerError::Unavailable(message) = &e {
+                            self.shared.set_fault(Some(message.clone()));
+                        }
+                        if attempts == 1 || attempts.is_power_of_two() {
+                            tracing::warn!(error = %e, store = %self.path.display(), attempts, "embedded ledger: cannot reopen the store yet; retrying");
+                        }
+                    }
+                }
+            }
+            // Back off, answering whatever arrives meanwhile.
+            let until = Instant::now() + delay;
+            loop {
+                while let Ok(message) = queue.try_recv() {
+                    match message {
+                        Message::Order(batch) => {
+                            let fault = self.shared.db().err().unwrap_or_else(|| {
+                                LedgerError::Unavailable(
+                                    "ledger storage is being reopened; nothing was recorded".into(),
+                                )
+                            });
+                            for ordered in batch {
+                                let _ = ordered.reply.send(Err(fault.clone()));
+                            }
+                        }
+                        Message::Stop => return true,
+                    }
+                }
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                std::thread::sleep((until - now).min(Duration::from_millis(10)));
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Open the store again and continue from its tip.
+    fn reopen(&mut self) -> Result<(), LedgerError> {
+        let db = redb::Builder::new()
+            .set_cache_size(self.cache_size)
+            .create(&self.path)
+            .map_err(|e| match open_fault(&e) {
+                Some(message) => LedgerError::Unavailable(message),
+                None => LedgerError::Unavailable(format!(
+                    "ledger storage is being reopened after an I/O error ({e}); nothing was recorded"
+                )),
+            })?;
+        let (next_number, tip_hash) = open_tip(&db, &self.key)?;
+        if next_number != self.next_number {
+            // Every block before next_number was acknowledged; a block beyond it is one whose
+            // commit reported an error although it reached the disk.
+            tracing::error!(
+                expected = self.next_number,
+                found = next_number,
+                "embedded ledger: the reopened store's height differs from the committer's"
+            );
+        }
+        self.next_number = next_number;
+        self.tip_hash = tip_hash;
+        self.height.store(next_number, Ordering::Release);
+        let db = Arc::new(db);
+        *self
+            .shared
+            .db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(db.clone());
+        self.db = Some(db);
+        Ok(())
     }
 
     /// Validate the batch, write it as one block and commit durably. On success the tip has
     /// moved (`next_number - 1` is the new block) unless no transaction entered a block.
     fn write_block(&mut self, batch: &[Ordered]) -> Result<Vec<Outcome>, LedgerError> {
         let number = self.next_number;
-        let mut wtx = self
-            .db
+        let db = self.db.clone().ok_or_else(|| {
+            LedgerError::Unavailable(
+                "ledger storage is being reopened; nothing was recorded".into(),
+            )
+        })?;
+        let mut wtx = db
             .begin_write()
             .map_err(|e| store_error("begin write", e))?;
         wtx.set_durability(durability(self.durable))
@@ -307,8 +403,8 @@ impl Committer {
                     outcomes.push(Outcome::Duplicate(format!("duplicate transaction id: already committed in block {block} at index {index}")));
                     continue;
                 }
-                let index =
-                    u32::try_from(transactions.len()).map_err(|e| store_error("block size", e))?;
+                let index = u32::try_from(transactions.len())
+                    .map_err(|e| LedgerError::Internal(format!("block size: {e}")))?;
                 let verdict = validate(&e.rwset, &BlockInProgress { state: &state })
                     .map_err(|e| LedgerError::Internal(e.0))?;
                 let code = match &verdict {
@@ -380,4 +476,68 @@ impl Committer {
         self.height.store(self.next_number, Ordering::Release);
         Ok(outcomes)
     }
+}
+
+/// Find the tip of the log (`(next block number, hash of the last header)`), writing the
+/// genesis block first if the store is new, and check that `key` signed the last block.
+fn open_tip(db: &redb::Database, key: &NodeKey) -> Result<(u64, Hash), LedgerError> {
+    let mut wtx = db
+        .begin_write()
+        .map_err(|e| store_error("begin write", e))?;
+    wtx.set_durability(redb::Durability::Immediate)
+        .map_err(|e| store_error("durability", e))?;
+    let (next_number, tip_hash) = {
+        // Opening a table in a write transaction creates it: every table exists from here on,
+        // so readers never meet a missing one.
+        let mut blocks = wtx
+            .open_table(store::BLOCKS)
+            .map_err(|e| store_error("open blocks", e))?;
+        wtx.open_table(store::STATE)
+            .map_err(|e| store_error("open state", e))?;
+        wtx.open_table(store::HISTORY)
+            .map_err(|e| store_error("open history", e))?;
+        wtx.open_table(store::TX_IDS)
+            .map_err(|e| store_error("open tx_ids", e))?;
+        let last = blocks
+            .last()
+            .map_err(|e| store_error("read last block", e))?;
+        match last {
+            Some((number, bytes)) => {
+                let number = number.value();
+                let raw = RawBlock::decode(bytes.value()).map_err(|e| {
+                    LedgerError::Internal(format!(
+                        "last block {number} is undecodable (run tom verify): {e}"
+                    ))
+                })?;
+                // Blocks signed by one key and then another would fail verification; refuse
+                // to extend the log if the key in the data directory is not the one that
+                // signed it (a lost or swapped node.key.pem).
+                if !key.signed(raw.header_bytes, raw.signature) {
+                    return Err(LedgerError::Internal(format!(
+                        "the node key in the data directory did not sign the last block \
+                         ({number}); restore the original node.key.pem or run tom verify"
+                    )));
+                }
+                (number + 1, sha256(raw.header_bytes))
+            }
+            None => {
+                drop(last);
+                let header = BlockHeader {
+                    number: 0,
+                    previous_hash: [0; 32],
+                    data_hash: BlockHeader::data_hash_of(&[]),
+                    timestamp: now(),
+                    tx_hashes: vec![],
+                };
+                let header_bytes = header.encode();
+                let block = RawBlock::encode(&header_bytes, &[], &key.sign(&header_bytes)?);
+                blocks
+                    .insert(0u64, block.as_slice())
+                    .map_err(|e| store_error("write genesis block", e))?;
+                (1, sha256(&header_bytes))
+            }
+        }
+    };
+    wtx.commit().map_err(|e| store_error("commit", e))?;
+    Ok((next_number, tip_hash))
 }

@@ -58,6 +58,7 @@
 
 pub mod codec;
 mod committer;
+mod health;
 pub mod node_key;
 pub mod store;
 mod verify;
@@ -77,8 +78,9 @@ pub use verify::{
 };
 
 use super::memory::{new_tx_id, now};
-use super::{CommittedEvent, Ledger, LedgerError, SigningIdentity, Submitted};
+use super::{CommittedEvent, Ledger, LedgerError, Readiness, SigningIdentity, Submitted};
 use committer::{Committer, Message, Ordered};
+use health::Shared;
 use store::Snapshot;
 
 /// Tuning of the embedded ledger. Every field has a default that suits a 2-core edge gateway.
@@ -198,8 +200,9 @@ pub struct EmbeddedLedger {
     data_dir: PathBuf,
     // Mutexes: only so `shutdown(&self)` can take the store, the sender and the thread handle
     // out (releasing the store file for `tom verify` or a restart); each use is a clone or a
-    // take, never held across an await.
-    db: Mutex<Option<Arc<redb::Database>>>,
+    // take, never held across an await. The store itself lives in `shared`, where the committer
+    // swaps it when it reopens the file after an I/O error.
+    shared: Arc<Shared>,
     orderer: Mutex<Option<mpsc::Sender<Message>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     events: broadcast::Sender<CommittedEvent>,
@@ -250,11 +253,28 @@ impl EmbeddedLedger {
                     path.display()
                 )),
             })?;
+        // Never extend a log `tom verify` rejects: check it first (incrementally from the last
+        // signed checkpoint for the per-transaction checks).
+        let started = std::time::Instant::now();
+        let checked = verify::check_at_start(&db, data_dir, &key)?;
+        tracing::info!(
+            blocks = checked,
+            ms = started.elapsed().as_millis() as u64,
+            "block log checked"
+        );
         let db = Arc::new(db);
+        let shared = Arc::new(Shared::new(db.clone()));
         let height = Arc::new(AtomicU64::new(0));
         let (events, _) = broadcast::channel(4096);
-        let committer =
-            Committer::start(db.clone(), key, &options, events.clone(), height.clone())?;
+        let committer = Committer::start(
+            db,
+            shared.clone(),
+            path.clone(),
+            key,
+            &options,
+            events.clone(),
+            height.clone(),
+        )?;
         committer.node_key().write_public_key(data_dir)?;
         let public_key_pem = committer.node_key().public_key_pem().to_owned();
         let (sender, receiver) = mpsc::channel(options.queue_capacity);
@@ -267,7 +287,7 @@ impl EmbeddedLedger {
         tracing::info!(dir = %data_dir.display(), height = height.load(Ordering::Acquire), "embedded ledger open");
         Ok(EmbeddedLedger {
             data_dir: data_dir.to_owned(),
-            db: Mutex::new(Some(db)),
+            shared,
             orderer: Mutex::new(Some(sender)),
             committer: Mutex::new(Some(handle)),
             events,
@@ -279,11 +299,7 @@ impl EmbeddedLedger {
 
     /// The store, unless shut down.
     fn db(&self) -> Result<Arc<redb::Database>, LedgerError> {
-        self.db
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| LedgerError::Unavailable("the embedded ledger is shut down".into()))
+        self.shared.db()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -533,8 +549,12 @@ impl EmbeddedLedger {
         }
         // The committer has dropped its handle; dropping ours closes the store file unless an
         // endorsement or query still running holds it, until it finishes.
+        self.shared
+            .shut_down
+            .store(true, std::sync::atomic::Ordering::Release);
         drop(
-            self.db
+            self.shared
+                .db
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take(),
@@ -702,5 +722,9 @@ impl Ledger for EmbeddedLedger {
 
     fn describe(&self) -> String {
         format!("embedded at {}", self.data_dir.display())
+    }
+
+    fn readiness(&self) -> Readiness {
+        self.shared.readiness(&self.data_dir)
     }
 }

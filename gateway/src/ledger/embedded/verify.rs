@@ -260,6 +260,13 @@ fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyErro
         redb::DatabaseError::DatabaseAlreadyOpen => {
             store_error(path, "the store is open by a running node; stop it first")
         }
+        redb::DatabaseError::RepairAborted => store_error(
+            path,
+            "the store needs repair: it was not closed cleanly (a write failed, e.g. on a full \
+             disk, or the process was killed). Verification only reads, so it cannot repair it: \
+             start `tom serve` on this data directory once with free space (opening repairs the \
+             store and checks the log), stop it, then run tom verify again",
+        ),
         e => store_error(path, e),
     })?;
     let txn = db.begin_read().map_err(|e| store_error(path, e))?;
@@ -288,6 +295,143 @@ fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyErro
     })
 }
 
+/// The file in the data directory recording the last start-up check: height and tip hash,
+/// signed by the node key.
+pub const CHECKPOINT_FILE: &str = "verified.checkpoint";
+
+const CHECKPOINT_HEADER: &str = "tom verified checkpoint v1";
+
+fn checkpoint_message(height: u64, tip: &Hash) -> String {
+    format!(
+        "{CHECKPOINT_HEADER}\nheight {height}\ntip {}\n",
+        hex::encode(tip)
+    )
+}
+
+/// The checkpoint in `data_dir`, if there is one the node key signed.
+fn read_checkpoint(data_dir: &Path, node_key: &[u8]) -> Option<(u64, Hash)> {
+    let text = std::fs::read_to_string(data_dir.join(CHECKPOINT_FILE)).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != CHECKPOINT_HEADER {
+        return None;
+    }
+    let height: u64 = lines.next()?.strip_prefix("height ")?.parse().ok()?;
+    let tip: Hash = hex::decode(lines.next()?.strip_prefix("tip ")?)
+        .ok()?
+        .try_into()
+        .ok()?;
+    let signature = hex::decode(lines.next()?.strip_prefix("signature ")?).ok()?;
+    let key =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, node_key);
+    key.verify(checkpoint_message(height, &tip).as_bytes(), &signature)
+        .ok()?;
+    Some((height, tip))
+}
+
+fn write_checkpoint(
+    data_dir: &Path,
+    key: &super::node_key::NodeKey,
+    height: u64,
+    tip: &Hash,
+) -> Result<(), String> {
+    let message = checkpoint_message(height, tip);
+    let signature = key.sign(message.as_bytes()).map_err(|e| e.to_string())?;
+    let text = format!("{message}signature {}\n", hex::encode(signature));
+    let path = data_dir.join(CHECKPOINT_FILE);
+    let temporary = data_dir.join(format!("{CHECKPOINT_FILE}.new"));
+    std::fs::write(&temporary, text).map_err(|e| e.to_string())?;
+    std::fs::rename(&temporary, &path).map_err(|e| e.to_string())
+}
+
+/// What `tom serve` checks before it extends the log, so it never starts on a log that
+/// `tom verify` rejects: every block's hash link, node signature, data hash and transaction
+/// hashes; and, for the blocks after the last signed checkpoint ([`CHECKPOINT_FILE`]), every
+/// transaction's id derivation and creator signature too. The world-state replay is left to
+/// `tom verify`. On success the checkpoint moves to the tip, so the next start checks
+/// transactions only of the blocks committed since. Returns the number of blocks checked.
+pub(super) fn check_at_start(
+    db: &redb::Database,
+    data_dir: &Path,
+    key: &super::node_key::NodeKey,
+) -> Result<u64, crate::ledger::LedgerError> {
+    use crate::ledger::LedgerError;
+    let store = data_dir.join(STORE_FILE);
+    let internal = |e: &dyn fmt::Display| {
+        LedgerError::Internal(format!("checking the block log {}: {e}", store.display()))
+    };
+    let point = public_key_point(key.public_key_pem()).map_err(|e| internal(&e))?;
+    let checkpoint = read_checkpoint(data_dir, &point);
+    let txn = db.begin_read().map_err(|e| internal(&e))?;
+    let blocks = match txn.open_table(BLOCKS) {
+        Ok(blocks) => blocks,
+        // A new store: nothing to check yet.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(internal(&e)),
+    };
+    // A swapped or foreign node key shows first as a bad signature on every block: say what it is.
+    if let Some((number, bytes)) = blocks.last().map_err(|e| internal(&e))? {
+        let number = number.value();
+        if let Ok(raw) = RawBlock::decode(bytes.value()) {
+            if !key.signed(raw.header_bytes, raw.signature) {
+                return Err(LedgerError::Internal(format!(
+                    "the node key in the data directory did not sign the last block \
+                     ({number}); restore the original node.key.pem or run tom verify"
+                )));
+            }
+        }
+    }
+    let mut checker = Checker::new(&point);
+    checker.replay = false;
+    checker.transactions_from = checkpoint.map_or(0, |(height, _)| height);
+    for row in blocks.iter().map_err(|e| internal(&e))? {
+        let (number, bytes) = row.map_err(|e| internal(&e))?;
+        if let Some((height, tip)) = checkpoint {
+            if number.value() == height && checker.previous_hash != tip {
+                return Err(LedgerError::Internal(format!(
+                    "the block log {} does not extend the last verified checkpoint (block {}): \
+                     blocks before it were replaced; tom serve will not extend it \
+                     (run tom verify for the full report)",
+                    store.display(),
+                    height.saturating_sub(1)
+                )));
+            }
+        }
+        checker.block(number.value(), bytes.value()).map_err(|t| {
+            LedgerError::Internal(format!(
+                "the block log {} fails verification at {t}; tom serve will not extend a log \
+                 that tom verify rejects (run tom verify for the full report)",
+                store.display()
+            ))
+        })?;
+    }
+    if let Some((height, tip)) = checkpoint {
+        if checker.blocks == height && checker.previous_hash != tip {
+            return Err(LedgerError::Internal(format!(
+                "the block log {} does not match the last verified checkpoint (block {}): \
+                 blocks were replaced; tom serve will not extend it (run tom verify for the \
+                 full report)",
+                store.display(),
+                height.saturating_sub(1)
+            )));
+        }
+        if checker.blocks < height {
+            return Err(LedgerError::Internal(format!(
+                "the block log {} has {} blocks but was verified with {height}: blocks were \
+                 removed; tom serve will not extend it (run tom verify for the full report)",
+                store.display(),
+                checker.blocks
+            )));
+        }
+    }
+    if checker.blocks > 0 {
+        if let Err(e) = write_checkpoint(data_dir, key, checker.blocks, &checker.previous_hash) {
+            // Only costs the next start more checking.
+            tracing::warn!(error = %e, "cannot write the verified checkpoint");
+        }
+    }
+    Ok(checker.blocks)
+}
+
 /// The running state of a verification: what the next block must link to, and every tx id so
 /// far.
 struct Checker<'k> {
@@ -304,6 +448,13 @@ struct Checker<'k> {
     /// Creator certificates already parsed, by their PEM bytes: a few identities sign most
     /// transactions, and parsing X.509 costs more than the signature check.
     certificates: HashMap<Vec<u8>, Result<tom_contract::identity::Certificate, String>>,
+    /// Blocks below this number get the block-level checks only (hash link, node signature,
+    /// data hash, transaction hashes); their transactions were fully checked before (the
+    /// start-up check's signed checkpoint). 0 for `tom verify`.
+    transactions_from: u64,
+    /// Whether to replay state, history and the transaction index (`tom verify`) or only check
+    /// the log (start-up).
+    replay: bool,
 }
 
 impl<'k> Checker<'k> {
@@ -321,6 +472,8 @@ impl<'k> Checker<'k> {
             state: BTreeMap::new(),
             history: MultisetDigest::default(),
             certificates: HashMap::new(),
+            transactions_from: 0,
+            replay: true,
         }
     }
 
@@ -400,6 +553,9 @@ impl<'k> Checker<'k> {
                     intact,
                 ));
             }
+            if number < self.transactions_from {
+                continue;
+            }
             let tx = decoded.map_err(|e| {
                 fail(
                     TamperKind::Undecodable(e.to_string()),
@@ -418,7 +574,10 @@ impl<'k> Checker<'k> {
                     intact,
                 ));
             }
-            let first_block = self.tx_ids.get(&tx_id).map(|(block, _, _)| *block);
+            let first_block = match self.replay {
+                true => self.tx_ids.get(&tx_id).map(|(block, _, _)| *block),
+                false => None,
+            };
             if let Some(first_block) = first_block {
                 return Err(fail(
                     TamperKind::DuplicateTransactionId { first_block },
@@ -434,6 +593,9 @@ impl<'k> Checker<'k> {
                     Some(tx_id),
                     intact,
                 ));
+            }
+            if !self.replay {
+                continue;
             }
             if tx.code.is_valid() {
                 self.apply(number, index, &tx);
