@@ -127,8 +127,11 @@ impl Env {
         Ok(committed["tx_id"].as_str().unwrap_or_default().to_owned())
     }
 
-    /// Wait until `data_id` is on the ledger and its bytes are here, and check they match the
-    /// recorded hash: the workload never uses data whose bytes differ from what was recorded.
+    /// Wait until `data_id` is on the ledger and its bytes are here, and check them as the
+    /// paper's receiver does: the sender's identity (the generator's signed claim verifies with
+    /// the certificate the ledger holds for it) and the data's integrity (the bytes hash to what
+    /// the claim and the ledger say). The workload never uses data that fails either check, and
+    /// does not take the gateway's word for the signature.
     pub fn fetch(&self, data_id: &str) -> Result<Vec<u8>> {
         let deadline = Instant::now() + self.wait;
         loop {
@@ -141,6 +144,12 @@ impl Env {
                 if recorded != actual {
                     bail!("data {data_id}: the bytes in {} hash to {actual}, but the ledger records {recorded}", self.data_path(data_id).display());
                 }
+                let generator_id = entity["generated_by"].as_str().unwrap_or_default();
+                let generator = self.entity(generator_id)?.with_context(|| {
+                    format!("data {data_id}: generator {generator_id} is not on the ledger")
+                })?;
+                check_claim(&entity, &generator, &bytes, &self.ledger)
+                    .with_context(|| format!("data {data_id} from {generator_id}"))?;
                 return Ok(bytes);
             }
             if Instant::now() >= deadline {
@@ -167,6 +176,52 @@ impl Env {
         );
         Ok(committed["tx_id"].as_str().unwrap_or_default().to_owned())
     }
+}
+
+/// Check a data item as its receiver: `data` and `generator` are the entities the ledger holds,
+/// `bytes` what arrived off-chain. The claim must be a DSSE envelope signed by the generator's
+/// certificate key, for this `ledger`, naming this data id, these bytes and this generator.
+pub fn check_claim(data: &Value, generator: &Value, bytes: &[u8], ledger: &str) -> Result<()> {
+    use tom_contract::claims::{DataGeneration, Envelope, Statement, DATA_GENERATION_PREDICATE};
+    let envelope: Envelope = serde_json::from_value(data["claim"].clone())
+        .context("the ledger holds no signed claim for it")?;
+    let pem = generator["certificate"]["pem"]
+        .as_str()
+        .context("its generator has no certificate on the ledger")?;
+    let certificate = tom_contract::identity::Certificate::from_pem(pem)
+        .map_err(|e| anyhow!("generator certificate: {e}"))?;
+    let statement: Statement<DataGeneration> = envelope
+        .open(DATA_GENERATION_PREDICATE, |message, signature| {
+            certificate.verify(message, signature)
+        })
+        .map_err(|e| anyhow!("claim: {e}"))?;
+    let digest = hash(bytes);
+    let subject = statement
+        .subject
+        .first()
+        .context("claim names no subject")?;
+    let checks = [
+        (
+            subject.name == data["id"].as_str().unwrap_or_default(),
+            "names another data id",
+        ),
+        (
+            subject.digest.get("sha256").map(|h| format!("sha256:{h}")) == Some(digest),
+            "was signed for other bytes",
+        ),
+        (
+            statement.predicate.generated_by == generator["id"].as_str().unwrap_or_default(),
+            "names another generator",
+        ),
+        (
+            statement.predicate.ledger == ledger,
+            "was made for another ledger",
+        ),
+    ];
+    if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+        bail!("the generator's signed claim {what}");
+    }
+    Ok(())
 }
 
 /// A sensor's readings: `count` items `<prefix>-<n>` of `kind`.
@@ -281,5 +336,47 @@ mod tests {
                 )
                 .unwrap();
         assert_eq!(statement, request.statement("tom"));
+    }
+
+    /// The receiver's check, against entities shaped as the ledger returns them.
+    #[test]
+    fn receivers_check_the_senders_claim_and_the_bytes() {
+        use p256::pkcs8::DecodePrivateKey;
+        let light = tom_fixtures::identity("org1", "traffic-light-1");
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(light.key_pkcs8_pem).unwrap();
+        let bytes = b"count=7";
+        let claimed = |signer: &p256::ecdsa::SigningKey, bytes: &[u8]| {
+            tom_contract::requests::RecordData {
+                data_id: "c1".into(),
+                kind: "count".into(),
+                hash: hash(bytes),
+                size: bytes.len() as u64,
+                location: "file:///c1".into(),
+                generated_by: "tl-1".into(),
+                derived_from: vec![],
+                claim: Default::default(),
+            }
+            .sign("tom", "", |m| sign(signer, m))
+            .unwrap()
+        };
+        let data = |request: &tom_contract::requests::RecordData| json!({ "id": "c1", "generated_by": "tl-1", "hash": request.hash, "claim": request.claim });
+        let generator = json!({ "id": "tl-1", "certificate": { "pem": light.cert_pem } });
+        let good = claimed(&key, bytes);
+        check_claim(&data(&good), &generator, bytes, "tom").unwrap();
+        let err = |r: Result<()>| r.unwrap_err().to_string();
+        assert!(
+            err(check_claim(&data(&good), &generator, b"count=8", "tom")).contains("other bytes")
+        );
+        assert!(
+            err(check_claim(&data(&good), &generator, bytes, "other")).contains("another ledger")
+        );
+        let other = tom_fixtures::identity("org1", "edge-node-1");
+        let other_key = p256::ecdsa::SigningKey::from_pkcs8_pem(other.key_pkcs8_pem).unwrap();
+        let forged = claimed(&other_key, bytes);
+        assert!(
+            err(check_claim(&data(&forged), &generator, bytes, "tom")).contains("does not verify")
+        );
+        let unsigned = json!({ "id": "c1", "generated_by": "tl-1" });
+        assert!(err(check_claim(&unsigned, &generator, bytes, "tom")).contains("no signed claim"));
     }
 }
