@@ -310,7 +310,15 @@ impl Orchestrator {
             .evaluate(&self.identity, "GetEntity", &request)
             .await
         {
-            Ok(bytes) => Ok(serde_json::from_slice::<Entity>(&bytes).ok()),
+            // A reply that does not decode is an error, never "no such entity": reading a
+            // schema drift as absence would let reconciliation remove a running service.
+            Ok(bytes) => serde_json::from_slice::<Entity>(&bytes)
+                .map(Some)
+                .map_err(|e| {
+                    OrchestrationError::Ledger(LedgerError::Internal(format!(
+                        "entity {id} as the ledger returned it does not decode: {e}"
+                    )))
+                }),
             Err(LedgerError::Rejected { status: 404, .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -398,3 +398,74 @@ async fn a_node_bound_to_a_joined_device_is_not_taken_over() {
         Some("roadside-gateway-1")
     );
 }
+
+/// A ledger whose entities come back in a shape this gateway cannot decode (a contract of a
+/// newer schema, say). Everything else is the in-memory ledger's.
+struct SchemaDrift(Arc<InMemoryLedger>);
+
+#[async_trait::async_trait]
+impl Ledger for SchemaDrift {
+    async fn submit(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<crate::ledger::Submitted, crate::ledger::LedgerError> {
+        self.0.submit(identity, function, argument).await
+    }
+
+    async fn evaluate(
+        &self,
+        identity: &SigningIdentity,
+        function: &str,
+        argument: &[u8],
+    ) -> Result<Vec<u8>, crate::ledger::LedgerError> {
+        if function == "GetEntity" {
+            return Ok(
+                br#"{"type":"container","id":"c1","shape":"from a newer contract"}"#.to_vec(),
+            );
+        }
+        self.0.evaluate(identity, function, argument).await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::ledger::CommittedEvent> {
+        self.0.subscribe()
+    }
+
+    fn describe(&self) -> String {
+        "schema drift".into()
+    }
+}
+
+#[tokio::test]
+async fn an_entity_that_does_not_decode_is_an_error_and_reconciliation_removes_nothing() {
+    let w = world().await;
+    let placed = w
+        .orch
+        .place(&identity("orchestrator"), "c1", "edge-node-1")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let drifted = Orchestrator::new(
+        Arc::new(SchemaDrift(w.ledger.clone())),
+        w.swarm.clone(),
+        Journal::open(&dir.path().join("j.redb")).unwrap(),
+        identity("orchestrator"),
+        OrchestratorConfig::default(),
+    );
+    let error = drifted.entity("c1").await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("entity c1 as the ledger returned it does not decode"),
+        "{error}"
+    );
+    // Reconciliation with removal on must stop at the error, not take the container for
+    // unauthorised and remove its running service.
+    assert!(drifted.reconcile(true).await.is_err());
+    let services = w.swarm.tom_services().await.unwrap();
+    assert_eq!(
+        services.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![placed.service_id]
+    );
+}
