@@ -7,6 +7,11 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHANNEL="${CHANNEL:-tom}"
 CHAINCODE_NAME="${CHAINCODE_NAME:-tom}"
 FABRIC_VERSION="${FABRIC_VERSION:-2.5}"
+# The images (docker-compose.yaml reads the same variables): the official ones by default, or
+# images laid out like them, e.g. TOM's local tom-fabric-*:2.5.12 (scripts/setup/55-fabric-images.sh).
+export FABRIC_ORDERER_IMAGE="${FABRIC_ORDERER_IMAGE:-hyperledger/fabric-orderer:$FABRIC_VERSION}"
+export FABRIC_PEER_IMAGE="${FABRIC_PEER_IMAGE:-hyperledger/fabric-peer:$FABRIC_VERSION}"
+export FABRIC_TOOLS_IMAGE="${FABRIC_TOOLS_IMAGE:-hyperledger/fabric-tools:$FABRIC_VERSION}"
 ORDERER_CA=organizations/ordererOrganizations/example.com/orderers/orderer.example.com/tls/ca.crt
 
 compose() {
