@@ -16,7 +16,7 @@
 # (osnadmin), Org1MSP with peer0 and peer1, Org2MSP with peer0, TLS on every endpoint, crypto
 # material from cryptogen, the channel's genesis block from configtxgen with the project's
 # network/configtx.yaml (same policies as the compose network; loopback endpoints, 250 ms batch
-# timeout). Each organisation's MSP trusts the fixture CA exactly as scripts/network-up.sh makes
+# timeout; gossip intervals shortened so discovery sees every peer within seconds). Each organisation's MSP trusts the fixture CA exactly as scripts/network-up.sh makes
 # it (scripts/fixture-msp.sh). Peers use only the CCaaS external builder (vm.endpoint empty).
 # TOM's chaincode, the tom-chaincode binary of this checkout (TOM_CHAINCODE_BIN, default
 # target/debug/tom-chaincode), runs as one CCaaS process per organisation: cc.org1 serves Org1's
@@ -233,6 +233,8 @@ PY
             CORE_OPERATIONS_LISTENADDRESS="127.0.0.1:${ports[$((5 + 3 * i))]}" CORE_METRICS_PROVIDER=disabled \
             CORE_PEER_PROFILE_ENABLED=false CORE_VM_ENDPOINT="" CORE_CHAINCODE_EXECUTETIMEOUT=30s \
             CORE_LEDGER_HISTORY_ENABLEHISTORYDATABASE=true \
+            CORE_PEER_GOSSIP_ALIVETIMEINTERVAL=2s CORE_PEER_GOSSIP_ALIVEEXPIRATIONTIMEOUT=10s \
+            CORE_PEER_GOSSIP_RECONNECTINTERVAL=2s CORE_PEER_GOSSIP_PUBLISHSTATEINFOINTERVAL=1s \
             "$bin/peer" node start
         start_proc "$dir" "$name"
     done
@@ -273,16 +275,23 @@ EOF
     source "$dir/env.sh"
 
     wait_port "$ORDERER_ADDRESS" 30 orderer "$dir"
+    wait_port "$ORDERER_ADMIN_ADDRESS" 30 orderer "$dir"
     log "orderer joins $CHANNEL (osnadmin)"
-    "$bin/osnadmin" channel join --channelID "$CHANNEL" --config-block "$dir/blocks/genesis.block" \
-        -o "$ORDERER_ADMIN_ADDRESS" --ca-file "$ord/tls/ca.crt" --client-cert "$ord/tls/server.crt" \
-        --client-key "$ord/tls/server.key" > "$dir/logs/osnadmin.log" 2>&1 \
-        || { cat "$dir/logs/osnadmin.log" >&2; false; }
+    for i in $(seq 1 20); do
+        "$bin/osnadmin" channel join --channelID "$CHANNEL" --config-block "$dir/blocks/genesis.block" \
+            -o "$ORDERER_ADMIN_ADDRESS" --ca-file "$ord/tls/ca.crt" --client-cert "$ord/tls/server.crt" \
+            --client-key "$ord/tls/server.key" >> "$dir/logs/osnadmin.log" 2>&1 && break
+        [ "$i" = 20 ] && { cat "$dir/logs/osnadmin.log" >&2; die "the orderer did not join $CHANNEL"; }
+        sleep 0.5
+    done
     for name in "${PEERS[@]}"; do
         wait_port "${PEER_ADDRESS[$name]}" 30 "$name" "$dir"
         log "$name (${PEER_ADDRESS[$name]}) joins $CHANNEL"
-        as "$name" peer channel join -b "$dir/blocks/genesis.block" >> "$dir/logs/cli.log" 2>&1 \
-            || { tail -5 "$dir/logs/cli.log" >&2; false; }
+        for i in $(seq 1 20); do
+            as "$name" peer channel join -b "$dir/blocks/genesis.block" >> "$dir/logs/cli.log" 2>&1 && break
+            [ "$i" = 20 ] && { tail -5 "$dir/logs/cli.log" >&2; die "$name did not join $CHANNEL"; }
+            sleep 0.5
+        done
     done
 
     log "chaincode: one CCaaS package and tom-chaincode process per organisation"
@@ -330,6 +339,20 @@ EOF
             [ "$i" = 100 ] && die "$name: the chaincode does not answer (see $dir/logs)"
             sleep 0.2
         done
+    done
+    # The Fabric Gateway plans endorsements from discovery, which knows the other organisation's
+    # peer only once gossip (through the anchor peers) has spread membership and chaincode info.
+    log "waiting for discovery to offer endorsers of both organisations"
+    local admin="$dir/organizations/peerOrganizations/org1.example.com/users/Admin@org1.example.com/msp"
+    for i in $(seq 1 120); do
+        if "$bin/discover" --peerTLSCA "$(peer_tls_ca peer0.org1)" --userKey "$admin/keystore/priv_sk" \
+            --userCert "$admin/signcerts/Admin@org1.example.com-cert.pem" --MSP Org1MSP \
+            endorsers --channel "$CHANNEL" --chaincode "$CC_NAME" --server "${PEER_ADDRESS[peer0.org1]}" \
+            > "$dir/logs/discover.log" 2>&1 && grep -q Org2MSP "$dir/logs/discover.log"; then
+            break
+        fi
+        [ "$i" = 120 ] && { cat "$dir/logs/discover.log" >&2; die "discovery never offered Org2's peer"; }
+        sleep 0.5
     done
     trap - ERR
     log "up in $((SECONDS - started))s: channel $CHANNEL, chaincode $CC_NAME; source $dir/env.sh"
