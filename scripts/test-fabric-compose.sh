@@ -107,7 +107,7 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 t=$SECONDS
-if "$TOM" demo smart-city --gateway "http://127.0.0.1:$GW_PORT" --credentials "$WORK/gw/demo-credentials.json" > "$WORK/demo.log" 2>&1; then
+if RUST_BACKTRACE=0 "$TOM" demo smart-city --gateway "http://127.0.0.1:$GW_PORT" --credentials "$WORK/gw/demo-credentials.json" > "$WORK/demo.log" 2>&1; then
     pass "tom serve --fabric network/connection-profile.json: smart-city demo ($(grep -c ' tx [0-9a-f]*… block' "$WORK/demo.log") transactions, $((SECONDS - t))s)"
 else
     fail "tom serve --fabric on the compose network" "$(tail -15 "$WORK/demo.log"; tail -5 "$WORK/gateway.log")"

@@ -80,7 +80,9 @@ pub fn from_status(what: &str, status: &tonic::Status) -> LedgerError {
     // FailedPrecondition (seen on Fabric 2.5.12 with Org2's only peer stopped): an outage, not
     // a request the caller could fix.
     if status.code() == Code::FailedPrecondition
-        && status.message().contains("no combination of peers can be derived")
+        && status
+            .message()
+            .contains("no combination of peers can be derived")
     {
         return LedgerError::Unavailable(text);
     }
