@@ -13,7 +13,8 @@
 #   scripts/fabric-testnet.sh launch DIR NAME CMD…   run CMD as a tracked process of the network
 #
 # The network: one Raft orderer joined to channel `tom` through the channel participation API
-# (osnadmin), Org1MSP with peer0 and peer1, Org2MSP with peer0, TLS on every endpoint, crypto
+# (osnadmin), Org1MSP with peer0 and peer1, Org2MSP with peer0, TLS on every endpoint (mutual TLS
+# between peers and chaincode), crypto
 # material from cryptogen, the channel's genesis block from configtxgen with the project's
 # network/configtx.yaml (same policies as the compose network; loopback endpoints, 250 ms batch
 # timeout; gossip intervals shortened so discovery sees every peer within seconds). Each organisation's MSP trusts the fixture CA exactly as scripts/network-up.sh makes
@@ -146,11 +147,13 @@ PeerOrgs:
     Domain: org1.example.com
     EnableNodeOUs: true
     Template: {Count: 2, SANS: [localhost, 127.0.0.1]}
+    Specs: [{Hostname: cc, SANS: [localhost, 127.0.0.1]}]
     Users: {Count: 1}
   - Name: Org2
     Domain: org2.example.com
     EnableNodeOUs: true
     Template: {Count: 1, SANS: [localhost, 127.0.0.1]}
+    Specs: [{Hostname: cc, SANS: [localhost, 127.0.0.1]}]
     Users: {Count: 1}
 YAML
     "$bin/cryptogen" generate --config="$dir/crypto-config.yaml" --output="$dir/organizations" >/dev/null
@@ -295,15 +298,22 @@ EOF
     done
 
     log "chaincode: one CCaaS package and tom-chaincode process per organisation"
-    local id calc
+    local id calc o
     for org in org1 org2; do
+        # Mutual TLS between peers and chaincode: the server certificate of cryptogen's node
+        # cc.orgN (SAN 127.0.0.1), peers presenting the org admin's TLS client certificate.
+        o="$dir/organizations/peerOrganizations/$org.example.com"
         id=$(bash "$SCRIPTS/package-chaincode.sh" --label "$CC_LABEL" --address "${CC_ADDRESS[$org]}" \
-            --out "$dir/packages/$org" 2>/dev/null)
+            --out "$dir/packages/$org" --tls-root-cert "$o/peers/cc.$org.example.com/tls/ca.crt" \
+            --client-cert "$o/users/Admin@$org.example.com/tls/client.crt" \
+            --client-key "$o/users/Admin@$org.example.com/tls/client.key" 2>/dev/null)
         calc=$("$bin/peer" lifecycle chaincode calculatepackageid "$dir/packages/$org/$CC_LABEL.tar.gz")
         [ "$id" = "$calc" ] || die "package id $id differs from calculatepackageid's $calc"
         echo "PACKAGE_ID_${org^^}=$id" >> "$dir/env.sh"
         write_launcher "$dir" "cc.$org" CHAINCODE_ID="$id" CHAINCODE_SERVER_ADDRESS="${CC_ADDRESS[$org]}" \
-            CHAINCODE_TLS_DISABLED=true RUST_LOG=info "$ccbin"
+            CHAINCODE_TLS_CERT="$o/peers/cc.$org.example.com/tls/server.crt" \
+            CHAINCODE_TLS_KEY="$o/peers/cc.$org.example.com/tls/server.key" \
+            CHAINCODE_CLIENT_CA_CERT="$o/tlsca/tlsca.$org.example.com-cert.pem" RUST_LOG=info "$ccbin"
         start_proc "$dir" "cc.$org"
     done
     # shellcheck source=/dev/null
