@@ -134,8 +134,12 @@ import json, sys
 d = json.load(sys.stdin)
 assert d["sequence"] == 1 and d["approvals"] == {"Org1MSP": True, "Org2MSP": True}, d'
     [ "$PACKAGE_ID_ORG1" != "$PACKAGE_ID_ORG2" ] || { echo "both organisations use one package"; return 1; }
+    for org in org1 org2; do
+        grep -q "chaincode server listening.*tls=true client_auth=true" "$DIR/logs/cc.$org.log" \
+            || { echo "cc.$org does not serve mutual TLS"; return 1; }
+    done
 }
-check "CCaaS packages: id = calculatepackageid, installed per organisation, definition approved by both" deployed
+check "CCaaS packages: id = calculatepackageid, installed per organisation, definition approved by both, mutual TLS" deployed
 
 # ---------------------------------------------------------------------------------------------
 echo "==> tom serve --fabric (gateway on peer0.org1)"
