@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The compose network exactly as README tells users to run it, on TOM's local Fabric images
 # (scripts/setup/55-fabric-images.sh) instead of the official ones, which cannot be pulled here:
-#   scripts/network-up.sh, SKIP_IMAGE=1 scripts/deploy-chaincode.sh (tom-chaincode:dev from
-#   scripts/setup/30-chaincode-image.sh), a transaction through the peer CLI
+#   scripts/network-up.sh, SKIP_IMAGE=1 scripts/deploy-chaincode.sh (with this checkout's dev
+#   build of tom-chaincode in an image of its own, TOM_CHAINCODE_IMAGE), a transaction through the peer CLI
 #   (scripts/network-invoke.sh, README's example), `tom serve --fabric network/connection-profile.json`
 #   with the smart-city demo through it, then scripts/network-down.sh (always, also on failure).
 # Run by scripts/test-fabric.sh. Needs the fixed ports of docker-compose.yaml (127.0.0.1:7050,
@@ -46,9 +46,10 @@ for port in 7050 7051 7053 9051; do
         finish; exit 1
     fi
 done
-if ! docker image inspect tom-chaincode:dev >/dev/null 2>&1; then
-    bash scripts/setup/30-chaincode-image.sh >/dev/null || { fail "tom-chaincode:dev image"; finish; exit 1; }
-fi
+# This checkout's chaincode under a tag of its own: tom-chaincode:dev is shared by every checkout
+# on the machine's Docker engine.
+export TOM_CHAINCODE_IMAGE="tom-chaincode:test-$(printf %s "$REPO" | sha256sum | cut -c1-8)"
+bash scripts/setup/30-chaincode-image.sh >/dev/null || { fail "$TOM_CHAINCODE_IMAGE image"; finish; exit 1; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tom-compose-test.XXXXXX")"
 GW_PID=""
