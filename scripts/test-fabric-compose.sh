@@ -3,7 +3,7 @@
 # (scripts/setup/55-fabric-images.sh) instead of the official ones, which cannot be pulled here:
 #   scripts/network-up.sh, SKIP_IMAGE=1 scripts/deploy-chaincode.sh (with this checkout's dev
 #   build of tom-chaincode in an image of its own, TOM_CHAINCODE_IMAGE), a transaction through the peer CLI
-#   (scripts/network-invoke.sh, README's example), `tom serve --fabric network/connection-profile.json`
+#   (scripts/network-invoke.sh, README's example), `tom serve --fabric` with README's profile
 #   with the smart-city demo through it, then scripts/network-down.sh (always, also on failure).
 # Run by scripts/test-fabric.sh. Needs the fixed ports of docker-compose.yaml (127.0.0.1:7050,
 # 7051, 7053, 9051) free and no compose network of TOM's already up.
@@ -52,6 +52,9 @@ export TOM_CHAINCODE_IMAGE="tom-chaincode:test-$(printf %s "$REPO" | sha256sum |
 bash scripts/setup/30-chaincode-image.sh >/dev/null || { fail "$TOM_CHAINCODE_IMAGE image"; finish; exit 1; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tom-compose-test.XXXXXX")"
+# README's network/connection-profile.json, under a name of its own so that a user's is untouched
+# (in network/, so its relative paths resolve as README's does).
+PROFILE="network/.connection-profile.test-$$.json"
 GW_PID=""
 cleanup() {
     local rc=$?
@@ -63,7 +66,7 @@ cleanup() {
         done
     fi
     bash scripts/network-down.sh >/dev/null 2>&1 || echo "warning: scripts/network-down.sh failed" >&2
-    rm -f network/connection-profile.json
+    rm -f "$PROFILE"
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -97,10 +100,10 @@ fi
 
 # tom serve --fabric with README's profile, the smart-city demo through it.
 TOM="${CARGO_TARGET_DIR:-$REPO/target}/debug/tom"
-cp network/connection-profile.example.json network/connection-profile.json
+cp network/connection-profile.example.json "$PROFILE"
 "$TOM" demo install --data-dir "$WORK/gw" >/dev/null
 GW_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$TOM" serve --fabric network/connection-profile.json --data-dir "$WORK/gw" --listen "127.0.0.1:$GW_PORT" \
+"$TOM" serve --fabric "$PROFILE" --data-dir "$WORK/gw" --listen "127.0.0.1:$GW_PORT" \
     > "$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 for _ in $(seq 1 100); do
@@ -109,7 +112,7 @@ for _ in $(seq 1 100); do
 done
 t=$SECONDS
 if RUST_BACKTRACE=0 "$TOM" demo smart-city --gateway "http://127.0.0.1:$GW_PORT" --credentials "$WORK/gw/demo-credentials.json" > "$WORK/demo.log" 2>&1; then
-    pass "tom serve --fabric network/connection-profile.json: smart-city demo ($(grep -c ' tx [0-9a-f]*… block' "$WORK/demo.log") transactions, $((SECONDS - t))s)"
+    pass "tom serve --fabric with README's connection profile: smart-city demo ($(grep -c ' tx [0-9a-f]*… block' "$WORK/demo.log") transactions, $((SECONDS - t))s)"
 else
     fail "tom serve --fabric on the compose network" "$(tail -15 "$WORK/demo.log"; tail -5 "$WORK/gateway.log")"
 fi
