@@ -70,8 +70,8 @@ stop_proc() {
     rm -f "$dir/pids/$name"
 }
 
-# write_launcher DIR NAME CMD… : the current exported FABRIC/CORE/ORDERER/CHAINCODE variables
-# given as NAME=VALUE words before CMD.
+# write_launcher DIR NAME [VAR=VALUE…] CMD…: DIR/run/NAME.sh runs CMD (exec env) with those
+# variables added to the environment, so `start` can restart it exactly.
 write_launcher() {
     local dir="$1" name="$2"; shift 2
     {
