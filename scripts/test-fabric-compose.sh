@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The compose network exactly as README tells users to run it, on TOM's local Fabric images
 # (scripts/setup/55-fabric-images.sh) instead of the official ones, which cannot be pulled here:
-#   scripts/network-up.sh, SKIP_IMAGE=1 scripts/deploy-chaincode.sh (with this checkout's dev
-#   build of tom-chaincode in an image of its own, TOM_CHAINCODE_IMAGE), a transaction through
-#   the peer CLI
-#   (scripts/network-invoke.sh, README's example), `tom serve --fabric` with README's profile
-#   with the smart-city demo through it, then scripts/network-down.sh (always, also on failure).
+#   scripts/network-up.sh; SKIP_IMAGE=1 scripts/deploy-chaincode.sh with this checkout's dev
+#   build of tom-chaincode in an image of its own (TOM_CHAINCODE_IMAGE); README's example
+#   transaction through the peer CLI (scripts/network-invoke.sh); `tom serve --fabric` with
+#   README's connection profile and the smart-city demo through it; scripts/network-down.sh
+#   (always, also on failure).
 # Run by scripts/test.sh. Needs the fixed ports of docker-compose.yaml (127.0.0.1:7050,
 # 7051, 7053, 9051) free and no compose network of TOM's already up.
 set -uo pipefail
