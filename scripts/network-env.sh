@@ -7,7 +7,12 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHANNEL="${CHANNEL:-tom}"
 CHAINCODE_NAME="${CHAINCODE_NAME:-tom}"
 FABRIC_VERSION="${FABRIC_VERSION:-2.5}"
-ORDERER_CA=organizations/ordererOrganizations/example.com/orderers/orderer.example.com/tls/ca.crt
+# The images (docker-compose.yaml reads the same variables): the official ones by default, or
+# images laid out like them, e.g. TOM's local tom-fabric-*:2.5.12 (scripts/setup/55-fabric-images.sh).
+export FABRIC_ORDERER_IMAGE="${FABRIC_ORDERER_IMAGE:-hyperledger/fabric-orderer:$FABRIC_VERSION}"
+export FABRIC_PEER_IMAGE="${FABRIC_PEER_IMAGE:-hyperledger/fabric-peer:$FABRIC_VERSION}"
+export FABRIC_TOOLS_IMAGE="${FABRIC_TOOLS_IMAGE:-hyperledger/fabric-tools:$FABRIC_VERSION}"
+ORDERER_CA=/network/organizations/ordererOrganizations/example.com/orderers/orderer.example.com/tls/ca.crt
 
 compose() {
     if docker compose version >/dev/null 2>&1; then
@@ -19,13 +24,16 @@ compose() {
 
 peer_port() { if [ "$1" = 1 ]; then echo 7051; else echo 9051; fi; }
 
-peer_tls_ca() { echo "organizations/peerOrganizations/org$1.example.com/peers/peer0.org$1.example.com/tls/ca.crt"; }
+peer_tls_ca() { echo "/network/organizations/peerOrganizations/org$1.example.com/peers/peer0.org$1.example.com/tls/ca.crt"; }
 
 # in_cli ORG [--as MSPDIR] CMD…: run CMD in the tools container as ORG's admin (or MSPDIR).
 in_cli() {
     local org="$1"; shift
-    local msp="organizations/peerOrganizations/org$org.example.com/users/Admin@org$org.example.com/msp"
+    local msp="/network/organizations/peerOrganizations/org$org.example.com/users/Admin@org$org.example.com/msp"
     if [ "${1:-}" = "--as" ]; then msp="$2"; shift 2; fi
+    # Absolute: the peer CLI resolves a relative MSP or TLS path against FABRIC_CFG_PATH, not the
+    # working directory.
+    case "$msp" in /*) ;; *) msp="/network/$msp" ;; esac
     docker exec \
         -e CORE_PEER_TLS_ENABLED=true \
         -e CORE_PEER_LOCALMSPID="Org${org}MSP" \

@@ -11,12 +11,14 @@
 set -euo pipefail
 # shellcheck source=network-env.sh
 source "$(dirname "$0")/network-env.sh"
+# shellcheck source=fixture-msp.sh
+source "$(dirname "$0")/fixture-msp.sh"
 need_docker
 cd "$REPO"
 
 tools() {
     docker run --rm --user "$(id -u):$(id -g)" -v "$REPO/network:/network" -w /network \
-        -e FABRIC_CFG_PATH=/network "hyperledger/fabric-tools:$FABRIC_VERSION" "$@"
+        -e FABRIC_CFG_PATH=/network "$FABRIC_TOOLS_IMAGE" "$@"
 }
 
 if [ ! -d network/organizations ]; then
@@ -25,34 +27,7 @@ if [ ! -d network/organizations ]; then
 fi
 
 echo "==> TOM identities (fixture CAs trusted by Org1MSP and Org2MSP)"
-for n in 1 2; do
-    msp="network/organizations/peerOrganizations/org$n.example.com/msp"
-    cp "fixtures/pki/org$n/ca.pem" "$msp/cacerts/tom-fixtures-ca.pem"
-    # NodeOU classification by OU alone, so that client/admin identities of either CA qualify
-    # (cryptogen's version pins each OU to its own CA certificate).
-    cat > "$msp/config.yaml" <<'YAML'
-NodeOUs:
-  Enable: true
-  ClientOUIdentifier:
-    OrganizationalUnitIdentifier: client
-  PeerOUIdentifier:
-    OrganizationalUnitIdentifier: peer
-  AdminOUIdentifier:
-    OrganizationalUnitIdentifier: admin
-  OrdererOUIdentifier:
-    OrganizationalUnitIdentifier: orderer
-YAML
-    for cert in fixtures/pki/org$n/*.pem; do
-        name=$(basename "$cert" .pem)
-        case "$name" in ca|*.key) continue ;; esac
-        user="network/organizations/peerOrganizations/org$n.example.com/users/$name@tom/msp"
-        mkdir -p "$user/signcerts" "$user/keystore" "$user/cacerts"
-        cp "$cert" "$user/signcerts/cert.pem"
-        cp "fixtures/pki/org$n/$name.key.pem" "$user/keystore/priv_sk"
-        cp "fixtures/pki/org$n/ca.pem" "$user/cacerts/ca.pem"
-        cp "$msp/config.yaml" "$user/config.yaml"
-    done
-done
+trust_fixture_cas "$REPO" network/organizations
 
 echo "==> channel genesis block"
 mkdir -p network/channel-artifacts

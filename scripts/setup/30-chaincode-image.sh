@@ -19,8 +19,8 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 case "$profile" in
-    dev) cargo build -p tom-chaincode --locked --quiet; bin=target/debug/tom-chaincode ;;
-    release) cargo build -p tom-chaincode --locked --quiet --release; bin=target/release/tom-chaincode ;;
+    dev) cargo build -p tom-chaincode --locked --quiet; bin="${CARGO_TARGET_DIR:-target}/debug/tom-chaincode" ;;
+    release) cargo build -p tom-chaincode --locked --quiet --release; bin="${CARGO_TARGET_DIR:-target}/release/tom-chaincode" ;;
     *) echo "error: TOM_CHAINCODE_PROFILE must be dev or release, not '$profile'" >&2; exit 1 ;;
 esac
 

@@ -76,6 +76,16 @@ pub fn from_status(what: &str, status: &tonic::Status) -> LedgerError {
     if status.code() == Code::Unknown && status.message().contains("exceeding concurrency limit") {
         return LedgerError::Unavailable(text);
     }
+    // With an organisation's every peer down, the Gateway finds no endorsement plan and answers
+    // FailedPrecondition (seen on Fabric 2.5.12 with Org2's only peer stopped): an outage, not
+    // a request the caller could fix.
+    if status.code() == Code::FailedPrecondition
+        && status
+            .message()
+            .contains("no combination of peers can be derived")
+    {
+        return LedgerError::Unavailable(text);
+    }
     match status.code() {
         // Nothing was recorded; the same call may succeed later (a peer or orderer was down,
         // endorsements could not be collected in time, the connection broke).
@@ -209,6 +219,23 @@ mod tests {
         assert!(
             matches!(from_status("endorse X via https://peer:7051", &status), LedgerError::Unavailable(m) if m.contains("concurrency limit"))
         );
+    }
+
+    #[test]
+    fn no_endorsement_plan_is_an_outage() {
+        // Fabric 2.5.12's Gateway, Org2's only peer stopped.
+        let status = tonic::Status::new(
+            Code::FailedPrecondition,
+            "no combination of peers can be derived which satisfy the endorsement policy: no peer combination can satisfy the endorsement policy",
+        );
+        assert!(matches!(
+            from_status("endorse X via https://peer:7051", &status),
+            LedgerError::Unavailable(m) if m.contains("no combination of peers")
+        ));
+        assert!(matches!(
+            from_status("endorse X", &tonic::Status::failed_precondition("other")),
+            LedgerError::Internal(_)
+        ));
     }
 
     #[test]
