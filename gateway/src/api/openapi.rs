@@ -102,6 +102,27 @@ pub fn schemas() -> Map<String, Value> {
         ),
     );
     s.insert(
+        "UnauthorisedServices".into(),
+        object(
+            &[(
+                "services",
+                json!({ "type": "array", "items": object(
+                    &[
+                        ("service_id", string("swarm service id")),
+                        ("name", string("swarm service name")),
+                        ("image", string("the image the service runs")),
+                        ("why", string("why no TOM gateway authorised it")),
+                    ],
+                    &[
+                        ("container_id", json!({ "type": "string", "nullable": true, "description": "its tom.container label" })),
+                        ("gateway", json!({ "type": "string", "nullable": true, "description": "its tom.gateway label" })),
+                    ],
+                ) }),
+            )],
+            &[],
+        ),
+    );
+    s.insert(
         "PlaceContainer".into(),
         object(
             &[

@@ -1589,6 +1589,11 @@ pub async fn start(
     for recovered in orchestrator.recover().await? {
         tracing::info!(action = recovered.action_id, container = %recovered.container_id, resolution = ?recovered.resolution, "resolved an action left open by the previous run");
     }
+    // Node labels follow the ledger: a label an earlier run left for a device that is not
+    // joined (or is bound elsewhere) goes before anything is placed or watched.
+    for change in orchestrator.sync_node_labels().await? {
+        tracing::info!(%change, "node label made to follow the ledger");
+    }
     let report = orchestrator.reconcile(remove_unauthorised).await?;
     tracing::info!(services = report.services, drift = report.drift.len(), swarm = %swarm.describe(), "swarm orchestration started");
     let (stop, stopped) = tokio::sync::watch::channel(false);
