@@ -45,8 +45,7 @@ impl ContainerActions for SwarmActions {
     ) -> Result<ActionReport, ActionError> {
         // The node is checked before anything is submitted: a join naming a node that does
         // not exist (or is bound to another device) commits nothing and answers 400. The node
-        // id goes on the ledger with the join, so a gateway that stops before labelling the
-        // node labels it at its next start (`sync_node_labels`).
+        // id goes on the ledger with the join (the device entity and its IDENTITY record).
         let mut request = request.clone();
         if let Some(node) = node_id {
             self.orchestrator

@@ -123,8 +123,7 @@ impl Orchestrator {
 
     /// Make node labels follow the ledger (at start, and after a device leaves): a
     /// `tom.device` label naming a device that is not joined, or that the ledger binds to
-    /// another node, is removed; a joined device whose recorded node exists unlabelled (a
-    /// gateway stopped between the join and the label) is labelled. Returns what it changed.
+    /// another node, is removed. Returns what it changed.
     pub async fn sync_node_labels(&self) -> Result<Vec<String>, OrchestrationError> {
         let mut changed = Vec::new();
         let nodes = self.swarm.nodes().await?;
