@@ -72,9 +72,7 @@ impl MultiNode {
     }
 
     fn get(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .unwrap_or_else(|| panic!("{key} missing"))
+        self.env.get(key).unwrap_or_else(|| panic!("{key} missing"))
     }
 
     fn sock(&self, i: usize) -> String {
@@ -170,7 +168,8 @@ fn device_request(org: &str, name: &str, node: Option<&str>) -> requests::Identi
 }
 
 async fn container(ledger: &dyn Ledger, id: &str, org_msp: &str, digest: &str) {
-    let request = serde_json::json!({ "container_id": id, "org": org_msp, "image": IMAGE, "digest": digest });
+    let request =
+        serde_json::json!({ "container_id": id, "org": org_msp, "image": IMAGE, "digest": digest });
     submit(
         ledger,
         &orchestrator_identity(),
@@ -379,7 +378,10 @@ async fn a_real_multi_node_swarm() {
     // Termination removes the placement's own service, never an impostor.
     let impostor_id = impostor(&format!("{instance}-impostor2"));
     let terminated = orch.terminate_container(&me, "mn-a", None).await.unwrap();
-    assert_eq!(terminated.removed_services, vec![placed_a.service_name.clone()]);
+    assert_eq!(
+        terminated.removed_services,
+        vec![placed_a.service_name.clone()]
+    );
     assert!(swarm
         .tom_services()
         .await
@@ -388,18 +390,21 @@ async fn a_real_multi_node_swarm() {
         .any(|s| s.id == impostor_id));
     let report = orch.reconcile(true).await.unwrap();
     assert!(
-        report
-            .drift
-            .iter()
-            .any(|d| d.description.contains(&impostor_id)
-                && d.action_taken == "removed the service"),
+        report.drift.iter().any(
+            |d| d.description.contains(&impostor_id) && d.action_taken == "removed the service"
+        ),
         "{report:?}"
     );
     // A service changed behind TOM's back (scaled), then removed: the field is named and the
     // container's placement status follows.
     mn.docker(
         1,
-        &["service", "scale", "--detach", &format!("{}=2", placed_org2.service_id)],
+        &[
+            "service",
+            "scale",
+            "--detach",
+            &format!("{}=2", placed_org2.service_id),
+        ],
     );
     let report = orch.reconcile(false).await.unwrap();
     assert!(
@@ -422,11 +427,15 @@ async fn a_real_multi_node_swarm() {
     // --- A worker's engine stops: its device is unavailable, not left; then back ---------
     orch.check_nodes().await.unwrap();
     mn.engine("stop", 3);
-    until("device roadside-gateway-1 recorded unavailable", Duration::from_secs(60), || async {
-        orch.check_nodes().await.ok()?;
-        let device = entity(ledger.as_ref(), "roadside-gateway-1").await;
-        (device["availability"]["status"] == "unavailable").then_some(device)
-    })
+    until(
+        "device roadside-gateway-1 recorded unavailable",
+        Duration::from_secs(60),
+        || async {
+            orch.check_nodes().await.ok()?;
+            let device = entity(ledger.as_ref(), "roadside-gateway-1").await;
+            (device["availability"]["status"] == "unavailable").then_some(device)
+        },
+    )
     .await;
     let device = entity(ledger.as_ref(), "roadside-gateway-1").await;
     assert_eq!(device["state"], "joined", "{device}");
@@ -435,11 +444,15 @@ async fn a_real_multi_node_swarm() {
     assert_eq!(b["state"], "joined", "{b}");
     assert_eq!(b["placement"]["status"], "unavailable", "{b}");
     mn.engine("start", 3);
-    until("device roadside-gateway-1 available again", Duration::from_secs(90), || async {
-        orch.check_nodes().await.ok()?;
-        let device = entity(ledger.as_ref(), "roadside-gateway-1").await;
-        (device["availability"]["status"] == "available").then_some(())
-    })
+    until(
+        "device roadside-gateway-1 available again",
+        Duration::from_secs(90),
+        || async {
+            orch.check_nodes().await.ok()?;
+            let device = entity(ledger.as_ref(), "roadside-gateway-1").await;
+            (device["availability"]["status"] == "available").then_some(())
+        },
+    )
     .await;
     until("mn-b running again", Duration::from_secs(90), || async {
         orch.reconcile(false).await.ok()?;
@@ -452,10 +465,7 @@ async fn a_real_multi_node_swarm() {
     mn.docker(4, &["swarm", "leave", "--force"]);
     until("node 4 down", Duration::from_secs(60), || async {
         let nodes = swarm.nodes().await.ok()?;
-        nodes
-            .iter()
-            .any(|n| n.id == n4 && !n.is_up())
-            .then_some(())
+        nodes.iter().any(|n| n.id == n4 && !n.is_up()).then_some(())
     })
     .await;
     orch.check_nodes().await.unwrap();
@@ -536,14 +546,21 @@ async fn a_real_multi_node_swarm() {
                 .and_then(|n| n.labels.get(LABEL_DEVICE).cloned())
         }
     };
-    assert_eq!(label(n3.clone()).await, None, "a device that left keeps no label");
+    assert_eq!(
+        label(n3.clone()).await,
+        None,
+        "a device that left keeps no label"
+    );
     // A label left by an earlier run for a device the ledger does not have is removed at start.
     swarm
         .set_node_label(&n3, LABEL_DEVICE, Some("ghost-device"))
         .await
         .unwrap();
     let changed = orch.sync_node_labels().await.unwrap();
-    assert!(changed.iter().any(|c| c.contains("ghost-device")), "{changed:?}");
+    assert!(
+        changed.iter().any(|c| c.contains("ghost-device")),
+        "{changed:?}"
+    );
     assert_eq!(label(n3.clone()).await, None);
 
     remove_instance_services(&swarm, &instance).await;

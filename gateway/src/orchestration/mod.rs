@@ -1079,9 +1079,7 @@ impl Orchestrator {
         };
         Ok(services
             .into_iter()
-            .filter(|s| {
-                s.container_id() == Some(container_id) && Some(&s.image) == digest.as_ref()
-            })
+            .filter(|s| s.container_id() == Some(container_id) && Some(&s.image) == digest.as_ref())
             .collect())
     }
 
@@ -1336,9 +1334,7 @@ impl Orchestrator {
                     PlacementStatus::Running,
                     format!("task {} runs on swarm node {} again", t.id, n.id),
                 ),
-                None if tasks.is_empty()
-                    || tasks.iter().any(|t| t.phase == TaskPhase::Pending) =>
-                {
+                None if tasks.is_empty() || tasks.iter().any(|t| t.phase == TaskPhase::Pending) => {
                     return Ok(None)
                 }
                 None => {
@@ -1392,10 +1388,24 @@ impl Orchestrator {
     ) -> Result<Verdict, OrchestrationError> {
         let tx = service.authorising_tx().unwrap_or("(none)");
         let container = match self.entity(container_id).await? {
-            None => return Ok(Verdict::Unauthorised(format!("the ledger has no container {container_id:?}"))),
-            Some(Entity::Container(c)) if c.state == Lifecycle::Left => return Ok(Verdict::Unauthorised(format!("container {container_id} left the ledger ({})", Entity::Container(c.clone()).state_description()))),
+            None => {
+                return Ok(Verdict::Unauthorised(format!(
+                    "the ledger has no container {container_id:?}"
+                )))
+            }
+            Some(Entity::Container(c)) if c.state == Lifecycle::Left => {
+                return Ok(Verdict::Unauthorised(format!(
+                    "container {container_id} left the ledger ({})",
+                    Entity::Container(c.clone()).state_description()
+                )))
+            }
             Some(Entity::Container(c)) => c,
-            Some(other) => return Ok(Verdict::Unauthorised(format!("{container_id} is a {} on the ledger, not a container", other.entity_type()))),
+            Some(other) => {
+                return Ok(Verdict::Unauthorised(format!(
+                    "{container_id} is a {} on the ledger, not a container",
+                    other.entity_type()
+                )))
+            }
         };
         let placement = match &container.placement {
             Some(p) if p.stamp.tx_id == tx => p.clone(),

@@ -262,7 +262,13 @@ async fn a_device_whose_node_goes_down_is_unavailable_not_left() {
     w.swarm.set_node_state("n2", "ready");
     let changes = w.orch.check_nodes().await.unwrap();
     assert!(
-        changes.iter().any(|c| matches!(c, NodeChange::Availability { available: true, .. })),
+        changes.iter().any(|c| matches!(
+            c,
+            NodeChange::Availability {
+                available: true,
+                ..
+            }
+        )),
         "{changes:?}"
     );
     assert_eq!(

@@ -4,22 +4,23 @@
 //!   TOM service can be placed on it (services are constrained to that label). It becomes a
 //!   device only when the device's identity is proved on the ledger (`IdentifyDevice`, through
 //!   `POST /v1/devices`) and [`Orchestrator::bind_node`] labels it.
-//! * A device node that goes down, disconnects, is drained by the operator, or leaves the swarm
-//!   triggers the device's leave transition (`TerminateDevice` with the reason). The contract
-//!   refuses a device leave while containers are placed on it, so the containers TOM placed
-//!   there leave first (each through the termination protocol). The node's label is then
-//!   removed, so the node is pending again until it proves an identity anew.
+//! * A device node that is drained or paused (maintenance), or down or disconnected (its engine
+//!   does not answer), makes the device *unavailable*: a DRIFT record sets its availability,
+//!   with the reason; its identity and placements stand (reconciliation sets their placement
+//!   status to `unavailable`), and both come back when the node is ready and active again.
+//! * A device node that is gone from the swarm (removed) triggers the device's leave transition
+//!   (`TerminateDevice` with the reason). The contract refuses a device leave while containers
+//!   are placed on it, so the containers TOM placed there leave first (each through the
+//!   termination protocol). ARCHITECTURE.md ("Devices and swarm nodes") has the rule.
+//! * Labels follow the ledger: removed when a device leaves (here, or `DELETE /v1/devices`),
+//!   and at start [`Orchestrator::sync_node_labels`] removes a label naming a device that is
+//!   not joined, or that the ledger binds to another node.
 //!
 //! The watcher never invents a device: it only acts on nodes whose label TOM wrote after a
 //! proof the ledger accepted.
 //!
-//! What the tests can show on the single-node test swarm: pending and bound nodes (labels),
-//! the event stream, and a drained node's device leaving with its containers. What only a
-//! multi-node swarm can show: a worker joining (the `create` event) and staying pending, a node
-//! going `down`/`disconnected` (the manager cannot lose itself), a node removed from the swarm,
-//! and placements on several devices at once. The code paths for those are the same
-//! [`Orchestrator::check_nodes`] diff (state not `ready`, node missing from the list); they
-//! are tested on [`crate::swarm::memory::MemorySwarm`] with several nodes (`multinode` tests).
+//! Tested on [`crate::swarm::memory::MemorySwarm`] (`multinode` tests) and on a real four-engine
+//! swarm (`gateway/tests/swarm_multinode.rs`, set up by `scripts/multinode-swarm.sh`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -206,7 +207,9 @@ impl Orchestrator {
                     // (recorded, reversible); only a node that is gone from the swarm makes it
                     // leave.
                     let available = node.is_up() && node.availability == Availability::Active;
-                    if let Some(change) = self.availability_change(&node, &device_id, available).await {
+                    if let Some(change) =
+                        self.availability_change(&node, &device_id, available).await
+                    {
                         changes.push(change);
                     }
                     if before.is_none_or(|b| b.device_id() != Some(device_id.as_str())) {

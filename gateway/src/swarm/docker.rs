@@ -18,8 +18,8 @@ use bollard::Docker;
 use futures::stream::{BoxStream, StreamExt};
 
 use super::{
-    Availability, BindMount, NodeEvent, NodeInfo, ServiceContainer, ServiceInfo, ServiceRequest, SwarmDriver,
-    SwarmError, TaskInfo, TaskPhase, LABEL_CONTAINER,
+    Availability, BindMount, NodeEvent, NodeInfo, ServiceContainer, ServiceInfo, ServiceRequest,
+    SwarmDriver, SwarmError, TaskInfo, TaskPhase, LABEL_CONTAINER,
 };
 
 /// The label Swarm puts on every container of a service's tasks.
@@ -130,7 +130,10 @@ impl BollardSwarm {
                 // The spec names a network by its swarm id once created; report its name.
                 let name = match self
                     .docker
-                    .inspect_network(&target, None::<bollard::query_parameters::InspectNetworkOptions>)
+                    .inspect_network(
+                        &target,
+                        None::<bollard::query_parameters::InspectNetworkOptions>,
+                    )
                     .await
                 {
                     Ok(n) => n.name.unwrap_or_else(|| target.clone()),
