@@ -1017,7 +1017,12 @@ fn an_actuator_device_can_be_contracted_to_use_a_command() {
 #[test]
 fn a_device_records_its_node_and_drift_sets_availability_and_placement_status() {
     let mut w = World::with_orgs();
-    let mut request = World::device_request("edge-node-1", id("org1", "edge-node-1"), "edge-node", "nonce-node");
+    let mut request = World::device_request(
+        "edge-node-1",
+        id("org1", "edge-node-1"),
+        "edge-node",
+        "nonce-node",
+    );
     request["node_id"] = json!("swarm-node-7");
     let record = w.submit(orchestrator(), "IdentifyDevice", request).unwrap();
     assert_eq!(record["body"]["node_id"], "swarm-node-7", "{record}");
@@ -1030,7 +1035,11 @@ fn a_device_records_its_node_and_drift_sets_availability_and_placement_status() 
     assert_eq!(device["state"], "joined");
     assert_eq!(device["availability"]["status"], "unavailable");
     assert_eq!(device["availability"]["reason"], "drained for maintenance");
-    let r = w.submit(orchestrator(), "RecordDrift", json!({ "service": "s", "description": "d", "device_id": "edge-node-1" }));
+    let r = w.submit(
+        orchestrator(),
+        "RecordDrift",
+        json!({ "service": "s", "description": "d", "device_id": "edge-node-1" }),
+    );
     assert_refused_without_writes(&mut w, r, 400, &["go together"]);
     let r = w.submit(orchestrator(), "RecordDrift", json!({ "service": "s", "description": "d", "device_id": "nowhere", "device_status": "available" }));
     assert_refused_without_writes(&mut w, r, 409, &["nowhere"]);
@@ -1049,8 +1058,17 @@ fn a_device_records_its_node_and_drift_sets_availability_and_placement_status() 
     let mut stale = missing.clone();
     stale["authorising_tx"] = json!("tx-other");
     let r = w.submit(orchestrator(), "RecordDrift", stale);
-    assert_refused_without_writes(&mut w, r, 409, &["not container analyser's current placement"]);
-    let r = w.submit(orchestrator(), "RecordDrift", json!({ "service": "s", "description": "d", "placement_status": "missing" }));
+    assert_refused_without_writes(
+        &mut w,
+        r,
+        409,
+        &["not container analyser's current placement"],
+    );
+    let r = w.submit(
+        orchestrator(),
+        "RecordDrift",
+        json!({ "service": "s", "description": "d", "placement_status": "missing" }),
+    );
     assert_refused_without_writes(&mut w, r, 400, &["needs container_id"]);
     let mut authorised = missing.clone();
     authorised["placement_status"] = json!("authorised");

@@ -1345,7 +1345,10 @@ impl Orchestrator {
                         .unwrap_or_else(|| latest.message.clone());
                     (
                         PlacementStatus::Stopped,
-                        format!("no task runs: task {} {}: {why}", latest.id, latest.state),
+                        format!(
+                            "no running task: task {} {}: {why}",
+                            latest.id, latest.state
+                        ),
                     )
                 }
             },
