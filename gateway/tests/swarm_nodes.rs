@@ -27,7 +27,7 @@ impl Drop for Reactivate {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_is_pending_until_bound_and_draining_it_makes_the_device_leave() {
+async fn a_node_is_pending_until_bound_and_draining_it_makes_the_device_unavailable() {
     let swarm = swarm().await;
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
@@ -89,69 +89,77 @@ async fn a_node_is_pending_until_bound_and_draining_it_makes_the_device_leave() 
         .set_node_availability(&node, Availability::Drain)
         .await
         .unwrap();
-    let left = tokio::time::timeout(Duration::from_secs(30), async {
+    // Drained for maintenance: the device is unavailable, not gone (ARCHITECTURE.md).
+    let change = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            if let change @ NodeChange::DeviceLeft { .. } = seen.recv().await.unwrap() {
+            if let change @ NodeChange::Availability {
+                available: false, ..
+            } = seen.recv().await.unwrap()
+            {
                 return change;
             }
         }
     })
     .await
-    .expect("the watcher reported the device leaving");
-    let NodeChange::DeviceLeft {
+    .expect("the watcher reported the device unavailable");
+    let NodeChange::Availability {
         device_id,
         reason,
-        leave_tx,
-        containers_terminated,
+        drift_tx,
         error,
         ..
-    } = left
+    } = change
     else {
         unreachable!()
     };
     assert_eq!(device_id, DEVICE);
     assert_eq!(error, None);
-    assert!(reason.contains("drained"), "{reason}");
-    assert_eq!(
-        containers_terminated,
-        vec![container.clone()],
-        "its containers left first"
-    );
-
-    // Recorded, with the reason; the container left too and its service is gone.
+    assert!(reason.contains("drain"), "{reason}");
+    let record = record(ledger.as_ref(), drift_tx.as_ref().unwrap()).await;
+    assert_eq!(record["kind"], "DRIFT");
+    assert_eq!(record["body"]["device_status"], "unavailable");
     let device = entity(ledger.as_ref(), DEVICE).await;
-    assert_eq!(device["state"], "left");
-    assert!(
-        device["left"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("drained"),
-        "{device}"
-    );
-    assert_eq!(
-        record(ledger.as_ref(), leave_tx.as_ref().unwrap()).await["kind"],
-        "PROV-ID-delete"
-    );
-    assert_eq!(entity(ledger.as_ref(), &container).await["state"], "left");
-    assert!(!swarm
-        .tom_services()
-        .await
-        .unwrap()
-        .iter()
-        .any(|s| s.container_id() == Some(container.as_str())));
-    // The node is pending again until the device proves itself anew.
-    assert!(!swarm.nodes().await.unwrap()[0]
+    assert_eq!(device["state"], "joined", "{device}");
+    assert_eq!(device["availability"]["status"], "unavailable", "{device}");
+    // Its container stays placed, recorded as unavailable; the node keeps its label.
+    orch.reconcile(false).await.unwrap();
+    let placed = entity(ledger.as_ref(), &container).await;
+    assert_eq!(placed["state"], "joined", "{placed}");
+    assert_eq!(placed["placement"]["status"], "unavailable", "{placed}");
+    assert!(swarm.nodes().await.unwrap()[0]
         .labels
         .contains_key(LABEL_DEVICE));
 
-    stop.send(true).unwrap();
-    watcher.await.unwrap();
+    // Back from maintenance: available again, and the container runs again.
     swarm
         .set_node_availability(&node, Availability::Active)
         .await
         .unwrap();
-    // Leave the node bound for the other swarm tests' convenience (they bind it anyway).
-    identify_device(ledger.as_ref(), "org1", DEVICE, "edge-node").await;
-    orch.bind_node(&node, DEVICE).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let NodeChange::Availability {
+                available: true, ..
+            } = seen.recv().await.unwrap()
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the watcher reported the device available again");
+    let started = std::time::Instant::now();
+    loop {
+        orch.reconcile(false).await.unwrap();
+        if entity(ledger.as_ref(), &container).await["placement"]["status"] == "running" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the container was not recorded running again"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.send(true).unwrap();
+    watcher.await.unwrap();
     remove_instance_services(&swarm, &instance).await;
 }

@@ -422,6 +422,10 @@ async fn a_service_removed_behind_toms_back_is_recorded_as_drift_once() {
     assert_eq!(recorded["kind"], "DRIFT");
     assert_eq!(recorded["body"]["service"], placed.service_name.as_str());
     assert_eq!(recorded["subjects"][0], container.as_str());
+    assert_eq!(recorded["body"]["placement_status"], "missing");
+    // The container entity itself no longer says `running`.
+    let victim = entity(ledger.as_ref(), &container).await;
+    assert_eq!(victim["placement"]["status"], "missing", "{victim}");
     // A periodic pass does not record the same drift again.
     assert!(orch.reconcile(false).await.unwrap().drift.is_empty());
     orch.terminate_container(&orchestrator_identity(), &container, None)
@@ -498,11 +502,32 @@ async fn unauthorised_services_are_recorded_and_removed_only_if_the_operator_ask
         .create_service(&rogue(unique("rogue-removed"), "nobody-2"))
         .await
         .unwrap();
+    // With removal on, every unauthorised service still running goes, including the one
+    // reported while removal was off; each removal is recorded once.
     let report = orch.reconcile(true).await.unwrap();
-    assert_eq!(report.drift.len(), 1, "only the new one: {report:?}");
-    assert_eq!(report.drift[0].action_taken, "removed the service");
-    let recorded = record(ledger.as_ref(), &report.drift[0].drift_tx).await;
-    assert_eq!(recorded["body"]["action_taken"], "removed the service");
+    assert_eq!(report.drift.len(), 2, "{report:?}");
+    for drift in &report.drift {
+        assert_eq!(drift.action_taken, "removed the service");
+        let recorded = record(ledger.as_ref(), &drift.drift_tx).await;
+        assert_eq!(recorded["body"]["action_taken"], "removed the service");
+    }
+    assert!(
+        report
+            .drift
+            .iter()
+            .any(|d| d.description.contains(&kept) && d.description.contains("reported earlier")),
+        "{report:?}"
+    );
+    assert!(!swarm
+        .tom_services()
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.id == kept));
+    assert!(
+        orch.reconcile(true).await.unwrap().drift.is_empty(),
+        "each removal recorded once"
+    );
     assert!(
         !swarm
             .tom_services()
@@ -561,6 +586,11 @@ async fn a_workload_that_dies_after_running_is_recorded_as_drift() {
     };
     assert_eq!(drift.container_id.as_deref(), Some(container.as_str()));
     assert!(drift.description.contains("no running task"), "{drift:?}");
+    assert_eq!(
+        entity(ledger.as_ref(), &container).await["placement"]["status"],
+        "stopped",
+        "the entity itself no longer claims it runs"
+    );
     assert!(
         drift.description.contains(&placed.service_name),
         "{drift:?}"

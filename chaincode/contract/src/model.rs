@@ -178,6 +178,32 @@ pub struct Device {
     pub state: Lifecycle,
     pub joined: Stamp,
     pub left: Option<Departure>,
+    /// The orchestrator's name for the device (e.g. the Swarm node id), as the orchestrator
+    /// that identified it bound it. Not part of the device's own claim: it is the binding the
+    /// orchestrator asserts, signed by that orchestrator as the transaction's creator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Whether the device can run workloads now, as the orchestrator last observed it (absent:
+    /// never reported otherwise since it joined). An unavailable device has not left: its
+    /// identity and placements stand (a maintenance window, a node that stopped answering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<DeviceAvailability>,
+}
+
+/// A device's availability as last reported (by a DRIFT record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAvailability {
+    pub status: DeviceStatus,
+    pub reason: String,
+    pub reported: Stamp,
+}
+
+/// Available to run workloads, or not (without having left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Available,
+    Unavailable,
 }
 
 /// Where a container runs (the ORCHESTRATE(deployed, location) record's current state).
@@ -197,6 +223,23 @@ pub enum PlacementStatus {
     Authorised,
     /// The orchestrator reported the container running on the device.
     Running,
+    /// Reported by drift: the service carrying the placement is gone from the orchestrator,
+    /// removed outside TOM. The placement stands until it is re-placed or terminated.
+    Missing,
+    /// Reported by drift: the service exists but has no running task (the workload stopped).
+    Stopped,
+    /// Reported by drift: the device is unavailable (drained, down), so the container does not
+    /// run there now; it runs again when the device is back.
+    Unavailable,
+    /// Reported by drift: what runs differs from what was authorised (image, node, mounts…).
+    Drifted,
+}
+
+impl PlacementStatus {
+    /// Whether the placement still claims (or is about to claim) that the container runs.
+    pub fn is_active(self) -> bool {
+        matches!(self, PlacementStatus::Authorised | PlacementStatus::Running)
+    }
 }
 
 /// The last placement that failed to run, kept so the ledger shows why a container is unplaced.
@@ -472,6 +515,9 @@ pub enum RecordBody {
         entity: String,
         org: String,
         proof: String,
+        /// For a device: the orchestrator's node the device was bound to, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_id: Option<String>,
     },
     /// PROV-ID-delete.
     Terminate {
@@ -528,6 +574,14 @@ pub enum RecordBody {
         container: Option<String>,
         description: String,
         action_taken: Option<String>,
+        /// The container's placement status this drift set, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placement_status: Option<PlacementStatus>,
+        /// The device whose availability this drift set, and to what.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_status: Option<DeviceStatus>,
     },
 }
 

@@ -36,6 +36,10 @@ pub struct IdentifyDevice {
     /// The device's proof of key possession: a DSSE envelope, signed by the certificate's key,
     /// over the in-toto statement [`IdentifyDevice::statement`] describes.
     pub proof: Envelope,
+    /// The orchestrator's node for the device (e.g. a Swarm node id), recorded on the device
+    /// and in its IDENTITY record. The orchestrator's assertion, not the device's claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 impl IdentifyDevice {
@@ -75,6 +79,7 @@ impl IdentifyDevice {
             certificate: certificate_pem.to_owned(),
             nonce: nonce.to_owned(),
             proof: Envelope::default(),
+            node_id: None,
         };
         req.proof = Envelope::sign(
             &req.statement(certificate_sha256, ledger),
@@ -290,6 +295,18 @@ pub struct RecordDrift {
     pub description: String,
     #[serde(default)]
     pub action_taken: Option<String>,
+    /// Set the container's placement status to what was observed (`missing`, `stopped`,
+    /// `unavailable`, `drifted`, or `running` again); needs `container_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_status: Option<crate::model::PlacementStatus>,
+    /// With `placement_status`: the placement it is about must be this (current) PLACE tx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorising_tx: Option<String>,
+    /// A device whose availability was observed to change (`device_status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_status: Option<crate::model::DeviceStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -331,6 +331,9 @@ pub fn identify_device(
     check_id(f, "device_id", &req.device_id)?;
     check_id(f, "kind", &req.kind)?;
     check_text(f, "nonce", &req.nonce)?;
+    if let Some(node) = &req.node_id {
+        check_id(f, "node_id", node)?;
+    }
     let org = registered_org(ctx, &req.org)?;
     ctx.acts_for(&caller, &req.org, "identify devices")?;
     let certificate = parse_certificate(f, "certificate", &req.certificate)?;
@@ -370,6 +373,8 @@ pub fn identify_device(
         state: Lifecycle::Joined,
         joined: ctx.stamp(&caller),
         left: None,
+        node_id: req.node_id.clone(),
+        availability: None,
     };
     ctx.put_entity(&Entity::Device(device))?;
     let body = RecordBody::Identify {
@@ -377,6 +382,7 @@ pub fn identify_device(
         entity: req.device_id.clone(),
         org: req.org,
         proof: format!("x509:{} + signed nonce", certificate.info.sha256),
+        node_id: req.node_id,
     };
     ctx.record(&caller, RecordKind::ProvIdCreate, vec![req.device_id], body)
 }
@@ -560,6 +566,7 @@ pub fn identify_container(
         entity: req.container_id.clone(),
         org: req.org,
         proof,
+        node_id: None,
     };
     ctx.record(
         &caller,
@@ -655,7 +662,13 @@ pub fn place_container(
         device.as_ref(),
     ));
     if let Some(Entity::Container(c)) = &container {
-        if let Some(p) = c.placement.as_ref().filter(|p| p.device == req.device_id) {
+        // Re-placing on the same device is refused while the placement is active; once drift
+        // reported it missing, stopped, unavailable or drifted, a fresh placement may replace it.
+        if let Some(p) = c
+            .placement
+            .as_ref()
+            .filter(|p| p.device == req.device_id && p.status.is_active())
+        {
             guards.check(Err(GuardFailure::AlreadyPlaced {
                 container: c.id.clone(),
                 device: p.device.clone(),
@@ -795,6 +808,10 @@ pub fn record_outcome(
     ctx.record(&caller, RecordKind::Outcome, subjects, body)
 }
 
+/// The orchestrator records what it observed that differs from the ledger. Optionally the
+/// observation updates the container's placement status (so the entity alone does not claim a
+/// container runs that does not) and/or a device's availability (a maintenance window or a node
+/// that stopped answering: the device has not left).
 pub fn record_drift(
     ctx: &mut Ctx,
     req: requests::RecordDrift,
@@ -803,19 +820,104 @@ pub fn record_drift(
     let (caller, _) = ctx.member(&[Role::Orchestrator])?;
     check_text(f, "service", &req.service)?;
     check_text(f, "description", &req.description)?;
+    if let Some(tx) = &req.authorising_tx {
+        check_text(f, "authorising_tx", tx)?;
+    }
+    if req.placement_status.is_some() && req.container_id.is_none() {
+        return Err(ContractError::bad(f, "placement_status needs container_id"));
+    }
+    if req.placement_status == Some(PlacementStatus::Authorised) {
+        return Err(ContractError::bad(
+            f,
+            "placement_status authorised is set only by PlaceContainer",
+        ));
+    }
+    if req.device_id.is_some() != req.device_status.is_some() {
+        return Err(ContractError::bad(
+            f,
+            "device_id and device_status go together",
+        ));
+    }
     let mut subjects = Vec::new();
+    let mut container_update = None;
+    let mut guards = Guards::new();
     if let Some(id) = &req.container_id {
         check_id(f, "container_id", id)?;
-        if let Some(entity) = ctx.entity(id)? {
+        let entity = ctx.entity(id)?;
+        if let Some(entity) = &entity {
             ctx.acts_for(&caller, entity.org(), "report drift of entities")?;
         }
         subjects.push(id.clone());
+        if let Some(status) = req.placement_status {
+            guards.check(guards::joined(id, EntityType::Container, entity.as_ref()));
+            if let Some(Entity::Container(mut c)) = entity {
+                match c.placement.clone() {
+                    Some(p)
+                        if req
+                            .authorising_tx
+                            .as_ref()
+                            .is_none_or(|tx| *tx == p.stamp.tx_id) =>
+                    {
+                        if p.status == PlacementStatus::Authorised {
+                            guards.check(Err(GuardFailure::Precondition {
+                                condition: "reported(placement)",
+                                detail: format!("placement tx {} of container {} has no outcome yet; RecordOutcome reports it first", p.stamp.tx_id, c.id),
+                            }));
+                        }
+                        subjects.push(p.device.clone());
+                        c.placement = Some(Placement { status, ..p });
+                        container_update = Some(c);
+                    }
+                    current => {
+                        guards.check(Err(GuardFailure::Precondition {
+                        condition: "current-placement(container, tx)",
+                        detail: format!(
+                            "placement tx {} is not container {}'s current placement (current: {})",
+                            req.authorising_tx.as_deref().unwrap_or("(any)"),
+                            c.id,
+                            current.map_or("none".to_owned(), |p| format!("tx {} on {}", p.stamp.tx_id, p.device))
+                        ),
+                    }));
+                    }
+                }
+            }
+        }
+    }
+    let mut device_update = None;
+    if let (Some(id), Some(status)) = (&req.device_id, req.device_status) {
+        check_id(f, "device_id", id)?;
+        let entity = ctx.entity(id)?;
+        if let Some(Entity::Device(d)) = &entity {
+            ctx.acts_for(&caller, &d.org, "report device availability")?;
+        }
+        guards.check(guards::joined(id, EntityType::Device, entity.as_ref()));
+        if let Some(Entity::Device(mut d)) = entity {
+            d.availability = Some(DeviceAvailability {
+                status,
+                reason: req.description.clone(),
+                reported: ctx.stamp(&caller),
+            });
+            device_update = Some(d);
+        }
+        if !subjects.contains(id) {
+            subjects.push(id.clone());
+        }
+    }
+    guards.finish("record drift")?;
+    if let Some(c) = container_update {
+        ctx.put_entity(&Entity::Container(c))?;
+    }
+    if let Some(d) = device_update {
+        ctx.put_entity(&Entity::Device(d))?;
     }
     let body = RecordBody::Drift {
         service: req.service,
         container: req.container_id,
         description: req.description,
         action_taken: req.action_taken,
+        placement_status: req.placement_status,
+        device: req.device_id,
+        device_status: req.device_status,
     };
     ctx.record(&caller, RecordKind::Drift, subjects, body)
 }

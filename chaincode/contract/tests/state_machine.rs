@@ -1013,3 +1013,72 @@ fn an_actuator_device_can_be_contracted_to_use_a_command() {
         .unwrap();
     assert_eq!(ack["body"]["fulfils"], json!(["apply-plan"]));
 }
+
+#[test]
+fn a_device_records_its_node_and_drift_sets_availability_and_placement_status() {
+    let mut w = World::with_orgs();
+    let mut request = World::device_request(
+        "edge-node-1",
+        id("org1", "edge-node-1"),
+        "edge-node",
+        "nonce-node",
+    );
+    request["node_id"] = json!("swarm-node-7");
+    let record = w.submit(orchestrator(), "IdentifyDevice", request).unwrap();
+    assert_eq!(record["body"]["node_id"], "swarm-node-7", "{record}");
+    assert_eq!(w.entity("edge-node-1")["node_id"], "swarm-node-7");
+
+    // Unavailable (maintenance) is not left: the device stays joined.
+    let r = w.submit(orchestrator(), "RecordDrift", json!({ "service": "node swarm-node-7", "description": "drained for maintenance", "device_id": "edge-node-1", "device_status": "unavailable" })).unwrap();
+    assert_eq!(r["body"]["device_status"], "unavailable");
+    let device = w.entity("edge-node-1");
+    assert_eq!(device["state"], "joined");
+    assert_eq!(device["availability"]["status"], "unavailable");
+    assert_eq!(device["availability"]["reason"], "drained for maintenance");
+    let r = w.submit(
+        orchestrator(),
+        "RecordDrift",
+        json!({ "service": "s", "description": "d", "device_id": "edge-node-1" }),
+    );
+    assert_refused_without_writes(&mut w, r, 400, &["go together"]);
+    let r = w.submit(orchestrator(), "RecordDrift", json!({ "service": "s", "description": "d", "device_id": "nowhere", "device_status": "available" }));
+    assert_refused_without_writes(&mut w, r, 409, &["nowhere"]);
+
+    // A placement's status follows drift, but only once it has an outcome, and only the
+    // current placement.
+    w.identify_container("analyser", None).unwrap();
+    let place_tx = w.place("analyser", "edge-node-1").unwrap()["tx_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let missing = json!({ "service": "tom-analyser", "container_id": "analyser", "description": "service removed outside TOM", "placement_status": "missing", "authorising_tx": place_tx });
+    let r = w.submit(orchestrator(), "RecordDrift", missing.clone());
+    assert_refused_without_writes(&mut w, r, 409, &["has no outcome yet"]);
+    w.submit(orchestrator(), "RecordOutcome", json!({ "container_id": "analyser", "action": "place", "authorising_tx": place_tx, "outcome": "running" })).unwrap();
+    let mut stale = missing.clone();
+    stale["authorising_tx"] = json!("tx-other");
+    let r = w.submit(orchestrator(), "RecordDrift", stale);
+    assert_refused_without_writes(
+        &mut w,
+        r,
+        409,
+        &["not container analyser's current placement"],
+    );
+    let r = w.submit(
+        orchestrator(),
+        "RecordDrift",
+        json!({ "service": "s", "description": "d", "placement_status": "missing" }),
+    );
+    assert_refused_without_writes(&mut w, r, 400, &["needs container_id"]);
+    let mut authorised = missing.clone();
+    authorised["placement_status"] = json!("authorised");
+    let r = w.submit(orchestrator(), "RecordDrift", authorised);
+    assert_refused_without_writes(&mut w, r, 400, &["only by PlaceContainer"]);
+    w.submit(orchestrator(), "RecordDrift", missing).unwrap();
+    let analyser = w.entity("analyser");
+    assert_eq!(analyser["state"], "joined");
+    assert_eq!(analyser["placement"]["status"], "missing");
+    // A missing placement may be replaced on the same device.
+    w.place("analyser", "edge-node-1").unwrap();
+    assert_eq!(w.entity("analyser")["placement"]["status"], "authorised");
+}

@@ -86,6 +86,29 @@ pub trait ContainerActions: Send + Sync + 'static {
         request: &TerminateEntity,
     ) -> Result<ActionReport, ActionError>;
 
+    /// `DELETE /v1/devices/{id}`: a `TerminateDevice` transaction, then (if there is an
+    /// orchestrator) the device's node binding is removed.
+    async fn terminate_device(
+        &self,
+        ledger: &Arc<dyn Ledger>,
+        caller: &SigningIdentity,
+        request: &TerminateEntity,
+    ) -> Result<ActionReport, ActionError> {
+        Ok(ActionReport::ledger_only(
+            ledger
+                .submit(caller, "TerminateDevice", &json(request)?)
+                .await?,
+        ))
+    }
+
+    /// `GET /v1/swarm/unauthorised`: every service on the orchestrator that no TOM gateway
+    /// authorised.
+    async fn unauthorised_services(&self) -> Result<serde_json::Value, ActionError> {
+        Err(ActionError::Rejected(
+            "this gateway has no container orchestrator (start it with --swarm)".into(),
+        ))
+    }
+
     /// For `/healthz` and logs.
     fn describe(&self) -> String;
 }

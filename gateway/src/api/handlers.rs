@@ -207,16 +207,29 @@ pub async fn terminate_device(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ReasonQuery>,
 ) -> Result<Json<Committed>, AppError> {
-    s.submit(
-        &c,
+    let req = requests::TerminateEntity {
+        id,
+        reason: q.reason,
+    };
+    let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
+    s.act(
         "TerminateDevice",
-        &requests::TerminateEntity {
-            id,
-            reason: q.reason,
-        },
+        actions.terminate_device(&ledger, &c.signing, &req),
     )
     .await
     .map(Json)
+}
+
+/// `GET /v1/swarm/unauthorised`: services on the swarm no TOM gateway authorised.
+pub async fn unauthorised_services(
+    State(s): State<AppState>,
+    Caller(_c): Caller,
+) -> Result<Json<serde_json::Value>, AppError> {
+    s.actions
+        .unauthorised_services()
+        .await
+        .map(Json)
+        .map_err(AppError::from)
 }
 
 pub async fn identify_container(

@@ -102,6 +102,27 @@ pub fn schemas() -> Map<String, Value> {
         ),
     );
     s.insert(
+        "UnauthorisedServices".into(),
+        object(
+            &[(
+                "services",
+                json!({ "type": "array", "items": object(
+                    &[
+                        ("service_id", string("swarm service id")),
+                        ("name", string("swarm service name")),
+                        ("image", string("the image the service runs")),
+                        ("why", string("why no TOM gateway authorised it")),
+                    ],
+                    &[
+                        ("container_id", json!({ "type": "string", "nullable": true, "description": "its tom.container label" })),
+                        ("gateway", json!({ "type": "string", "nullable": true, "description": "its tom.gateway label" })),
+                    ],
+                ) }),
+            )],
+            &[],
+        ),
+    );
+    s.insert(
         "PlaceContainer".into(),
         object(
             &[
@@ -142,6 +163,10 @@ pub fn schemas() -> Map<String, Value> {
             &[
                 ("container_id", id("container id")),
                 ("action_taken", string("what was done about it")),
+                ("placement_status", json!({ "type": "string", "enum": ["running", "missing", "stopped", "unavailable", "drifted"], "description": "set the container's placement status to what was observed (needs container_id; the placement must have an outcome)" })),
+                ("authorising_tx", string("with placement_status: the placement it is about must be this, the current PLACE transaction")),
+                ("device_id", id("a device whose availability was observed (with device_status)")),
+                ("device_status", json!({ "type": "string", "enum": ["available", "unavailable"], "description": "unavailable: drained or down, not left (identity and placements stand)" })),
             ],
         ),
     );
@@ -321,6 +346,18 @@ pub fn document() -> Value {
                 error_with_retry_after("the ledger is unavailable (`code`: `ledger_unavailable`; e.g. its storage is full); nothing was recorded, retry after `Retry-After` seconds"),
             );
         }
+        if matches!(
+            route.op,
+            super::Op::PlaceContainer
+                | super::Op::TerminateContainer
+                | super::Op::IdentifyDevice
+                | super::Op::TerminateDevice
+        ) {
+            responses.insert(
+                "502".into(),
+                error_response("with an orchestrator (`tom serve --swarm`): the ledger transaction committed but the orchestrator could not carry it out; the message names what the ledger now records (e.g. the placement recorded as failed with the engine's words, the removal recorded as failed, the device left but its node label could not be removed)"),
+            );
+        }
         if route.body.is_some() {
             responses.insert(
                 "409".into(),
@@ -413,6 +450,7 @@ mod tests {
             certificate: s(),
             nonce: s(),
             proof: Default::default(),
+            node_id: Some(s()),
         });
         device.insert("node_id".into());
         check("IdentifyDeviceBody", device);
@@ -456,6 +494,10 @@ mod tests {
                 container_id: Some(s()),
                 description: s(),
                 action_taken: Some(s()),
+                placement_status: Some(tom_contract::model::PlacementStatus::Running),
+                authorising_tx: Some(s()),
+                device_id: Some(s()),
+                device_status: Some(tom_contract::model::DeviceStatus::Available),
             }),
         );
         check(

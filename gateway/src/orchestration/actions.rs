@@ -43,6 +43,18 @@ impl ContainerActions for SwarmActions {
         request: &IdentifyDevice,
         node_id: Option<&str>,
     ) -> Result<ActionReport, ActionError> {
+        // The node is checked before anything is submitted: a join naming a node that does
+        // not exist (or is bound to another device) commits nothing and answers 400. The node
+        // id goes on the ledger with the join (the device entity and its IDENTITY record).
+        let mut request = request.clone();
+        if let Some(node) = node_id {
+            self.orchestrator
+                .check_bindable(node, &request.device_id)
+                .await
+                .map_err(action_error)?;
+            request.node_id = Some(node.to_owned());
+        }
+        let request = &request;
         let argument = serde_json::to_vec(request).map_err(|e| {
             ActionError::Ledger(LedgerError::Internal(format!("cannot encode request: {e}")))
         })?;
@@ -120,6 +132,42 @@ impl ContainerActions for SwarmActions {
             outcome: Some(terminated.outcome),
             detail: Some(detail),
         })
+    }
+
+    async fn terminate_device(
+        &self,
+        ledger: &Arc<dyn Ledger>,
+        caller: &SigningIdentity,
+        request: &TerminateEntity,
+    ) -> Result<ActionReport, ActionError> {
+        let argument = serde_json::to_vec(request).map_err(|e| {
+            ActionError::Ledger(LedgerError::Internal(format!("cannot encode request: {e}")))
+        })?;
+        let authorising = ledger.submit(caller, "TerminateDevice", &argument).await?;
+        match self.orchestrator.unbind_device(&request.id).await {
+            Ok(nodes) => Ok(ActionReport {
+                authorising,
+                outcome: None,
+                detail: Some(if nodes.is_empty() {
+                    "no swarm node was bound to the device".to_owned()
+                } else {
+                    format!("removed the device label from swarm node {}", nodes.join(", "))
+                }),
+            }),
+            Err(e) => Err(ActionError::Orchestrator(format!(
+                "device {} left in tx {}, but its swarm node's label could not be removed (the gateway removes it at its next start): {e}",
+                request.id, authorising.tx_id
+            ))),
+        }
+    }
+
+    async fn unauthorised_services(&self) -> Result<serde_json::Value, ActionError> {
+        let services = self
+            .orchestrator
+            .unauthorised_services()
+            .await
+            .map_err(action_error)?;
+        Ok(serde_json::json!({ "services": services }))
     }
 
     fn describe(&self) -> String {

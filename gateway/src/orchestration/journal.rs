@@ -80,13 +80,19 @@ pub struct Action {
 }
 
 /// A placement TOM carried out and has not terminated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Tracked {
     pub container_id: String,
     pub device_id: String,
     pub authorising_tx: String,
     pub service_id: String,
     pub service_name: String,
+    /// The service's bind mounts and networks as TOM created them (`None` in journals written
+    /// before they were kept: then they are not compared).
+    #[serde(default)]
+    pub mounts: Option<Vec<crate::swarm::BindMount>>,
+    #[serde(default)]
+    pub networks: Option<Vec<String>>,
 }
 
 /// The journal file. Cloning shares the open database.
@@ -320,6 +326,7 @@ mod tests {
             authorising_tx: "tx".into(),
             service_id: "s".into(),
             service_name: "n".into(),
+            ..Tracked::default()
         };
         journal.track(&t).unwrap();
         assert_eq!(journal.tracked().unwrap(), vec![t]);

@@ -226,7 +226,7 @@ async fn a_termination_whose_containers_do_not_stop_is_recorded_as_failed() {
 }
 
 #[tokio::test]
-async fn a_device_whose_node_goes_down_leaves_after_its_containers() {
+async fn a_device_whose_node_goes_down_is_unavailable_not_left() {
     let w = world().await;
     w.orch
         .place(&identity("orchestrator"), "c2", "roadside-gateway-1")
@@ -234,34 +234,47 @@ async fn a_device_whose_node_goes_down_leaves_after_its_containers() {
         .unwrap();
     w.swarm.set_node_state("n2", "down");
     let changes = w.orch.check_nodes().await.unwrap();
-    let left = changes
-        .iter()
-        .find(|c| matches!(c, NodeChange::DeviceLeft { .. }))
-        .expect("a device left");
-    let NodeChange::DeviceLeft {
-        device_id,
-        reason,
-        containers_terminated,
-        error,
-        leave_tx,
-        ..
-    } = left
-    else {
-        unreachable!()
-    };
-    assert_eq!(device_id, "roadside-gateway-1");
-    assert!(reason.contains("is down"), "{reason}");
-    assert_eq!(containers_terminated, &vec!["c2".to_owned()]);
-    assert_eq!(error, &None);
-    assert!(leave_tx.is_some());
+    assert!(
+        changes.iter().any(|c| matches!(c, NodeChange::Availability { device_id, available: false, drift_tx: Some(_), .. } if device_id == "roadside-gateway-1")),
+        "{changes:?}"
+    );
+    assert!(
+        !changes
+            .iter()
+            .any(|c| matches!(c, NodeChange::DeviceLeft { .. })),
+        "{changes:?}"
+    );
     let device = entity(w.ledger.as_ref(), "roadside-gateway-1").await;
-    assert_eq!(device["state"], "left");
-    assert!(device["left"]["reason"]
+    assert_eq!(device["state"], "joined", "{device}");
+    assert_eq!(device["availability"]["status"], "unavailable", "{device}");
+    assert!(device["availability"]["reason"]
         .as_str()
         .unwrap()
         .contains("is down"));
-    assert_eq!(entity(w.ledger.as_ref(), "c2").await["state"], "left");
-    assert!(w.swarm.tom_services().await.unwrap().is_empty());
+    // Reconciliation makes the container's placement status follow: unavailable.
+    w.orch.reconcile(false).await.unwrap();
+    let c2 = entity(w.ledger.as_ref(), "c2").await;
+    assert_eq!(c2["state"], "joined", "{c2}");
+    assert_eq!(c2["placement"]["status"], "unavailable", "{c2}");
+    // A second look records nothing new.
+    assert!(w.orch.check_nodes().await.unwrap().is_empty());
+    // Back up: available again, and the placement runs again.
+    w.swarm.set_node_state("n2", "ready");
+    let changes = w.orch.check_nodes().await.unwrap();
+    assert!(
+        changes.iter().any(|c| matches!(
+            c,
+            NodeChange::Availability {
+                available: true,
+                ..
+            }
+        )),
+        "{changes:?}"
+    );
+    assert_eq!(
+        entity(w.ledger.as_ref(), "roadside-gateway-1").await["availability"]["status"],
+        "available"
+    );
     // The other device is untouched.
     assert_eq!(
         entity(w.ledger.as_ref(), "edge-node-1").await["state"],

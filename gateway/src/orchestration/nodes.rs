@@ -4,22 +4,23 @@
 //!   TOM service can be placed on it (services are constrained to that label). It becomes a
 //!   device only when the device's identity is proved on the ledger (`IdentifyDevice`, through
 //!   `POST /v1/devices`) and [`Orchestrator::bind_node`] labels it.
-//! * A device node that goes down, disconnects, is drained by the operator, or leaves the swarm
-//!   triggers the device's leave transition (`TerminateDevice` with the reason). The contract
-//!   refuses a device leave while containers are placed on it, so the containers TOM placed
-//!   there leave first (each through the termination protocol). The node's label is then
-//!   removed, so the node is pending again until it proves an identity anew.
+//! * A device node that is drained or paused (maintenance), or down or disconnected (its engine
+//!   does not answer), makes the device *unavailable*: a DRIFT record sets its availability,
+//!   with the reason; its identity and placements stand (reconciliation sets their placement
+//!   status to `unavailable`), and both come back when the node is ready and active again.
+//! * A device node that is gone from the swarm (removed) triggers the device's leave transition
+//!   (`TerminateDevice` with the reason). The contract refuses a device leave while containers
+//!   are placed on it, so the containers TOM placed there leave first (each through the
+//!   termination protocol). ARCHITECTURE.md ("Devices and swarm nodes") has the rule.
+//! * Labels follow the ledger: removed when a device leaves (here, or `DELETE /v1/devices`),
+//!   and at start [`Orchestrator::sync_node_labels`] removes a label naming a device that is
+//!   not joined, or that the ledger binds to another node.
 //!
 //! The watcher never invents a device: it only acts on nodes whose label TOM wrote after a
 //! proof the ledger accepted.
 //!
-//! What the tests can show on the single-node test swarm: pending and bound nodes (labels),
-//! the event stream, and a drained node's device leaving with its containers. What only a
-//! multi-node swarm can show: a worker joining (the `create` event) and staying pending, a node
-//! going `down`/`disconnected` (the manager cannot lose itself), a node removed from the swarm,
-//! and placements on several devices at once. The code paths for those are the same
-//! [`Orchestrator::check_nodes`] diff (state not `ready`, node missing from the list); they
-//! are tested on [`crate::swarm::memory::MemorySwarm`] with several nodes (`multinode` tests).
+//! Tested on [`crate::swarm::memory::MemorySwarm`] (`multinode` tests) and on a real four-engine
+//! swarm (`gateway/tests/swarm_multinode.rs`, set up by `scripts/multinode-swarm.sh`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
-use tom_contract::model::{Entity, Lifecycle};
+use tom_contract::model::{DeviceStatus, Entity, Lifecycle};
 use tom_contract::requests;
 
 use super::{OrchestrationError, Orchestrator};
@@ -41,6 +42,16 @@ pub enum NodeChange {
     Pending { node_id: String, hostname: String },
     /// A node labelled as a device (bound after its proof).
     Bound { node_id: String, device_id: String },
+    /// The device's node is available again, or unavailable (drained, paused, down,
+    /// disconnected): recorded as drift with the device's new availability; it has not left.
+    Availability {
+        node_id: String,
+        device_id: String,
+        available: bool,
+        reason: String,
+        drift_tx: Option<String>,
+        error: Option<String>,
+    },
     /// The device's node went away; the leave was recorded (or why it could not be).
     DeviceLeft {
         node_id: String,
@@ -53,6 +64,43 @@ pub enum NodeChange {
 }
 
 impl Orchestrator {
+    /// Whether `node_id` can be bound to `device_id`: the node exists, no other node is bound
+    /// to the device, and the node is not bound to another device that has not left. Checked
+    /// before the device's join is submitted, so a join with a bad node commits nothing.
+    pub async fn check_bindable(
+        &self,
+        node_id: &str,
+        device_id: &str,
+    ) -> Result<(), OrchestrationError> {
+        let nodes = self.swarm.nodes().await?;
+        if let Some(other) = nodes
+            .iter()
+            .find(|n| n.device_id() == Some(device_id) && n.id != node_id)
+        {
+            return Err(OrchestrationError::Invalid(format!(
+                "device {device_id} is bound to swarm node {} already",
+                other.id
+            )));
+        }
+        let Some(node) = nodes.iter().find(|n| n.id == node_id) else {
+            return Err(OrchestrationError::Invalid(format!(
+                "swarm node {node_id} does not exist (docker node ls lists the nodes); nothing was recorded"
+            )));
+        };
+        // A node is one device: it is not taken over while the device it is bound to has not
+        // left (its containers run there under that device's placements).
+        if let Some(bound) = node.device_id().filter(|d| *d != device_id) {
+            if let Some(Entity::Device(d)) = self.entity(bound).await? {
+                if d.state == Lifecycle::Joined {
+                    return Err(OrchestrationError::Invalid(format!(
+                        "swarm node {node_id} is bound to device {bound}, which has not left; it must leave first"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Bind a swarm node to a device whose identity the ledger accepted: label the node so
     /// placements for the device land on it.
     pub async fn bind_node(
@@ -67,36 +115,61 @@ impl Orchestrator {
             }
             _ => return Err(OrchestrationError::Invalid(format!("device {device_id} has not joined the ledger; prove its identity first (POST /v1/devices)"))),
         }
-        let nodes = self.swarm.nodes().await?;
-        if let Some(other) = nodes
-            .iter()
-            .find(|n| n.device_id() == Some(device_id) && n.id != node_id)
-        {
-            return Err(OrchestrationError::Invalid(format!(
-                "device {device_id} is bound to swarm node {} already",
-                other.id
-            )));
-        }
-        let Some(node) = nodes.iter().find(|n| n.id == node_id) else {
-            return Err(OrchestrationError::Invalid(format!(
-                "swarm node {node_id} does not exist"
-            )));
-        };
-        // A node is one device: it is not taken over while the device it is bound to has not
-        // left (its containers run there under that device's placements).
-        if let Some(bound) = node.device_id().filter(|d| *d != device_id) {
-            if let Some(Entity::Device(d)) = self.entity(bound).await? {
-                if d.state == Lifecycle::Joined {
-                    return Err(OrchestrationError::Invalid(format!(
-                        "swarm node {node_id} is bound to device {bound}, which has not left; it must leave first"
-                    )));
-                }
-            }
-        }
+        self.check_bindable(node_id, device_id).await?;
         self.swarm
             .set_node_label(node_id, LABEL_DEVICE, Some(device_id))
             .await?;
         Ok(())
+    }
+
+    /// Make node labels follow the ledger (at start, and after a device leaves): a
+    /// `tom.device` label naming a device that is not joined, or that the ledger binds to
+    /// another node, is removed. Returns what it changed.
+    pub async fn sync_node_labels(&self) -> Result<Vec<String>, OrchestrationError> {
+        let mut changed = Vec::new();
+        let nodes = self.swarm.nodes().await?;
+        for node in &nodes {
+            let Some(device_id) = node.device_id() else {
+                continue;
+            };
+            let stale = match self.entity(device_id).await? {
+                Some(Entity::Device(d)) if d.state == Lifecycle::Joined => d
+                    .node_id
+                    .as_deref()
+                    .filter(|n| *n != node.id)
+                    .map(|n| format!("the ledger binds device {device_id} to swarm node {n}")),
+                Some(Entity::Device(d)) => Some(format!(
+                    "device {device_id} is not joined on the ledger ({})",
+                    Entity::Device(d.clone()).state_description()
+                )),
+                _ => Some(format!("the ledger has no device {device_id}")),
+            };
+            if let Some(why) = stale {
+                self.swarm
+                    .set_node_label(&node.id, LABEL_DEVICE, None)
+                    .await?;
+                tracing::warn!(node = %node.id, device = %device_id, %why, "removed a stale device label");
+                changed.push(format!(
+                    "removed label {LABEL_DEVICE}={device_id} from swarm node {}: {why}",
+                    node.id
+                ));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Remove the `tom.device` label of every node labelled with `device_id` (the device left).
+    pub async fn unbind_device(&self, device_id: &str) -> Result<Vec<String>, OrchestrationError> {
+        let mut unbound = Vec::new();
+        for node in self.swarm.nodes().await? {
+            if node.device_id() == Some(device_id) {
+                self.swarm
+                    .set_node_label(&node.id, LABEL_DEVICE, None)
+                    .await?;
+                unbound.push(node.id);
+            }
+        }
+        Ok(unbound)
     }
 
     /// Nodes that have not proved a device identity.
@@ -128,24 +201,17 @@ impl Orchestrator {
                     }
                     snapshot.insert(node.id.clone(), node);
                 }
-                Some(device_id) if !node.is_up() || node.availability == Availability::Drain => {
-                    let reason = if node.availability == Availability::Drain {
-                        format!(
-                            "swarm node {} ({}) was drained by the operator",
-                            node.id, node.hostname
-                        )
-                    } else {
-                        format!(
-                            "swarm node {} ({}) is {}",
-                            node.id, node.hostname, node.state
-                        )
-                    };
-                    changes.push(self.device_left(&node.id, &device_id, &reason, true).await);
-                    let mut node = node;
-                    node.labels.remove(LABEL_DEVICE);
-                    snapshot.insert(node.id.clone(), node);
-                }
                 Some(device_id) => {
+                    // The rule (ARCHITECTURE.md, "Devices and swarm nodes"): a node that is
+                    // drained, paused, down or disconnected makes its device *unavailable*
+                    // (recorded, reversible); only a node that is gone from the swarm makes it
+                    // leave.
+                    let available = node.is_up() && node.availability == Availability::Active;
+                    if let Some(change) =
+                        self.availability_change(&node, &device_id, available).await
+                    {
+                        changes.push(change);
+                    }
                     if before.is_none_or(|b| b.device_id() != Some(device_id.as_str())) {
                         changes.push(NodeChange::Bound {
                             node_id: node.id.clone(),
@@ -170,6 +236,65 @@ impl Orchestrator {
             let _ = self.node_changes.send(change.clone());
         }
         Ok(changes)
+    }
+
+    /// Record the device's availability if it differs from what the ledger last recorded.
+    async fn availability_change(
+        &self,
+        node: &NodeInfo,
+        device_id: &str,
+        available: bool,
+    ) -> Option<NodeChange> {
+        let device = match self.entity(device_id).await {
+            Ok(Some(Entity::Device(d))) if d.state == Lifecycle::Joined => d,
+            _ => return None,
+        };
+        let recorded = device
+            .availability
+            .as_ref()
+            .map_or(DeviceStatus::Available, |a| a.status);
+        let status = if available {
+            DeviceStatus::Available
+        } else {
+            DeviceStatus::Unavailable
+        };
+        if recorded == status {
+            return None;
+        }
+        let reason = if available {
+            format!(
+                "swarm node {} ({}) is ready and active again",
+                node.id, node.hostname
+            )
+        } else if node.availability != Availability::Active && node.is_up() {
+            format!(
+                "swarm node {} ({}) was set to {} by the operator (maintenance): device unavailable, not left",
+                node.id, node.hostname, node.availability
+            )
+        } else {
+            format!(
+                "swarm node {} ({}) is {} (its engine does not answer the managers): device unavailable, not left",
+                node.id, node.hostname, node.state
+            )
+        };
+        let result = self
+            .record_drift(
+                None,
+                &format!("node {}", node.id),
+                None,
+                reason.clone(),
+                "none: the device's identity and placements stand; its containers run again when it is back".to_owned(),
+                super::DriftUpdate::device(device_id, status),
+            )
+            .await;
+        Some(NodeChange::Availability {
+            node_id: node.id.clone(),
+            device_id: device_id.to_owned(),
+            available,
+            reason,
+            drift_tx: result.as_ref().ok().map(|d| d.drift_tx.clone()),
+            error: result.err().map(|e| e.to_string()),
+        })
     }
 
     /// The device on `node_id` leaves: its containers leave first, then the device, then the

@@ -18,8 +18,8 @@ use bollard::Docker;
 use futures::stream::{BoxStream, StreamExt};
 
 use super::{
-    Availability, NodeEvent, NodeInfo, ServiceContainer, ServiceInfo, ServiceRequest, SwarmDriver,
-    SwarmError, TaskInfo, TaskPhase, LABEL_CONTAINER,
+    Availability, BindMount, NodeEvent, NodeInfo, ServiceContainer, ServiceInfo, ServiceRequest,
+    SwarmDriver, SwarmError, TaskInfo, TaskPhase, LABEL_CONTAINER,
 };
 
 /// The label Swarm puts on every container of a service's tasks.
@@ -103,6 +103,89 @@ impl BollardSwarm {
         })
     }
 
+    async fn services(&self, label: Option<&str>) -> Result<Vec<ServiceInfo>, SwarmError> {
+        let filters = label.map(|l| HashMap::from([("label".to_owned(), vec![l.to_owned()])]));
+        let services = self
+            .docker
+            .list_services(Some(ListServicesOptions {
+                filters,
+                status: None,
+            }))
+            .await
+            .map_err(|e| engine_error("service list", e))?;
+        let mut network_names: HashMap<String, String> = HashMap::new();
+        let mut out = Vec::with_capacity(services.len());
+        for s in services {
+            let targets: Vec<String> = s
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.task_template.as_ref())
+                .and_then(|t| t.networks.as_ref())
+                .map(|n| n.iter().filter_map(|n| n.target.clone()).collect())
+                .unwrap_or_default();
+            for target in targets {
+                if network_names.contains_key(&target) {
+                    continue;
+                }
+                // The spec names a network by its swarm id once created; report its name.
+                let name = match self
+                    .docker
+                    .inspect_network(
+                        &target,
+                        None::<bollard::query_parameters::InspectNetworkOptions>,
+                    )
+                    .await
+                {
+                    Ok(n) => n.name.unwrap_or_else(|| target.clone()),
+                    Err(_) => target.clone(),
+                };
+                network_names.insert(target, name);
+            }
+            out.push(s);
+        }
+        Ok(out
+            .into_iter()
+            .map(|s| {
+                let spec = s.spec.unwrap_or_default();
+                let task = spec.task_template.unwrap_or_default();
+                let container = task.container_spec.unwrap_or_default();
+                let mounts = container
+                    .mounts
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| BindMount {
+                        source: m.source.unwrap_or_default(),
+                        target: m.target.unwrap_or_default(),
+                        read_only: m.read_only.unwrap_or(false),
+                    })
+                    .collect();
+                ServiceInfo {
+                    id: s.id.unwrap_or_default(),
+                    name: spec.name.unwrap_or_default(),
+                    image: container.image.unwrap_or_default(),
+                    labels: sorted(spec.labels),
+                    replicas: spec
+                        .mode
+                        .and_then(|m| m.replicated)
+                        .and_then(|r| r.replicas)
+                        .map(|r| r.max(0) as u64),
+                    constraints: task
+                        .placement
+                        .and_then(|p| p.constraints)
+                        .unwrap_or_default(),
+                    mounts,
+                    networks: task
+                        .networks
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|n| n.target)
+                        .map(|t| network_names.get(&t).cloned().unwrap_or(t))
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
     /// The underlying client, for callers (benchmarks, tests) that need plain Docker calls.
     pub fn docker(&self) -> &Docker {
         &self.docker
@@ -167,11 +250,7 @@ pub fn service_spec(request: &ServiceRequest) -> ServiceSpec {
                 ..Default::default()
             }),
             placement: Some(TaskSpecPlacement {
-                constraints: Some(vec![format!(
-                    "node.labels.{}=={}",
-                    super::LABEL_DEVICE,
-                    request.device_id
-                )]),
+                constraints: Some(vec![super::device_constraint(&request.device_id)]),
                 ..Default::default()
             }),
             // A workload that fails is retried a few times, then left failed for TOM to see.
@@ -276,32 +355,11 @@ impl SwarmDriver for BollardSwarm {
     }
 
     async fn tom_services(&self) -> Result<Vec<ServiceInfo>, SwarmError> {
-        let filters = HashMap::from([("label".to_owned(), vec![LABEL_CONTAINER.to_owned()])]);
-        let services = self
-            .docker
-            .list_services(Some(ListServicesOptions {
-                filters: Some(filters),
-                status: None,
-            }))
-            .await
-            .map_err(|e| engine_error("service list", e))?;
-        Ok(services
-            .into_iter()
-            .map(|s| {
-                let spec = s.spec.unwrap_or_default();
-                let image = spec
-                    .task_template
-                    .and_then(|t| t.container_spec)
-                    .and_then(|c| c.image)
-                    .unwrap_or_default();
-                ServiceInfo {
-                    id: s.id.unwrap_or_default(),
-                    name: spec.name.unwrap_or_default(),
-                    image,
-                    labels: sorted(spec.labels),
-                }
-            })
-            .collect())
+        self.services(Some(LABEL_CONTAINER)).await
+    }
+
+    async fn all_services(&self) -> Result<Vec<ServiceInfo>, SwarmError> {
+        self.services(None).await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, SwarmError> {

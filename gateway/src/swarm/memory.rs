@@ -284,16 +284,29 @@ impl SwarmDriver for MemorySwarm {
     }
 
     async fn tom_services(&self) -> Result<Vec<ServiceInfo>, SwarmError> {
+        let mut services = self.all_services().await?;
+        services.retain(|s| s.labels.contains_key(LABEL_CONTAINER));
+        Ok(services)
+    }
+
+    async fn all_services(&self) -> Result<Vec<ServiceInfo>, SwarmError> {
         let state = self.state.lock().map_err(|_| poisoned())?;
         Ok(state
             .services
             .iter()
-            .filter(|(_, (r, _))| r.labels.contains_key(LABEL_CONTAINER))
             .map(|(id, (r, _))| ServiceInfo {
                 id: id.clone(),
                 name: r.name.clone(),
                 image: r.image.clone(),
                 labels: r.labels.clone(),
+                replicas: Some(1),
+                constraints: vec![super::device_constraint(&r.device_id)],
+                mounts: r.mounts.clone(),
+                networks: if r.host_network {
+                    vec!["host".to_owned()]
+                } else {
+                    vec![]
+                },
             })
             .collect())
     }

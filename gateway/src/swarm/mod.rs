@@ -95,7 +95,7 @@ pub struct ServiceContainer {
 }
 
 /// A bind mount into a service's container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct BindMount {
     pub source: String,
     pub target: String,
@@ -123,13 +123,26 @@ pub struct ServiceRequest {
     pub host_network: bool,
 }
 
-/// A TOM-labelled service as the swarm reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A service as the swarm reports it: what reconciliation compares with the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ServiceInfo {
     pub id: String,
     pub name: String,
     pub image: String,
     pub labels: BTreeMap<String, String>,
+    /// Replicas of a replicated service (`None`: global mode or not reported).
+    pub replicas: Option<u64>,
+    /// Placement constraints, as given.
+    pub constraints: Vec<String>,
+    /// Bind mounts (other mount types are listed with an empty source).
+    pub mounts: Vec<BindMount>,
+    /// Networks the tasks attach to, by name or id as given in the spec.
+    pub networks: Vec<String>,
+}
+
+/// The placement constraint TOM gives a device's services.
+pub fn device_constraint(device_id: &str) -> String {
+    format!("node.labels.{LABEL_DEVICE}=={device_id}")
 }
 
 impl ServiceInfo {
@@ -288,6 +301,9 @@ pub trait SwarmDriver: Send + Sync + 'static {
 
     /// Every service carrying [`LABEL_CONTAINER`].
     async fn tom_services(&self) -> Result<Vec<ServiceInfo>, SwarmError>;
+
+    /// Every service on the swarm, TOM-labelled or not.
+    async fn all_services(&self) -> Result<Vec<ServiceInfo>, SwarmError>;
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, SwarmError>;
 
