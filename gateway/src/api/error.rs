@@ -289,3 +289,83 @@ impl IntoResponse for AppError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(error: LedgerError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = AppError::Ledger(error).into_response();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, retry_after, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn ledger_failures_say_what_the_caller_can_do_and_whether_anything_was_recorded() {
+        let (status, retry, body) = answer(LedgerError::OutcomeUnknown {
+            tx_id: "abc123".into(),
+            reason: "no commit status within 30s".into(),
+        })
+        .await;
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("5"))
+        );
+        assert_eq!(body["code"], "outcome_unknown");
+        assert_eq!(body["retryable"], false);
+        assert_eq!(body["outcome"], "unknown");
+        assert_eq!(body["tx_id"], "abc123");
+        assert!(body["error"].as_str().unwrap().contains("abc123"), "{body}");
+
+        let (status, retry, body) = answer(LedgerError::Unavailable("peer down".into())).await;
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("5"))
+        );
+        assert_eq!(
+            (&body["code"], &body["retryable"], &body["outcome"]),
+            (
+                &"ledger_unavailable".into(),
+                &true.into(),
+                &"not_recorded".into()
+            )
+        );
+        assert!(body.get("tx_id").is_none());
+
+        let (status, retry, body) = answer(LedgerError::Rejected {
+            status: 403,
+            message: "the channel's policies refuse the creator".into(),
+        })
+        .await;
+        assert_eq!((status, retry), (StatusCode::FORBIDDEN, None));
+        assert_eq!(
+            (&body["code"], &body["outcome"]),
+            (&"forbidden".into(), &"not_recorded".into())
+        );
+
+        let (status, _, body) = answer(LedgerError::Conflict {
+            tx_id: "t9".into(),
+            reason: "MVCC_READ_CONFLICT".into(),
+        })
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            (&body["code"], &body["tx_id"]),
+            (&"mvcc_conflict".into(), &"t9".into())
+        );
+
+        let (status, _, body) = answer(LedgerError::Internal("bug".into())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body["error"],
+            "internal error (the gateway log has the details)"
+        );
+    }
+}
