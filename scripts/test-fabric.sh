@@ -7,9 +7,12 @@
 # Starts the native test network with this checkout's tom-chaincode as CCaaS (one process per
 # organisation), runs the smart-city scenario through `tom serve --fabric` with `tom demo`, and
 # checks on the peers themselves: every transaction VALID and endorsed by Org1MSP and Org2MSP,
-# chaincode events, audit queries through REST equal to the peer CLI's, a refusal, and the fault
-# cases README documents (the other organisation's peer down, the gateway's own peer down, the
-# chaincode process killed), each answering 503 and recovering. Prints a pass/fail count.
+# chaincode events, audit queries through REST equal to the peer CLI's, a refusal, a creator the
+# channel does not know (403), and the fault cases README documents (the other organisation's
+# peer down: every write 503, never 500; the gateway's own peer down: 503 and /readyz 503, then
+# recovery; the chaincode process killed), and failover: a second gateway whose profile lists
+# both Org1 peers keeps writing, reading and streaming events through peer1 while peer0 is down,
+# with no event lost or repeated. Prints a pass/fail count.
 #
 # Fabric binaries come from scripts/fabric-locate.sh (FABRIC_BIN, or ../shared's archive).
 # Without them the tests are skipped with a loud notice, or fail when TOM_REQUIRE_FABRIC=1 (CI).
@@ -90,7 +93,7 @@ status_of() { cut -d' ' -f1 <<< "$1"; }
 
 # expect_status WANT METHOD PATH TOKEN: one request must answer WANT.
 expect_status() {
-    local want="$1" got; got=$(http "$2" "$3" "$4")
+    local want="$1" got; got=$(http "$2" "$3" "$4" "${5:-}")
     [ "$(status_of "$got")" = "$want" ] || { echo "$2 $3 answered ${got:0:600} (expected $want)"; return 1; }
 }
 # eventually_status WANT SECONDS METHOD PATH TOKEN: retried until it answers WANT.
@@ -158,9 +161,30 @@ cat > "$GW/profile.json" <<EOF
   "timeouts": { "connect_ms": 3000, "evaluate_ms": 5000, "endorse_ms": 10000, "submit_ms": 5000, "commit_status_ms": 30000 }
 }
 EOF
-GW_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The same gateway with both Org1 peers in its profile (failover), started from a copy of the
+# data directory, so the same tokens work on both.
+GW2="$DIR/gateway2"
+cp -r "$GW" "$GW2"
+python3 - "$GW/profile.json" "$GW2/profile.json" "https://${PEER_ADDRESS[peer0.org1]}" "https://${PEER_ADDRESS[peer1.org1]}" <<'PY'
+import json, sys
+src, dst, *peers = sys.argv[1:]
+p = json.load(open(src))
+del p["peer_endpoint"]
+p["peers"] = peers
+json.dump(p, open(dst, "w"), indent=2)
+PY
+# An identity whose MSP the channel does not know (Org1's orchestrator certificate claimed for
+# Org9MSP): the peers refuse the creator, which the caller must fix (403), not retry (503).
+"$TOM" identity add --data-dir "$GW" --name stranger --msp Org9MSP \
+    --cert "$org1_users/orchestrator@tom/msp/signcerts/cert.pem" \
+    --key "$org1_users/orchestrator@tom/msp/keystore/priv_sk" --token-file "$DIR/stranger.token" > /dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+GW_PORT=$(free_port)
 URL="http://127.0.0.1:$GW_PORT"
 net launch gateway "$TOM" serve --fabric "$GW/profile.json" --data-dir "$GW" --listen "127.0.0.1:$GW_PORT"
+GW2_PORT=$(free_port)
+URL2="http://127.0.0.1:$GW2_PORT"
+net launch gateway2 env RUST_LOG=info "$TOM" serve --fabric "$GW2/profile.json" --data-dir "$GW2" --listen "127.0.0.1:$GW2_PORT"
 tokens() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tokens"][sys.argv[2]])' "$GW/demo-credentials.json" "$1"; }
 ORCH=$(tokens org1.orchestrator)
 AUDITOR=$(tokens org1.auditor)
@@ -169,14 +193,22 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 check "the gateway answers on $URL" expect_status 200 GET /healthz ""
+check "/readyz: 200 once the peer answers with the chaincode reachable" eventually_status 200 20 GET /readyz ""
 
-# Committed records as server-sent events, for the whole run.
-net launch events python3 -u -c '
+for _ in $(seq 1 100); do
+    [ "$(URL=$URL2 status_of "$(URL=$URL2 http GET /healthz "")")" = 200 ] && break
+    sleep 0.2
+done
+
+# Committed records as server-sent events, for the whole run, from both gateways.
+sse_client='
 import sys, urllib.request
 req = urllib.request.Request(sys.argv[1] + "/v1/events", headers={"Authorization": "Bearer " + sys.argv[2]})
 with urllib.request.urlopen(req) as r:
     for line in r:
-        sys.stdout.write(line.decode()); sys.stdout.flush()' "$URL" "$AUDITOR"
+        sys.stdout.write(line.decode()); sys.stdout.flush()'
+net launch events python3 -u -c "$sse_client" "$URL" "$AUDITOR"
+net launch events2 python3 -u -c "$sse_client" "$URL2" "$AUDITOR"
 sleep 1
 
 echo "==> smart-city scenario through the REST gateway (tom demo smart-city --gateway)"
@@ -225,6 +257,19 @@ refusal() {
 }
 check "DELETE /v1/devices/<unknown> answers 4xx with the chaincode's message, nothing committed" refusal
 
+echo "==> a creator the channel does not know (Org9MSP): 403, not 503"
+stranger() {
+    local token got
+    token=$(cat "$DIR/stranger.token")
+    for req in "GET /v1/orgs/Org1MSP" "DELETE /v1/devices/car-42$SUFFIX"; do
+        got=$(http ${req% *} "${req#* }" "$token")
+        [ "$(status_of "$got")" = 403 ] || { echo "$req answered ${got:0:500} (expected 403)"; return 1; }
+        grep -q '"code":"forbidden"' <<< "$got" && grep -q "creator" <<< "$got" \
+            || { echo "$req: the body should say the creator is refused: ${got:0:500}"; return 1; }
+    done
+}
+check "as an identity of an MSP the channel does not know: a read and a write answer 403 forbidden" stranger
+
 echo "==> determinism: each organisation's peers use their own tom-chaincode process"
 own_process() {
     local org port pids peer conns
@@ -246,29 +291,93 @@ check "cc.org1 serves only Org1's peers, cc.org2 only Org2's" own_process
 
 # ---------------------------------------------------------------------------------------------
 echo "==> faults (README: a ledger outage answers 503 and records nothing; recovery by itself)"
+# expect_outage METHOD PATH TOKEN [BODY]: 503 ledger_unavailable, retryable, nothing recorded.
+expect_outage() {
+    local got; got=$(http "$@")
+    [ "$(status_of "$got")" = 503 ] || { echo "$1 $2 answered ${got:0:600} (expected 503)"; return 1; }
+    python3 -c '
+import json, sys
+b = json.loads(sys.argv[1])
+assert (b["code"], b["retryable"], b["outcome"]) == ("ledger_unavailable", True, "not_recorded"), b' "${got#* }" \
+        || { echo "$1 $2: ${got:0:600}"; return 1; }
+}
+# recover WANT SECONDS METHOD PATH TOKEN [BODY]: retried until it answers WANT; meanwhile only
+# 503 is acceptable (a 500 or anything else fails at once).
+recover() {
+    local want="$1" secs="$2" got code i
+    for i in $(seq 1 "$secs"); do
+        got=$(http "$3" "$4" "$5" "${6:-}")
+        code=$(status_of "$got")
+        [ "$code" = "$want" ] && return 0
+        [ "$code" = 503 ] || { echo "$3 $4 answered ${got:0:600} while recovering (only 503 or $want)"; return 1; }
+        sleep 1
+    done
+    echo "$3 $4 still answers ${got:0:600} after ${secs}s (expected $want)"
+    return 1
+}
 fault() {
     local name="$1" action="$2" what="$3" path="$4" before after
     before=$(height peer1.org1)
     net "$action" "$name"
-    expect_status 503 DELETE "$path" "$ORCH" || { net start "$name"; return 1; }
+    expect_outage DELETE "$path" "$ORCH" || { net start "$name"; return 1; }
     sleep 1
     after=$(height peer1.org1)
     [ "$before" = "$after" ] || { echo "the ledger grew from $before to $after blocks while $what"; net start "$name"; return 1; }
     net start "$name"
-    eventually_status 200 90 DELETE "$path" "$ORCH"
+    recover 200 90 DELETE "$path" "$ORCH"
+}
+ORG2_ADMIN=$(tokens org2.admin)
+ORG2_BODY=$(python3 -c 'import json,sys; print(json.dumps({"msp_id": "Org2MSP", "ca_certificates": [open(sys.argv[1]).read()], "policy": {"orchestrators": ["Org1MSP"], "shares_data_with": ["Org1MSP"]}}))' "$REPO/fixtures/pki/org2/ca.pem")
+org2_down() {
+    local before after i
+    before=$(height peer1.org1)
+    net stop peer0.org2
+    # Every write, not only the first: the peer's Gateway answers differently once discovery
+    # has dropped the stopped peer ("no combination of peers can be derived").
+    for i in 1 2 3 4; do
+        expect_outage DELETE "/v1/devices/car-42$SUFFIX" "$ORCH" || { net start peer0.org2; return 1; }
+        expect_outage POST /v1/orgs "$ORG2_ADMIN" "$ORG2_BODY" || { net start peer0.org2; return 1; }
+        sleep 1
+    done
+    after=$(height peer1.org1)
+    [ "$before" = "$after" ] || { echo "the ledger grew from $before to $after blocks while Org2's peer was down"; net start peer0.org2; return 1; }
+    expect_status 200 GET /readyz "" || { net start peer0.org2; return 1; }
+    net start peer0.org2
+    recover 200 90 DELETE "/v1/devices/car-42$SUFFIX" "$ORCH"
 }
 if [ -n "$SUFFIX" ] || [ -n "$ACK" ]; then
-    check "Org2's peer stopped: DELETE answers 503; after its restart it commits" \
-        fault peer0.org2 stop "Org2's peer was down" "/v1/devices/car-42$SUFFIX"
+    check "Org2's peer stopped: 8 writes over several seconds all answer 503 ledger_unavailable (none 500), /readyz 200; after its restart writes commit (503 until then, never 500)" org2_down
     own_peer() {
         net stop peer0.org1
-        expect_status 503 GET "/v1/entities/$ACK" "$AUDITOR" || { net start peer0.org1; return 1; }
-        expect_status 503 DELETE "/v1/devices/traffic-light-1$SUFFIX" "$ORCH" || { net start peer0.org1; return 1; }
+        expect_outage GET "/v1/entities/$ACK" "$AUDITOR" || { net start peer0.org1; return 1; }
+        expect_outage DELETE "/v1/devices/traffic-light-1$SUFFIX" "$ORCH" || { net start peer0.org1; return 1; }
+        eventually_status 503 10 GET /readyz "" || { net start peer0.org1; return 1; }
+        http GET /readyz "" | grep -q "no Fabric peer answers" || { echo "/readyz gives no reason: $(http GET /readyz "")"; net start peer0.org1; return 1; }
         net start peer0.org1
-        eventually_status 200 90 GET "/v1/entities/$ACK" "$AUDITOR" || return 1
-        eventually_status 200 90 DELETE "/v1/devices/traffic-light-1$SUFFIX" "$ORCH"
+        recover 200 90 GET "/v1/entities/$ACK" "$AUDITOR" || return 1
+        recover 200 90 DELETE "/v1/devices/traffic-light-1$SUFFIX" "$ORCH" || return 1
+        eventually_status 200 10 GET /readyz ""
     }
-    check "the gateway's own peer stopped: reads and writes answer 503; after its restart both work" own_peer
+    check "the gateway's own peer stopped: reads and writes answer 503, /readyz 503 with the reason; while it restarts only 503, then both work and /readyz 200" own_peer
+    failover() {
+        local got
+        net stop peer0.org1
+        # The first write after the stop already goes through (the client fails over at once).
+        URL=$URL2 expect_status 201 POST /v1/orgs "$ORG2_ADMIN" "$ORG2_BODY" || { net start peer0.org1; return 1; }
+        URL=$URL2 expect_status 200 GET "/v1/entities/$ACK" "$AUDITOR" || { net start peer0.org1; return 1; }
+        URL=$URL2 eventually_status 200 10 GET /readyz "" || { net start peer0.org1; return 1; }
+        got=$(URL=$URL2 http GET /metrics "")
+        grep -q "tom_fabric_preferred_peer{peer=\"${PEER_ADDRESS[peer1.org1]}\"} 1" <<< "$got" \
+            && grep -q "tom_fabric_peer_calls_total{peer=\"${PEER_ADDRESS[peer1.org1]}\",call=\"endorse\",result=\"ok\"}" <<< "$got" \
+            && grep -q "tom_fabric_event_stream_peer{peer=\"${PEER_ADDRESS[peer1.org1]}\"} 1" <<< "$got" \
+            || { echo "/metrics does not show peer1.org1 answering: $(grep tom_fabric <<< "$got")"; net start peer0.org1; return 1; }
+        grep -q "failed over" "$DIR/logs/gateway2.log" || { echo "the log does not say it failed over"; net start peer0.org1; return 1; }
+        net start peer0.org1
+        sleep 3
+        URL=$URL2 recover 201 30 POST /v1/orgs "$ORG2_ADMIN" "$ORG2_BODY" || return 1
+        URL=$URL2 expect_status 200 GET "/v1/entities/$ACK" "$AUDITOR"
+    }
+    check "failover (profile lists peer0.org1 and peer1.org1): with peer0.org1 stopped, writes, reads and events go through peer1.org1 (/metrics, log); after its restart all still work" failover
     check "Org1's chaincode process killed (SIGKILL): DELETE answers 503; after its restart it commits" \
         fault cc.org1 kill "Org1's chaincode was down" "/v1/containers/collector$SUFFIX"
 fi
@@ -305,7 +414,7 @@ txs = [json.loads(l) for l in open(sys.argv[1])]
 tom = [t for t in txs if t["chaincode"] == "tom"]
 demo = re.findall(r" tx ([0-9a-f]{12})… block", open(sys.argv[2]).read())
 what = sys.argv[3]
-assert len(tom) >= len(demo) + 3, f"{len(tom)} tom transactions on the chain, the demo made {len(demo)} and the faults 3"
+assert len(tom) >= len(demo) + 5, f"{len(tom)} tom transactions on the chain, the demo made {len(demo)}, the faults 3 and the failover 2"
 if what == "valid":
     bad = [t for t in tom if t["validation"] != "VALID"]
     assert not bad, bad
@@ -321,25 +430,30 @@ elif what == "events":
     assert not bad, bad
 PY
     }
-    check "every tom transaction VALID on the peer, including each demo step and the 3 recoveries" every_tx valid
+    check "every tom transaction VALID on the peer, including each demo step, the 3 recoveries and the failover's writes" every_tx valid
     check "every tom transaction endorsed by exactly Org1MSP and Org2MSP (separate chaincode processes agreed)" every_tx endorsed
     check "every tom transaction carries a chaincode event (status 200)" every_tx events
     sse() {
-        python3 - "$DIR/blocks/org2/txs.jsonl" "$DIR/logs/events.log" <<'PY'
+        python3 - "$DIR/blocks/org2/txs.jsonl" "$1" <<'PY'
 import json, sys
 txs = [json.loads(l) for l in open(sys.argv[1])]
 tom = {t["tx_id"]: t["event"] for t in txs if t["chaincode"] == "tom"}
-seen, kind = {}, None
+seen, kind, ids = {}, None, []
 for line in open(sys.argv[2]):
     line = line.rstrip("\n")
     if line.startswith("event:"): kind = line[6:].strip()
-    elif line.startswith("id:"): seen[line[3:].strip()] = kind
+    elif line.startswith("id:"):
+        seen[line[3:].strip()] = kind
+        ids.append(line[3:].strip())
 assert seen, "no events received"
+twice = sorted({i for i in ids if ids.count(i) > 1})
+assert not twice, f"delivered more than once: {twice}"
 assert seen == tom, f"SSE and chain differ: only SSE {set(seen) - set(tom)}, only chain {set(tom) - set(seen)}, kinds {[(k, v, tom.get(k)) for k, v in seen.items() if tom.get(k) != v][:3]}"
 print(len(seen), "events")
 PY
     }
-    check "GET /v1/events streamed exactly the chain's tom transactions, named by their chaincode event" sse
+    check "GET /v1/events streamed exactly the chain's tom transactions, named by their chaincode event" sse "$DIR/logs/events.log"
+    check "the failover gateway's GET /v1/events: exactly the chain's tom transactions across both peer switches (none lost, none twice)" sse "$DIR/logs/events2.log"
 fi
 
 echo "Fabric tests (native network): $PASS passed, $FAIL failed in $((SECONDS - T0))s"

@@ -35,6 +35,8 @@ const CHAINCODE: &str = "tom";
 /// The peer's query system chaincode (the client reads the channel height from it).
 const QSCC: &str = "qscc";
 const PEER_HOST: &str = "peer0.org1.example.com";
+/// What the client's readiness probe evaluates.
+const METADATA: &str = "org.hyperledger.fabric:GetMetadata";
 
 // ---------------------------------------------------------------------------------------------
 // The test peer.
@@ -194,11 +196,14 @@ fn check_proposal(
         .ok_or_else(|| Status::invalid_argument("no chaincode input"))?
         .args
         .into_iter();
-    let (Some(function), Some(argument), None) = (args.next(), args.next(), args.next()) else {
+    let (function, argument, rest) = (args.next(), args.next(), args.next());
+    // A contract's GetMetadata takes no argument (the client's readiness probe).
+    let (Some(function), argument, None) = (function, argument, rest) else {
         return Err(Status::invalid_argument(
             "expected args [function, argument]",
         ));
     };
+    let function_is_metadata = function == METADATA.as_bytes();
     let timestamp = channel_header
         .timestamp
         .ok_or_else(|| Status::invalid_argument("no timestamp"))?;
@@ -212,7 +217,15 @@ fn check_proposal(
         },
         function: String::from_utf8(function)
             .map_err(|_| Status::invalid_argument("function name is not UTF-8"))?,
-        argument,
+        argument: match argument {
+            Some(argument) => argument,
+            None if function_is_metadata => Vec::new(),
+            None => {
+                return Err(Status::invalid_argument(
+                    "expected args [function, argument]",
+                ))
+            }
+        },
         header,
         payload: proposal.payload,
     })
@@ -571,9 +584,19 @@ impl Gateway for PeerService {
         );
         self.count(match &proposal {
             Ok(p) if p.chaincode == QSCC => "qscc",
+            Ok(p) if p.function == METADATA => "probe",
             _ => "evaluate",
         });
         let proposal = proposal?;
+        if proposal.function == METADATA {
+            return Ok(Response::new(gateway::EvaluateResponse {
+                result: Some(peer::Response {
+                    status: 200,
+                    message: String::new(),
+                    payload: br#"{"contracts":{}}"#.to_vec(),
+                }),
+            }));
+        }
         let state = self.state.lock().unwrap();
         if proposal.chaincode == QSCC {
             // qscc GetChainInfo <channel>: the height is the number of the next block (block 0,
@@ -737,6 +760,7 @@ struct Network {
     addr: SocketAddr,
     peer: Arc<TestPeer>,
     tls_ca_pem: String,
+    tls_server: TlsIdentity,
     dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -744,8 +768,24 @@ struct Network {
 
 impl Network {
     async fn start() -> Network {
-        let tls = tls();
-        let peer = TestPeer::new();
+        Network::serve(TestPeer::new(), tls()).await
+    }
+
+    /// Another peer of the same organisation: a second Gateway server over the same ledger
+    /// (as two peers of one channel hold the same chain), with a TLS certificate of the same CA.
+    async fn another_peer(&self) -> Network {
+        Network::serve(
+            self.peer.clone(),
+            Tls {
+                ca_pem: self.tls_ca_pem.clone(),
+                server: self.tls_server.clone(),
+            },
+        )
+        .await
+    }
+
+    async fn serve(peer: Arc<TestPeer>, tls: Tls) -> Network {
+        let tls_server = tls.server.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -768,6 +808,7 @@ impl Network {
             addr,
             peer,
             tls_ca_pem: tls.ca_pem,
+            tls_server,
             dir: tempfile::tempdir().unwrap(),
             shutdown: Some(shutdown),
             server,
@@ -801,6 +842,18 @@ impl Network {
         });
         let path = dir.join("profile.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&profile).unwrap()).unwrap();
+        ConnectionProfile::load(&path).unwrap()
+    }
+
+    /// A profile listing several peers (`peers`), in this order.
+    fn profile_for_peers(&self, endpoints: &[String]) -> ConnectionProfile {
+        let loaded = self.profile();
+        let path = loaded.base_dir.join("profile.json");
+        let mut json: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("peer_endpoint");
+        object.insert("peers".into(), json!(endpoints));
+        std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
         ConnectionProfile::load(&path).unwrap()
     }
 
@@ -1307,13 +1360,14 @@ async fn a_commit_that_never_comes_is_unavailable_after_the_commit_status_timeou
         )
         .await
     {
-        Err(LedgerError::Unavailable(message)) => {
-            assert!(
-                message.contains("commit status of") && message.contains("outcome is unknown"),
-                "{message}"
-            )
+        Err(LedgerError::OutcomeUnknown { tx_id, reason }) => {
+            assert!(reason.contains("no commit status within"), "{reason}");
+            // The transaction the caller must ask about is the one the orderer holds.
+            let state = network.peer.state.lock().unwrap();
+            assert_eq!(state.queue.len(), 1);
+            assert_eq!(state.queue[0].tx_id, tx_id);
         }
-        other => panic!("expected Unavailable, got {other:?}"),
+        other => panic!("expected OutcomeUnknown, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(network.peer.calls("submit"), 1);
@@ -1387,5 +1441,174 @@ async fn the_test_peer_refuses_what_a_fabric_peer_refuses() {
         "{status:?}"
     );
     assert_eq!(network.peer.calls("evaluate"), 4);
+    network.stop().await;
+}
+
+async fn eventually_ready(ledger: &FabricLedger, ready: bool) -> String {
+    for _ in 0..100 {
+        let readiness = ledger.readiness();
+        if readiness.ready == ready {
+            return readiness.detail;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("readiness never became {ready}: {:?}", ledger.readiness());
+}
+
+#[tokio::test]
+async fn readiness_follows_the_peer_and_the_chaincode() {
+    let network = Network::start().await;
+    let ledger = network.connect().await;
+    let detail = eventually_ready(&ledger, true).await;
+    assert!(detail.contains(&network.addr.to_string()), "{detail}");
+    assert!(network.peer.calls("probe") >= 1);
+    let addr = network.addr.to_string();
+    network.stop().await;
+    let detail = eventually_ready(&ledger, false).await;
+    assert!(
+        detail.contains("no Fabric peer answers") && detail.contains(&addr),
+        "{detail}"
+    );
+    assert!(
+        ledger
+            .metrics()
+            .contains(&format!("tom_fabric_peer_up{{peer=\"{addr}\"}} 0")),
+        "{}",
+        ledger.metrics()
+    );
+}
+
+#[tokio::test]
+async fn two_peers_of_the_organisation_fail_over_for_reads_writes_and_events_with_no_event_lost_or_repeated(
+) {
+    let first = Network::start().await;
+    let second = first.another_peer().await;
+    let (a, b) = (first.addr.to_string(), second.addr.to_string());
+    let profile = first.profile_for_peers(&[format!("https://{a}"), format!("https://{b}")]);
+    let ledger = FabricLedger::connect(&profile).await.unwrap();
+    assert!(ledger.describe().contains(&a) && ledger.describe().contains(&b));
+    let mut events = ledger.subscribe();
+    wait_for_streams(&first.peer, 1).await;
+
+    let registered = ledger
+        .submit(
+            &signing("org1", "admin"),
+            "RegisterOrg",
+            &register_org("org1"),
+        )
+        .await
+        .unwrap();
+    let metrics = ledger.metrics();
+    assert!(
+        metrics.contains(&format!(
+            "tom_fabric_peer_calls_total{{peer=\"{a}\",call=\"endorse\",result=\"ok\"}} 1"
+        )),
+        "the first peer answers while it is up:\n{metrics}"
+    );
+    assert!(metrics.contains(&format!("tom_fabric_event_stream_peer{{peer=\"{a}\"}} 1")));
+
+    // The first peer stops (its event stream breaks with it): writes, reads and events go on
+    // through the second.
+    let streams_before = first.peer.calls("chaincode_events");
+    first.stop().await;
+    let orchestrator = signing("org1", "orchestrator");
+    let device = ledger
+        .submit(
+            &orchestrator,
+            "IdentifyDevice",
+            &identify_device("tl-1", "org1", "traffic-light-1", "n-1"),
+        )
+        .await
+        .expect("the write fails over to the second peer");
+    let org = ledger
+        .evaluate(
+            &signing("org1", "auditor"),
+            "GetOrg",
+            br#"{"id":"Org1MSP"}"#,
+        )
+        .await
+        .expect("the read goes to the second peer");
+    assert_eq!(parse(&org)["msp_id"], "Org1MSP");
+    let metrics = ledger.metrics();
+    for line in [
+        format!(
+            "tom_fabric_peer_calls_total{{peer=\"{a}\",call=\"endorse\",result=\"unavailable\"}} 1"
+        ),
+        format!("tom_fabric_peer_calls_total{{peer=\"{b}\",call=\"endorse\",result=\"ok\"}} 1"),
+        format!("tom_fabric_peer_calls_total{{peer=\"{b}\",call=\"evaluate\",result=\"ok\"}}"),
+        "tom_fabric_failovers_total{call=\"endorse\"} 1".to_string(),
+        format!("tom_fabric_preferred_peer{{peer=\"{b}\"}} 1"),
+    ] {
+        assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    }
+    // Once failed over, calls go to the second peer first: no second failover.
+    ledger
+        .submit(
+            &orchestrator,
+            "IdentifyDevice",
+            &identify_device("gw-1", "org1", "roadside-gateway-1", "n-2"),
+        )
+        .await
+        .unwrap();
+    assert!(ledger
+        .metrics()
+        .contains("tom_fabric_failovers_total{call=\"endorse\"} 1\n"));
+
+    let received: Vec<_> = [
+        next_event(&mut events).await,
+        next_event(&mut events).await,
+        next_event(&mut events).await,
+    ]
+    .into_iter()
+    .map(|e| (e.tx_id, e.block))
+    .collect();
+    assert_eq!(received[0], (registered.tx_id.clone(), registered.block));
+    assert_eq!(received[1], (device.tx_id.clone(), device.block));
+    assert_eq!(received[2].1, device.block + 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        events.try_recv().is_err(),
+        "no event may be delivered twice"
+    );
+    assert!(
+        second.peer.calls("chaincode_events") > streams_before,
+        "the stream reopened (on the second peer)"
+    );
+    assert!(ledger
+        .metrics()
+        .contains(&format!("tom_fabric_event_stream_peer{{peer=\"{b}\"}} 1")));
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_first_peer_down_at_start_is_skipped() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let network = Network::start().await;
+    let profile = network.profile_for_peers(&[
+        format!("https://127.0.0.1:{port}"),
+        format!("https://{}", network.addr),
+    ]);
+    let ledger = FabricLedger::connect(&profile).await.unwrap();
+    ledger
+        .submit(
+            &signing("org1", "admin"),
+            "RegisterOrg",
+            &register_org("org1"),
+        )
+        .await
+        .unwrap();
+    let metrics = ledger.metrics();
+    assert!(
+        !metrics.contains(&format!("peer=\"127.0.0.1:{port}\",call=\"endorse\"")),
+        "the unreachable peer is not asked first:\n{metrics}"
+    );
+    let detail = eventually_ready(&ledger, true).await;
+    assert!(
+        detail.contains(&format!("not: 127.0.0.1:{port}")),
+        "{detail}"
+    );
     network.stop().await;
 }

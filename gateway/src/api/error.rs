@@ -69,7 +69,9 @@ impl AppError {
                 }
             }
             AppError::Ledger(LedgerError::Conflict { .. }) => StatusCode::CONFLICT,
-            AppError::Ledger(LedgerError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Ledger(LedgerError::Unavailable(_) | LedgerError::OutcomeUnknown { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Ledger(LedgerError::Internal(_)) | AppError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -100,6 +102,9 @@ pub enum ErrorCode {
     DuplicateTransaction,
     /// 503: the ledger cannot take transactions now (storage full, shutting down, unreachable).
     LedgerUnavailable,
+    /// 503: the transaction was submitted but its commit was not seen; the body's `tx_id` says
+    /// which transaction to ask about (`GET /v1/transactions/{tx_id}`) before sending it again.
+    OutcomeUnknown,
     /// 503 before any request was read: every connection is busy (the connection cap).
     TooManyConnections,
     /// 502: the container orchestrator failed.
@@ -124,6 +129,7 @@ impl ErrorCode {
         ErrorCode::MvccConflict,
         ErrorCode::DuplicateTransaction,
         ErrorCode::LedgerUnavailable,
+        ErrorCode::OutcomeUnknown,
         ErrorCode::TooManyConnections,
         ErrorCode::OrchestratorFailed,
         ErrorCode::Internal,
@@ -144,6 +150,7 @@ impl ErrorCode {
             ErrorCode::MvccConflict => "mvcc_conflict",
             ErrorCode::DuplicateTransaction => "duplicate_transaction",
             ErrorCode::LedgerUnavailable => "ledger_unavailable",
+            ErrorCode::OutcomeUnknown => "outcome_unknown",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::OrchestratorFailed => "orchestrator_failed",
             ErrorCode::Internal => "internal",
@@ -186,6 +193,7 @@ impl AppError {
     /// The machine-readable code of this error's body.
     pub fn code(&self) -> ErrorCode {
         match self {
+            AppError::Ledger(LedgerError::OutcomeUnknown { .. }) => ErrorCode::OutcomeUnknown,
             AppError::Ledger(LedgerError::Conflict { reason, .. }) => {
                 if reason.contains("duplicate transaction id") || reason.contains("DUPLICATE_TXID")
                 {
@@ -200,6 +208,24 @@ impl AppError {
                 ErrorCode::AlreadyExists
             }
             _ => ErrorCode::from_status(self.status()),
+        }
+    }
+}
+
+impl AppError {
+    /// For a ledger failure: whether its outcome is known (`"not_recorded"`: nothing took
+    /// effect, and for a conflict the invalidated transaction's id) or `"unknown"` (submitted,
+    /// commit not seen) with the transaction id to ask about. `None` for other errors.
+    pub fn outcome(&self) -> Option<(&'static str, Option<&str>)> {
+        match self {
+            AppError::Ledger(LedgerError::OutcomeUnknown { tx_id, .. }) => {
+                Some(("unknown", Some(tx_id)))
+            }
+            AppError::Ledger(LedgerError::Conflict { tx_id, .. }) => {
+                Some(("not_recorded", Some(tx_id)))
+            }
+            AppError::Ledger(_) => Some(("not_recorded", None)),
+            _ => None,
         }
     }
 }
@@ -227,12 +253,19 @@ impl IntoResponse for AppError {
             self.to_string()
         };
         let code = self.code();
-        let body = Json(serde_json::json!({
+        let mut body = serde_json::json!({
             "error": message,
             "status": status.as_u16(),
             "code": code.as_str(),
             "retryable": code.retryable(),
-        }));
+        });
+        if let Some((outcome, tx_id)) = self.outcome() {
+            body["outcome"] = outcome.into();
+            if let Some(tx_id) = tx_id {
+                body["tx_id"] = tx_id.into();
+            }
+        }
+        let body = Json(body);
         match code {
             ErrorCode::Unauthorized => {
                 (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
@@ -243,7 +276,7 @@ impl IntoResponse for AppError {
                 body,
             )
                 .into_response(),
-            ErrorCode::LedgerUnavailable => (
+            ErrorCode::LedgerUnavailable | ErrorCode::OutcomeUnknown => (
                 status,
                 [(
                     header::RETRY_AFTER,
@@ -254,5 +287,85 @@ impl IntoResponse for AppError {
                 .into_response(),
             _ => (status, body).into_response(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(error: LedgerError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = AppError::Ledger(error).into_response();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, retry_after, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn ledger_failures_say_what_the_caller_can_do_and_whether_anything_was_recorded() {
+        let (status, retry, body) = answer(LedgerError::OutcomeUnknown {
+            tx_id: "abc123".into(),
+            reason: "no commit status within 30s".into(),
+        })
+        .await;
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("5"))
+        );
+        assert_eq!(body["code"], "outcome_unknown");
+        assert_eq!(body["retryable"], false);
+        assert_eq!(body["outcome"], "unknown");
+        assert_eq!(body["tx_id"], "abc123");
+        assert!(body["error"].as_str().unwrap().contains("abc123"), "{body}");
+
+        let (status, retry, body) = answer(LedgerError::Unavailable("peer down".into())).await;
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("5"))
+        );
+        assert_eq!(
+            (&body["code"], &body["retryable"], &body["outcome"]),
+            (
+                &"ledger_unavailable".into(),
+                &true.into(),
+                &"not_recorded".into()
+            )
+        );
+        assert!(body.get("tx_id").is_none());
+
+        let (status, retry, body) = answer(LedgerError::Rejected {
+            status: 403,
+            message: "the channel's policies refuse the creator".into(),
+        })
+        .await;
+        assert_eq!((status, retry), (StatusCode::FORBIDDEN, None));
+        assert_eq!(
+            (&body["code"], &body["outcome"]),
+            (&"forbidden".into(), &"not_recorded".into())
+        );
+
+        let (status, _, body) = answer(LedgerError::Conflict {
+            tx_id: "t9".into(),
+            reason: "MVCC_READ_CONFLICT".into(),
+        })
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            (&body["code"], &body["tx_id"]),
+            (&"mvcc_conflict".into(), &"t9".into())
+        );
+
+        let (status, _, body) = answer(LedgerError::Internal("bug".into())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body["error"],
+            "internal error (the gateway log has the details)"
+        );
     }
 }

@@ -79,6 +79,7 @@ fn error_label(e: &LedgerError) -> &'static str {
         LedgerError::Rejected { .. } => "rejected",
         LedgerError::Conflict { .. } => "conflict",
         LedgerError::Unavailable(_) => "unavailable",
+        LedgerError::OutcomeUnknown { .. } => "outcome_unknown",
         LedgerError::Internal(_) => "error",
     }
 }
@@ -432,7 +433,7 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        s.metrics.render() + &s.ledger.metrics(),
     )
 }
 

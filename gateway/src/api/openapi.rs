@@ -239,8 +239,14 @@ pub fn schemas() -> Map<String, Value> {
             "code": {
                 "type": "string",
                 "enum": codes,
-                "description": "what is wrong, for programs. A 409 is `mvcc_conflict` (a concurrent transaction changed what this one read: send it again, after `Retry-After` seconds), `guard_failed` (the state machine refused the transition: it never passes as it is), `already_exists` or `duplicate_transaction`. A 503 is `ledger_unavailable` (nothing was recorded; e.g. the ledger's storage is full)."
+                "description": "what is wrong, for programs. A 409 is `mvcc_conflict` (a concurrent transaction changed what this one read: send it again, after `Retry-After` seconds), `guard_failed` (the state machine refused the transition: it never passes as it is), `already_exists` or `duplicate_transaction`. A 503 is `ledger_unavailable` (nothing was recorded; e.g. the ledger's storage is full or its peers are down) or `outcome_unknown` (the transaction was submitted but its commit was not seen: ask `GET /v1/transactions/{tx_id}` before sending it again)."
             },
+            "outcome": {
+                "type": "string",
+                "enum": ["not_recorded", "unknown"],
+                "description": "for a ledger failure: `not_recorded` (the outcome is known: nothing took effect) or `unknown` (submitted, commit not seen; see `tx_id`)"
+            },
+            "tx_id": string("the transaction to ask about (`outcome_unknown`) or the one invalidated (`mvcc_conflict`, `duplicate_transaction`)"),
             "retryable": { "type": "boolean", "description": "whether sending the same request again can succeed without anything else changing (`mvcc_conflict`, `ledger_unavailable`)" }
         }
     }));
@@ -278,7 +284,7 @@ fn error_response(description: &str) -> Value {
 
 fn error_with_retry_after(description: &str) -> Value {
     let mut response = error_response(description);
-    response["headers"] = json!({ "Retry-After": { "description": "seconds to wait before retrying (sent when `retryable` is true)", "schema": { "type": "integer" } } });
+    response["headers"] = json!({ "Retry-After": { "description": "seconds to wait before retrying (sent when `retryable` is true), or before asking about the transaction (`outcome_unknown`)", "schema": { "type": "integer" } } });
     response
 }
 
@@ -343,7 +349,7 @@ pub fn document() -> Value {
             );
             responses.insert(
                 "503".into(),
-                error_with_retry_after("the ledger is unavailable (`code`: `ledger_unavailable`; e.g. its storage is full); nothing was recorded, retry after `Retry-After` seconds"),
+                error_with_retry_after("the ledger is unavailable (`code`: `ledger_unavailable`; e.g. its storage is full or its peers are down): nothing was recorded, retry after `Retry-After` seconds; or a transaction was submitted but its commit was not seen (`code`: `outcome_unknown`, `outcome`: `unknown`): ask `GET /v1/transactions/{tx_id}` before sending it again"),
             );
         }
         if matches!(

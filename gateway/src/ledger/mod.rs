@@ -109,8 +109,11 @@ pub struct CommittedEvent {
     pub payload: Vec<u8>,
 }
 
-/// Why a ledger call failed. Only `Rejected` and `Conflict` are the caller's business; the
-/// others mean nothing was recorded and the call may be retried.
+/// Why a ledger call failed, by what the caller can do: `Rejected` and `Conflict` are the
+/// caller's business (fix the request, or retry a conflict); `Unavailable` means nothing was
+/// recorded and the same call may succeed later; `OutcomeUnknown` means the transaction was
+/// handed to the ledger but whether it committed was not seen: ask about `tx_id` before sending
+/// it again; `Internal` is a failure to give up on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
     /// The contract refused the transaction (status as the chaincode returned it: 400/403/404/409).
@@ -119,9 +122,13 @@ pub enum LedgerError {
     /// The transaction was endorsed but invalidated at commit (MVCC conflict, duplicate tx id).
     #[error("transaction {tx_id} was not committed: {reason}")]
     Conflict { tx_id: String, reason: String },
-    /// The ledger cannot be reached or is shutting down.
+    /// The ledger cannot be reached or is shutting down; nothing was recorded.
     #[error("ledger unavailable: {0}")]
     Unavailable(String),
+    /// The transaction was submitted for ordering but its commit was not seen (the peers went
+    /// away, or the commit-status deadline passed): it may yet commit, or not.
+    #[error("transaction {tx_id} was submitted but its outcome is unknown: {reason}")]
+    OutcomeUnknown { tx_id: String, reason: String },
     /// Anything else: a bug or corrupt local state.
     #[error("ledger failure: {0}")]
     Internal(String),
@@ -170,6 +177,12 @@ pub trait Ledger: Send + Sync + 'static {
     /// is shown to unauthenticated callers: no paths or secrets.
     fn readiness(&self) -> Readiness {
         Readiness::ready("ledger reachable")
+    }
+
+    /// Back-end specific Prometheus metrics (text exposition format, with their `# HELP` and
+    /// `# TYPE` lines), appended to `/metrics`. Default: none.
+    fn metrics(&self) -> String {
+        String::new()
     }
 }
 

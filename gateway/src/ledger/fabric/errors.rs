@@ -46,17 +46,49 @@ pub fn chaincode_response(message: &str) -> Option<(u16, String)> {
     Some((status.trim().parse().ok()?, message.to_owned()))
 }
 
-/// Maps a failed Gateway call (`what`: "evaluate GetOrg", "endorse RegisterOrg" …).
+/// Phrases of a peer refusing the creator: `error validating proposal: access denied: channel
+/// [tom] creator org unknown, creator is malformed` (an MSP the channel does not know),
+/// `access denied: channel [tom] creator org [Org1MSP]` (an invalid certificate, or a signature
+/// that does not verify, such as one with a high S), and the channel ACL's policy failures.
+const CREATOR_REFUSED: &[&str] = &[
+    "access denied",
+    "creator org unknown",
+    "creator is malformed",
+    "signature set did not satisfy policy",
+    "failed evaluating policy",
+];
+
+/// Phrases of failures that no retry can cure: the endorsers disagree (non-determinism), or the
+/// peer refused the shape of what this client built.
+const GIVE_UP: &[&str] = &[
+    "ProposalResponsePayloads do not match",
+    "incorrectly computed txid",
+];
+
+/// Maps a failed Gateway call (`what`: "evaluate GetOrg", "endorse RegisterOrg" …) by what the
+/// caller can do about it:
+///
+/// - fix the request ([`LedgerError::Rejected`]): the contract refused it (its own 4xx status
+///   and message), or the channel's policies refuse the creator (403: an MSP the channel does
+///   not know, a certificate it does not trust, a signature that does not verify);
+/// - give up ([`LedgerError::Internal`]): the contract failed (5xx), the endorsers disagree,
+///   or the peer rejected the request's form (`InvalidArgument`, `Unimplemented`, …): a bug or a
+///   misconfiguration, logged by the API;
+/// - retry later ([`LedgerError::Unavailable`]): everything else a peer or the network says —
+///   a peer, orderer or chaincode down or restarting, no endorsement plan while an organisation's
+///   peers are down (`FailedPrecondition` "no combination of peers can be derived"), deadlines,
+///   the Gateway's concurrency limit, a broken connection.
 pub fn from_status(what: &str, status: &tonic::Status) -> LedgerError {
     let details = error_details(status);
+    let messages = || {
+        details
+            .iter()
+            .map(|d| d.message.as_str())
+            .chain(std::iter::once(status.message()))
+    };
     // The contract's own refusal wins: it is the answer to the caller's request. Every endorser
     // runs the same deterministic contract, so the first refusal speaks for all of them.
-    let refusal = details
-        .iter()
-        .map(|d| d.message.as_str())
-        .chain(std::iter::once(status.message()))
-        .find_map(chaincode_response);
-    if let Some((code, message)) = refusal {
+    if let Some((code, message)) = messages().find_map(chaincode_response) {
         return match code {
             400..=499 => LedgerError::Rejected {
                 status: code,
@@ -71,37 +103,55 @@ pub fn from_status(what: &str, status: &tonic::Status) -> LedgerError {
     for d in &details {
         text.push_str(&format!("; {} ({}): {}", d.address, d.msp_id, d.message));
     }
-    // The peer's Gateway throttle (peer.limits.concurrency.gatewayService) answers with code
-    // Unknown, yet it is as transient as any overload: nothing was endorsed, retry later.
-    if status.code() == Code::Unknown && status.message().contains("exceeding concurrency limit") {
-        return LedgerError::Unavailable(text);
-    }
-    // With an organisation's every peer down, the Gateway finds no endorsement plan and answers
-    // FailedPrecondition (seen on Fabric 2.5.12 with Org2's only peer stopped): an outage, not
-    // a request the caller could fix.
-    if status.code() == Code::FailedPrecondition
-        && status
-            .message()
-            .contains("no combination of peers can be derived")
+    let says = |phrases: &[&str]| messages().any(|m| phrases.iter().any(|p| m.contains(p)));
+    if matches!(
+        status.code(),
+        Code::PermissionDenied | Code::Unauthenticated
+    ) || says(CREATOR_REFUSED)
     {
-        return LedgerError::Unavailable(text);
+        return LedgerError::Rejected {
+            status: 403,
+            message: format!("the channel's policies refuse the creator: {text}"),
+        };
+    }
+    if says(GIVE_UP) {
+        return LedgerError::Internal(text);
     }
     match status.code() {
-        // Nothing was recorded; the same call may succeed later (a peer or orderer was down,
-        // endorsements could not be collected in time, the connection broke).
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Aborted
-        | Code::ResourceExhausted
-        | Code::Cancelled => LedgerError::Unavailable(text),
-        // The channel's policies do not let this identity in: the caller's business, like a
-        // contract-level 403.
-        Code::PermissionDenied | Code::Unauthenticated => LedgerError::Rejected {
-            status: 403,
-            message: text,
-        },
-        _ => LedgerError::Internal(text),
+        Code::InvalidArgument
+        | Code::Unimplemented
+        | Code::OutOfRange
+        | Code::DataLoss
+        | Code::NotFound
+        | Code::AlreadyExists => LedgerError::Internal(text),
+        // Unavailable, DeadlineExceeded, Aborted, ResourceExhausted, Cancelled,
+        // FailedPrecondition, Unknown, Internal (a broken HTTP/2 stream), Ok without a body.
+        _ => LedgerError::Unavailable(text),
     }
+}
+
+/// Whether a failed `Submit` certainly did not reach the ordering service: the connection to
+/// the peer could not be made, or the peer's Gateway answered that it did not (or could not)
+/// hand the transaction over. Anything else (a deadline, a connection broken mid-call) leaves
+/// the outcome unknown.
+pub fn submit_not_sent(status: &tonic::Status) -> bool {
+    let message = status.message();
+    let not_connected = status.code() == Code::Unavailable
+        && [
+            "tcp connect error",
+            "error trying to connect",
+            "Connection refused",
+        ]
+        .iter()
+        .any(|p| message.contains(p));
+    let gateway_said_no = matches!(
+        status.code(),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied
+    ) || message.contains("no orderer nodes available")
+        || message.contains("no orderers could successfully process transaction")
+        || message.contains("received unsuccessful response from orderer")
+        || message.contains("exceeding concurrency limit");
+    not_connected || gateway_said_no
 }
 
 /// The name Fabric gives a transaction validation code (`MVCC_READ_CONFLICT` …).
@@ -201,7 +251,7 @@ mod tests {
             tonic::Status::permission_denied("access denied"),
             LedgerError::Rejected {
                 status: 403,
-                message: "endorse X: access denied (PermissionDenied)".into(),
+                message: "the channel's policies refuse the creator: endorse X: access denied (PermissionDenied)".into(),
             },
         );
         check(
@@ -233,9 +283,116 @@ mod tests {
             LedgerError::Unavailable(m) if m.contains("no combination of peers")
         ));
         assert!(matches!(
-            from_status("endorse X", &tonic::Status::failed_precondition("other")),
-            LedgerError::Internal(_)
+            from_status(
+                "endorse X",
+                &tonic::Status::failed_precondition(
+                    "no peers available to evaluate chaincode tom in channel tom"
+                )
+            ),
+            LedgerError::Unavailable(_)
         ));
+    }
+
+    #[test]
+    fn a_creator_the_channel_refuses_is_403_on_endorse_and_evaluate() {
+        // Fabric 2.5's messages: an MSP the channel does not know (endorse: Aborted with the
+        // endorser's message as detail; evaluate: FailedPrecondition), and a signature that
+        // does not verify (a high S, or another key) which the endorser reports without detail.
+        let unknown_msp = "error validating proposal: access denied: channel [tom] creator org unknown, creator is malformed";
+        let bad_signature =
+            "error validating proposal: access denied: channel [tom] creator org [Org1MSP]";
+        let endorse = |message: &str| {
+            status_with_details(
+                Code::Aborted,
+                "failed to endorse transaction, see attached details for more info",
+                &[("127.0.0.1:7051", "Org1MSP", message)],
+            )
+        };
+        let evaluate = |message: &str| {
+            tonic::Status::failed_precondition(format!(
+                "evaluate call to endorser returned error: {message}"
+            ))
+        };
+        for status in [
+            endorse(unknown_msp),
+            endorse(bad_signature),
+            evaluate(unknown_msp),
+            evaluate(bad_signature),
+            evaluate("access denied for [propose]: [Failed verifying that proposal's creator satisfies local MSP principal]"),
+            endorse("failed evaluating policy on signed data during check policy [/Channels/tom/Application/Writers]: [signature set did not satisfy policy]"),
+        ] {
+            match from_status("endorse X", &status) {
+                LedgerError::Rejected { status: 403, message } => {
+                    assert!(message.contains("refuse the creator"), "{message}")
+                }
+                other => panic!("{status:?} should be 403, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn outages_are_unavailable_and_bugs_are_internal() {
+        let unavailable = [
+            tonic::Status::unavailable("error trying to connect: tcp connect error: Connection refused (os error 111)"),
+            tonic::Status::deadline_exceeded("endorsement timeout expired while collecting endorsements"),
+            tonic::Status::unavailable("no orderers could successfully process transaction"),
+            tonic::Status::failed_precondition("no combination of peers can be derived which satisfy the endorsement policy"),
+            // The chaincode process killed: the endorser cannot reach it.
+            status_with_details(
+                Code::Aborted,
+                "failed to endorse transaction, see attached details for more info",
+                &[("127.0.0.1:7051", "Org1MSP", "error in simulation: failed to execute transaction: could not launch chaincode tom_0.1: connection refused")],
+            ),
+            tonic::Status::internal("h2 protocol error: error reading a body from connection"),
+            tonic::Status::unknown("stream terminated by RST_STREAM"),
+            tonic::Status::cancelled("operation was canceled"),
+        ];
+        for status in unavailable {
+            assert!(
+                matches!(from_status("X", &status), LedgerError::Unavailable(_)),
+                "{status:?} should be Unavailable"
+            );
+        }
+        for status in [
+            tonic::Status::invalid_argument("the proposed transaction must contain a signed proposal"),
+            tonic::Status::unimplemented("unknown service gateway.Gateway"),
+            status_with_details(
+                Code::Aborted,
+                "failed to collect enough transaction endorsements, see attached details for more info",
+                &[("p:1", "Org2MSP", "ProposalResponsePayloads do not match")],
+            ),
+        ] {
+            assert!(
+                matches!(from_status("X", &status), LedgerError::Internal(_)),
+                "{status:?} should be Internal"
+            );
+        }
+    }
+
+    #[test]
+    fn a_submit_is_known_not_sent_only_when_the_peer_says_so_or_was_never_reached() {
+        for status in [
+            tonic::Status::unavailable(
+                "error trying to connect: tcp connect error: Connection refused (os error 111)",
+            ),
+            tonic::Status::unavailable("no orderers could successfully process transaction"),
+            tonic::Status::aborted(
+                "received unsuccessful response from orderer: status=SERVICE_UNAVAILABLE",
+            ),
+            tonic::Status::failed_precondition("channel tom not found"),
+        ] {
+            assert!(submit_not_sent(&status), "{status:?}");
+        }
+        for status in [
+            tonic::Status::deadline_exceeded(
+                "submit timeout expired while broadcasting to ordering service",
+            ),
+            tonic::Status::unavailable("connection reset"),
+            tonic::Status::internal("h2 protocol error"),
+            tonic::Status::cancelled("canceled"),
+        ] {
+            assert!(!submit_not_sent(&status), "{status:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The connection profile: everything the gateway needs to reach one Fabric peer's Gateway
-//! service as one default identity, read from a JSON file.
+//! The connection profile: everything the gateway needs to reach its organisation's Fabric
+//! peers' Gateway service (one peer, or several to fail over between) as one default identity,
+//! read from a JSON file.
 //!
 //! Paths in the file may be relative; they are resolved against the profile's own directory, so
 //! a profile can sit beside the crypto material it names. Loading reads every file it names and
@@ -15,6 +16,10 @@ use crate::ledger::{LedgerError, SigningIdentity};
 
 /// How to reach a Fabric peer's Gateway service (one channel, one chaincode).
 ///
+/// One peer (`peer_endpoint`) or several peers of the organisation (`peers`, tried in order and
+/// failed over between; each entry an endpoint, or an object that may override the TLS CA and
+/// server name for that peer):
+///
 /// ```json
 /// {
 ///   "peer_endpoint": "https://peer0.org1.example.com:7051",
@@ -27,12 +32,31 @@ use crate::ledger::{LedgerError, SigningIdentity};
 ///   "chaincode": "tom"
 /// }
 /// ```
+///
+/// ```json
+/// {
+///   "peers": [
+///     "https://peer0.org1.example.com:7051",
+///     { "endpoint": "https://10.0.0.12:7051", "tls_server_name": "peer1.org1.example.com" }
+///   ],
+///   "tls_ca_certificate": "org1/tlsca/tlsca.org1.example.com-cert.pem",
+///   ...
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionProfile {
     /// `https://host:port` (TLS, the normal case) or `http://host:port` (a peer with TLS off).
-    pub peer_endpoint: String,
-    /// PEM CA certificate(s) that issued the peer's TLS certificate. Required for `https`.
+    /// Give this or `peers`.
+    #[serde(default)]
+    pub peer_endpoint: Option<String>,
+    /// Several peers of the organisation, in order of preference: the gateway uses the first
+    /// that answers and fails over to the next when one is unreachable. Give this or
+    /// `peer_endpoint`.
+    #[serde(default)]
+    pub peers: Vec<PeerEntry>,
+    /// PEM CA certificate(s) that issued the peers' TLS certificates. Required for `https`
+    /// unless every peer entry names its own.
     #[serde(default)]
     pub tls_ca_certificate: Option<PathBuf>,
     /// The name to expect in the peer's TLS certificate when it differs from the endpoint's host
@@ -62,6 +86,63 @@ pub struct ConnectionProfile {
     /// The directory relative paths are resolved against (the profile file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// One entry of `peers`: an endpoint URL, or an object with per-peer TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PeerEntry {
+    Endpoint(String),
+    Detailed(PeerSettings),
+}
+
+/// A peer entry with its own TLS settings (each defaults to the profile's).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSettings {
+    pub endpoint: String,
+    #[serde(default)]
+    pub tls_ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+}
+
+/// One peer to connect to, with the profile's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The field it came from (`peer_endpoint`, `peers[1]`), for error messages.
+    pub field: String,
+    pub endpoint: String,
+    pub tls_ca_certificate: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+}
+
+impl PeerConfig {
+    /// `host:port`, as logs and metrics name the peer.
+    pub fn label(&self) -> String {
+        let rest = self
+            .endpoint
+            .split_once("://")
+            .map_or(self.endpoint.as_str(), |(_, r)| r);
+        rest.trim_end_matches('/').to_owned()
+    }
+
+    /// `https` or `http`, from the endpoint.
+    pub fn scheme(&self) -> Result<Scheme, (String, String)> {
+        let field = || self.field.clone();
+        let (scheme, rest) = self.endpoint.split_once("://").ok_or((
+            field(),
+            format!("{:?} is not a URL like https://host:port", self.endpoint),
+        ))?;
+        if rest.is_empty() || rest.starts_with(':') {
+            return Err((field(), format!("{:?} has no host", self.endpoint)));
+        }
+        match scheme {
+            "https" => Ok(Scheme::Https),
+            "http" => Ok(Scheme::Http),
+            other => Err((field(), format!("scheme {other:?} is not https or http"))),
+        }
+    }
 }
 
 /// Deadlines for each Gateway call, in milliseconds. The defaults are the official Fabric
@@ -135,22 +216,76 @@ impl ConnectionProfile {
         profile.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         profile
             .validate()
-            .map_err(|(field, message)| config_error(path, Some(field), message))?;
+            .map_err(|(field, message)| config_error(path, Some(&field), message))?;
         Ok(profile)
     }
 
+    /// The peers to connect to, in order: `peer_endpoint`, or each `peers` entry with the
+    /// profile's TLS CA and server name unless the entry gives its own.
+    pub fn peer_configs(&self) -> Vec<PeerConfig> {
+        let mut peers = Vec::new();
+        if let Some(endpoint) = &self.peer_endpoint {
+            peers.push(PeerConfig {
+                field: "peer_endpoint".into(),
+                endpoint: endpoint.clone(),
+                tls_ca_certificate: self.tls_ca_certificate.clone(),
+                tls_server_name: self.tls_server_name.clone(),
+            });
+        }
+        for (i, entry) in self.peers.iter().enumerate() {
+            let (endpoint, ca, name) = match entry {
+                PeerEntry::Endpoint(e) => (e.clone(), None, None),
+                PeerEntry::Detailed(d) => (
+                    d.endpoint.clone(),
+                    d.tls_ca_certificate.clone(),
+                    d.tls_server_name.clone(),
+                ),
+            };
+            peers.push(PeerConfig {
+                field: format!("peers[{i}]"),
+                endpoint,
+                tls_ca_certificate: ca.or_else(|| self.tls_ca_certificate.clone()),
+                tls_server_name: name.or_else(|| self.tls_server_name.clone()),
+            });
+        }
+        peers
+    }
+
     /// Checks the fields that need no file access; `(field, why)` on failure.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        self.scheme()?;
-        if self.scheme()? == Scheme::Https && self.tls_ca_certificate.is_none() {
-            return Err((
-                "tls_ca_certificate",
-                "required for an https peer_endpoint".into(),
-            ));
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match (&self.peer_endpoint, self.peers.is_empty()) {
+            (None, true) => {
+                return Err((
+                    "peer_endpoint".into(),
+                    "give peer_endpoint (one peer) or peers (several)".into(),
+                ))
+            }
+            (Some(_), false) => {
+                return Err((
+                    "peers".into(),
+                    "give peer_endpoint or peers, not both".into(),
+                ))
+            }
+            _ => {}
+        }
+        let peers = self.peer_configs();
+        for (i, peer) in peers.iter().enumerate() {
+            if peer.scheme()? == Scheme::Https && peer.tls_ca_certificate.is_none() {
+                return Err((
+                    "tls_ca_certificate".into(),
+                    format!("required for the https endpoint of {}", peer.field),
+                ));
+            }
+            if peers[..i].iter().any(|p| p.label() == peer.label()) {
+                return Err((
+                    peer.field.clone(),
+                    format!("{} is listed twice", peer.endpoint),
+                ));
+            }
         }
         if self.tls_client_certificate.is_some() != self.tls_client_key.is_some() {
             return Err((
-                "tls_client_key",
+                "tls_client_key".into(),
                 "tls_client_certificate and tls_client_key go together".into(),
             ));
         }
@@ -160,7 +295,7 @@ impl ConnectionProfile {
             ("chaincode", &self.chaincode),
         ] {
             if value.trim().is_empty() {
-                return Err((field, "must not be empty".into()));
+                return Err((field.into(), "must not be empty".into()));
             }
         }
         let t = &self.timeouts;
@@ -172,35 +307,10 @@ impl ConnectionProfile {
             ("timeouts.commit_status_ms", t.commit_status_ms),
         ] {
             if ms == 0 {
-                return Err((field, "must be greater than zero".into()));
+                return Err((field.into(), "must be greater than zero".into()));
             }
         }
         Ok(())
-    }
-
-    /// `https` or `http`, from `peer_endpoint`.
-    pub fn scheme(&self) -> Result<Scheme, (&'static str, String)> {
-        let (scheme, rest) = self.peer_endpoint.split_once("://").ok_or((
-            "peer_endpoint",
-            format!(
-                "{:?} is not a URL like https://host:port",
-                self.peer_endpoint
-            ),
-        ))?;
-        if rest.is_empty() || rest.starts_with(':') {
-            return Err((
-                "peer_endpoint",
-                format!("{:?} has no host", self.peer_endpoint),
-            ));
-        }
-        match scheme {
-            "https" => Ok(Scheme::Https),
-            "http" => Ok(Scheme::Http),
-            other => Err((
-                "peer_endpoint",
-                format!("scheme {other:?} is not https or http"),
-            )),
-        }
     }
 
     /// `path` resolved against the profile's directory.
@@ -271,7 +381,8 @@ mod tests {
         let p = profile(MINIMAL).unwrap();
         assert_eq!(p.timeouts, Timeouts::default());
         assert_eq!(p.timeouts.endorse(), Duration::from_secs(15));
-        assert_eq!(p.scheme().unwrap(), Scheme::Https);
+        assert_eq!(p.peer_configs()[0].scheme().unwrap(), Scheme::Https);
+        assert_eq!(p.peer_configs()[0].label(), "localhost:7051");
         assert!(p.resolve(Path::new("tls/ca.pem")).ends_with("tls/ca.pem"));
         assert_eq!(
             p.resolve(Path::new("/abs/ca.pem")),
@@ -310,6 +421,31 @@ mod tests {
                 "unknown field `mspid`",
             ),
             ("{".to_string(), "not a valid connection profile"),
+            (
+                MINIMAL.replace(r#""peer_endpoint":"https://localhost:7051","#, ""),
+                "give peer_endpoint (one peer) or peers",
+            ),
+            (
+                MINIMAL.replace(
+                    r#""peer_endpoint""#,
+                    r#""peers":["https://a:1"],"peer_endpoint""#,
+                ),
+                "not both",
+            ),
+            (
+                MINIMAL.replace(
+                    r#""peer_endpoint":"https://localhost:7051""#,
+                    r#""peers":["https://a:1","ftp://b:2"]"#,
+                ),
+                "field peers[1]",
+            ),
+            (
+                MINIMAL.replace(
+                    r#""peer_endpoint":"https://localhost:7051""#,
+                    r#""peers":["https://a:1","https://a:1/"]"#,
+                ),
+                "listed twice",
+            ),
         ];
         for (json, expected) in cases {
             let error = profile(&json).unwrap_err();
@@ -325,6 +461,34 @@ mod tests {
     }
 
     #[test]
+    fn several_peers_inherit_the_profile_tls_settings_unless_they_give_their_own() {
+        let p = profile(&MINIMAL.replace(
+            r#""peer_endpoint":"https://localhost:7051""#,
+            r#""tls_server_name":"peer0.org1.example.com","peers":["https://127.0.0.1:7051",
+               {"endpoint":"https://127.0.0.1:8051","tls_server_name":"peer1.org1.example.com","tls_ca_certificate":"other.pem"}]"#,
+        ))
+        .unwrap();
+        let peers = p.peer_configs();
+        assert_eq!(peers.len(), 2);
+        assert_eq!(
+            (peers[0].label(), peers[0].tls_server_name.as_deref()),
+            ("127.0.0.1:7051".to_string(), Some("peer0.org1.example.com"))
+        );
+        assert_eq!(
+            peers[0].tls_ca_certificate,
+            Some(PathBuf::from("tls/ca.pem"))
+        );
+        assert_eq!(
+            (peers[1].field.as_str(), peers[1].tls_server_name.as_deref()),
+            ("peers[1]", Some("peer1.org1.example.com"))
+        );
+        assert_eq!(
+            peers[1].tls_ca_certificate,
+            Some(PathBuf::from("other.pem"))
+        );
+    }
+
+    #[test]
     fn http_needs_no_tls_ca() {
         let p = profile(
             &MINIMAL
@@ -332,7 +496,7 @@ mod tests {
                 .replace(r#""tls_ca_certificate":"tls/ca.pem","#, ""),
         )
         .unwrap();
-        assert_eq!(p.scheme().unwrap(), Scheme::Http);
+        assert_eq!(p.peer_configs()[0].scheme().unwrap(), Scheme::Http);
     }
 
     #[test]
