@@ -20,3 +20,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> tests"
 cargo test --workspace --locked
+
+echo "==> the gateway against its OpenAPI document (schemathesis, all checks, ~2 minutes)"
+bash scripts/schemathesis.sh

@@ -4,14 +4,74 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Reply, ROUTES};
+use tom_contract::ids::{self, Grammar, ID, NONCE, TX_ID};
 
-fn string(description: &str) -> Value {
-    json!({ "type": "string", "description": description })
+use super::{Reply, Rule, ROUTES};
+
+/// A string of at most `max` bytes. (`maxLength` counts characters; for the ASCII grammars the
+/// two agree, for free text the server's byte bound is the stricter and is stated in words.)
+fn string_max(description: &str, max: usize) -> Value {
+    json!({ "type": "string", "description": description, "maxLength": max })
 }
 
-fn strings(description: &str) -> Value {
-    json!({ "type": "array", "items": { "type": "string" }, "description": description })
+/// Free text: 1 to `max` bytes, no control characters or noncharacters.
+fn text(description: &str, max: usize) -> Value {
+    json!({
+        "type": "string",
+        "description": format!("{description} (free text: 1 to {max} bytes, not only whitespace, no control characters or Unicode noncharacters)"),
+        "minLength": 1,
+        "maxLength": max,
+        "pattern": TEXT_PATTERN,
+    })
+}
+
+/// Free text as a pattern: at least one character that is not whitespace, none that is a
+/// control character or a noncharacter.
+const TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff][^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$";
+
+/// A string in one of the id grammars.
+fn grammar(g: &Grammar, description: &str) -> Value {
+    json!({ "type": "string", "description": description, "pattern": g.pattern, "minLength": 1, "maxLength": g.max_len })
+}
+
+fn pem(description: &str) -> Value {
+    json!({ "type": "string", "description": format!("{description} (at most {} bytes of printable ASCII and line breaks)", ids::MAX_PEM), "maxLength": ids::MAX_PEM, "pattern": "^[ -~\\r\\n]*$" })
+}
+
+fn signature(description: &str) -> Value {
+    json!({ "type": "string", "description": description, "pattern": "^[A-Za-z0-9+/=_-]+$", "minLength": 1, "maxLength": ids::MAX_SIGNATURE })
+}
+
+fn digest(description: &str) -> Value {
+    json!({ "type": "string", "description": description, "pattern": "^sha256:[0-9a-f]{64}$" })
+}
+
+/// An optional field that may also be sent as `null` (the contract's `Option` fields).
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = json!(true);
+    schema
+}
+
+fn list(items: Value, description: &str) -> Value {
+    json!({ "type": "array", "items": items, "maxItems": ids::MAX_LIST, "description": description })
+}
+
+/// The schema of a path or query parameter, from its rule.
+pub fn param_schema(param: &super::Param) -> Value {
+    match param.rule {
+        Rule::Values => json!({ "type": param.kind, "enum": param.values }),
+        Rule::Grammar(g) => grammar(g, param.description),
+        Rule::Text(max) => text(param.description, max),
+        Rule::MaxLen(max) => string_max(param.description, max),
+        Rule::Range(min, max) => json!({ "type": "integer", "minimum": min, "maximum": max }),
+        Rule::Timestamp => {
+            json!({ "type": "string", "format": "date-time", "maxLength": ids::MAX_TIMESTAMP })
+        }
+        Rule::Kinds => {
+            let kind = format!("\\s*({})\\s*", super::events::KINDS.join("|"));
+            json!({ "type": "string", "pattern": format!("^{kind}(,{kind})*$") })
+        }
+    }
 }
 
 /// A closed object schema: `required` fields first, then optional ones.
@@ -40,20 +100,30 @@ const SIG: &str = "base64 DER ECDSA P-256/SHA-256 signature";
 /// The component schemas, by name.
 pub fn schemas() -> Map<String, Value> {
     let id = |what: &str| {
-        string(&format!(
-            "{what} (letters, digits, '-', '_', '.'; at most 128)"
-        ))
+        grammar(
+            &ID,
+            &format!(
+                "{what} (a letter or digit, then letters, digits, '-', '_', '.'; at most 128)"
+            ),
+        )
     };
+    let string = |what: &str| text(what, ids::MAX_TEXT);
     let mut s = Map::new();
     s.insert(
         "RegisterOrg".into(),
         object(
-            &[("msp_id", string("the caller's own MSP id")), ("ca_certificates", strings("PEM CA certificates that issue the organisation's identities"))],
             &[
-                ("name", string("display name")),
+                ("msp_id", id("the caller's own MSP id")),
+                (
+                    "ca_certificates",
+                    json!({ "type": "array", "items": pem("CA certificate"), "maxItems": ids::MAX_CA_CERTIFICATES, "description": "PEM CA certificates that issue the organisation's identities" }),
+                ),
+            ],
+            &[
+                ("name", json!({ "type": "string", "description": format!("display name (at most {} bytes, no control characters)", ids::MAX_NAME), "maxLength": ids::MAX_NAME, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$" })),
                 (
                     "policy",
-                    object(&[], &[("require_image_signature", json!({ "type": "boolean" })), ("publishers", json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "publisher name -> certificate PEM" }))]),
+                    object(&[], &[("require_image_signature", json!({ "type": "boolean" })), ("publishers", json!({ "type": "object", "additionalProperties": pem("publisher certificate"), "maxProperties": ids::MAX_PUBLISHERS, "propertyNames": { "pattern": ID.pattern, "maxLength": ID.max_len }, "description": "publisher name (an id: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$) -> certificate PEM" }))]),
                 ),
             ],
         ),
@@ -63,20 +133,20 @@ pub fn schemas() -> Map<String, Value> {
         object(
             &[
                 ("device_id", id("device id")),
-                ("org", string("MSP id of the device's organisation")),
+                ("org", id("MSP id of the device's organisation")),
                 ("kind", id("sensor, actuator, gateway, compute, vehicle, ...")),
-                ("certificate", string(PEM)),
-                ("nonce", string("single-use nonce chosen by the device")),
-                ("proof", string("base64 DER ECDSA signature by the device key over tom/v1/identify-device\\ndevice_id=..\\norg=..\\nkind=..\\nnonce=..\\ncertificate_sha256=..\\n")),
+                ("certificate", pem(PEM)),
+                ("nonce", grammar(&NONCE, "single-use nonce chosen by the device")),
+                ("proof", signature("base64 DER ECDSA signature by the device key over tom/v1/identify-device\\ndevice_id=..\\norg=..\\nkind=..\\nnonce=..\\ncertificate_sha256=..\\n")),
             ],
-            &[("node_id", string("gateway-only: the orchestrator's node for this device (needs an orchestrator)"))],
+            &[("node_id", nullable(text("gateway-only: the orchestrator's node for this device; a gateway without an orchestrator answers 400 when it is given", ids::MAX_ID_LEN)))],
         ),
     );
     s.insert(
         "IdentifyContainer".into(),
         object(
-            &[("container_id", id("container id")), ("org", string("MSP id")), ("image", string("image reference")), ("digest", string("sha256:<64 lowercase hex>"))],
-            &[("publisher_signature", object(&[("publisher", string("a publisher in the org's policy")), ("signature", string(SIG))], &[])), ("certificate", string("workload certificate (PEM, tom.role=device) whose key signs the data it generates"))],
+            &[("container_id", id("container id")), ("org", id("MSP id")), ("image", string("image reference")), ("digest", digest("sha256:<64 lowercase hex>"))],
+            &[("publisher_signature", nullable(object(&[("publisher", id("a publisher in the org's policy")), ("signature", signature(SIG))], &[]))), ("certificate", nullable(pem("workload certificate (PEM, tom.role=device) whose key signs the data it generates")))],
         ),
     );
     s.insert(
@@ -100,58 +170,57 @@ pub fn schemas() -> Map<String, Value> {
                 ),
                 (
                     "authorising_tx",
-                    string("the PLACE or TERMINATE transaction id"),
+                    grammar(&TX_ID, "the PLACE or TERMINATE transaction id"),
                 ),
                 (
                     "outcome",
                     json!({ "type": "string", "enum": ["running", "failed", "removed"] }),
                 ),
             ],
-            &[("detail", string("what happened"))],
+            &[("detail", json!({ "type": "string", "description": format!("what happened (at most {} bytes, no control characters)", ids::MAX_DETAIL), "maxLength": ids::MAX_DETAIL, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$" }))],
         ),
     );
     s.insert(
         "RecordDrift".into(),
         object(
             &[
-                ("service", string("orchestrator-side name")),
+                ("service", text("orchestrator-side name", ids::MAX_NAME)),
                 ("description", string("what differs")),
             ],
             &[
-                ("container_id", id("container id")),
-                ("action_taken", string("what was done about it")),
+                ("container_id", nullable(id("container id"))),
+                ("action_taken", nullable(string("what was done about it"))),
             ],
         ),
     );
     s.insert(
         "DefineContract".into(),
         object(
-            &[("contract_id", id("contract id")), ("contractor", id("the activity: a container or actuator device")), ("deadline", string("RFC 3339"))],
+            &[("contract_id", id("contract id")), ("contractor", id("the activity: a container or actuator device")), ("deadline", json!({ "type": "string", "format": "date-time", "maxLength": ids::MAX_TIMESTAMP, "description": "RFC 3339, after the transaction time" }))],
             &[
-                ("uses", json!({ "type": "array", "items": object(&[("kind", id("data kind"))], &[("source", id("only from this generator"))]) })),
-                ("generates", json!({ "type": "array", "items": object(&[("kind", id("data kind"))], &[]) })),
+                ("uses", list(object(&[("kind", id("data kind"))], &[("source", nullable(id("only from this generator")))]), "USE clauses")),
+                ("generates", list(object(&[("kind", id("data kind"))], &[]), "GENERATE clauses")),
             ],
         ),
     );
+    // A contract must USE or GENERATE something.
+    s["DefineContract"]["anyOf"] = json!([
+        { "required": ["uses"], "properties": { "uses": { "minItems": 1 } } },
+        { "required": ["generates"], "properties": { "generates": { "minItems": 1 } } },
+    ]);
     s.insert(
         "RecordData".into(),
         object(
             &[
                 ("data_id", id("data id")),
                 ("kind", id("data kind")),
-                (
-                    "hash",
-                    string("sha256:<64 lowercase hex> of the off-chain bytes"),
-                ),
-                ("size", json!({ "type": "integer", "minimum": 0 })),
+                ("hash", digest("sha256:<64 lowercase hex> of the off-chain bytes")),
+                ("size", json!({ "type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991u64, "description": "bytes" })),
                 ("location", string("URI of the bytes")),
                 ("generated_by", id("generating device or container")),
-                (
-                    "signature",
-                    string("base64 DER ECDSA signature over the hash text by the generator's key"),
-                ),
+                ("signature", signature("base64 DER ECDSA signature over the hash text by the generator's key")),
             ],
-            &[("derived_from", strings("input data ids"))],
+            &[("derived_from", list(id("input data id"), "input data ids"))],
         ),
     );
     s.insert(
@@ -164,6 +233,7 @@ pub fn schemas() -> Map<String, Value> {
             &[],
         ),
     );
+    let string = |what: &str| json!({ "type": "string", "description": what });
     s.insert(
         "Committed".into(),
         json!({
@@ -216,11 +286,7 @@ pub fn document() -> Value {
             .params
             .iter()
             .map(|p| {
-                let mut schema = json!({ "type": p.kind });
-                if !p.values.is_empty() {
-                    schema["enum"] = json!(p.values);
-                }
-                json!({ "name": p.name, "in": if p.in_path { "path" } else { "query" }, "required": p.required, "description": p.description, "schema": schema })
+                json!({ "name": p.name, "in": if p.in_path { "path" } else { "query" }, "required": p.required, "description": p.description, "schema": param_schema(p) })
             })
             .collect();
         let ok = match route.reply {
@@ -247,12 +313,16 @@ pub fn document() -> Value {
             "200"
         };
         responses.insert(ok_status.into(), ok);
-        if route.function.is_some() {
+        if route.auth {
+            responses.insert("401".into(), error_response("missing or unknown API token"));
+        }
+        if route.function.is_some() || !route.params.is_empty() {
             responses.insert(
                 "400".into(),
-                error_response("bad input: malformed JSON, unknown field, invalid value"),
+                error_response("bad input: malformed JSON, a repeated key, an unknown field or parameter, a value outside its rule (named in the message)"),
             );
-            responses.insert("401".into(), error_response("missing or unknown API token"));
+        }
+        if route.function.is_some() {
             responses.insert(
                 "403".into(),
                 error_response("the caller's role or proof does not allow this"),
@@ -266,12 +336,24 @@ pub fn document() -> Value {
                 error_response("the ledger is unavailable; nothing was recorded"),
             );
         }
-        if route.body.is_some() {
+        if route.reply == Reply::Committed {
             responses.insert(
                 "409".into(),
                 error_response("refused by the state machine's guards, or a commit conflict"),
             );
-            responses.insert("413".into(), error_response("request body too large"));
+        }
+        if route.body.is_some() {
+            responses.insert(
+                "413".into(),
+                error_response(&format!(
+                    "request body larger than {} bytes",
+                    super::BODY_LIMIT
+                )),
+            );
+            responses.insert(
+                "415".into(),
+                error_response("the body is not sent as `Content-Type: application/json`"),
+            );
         }
         let mut operation = json!({
             "operationId": format!("{:?}", route.op),
