@@ -152,8 +152,8 @@ fn check_param(
         Some(param) => param.check(value).map_err(AppError::bad_request),
         None if in_path => Ok(()),
         None => Err(AppError::bad_request(format!(
-            "unknown query parameter {}; see /openapi.json",
-            tom_contract::ids::shown(name)
+            "unknown field `{}` in the query string; see /openapi.json",
+            name.chars().take(40).collect::<String>().escape_debug()
         ))),
     }
 }

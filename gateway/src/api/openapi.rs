@@ -123,7 +123,7 @@ pub fn schemas() -> Map<String, Value> {
                 ("name", json!({ "type": "string", "description": format!("display name (at most {} bytes, no control characters)", ids::MAX_NAME), "maxLength": ids::MAX_NAME, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$" })),
                 (
                     "policy",
-                    object(&[], &[("require_image_signature", json!({ "type": "boolean" })), ("publishers", json!({ "type": "object", "additionalProperties": pem("publisher certificate"), "maxProperties": ids::MAX_PUBLISHERS, "propertyNames": { "pattern": ID.pattern, "maxLength": ID.max_len }, "description": "publisher name (an id: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$) -> certificate PEM" }))]),
+                    object(&[], &[("require_image_signature", json!({ "type": "boolean" })), ("publishers", json!({ "type": "object", "additionalProperties": pem("publisher certificate"), "maxProperties": ids::MAX_PUBLISHERS, "description": "publisher name (an id: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$) -> certificate PEM" }))]),
                 ),
             ],
         ),
