@@ -23,3 +23,6 @@ cargo test --workspace --locked
 
 echo "==> the gateway against its OpenAPI document (schemathesis, all checks, ~2 minutes)"
 bash scripts/schemathesis.sh
+
+echo "==> coverage-guided fuzzing of what parses untrusted bytes (cargo afl, 20 s per target)"
+bash scripts/fuzz.sh 20
