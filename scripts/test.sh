@@ -21,6 +21,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> tests"
 cargo test --workspace --locked
 
+echo "==> the gateway against its OpenAPI document (schemathesis, all checks, ~2 minutes)"
+bash scripts/schemathesis.sh
+
+echo "==> coverage-guided fuzzing of what parses untrusted bytes (cargo afl, 20 s per target)"
+bash scripts/fuzz.sh 20
+
 # Real Fabric 2.5 peers (scripts/setup/50-fabric.sh found the binaries, or these say loudly that
 # they are skipped; TOM_REQUIRE_FABRIC=1, set by .ci/run, makes that a failure).
 echo "==> Fabric: native test network (scripts/test-fabric.sh)"

@@ -203,6 +203,10 @@ impl<'a> Ctx<'a> {
         })?;
         check_chain(&caller.certificate, &org.ca_certificates_pem, self.now())
             .map_err(|e| ContractError::denied(self.function, e))?;
+        // A writer's agent id keys its records' index: it must be in the agent grammar.
+        crate::ids::AGENT
+            .check("creator", &caller.agent.id)
+            .map_err(|e| ContractError::denied(self.function, e))?;
         Ok((caller, org))
     }
 

@@ -16,11 +16,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod bounds;
 pub mod claims;
 pub mod context;
 pub mod error;
 pub mod guards;
 pub mod identity;
+pub mod ids;
 pub mod keys;
 pub mod ledger;
 pub mod memory;
@@ -93,14 +95,19 @@ pub fn function(name: &str) -> Option<&'static Function> {
     FUNCTIONS.iter().find(|f| f.name == bare)
 }
 
-fn arg<T: DeserializeOwned>(function: &'static str, args: &[&[u8]]) -> Result<T, ContractError> {
+/// The one JSON argument, decoded by [`bounds::decode`]: no repeated keys, the request's shape,
+/// every field within its bound.
+fn arg<T: DeserializeOwned + bounds::Bounded>(
+    function: &'static str,
+    args: &[&[u8]],
+) -> Result<T, ContractError> {
     let [json] = args else {
         return Err(ContractError::bad(
             function,
             format!("expects exactly 1 JSON argument, got {}", args.len()),
         ));
     };
-    serde_json::from_slice(json).map_err(|e| ContractError::bad(function, e.to_string()))
+    bounds::decode(json).map_err(|e| ContractError::bad(function, e))
 }
 
 fn respond<T: Serialize>(function: &'static str, value: &T) -> Result<Vec<u8>, ContractError> {

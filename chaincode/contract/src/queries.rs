@@ -18,6 +18,9 @@ pub const DEFAULT_DEPTH: u32 = 8;
 pub const MAX_DEPTH: u32 = 64;
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
+/// A page of records stops before its records' JSON exceeds this many bytes (at least one
+/// record is always returned); the bookmark then points at the first record left out.
+pub const PAGE_BYTES: usize = 1 << 20;
 
 /// `GetEntity`: a device, container or data item, or a processing contract.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -190,13 +193,30 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
         .stub
         .get_state_by_range_with_pagination(&start, &end, page_size, &bookmark)?;
     let mut records = Vec::with_capacity(rows.len());
+    let mut bytes = 0usize;
     for row in rows {
         let tx_id = String::from_utf8_lossy(&row.value).into_owned();
         let key = keys::key(keys::RECORD, &[&tx_id])?;
-        let record: LedgerRecord = ctx.get(&key)?.ok_or_else(|| ContractError::CorruptState {
-            key: row.key.clone(),
-            detail: format!("index names missing record {tx_id}"),
-        })?;
+        let raw = ctx
+            .stub
+            .get_state(&key)?
+            .ok_or_else(|| ContractError::CorruptState {
+                key: row.key.clone(),
+                detail: format!("index names missing record {tx_id}"),
+            })?;
+        if !records.is_empty() && bytes + raw.len() > PAGE_BYTES {
+            // The byte budget is spent: the next page starts at this row.
+            return Ok(RecordPage {
+                records,
+                bookmark: row.key,
+            });
+        }
+        bytes += raw.len();
+        let record: LedgerRecord =
+            serde_json::from_slice(&raw).map_err(|e| ContractError::CorruptState {
+                key: key.clone(),
+                detail: e.to_string(),
+            })?;
         records.push(record);
     }
     Ok(RecordPage {

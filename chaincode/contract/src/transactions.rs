@@ -16,46 +16,19 @@ use crate::keys;
 use crate::model::*;
 use crate::requests::{self, GenerateClause};
 
-const MAX_ID_LEN: usize = 128;
-const MAX_TEXT_LEN: usize = 1024;
+const MAX_TEXT_LEN: usize = crate::ids::MAX_TEXT;
 
-/// Ids are used inside composite keys and PROV qualified names: keep them plain.
+/// Ids are used inside composite keys, URLs and PROV qualified names: the grammar of
+/// [`crate::ids::ID`].
 pub(crate) fn check_id(function: &'static str, field: &str, id: &str) -> Result<(), ContractError> {
-    if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(ContractError::bad(
-            function,
-            format!(
-                "{field} must be 1 to {MAX_ID_LEN} characters, got {}",
-                id.len()
-            ),
-        ));
-    }
-    if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(ContractError::bad(
-            function,
-            format!("{field} {id:?} contains {bad:?}; use letters, digits, '-', '_' and '.' only"),
-        ));
-    }
-    Ok(())
+    crate::ids::ID
+        .check(field, id)
+        .map_err(|e| ContractError::bad(function, e))
 }
 
+/// Free text: [`crate::ids::check_text`] with the default bound.
 fn check_text(function: &'static str, field: &str, text: &str) -> Result<(), ContractError> {
-    if text.trim().is_empty() || text.len() > MAX_TEXT_LEN {
-        return Err(ContractError::bad(
-            function,
-            format!("{field} must be 1 to {MAX_TEXT_LEN} characters"),
-        ));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(ContractError::bad(
-            function,
-            format!("{field} must not contain control characters"),
-        ));
-    }
-    Ok(())
+    crate::ids::check_text(field, text, MAX_TEXT_LEN).map_err(|e| ContractError::bad(function, e))
 }
 
 fn check_sha256(function: &'static str, field: &str, value: &str) -> Result<(), ContractError> {

@@ -23,7 +23,7 @@ use super::extract::{ApiQuery, Caller};
 use crate::app::AppState;
 
 /// Every record kind, as the contract names its chaincode events.
-const KINDS: &[&str] = &[
+pub(crate) const KINDS: &[&str] = &[
     "ORG",
     "PROV-ID-create",
     "PROV-ID-delete",

@@ -15,7 +15,7 @@ use tom_contract::requests::{self, Direction};
 
 use super::actions::{ActionError, ActionReport};
 use super::error::AppError;
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, Checked};
 use crate::app::AppState;
 use crate::identities::Identity;
 use crate::ledger::{LedgerError, Submitted};
@@ -186,6 +186,11 @@ pub async fn identify_device(
                 "Failed to deserialize the JSON body into the target type: {e}"
             ))
         })?;
+    req.check().map_err(AppError::bad_request)?;
+    if let Some(node) = &node_id {
+        tom_contract::ids::check_text("node_id", node, tom_contract::ids::MAX_ID_LEN)
+            .map_err(AppError::bad_request)?;
+    }
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
     s.act(
         "IdentifyDevice",

@@ -19,10 +19,14 @@ pub mod openapi;
 
 use axum::routing::{delete, get, post, MethodRouter};
 
+use tom_contract::ids::{self, Grammar, AGENT, ID, TX_ID};
+
 use crate::app::AppState;
 
-/// Largest request body accepted (bytes); larger ones are answered 413.
-pub const BODY_LIMIT: usize = 1 << 20;
+/// Largest request body accepted (bytes); larger ones are answered 413. The largest valid body
+/// (an organisation with its CA certificates and publishers, see `tom_contract::ids`) is far
+/// smaller.
+pub const BODY_LIMIT: usize = 256 * 1024;
 
 /// What a route does, one variant per route so the router and the spec are matched
 /// exhaustively.
@@ -55,6 +59,26 @@ pub enum Op {
     OpenApi,
 }
 
+/// What a parameter's value must be: checked by the extractors before any ledger call and
+/// stated in the spec (`pattern`/`maxLength`/`minimum`/`maximum`).
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    /// Checked elsewhere (an enumeration in `values`).
+    Values,
+    /// One of the id grammars of `tom_contract::ids`.
+    Grammar(&'static Grammar),
+    /// Free text of at most this many bytes, no control characters.
+    Text(usize),
+    /// An opaque string of at most this many bytes (bookmarks, timestamps the contract parses).
+    MaxLen(usize),
+    /// An integer in `[min, max]`.
+    Range(u32, u32),
+    /// An RFC 3339 timestamp (the contract parses it).
+    Timestamp,
+    /// A comma-separated list of record kinds (`/v1/events`).
+    Kinds,
+}
+
 /// A path or query parameter, for the spec.
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
@@ -65,9 +89,40 @@ pub struct Param {
     pub kind: &'static str,
     pub values: &'static [&'static str],
     pub description: &'static str,
+    pub rule: Rule,
 }
 
-const fn path(name: &'static str, description: &'static str) -> Param {
+impl Param {
+    /// `Ok` or a message naming the parameter and its rule.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        let name = self.name;
+        match self.rule {
+            Rule::Values => Ok(()),
+            Rule::Grammar(grammar) => grammar.check(name, value),
+            Rule::Text(max) => ids::check_text(name, value, max),
+            Rule::MaxLen(max) if value.len() > max => Err(format!(
+                "{name} is {} bytes; at most {max} are allowed",
+                value.len()
+            )),
+            Rule::MaxLen(_) => Ok(()),
+            Rule::Timestamp if value.len() > ids::MAX_TIMESTAMP => Err(format!(
+                "{name} is {} bytes; an RFC 3339 timestamp has at most {}",
+                value.len(),
+                ids::MAX_TIMESTAMP
+            )),
+            Rule::Timestamp | Rule::Kinds => Ok(()),
+            Rule::Range(min, max) => match value.parse::<u32>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(()),
+                _ => Err(format!(
+                    "{name} {} must be an integer from {min} to {max}",
+                    ids::shown(value)
+                )),
+            },
+        }
+    }
+}
+
+const fn path(name: &'static str, grammar: &'static Grammar, description: &'static str) -> Param {
     Param {
         name,
         in_path: true,
@@ -75,17 +130,22 @@ const fn path(name: &'static str, description: &'static str) -> Param {
         kind: "string",
         values: &[],
         description,
+        rule: Rule::Grammar(grammar),
     }
 }
 
-const fn query(name: &'static str, kind: &'static str, description: &'static str) -> Param {
+const fn query(name: &'static str, rule: Rule, description: &'static str) -> Param {
     Param {
         name,
         in_path: false,
         required: false,
-        kind,
+        kind: match rule {
+            Rule::Range(..) => "integer",
+            _ => "string",
+        },
         values: &[],
         description,
+        rule,
     }
 }
 
@@ -120,8 +180,12 @@ pub struct Route {
     pub reply: Reply,
 }
 
-const ID: Param = path("id", "device, container, data or contract id");
-const REASON: Param = query("reason", "string", "why it leaves (recorded)");
+const ENTITY_ID: Param = path("id", &ID, "device, container, data or contract id");
+const REASON: Param = query(
+    "reason",
+    Rule::Text(ids::MAX_TEXT),
+    "why it leaves (recorded)",
+);
 const DIRECTION: Param = Param {
     name: "direction",
     in_path: false,
@@ -129,10 +193,11 @@ const DIRECTION: Param = Param {
     kind: "string",
     values: &["up", "down", "both"],
     description: "up: what it derives from; down: what derives from it (default up)",
+    rule: Rule::Values,
 };
 const DEPTH: Param = query(
     "depth",
-    "integer",
+    Rule::Range(0, tom_contract::queries::MAX_DEPTH),
     "derivation steps to follow (default 8, at most 64)",
 );
 
@@ -183,45 +248,52 @@ const fn read(
 
 pub const ROUTES: &[Route] = &[
     write(Op::RegisterOrg, "post", "/v1/orgs", "identity", "RegisterOrg", Some("RegisterOrg"), "Register (or update) the caller's organisation: MSP id, CA certificates, container policy. Admin role."),
-    read(Op::GetOrg, "/v1/orgs/{id}", "GetOrg", &[path("id", "MSP id")], "Org", "A registered organisation."),
+    read(Op::GetOrg, "/v1/orgs/{id}", "GetOrg", &[path("id", &ID, "MSP id")], "Org", "A registered organisation."),
     write(Op::IdentifyDevice, "post", "/v1/devices", "identity", "IdentifyDevice", Some("IdentifyDeviceBody"), "A device joins: certificate chain and signed nonce (IDENTITY + PROV-ID-create)."),
-    Route { params: &[path("id", "device id"), REASON], ..write(Op::TerminateDevice, "delete", "/v1/devices/{id}", "identity", "TerminateDevice", None, "A device leaves (PROV-ID-delete); refused while containers are placed on it.") },
+    Route { params: &[path("id", &ID, "device id"), REASON], ..write(Op::TerminateDevice, "delete", "/v1/devices/{id}", "identity", "TerminateDevice", None, "A device leaves (PROV-ID-delete); refused while containers are placed on it.") },
     write(Op::IdentifyContainer, "post", "/v1/containers", "identity", "IdentifyContainer", Some("IdentifyContainer"), "A container joins with its image digest, publisher signature and workload certificate (PROV-ID-create)."),
-    Route { params: &[path("id", "container id"), REASON], ..write(Op::TerminateContainer, "delete", "/v1/containers/{id}", "orchestration", "TerminateContainer", None, "A container leaves (PROV-ID-delete) and, with an orchestrator, is removed.") },
+    Route { params: &[path("id", &ID, "container id"), REASON], ..write(Op::TerminateContainer, "delete", "/v1/containers/{id}", "orchestration", "TerminateContainer", None, "A container leaves (PROV-ID-delete) and, with an orchestrator, is removed.") },
     write(Op::PlaceContainer, "post", "/v1/placements", "orchestration", "PlaceContainer", Some("PlaceContainer"), "ORCHESTRATE(deployed, location): place a container on a device; with an orchestrator, also run it and record the outcome."),
     write(Op::RecordOutcome, "post", "/v1/outcomes", "orchestration", "RecordOutcome", Some("RecordOutcome"), "Report whether an authorised placement runs or failed, or a removal completed."),
     write(Op::RecordDrift, "post", "/v1/drifts", "orchestration", "RecordDrift", Some("RecordDrift"), "Record orchestrator state that differs from what the ledger authorised."),
     write(Op::DefineContract, "post", "/v1/contracts", "contracts", "DefineContract", Some("DefineContract"), "Contract an activity to USE inputs and GENERATE outputs by a deadline; grants its credential."),
-    Route { params: &[path("id", "contract id")], ..write(Op::EvaluateContract, "post", "/v1/contracts/{id}/evaluate", "contracts", "EvaluateContract", None, "Settle a contract whose deadline passed unfulfilled as violated.") },
+    Route { params: &[path("id", &ID, "contract id")], ..write(Op::EvaluateContract, "post", "/v1/contracts/{id}/evaluate", "contracts", "EvaluateContract", None, "Settle a contract whose deadline passed unfulfilled as violated.") },
     write(Op::RecordData, "post", "/v1/data", "provenance", "RecordData", Some("RecordData"), "Data leaves a sensor or activity: PROV-DATA with the generator's signed claim (DSSE envelope over an in-toto statement binding every field and the ledger). Submitted by the generator itself or an orchestrator acting for its organisation."),
     write(Op::ExecContract, "post", "/v1/executions", "provenance", "ExecContract", Some("ExecContract"), "Data joins an activity under its contract (EXEC, PROV-ORCH)."),
-    read(Op::GetEntity, "/v1/entities/{id}", "GetEntity", &[ID], "Entity", "A device, container, data item or processing contract."),
-    read(Op::GetHistory, "/v1/entities/{id}/history", "GetHistory", &[ID], "History", "Every committed version of an entity or contract."),
-    read(Op::GetLineage, "/v1/lineage/{id}", "GetLineage", &[ID, DIRECTION, DEPTH], "Lineage", "Lineage of an entity: data, activities, devices, contracts and the records that link them."),
-    read(Op::ExportProv, "/v1/prov/{id}", "ExportProv", &[ID, DIRECTION, DEPTH], "ProvDocument", "The lineage as a W3C PROV-JSON document."),
+    read(Op::GetEntity, "/v1/entities/{id}", "GetEntity", &[ENTITY_ID], "Entity", "A device, container, data item or processing contract."),
+    read(Op::GetHistory, "/v1/entities/{id}/history", "GetHistory", &[ENTITY_ID], "History", "Every committed version of an entity or contract."),
+    read(Op::GetLineage, "/v1/lineage/{id}", "GetLineage", &[ENTITY_ID, DIRECTION, DEPTH], "Lineage", "Lineage of an entity: data, activities, devices, contracts and the records that link them."),
+    read(Op::ExportProv, "/v1/prov/{id}", "ExportProv", &[ENTITY_ID, DIRECTION, DEPTH], "ProvDocument", "The lineage as a W3C PROV-JSON document."),
     read(
         Op::QueryRecords,
         "/v1/records",
         "QueryRecords",
         &[
-            query("agent", "string", "only this agent's records (<msp_id>/<common name>)"),
-            query("entity", "string", "only records about this entity or contract"),
-            query("from", "string", "RFC 3339, inclusive"),
-            query("to", "string", "RFC 3339, exclusive"),
-            query("page_size", "integer", "records per page (default 100, at most 1000)"),
-            query("bookmark", "string", "the bookmark of the previous page"),
+            query("agent", Rule::Grammar(&AGENT), "only this agent's records (<msp_id>/<common name>)"),
+            query("entity", Rule::Grammar(&ID), "only records about this entity or contract"),
+            query("from", Rule::Timestamp, "RFC 3339, inclusive"),
+            query("to", Rule::Timestamp, "RFC 3339, exclusive"),
+            query("page_size", Rule::Range(1, tom_contract::queries::MAX_PAGE), "records per page (default 100, at most 1000); a page also stops before 1 MiB of records and returns a bookmark"),
+            query("bookmark", Rule::MaxLen(ids::MAX_BOOKMARK), "the bookmark of the previous page"),
         ],
         "RecordPage",
         "Ledger records by agent or entity in a time window, oldest first, paginated.",
     ),
-    read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
-    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", "string", "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
+    read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", &TX_ID, "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
+    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", Rule::Kinds, "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
     Route { op: Op::SwarmUnauthorised, method: "get", path: "/v1/swarm/unauthorised", tag: "orchestration", summary: "Every service on the swarm that no TOM gateway authorised: services without TOM's labels or gateway-instance label (which gateways ignore by design), and TOM-labelled services that are not the placement the ledger records (wrong image, replicas, constraint, or, for this gateway's own, not the service it created). Needs an orchestrator (`tom serve --swarm`).", auth: true, function: None, body: None, params: &[], reply: Reply::Json("UnauthorisedServices") },
     Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness: the process answers (no paths, no back-end detail).", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
     Route { op: Op::Ready, method: "get", path: "/readyz", tag: "service", summary: "Readiness: 200 if the ledger can take transactions now (embedded: commit thread alive, storage writable), else 503 with the reason.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Ready") },
     Route { op: Op::Metrics, method: "get", path: "/metrics", tag: "service", summary: "Prometheus metrics (text format).", auth: false, function: None, body: None, params: &[], reply: Reply::Text },
     Route { op: Op::OpenApi, method: "get", path: "/openapi.json", tag: "service", summary: "This document.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("") },
 ];
+
+/// The route `method path_template` serves, if any.
+pub fn route(method: &str, path_template: &str) -> Option<&'static Route> {
+    ROUTES
+        .iter()
+        .find(|r| r.path == path_template && r.method.eq_ignore_ascii_case(method))
+}
 
 /// The handler of each route.
 pub(crate) fn method_router(route: &Route) -> MethodRouter<AppState> {

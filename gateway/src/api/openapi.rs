@@ -4,14 +4,79 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Reply, ROUTES};
+use tom_contract::ids::{self, Grammar, ID, NONCE, TX_ID};
 
-fn string(description: &str) -> Value {
-    json!({ "type": "string", "description": description })
+use super::{Reply, Rule, ROUTES};
+
+/// A string of at most `max` bytes. (`maxLength` counts characters; for the ASCII grammars the
+/// two agree, for free text the server's byte bound is the stricter and is stated in words.)
+fn string_max(description: &str, max: usize) -> Value {
+    json!({ "type": "string", "description": description, "maxLength": max })
 }
 
-fn strings(description: &str) -> Value {
-    json!({ "type": "array", "items": { "type": "string" }, "description": description })
+/// Free text: 1 to `max` bytes, no control characters or noncharacters.
+fn text(description: &str, max: usize) -> Value {
+    json!({
+        "type": "string",
+        "description": format!("{description} (free text: 1 to {max} bytes, not only whitespace, no control characters or Unicode noncharacters)"),
+        "minLength": 1,
+        "maxLength": max,
+        "pattern": TEXT_PATTERN,
+    })
+}
+
+/// Free text as a pattern: at least one character that is not whitespace, none that is a
+/// control character or a noncharacter.
+const TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff][^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$";
+
+/// A string in one of the id grammars.
+fn grammar(g: &Grammar, description: &str) -> Value {
+    json!({ "type": "string", "description": description, "pattern": g.pattern, "minLength": 1, "maxLength": g.max_len })
+}
+
+fn pem(description: &str) -> Value {
+    json!({ "type": "string", "description": format!("{description} (at most {} bytes of printable ASCII and line breaks)", ids::MAX_PEM), "maxLength": ids::MAX_PEM, "pattern": "^[ -~\\r\\n]*$" })
+}
+
+fn signature(description: &str) -> Value {
+    json!({ "type": "string", "description": description, "pattern": "^[A-Za-z0-9+/=_-]+$", "minLength": 1, "maxLength": ids::MAX_SIGNATURE })
+}
+
+fn digest(description: &str) -> Value {
+    json!({ "type": "string", "description": description, "pattern": "^sha256:[0-9a-f]{64}$" })
+}
+
+/// An optional field that may also be sent as `null` (the contract's `Option` fields).
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = json!(true);
+    schema
+}
+
+/// A DSSE envelope (the `DsseEnvelope` schema) with its own description.
+fn envelope(description: &str) -> Value {
+    json!({ "allOf": [{ "$ref": "#/components/schemas/DsseEnvelope" }], "description": description })
+}
+
+fn list(items: Value, description: &str) -> Value {
+    json!({ "type": "array", "items": items, "maxItems": ids::MAX_LIST, "description": description })
+}
+
+/// The schema of a path or query parameter, from its rule.
+pub fn param_schema(param: &super::Param) -> Value {
+    match param.rule {
+        Rule::Values => json!({ "type": param.kind, "enum": param.values }),
+        Rule::Grammar(g) => grammar(g, param.description),
+        Rule::Text(max) => text(param.description, max),
+        Rule::MaxLen(max) => string_max(param.description, max),
+        Rule::Range(min, max) => json!({ "type": "integer", "minimum": min, "maximum": max }),
+        Rule::Timestamp => {
+            json!({ "type": "string", "format": "date-time", "maxLength": ids::MAX_TIMESTAMP })
+        }
+        Rule::Kinds => {
+            let kind = format!("\\s*({})\\s*", super::events::KINDS.join("|"));
+            json!({ "type": "string", "pattern": format!("^{kind}(,{kind})*$") })
+        }
+    }
 }
 
 /// A closed object schema: `required` fields first, then optional ones.
@@ -40,25 +105,35 @@ const SIG: &str = "base64 DER ECDSA P-256/SHA-256 signature";
 /// The component schemas, by name.
 pub fn schemas() -> Map<String, Value> {
     let id = |what: &str| {
-        string(&format!(
-            "{what} (letters, digits, '-', '_', '.'; at most 128)"
-        ))
+        grammar(
+            &ID,
+            &format!(
+                "{what} (a letter or digit, then letters, digits, '-', '_', '.'; at most 128)"
+            ),
+        )
     };
+    let string = |what: &str| text(what, ids::MAX_TEXT);
     let mut s = Map::new();
     s.insert(
         "RegisterOrg".into(),
         object(
-            &[("msp_id", string("the caller's own MSP id")), ("ca_certificates", strings("PEM CA certificates that issue the organisation's identities"))],
             &[
-                ("name", string("display name")),
+                ("msp_id", id("the caller's own MSP id")),
+                (
+                    "ca_certificates",
+                    json!({ "type": "array", "items": pem("CA certificate"), "maxItems": ids::MAX_CA_CERTIFICATES, "description": "PEM CA certificates that issue the organisation's identities" }),
+                ),
+            ],
+            &[
+                ("name", json!({ "type": "string", "description": format!("display name (at most {} bytes, no control characters)", ids::MAX_NAME), "maxLength": ids::MAX_NAME, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$" })),
                 (
                     "policy",
                     object(&[], &[
                         ("require_image_signature", json!({ "type": "boolean" })),
-                        ("publishers", json!({ "type": "object", "additionalProperties": { "type": "string" }, "description": "publisher name -> certificate PEM" })),
-                        ("orchestrators", strings("MSP ids of other organisations whose orchestrators may act on this organisation's devices, containers, contracts and data")),
-                        ("hosts_containers_of", strings("MSP ids of other organisations whose containers may be placed on this organisation's devices")),
-                        ("shares_data_with", strings("MSP ids of other organisations whose activities may use or derive from this organisation's data")),
+                        ("publishers", json!({ "type": "object", "additionalProperties": pem("publisher certificate"), "maxProperties": ids::MAX_PUBLISHERS, "description": "publisher name (an id: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$) -> certificate PEM" })),
+                        ("orchestrators", list(grammar(&ID, "MSP id"), "MSP ids of other organisations whose orchestrators may act on this organisation's devices, containers, contracts and data")),
+                        ("hosts_containers_of", list(grammar(&ID, "MSP id"), "MSP ids of other organisations whose containers may be placed on this organisation's devices")),
+                        ("shares_data_with", list(grammar(&ID, "MSP id"), "MSP ids of other organisations whose activities may use or derive from this organisation's data")),
                     ]),
                 ),
             ],
@@ -69,24 +144,24 @@ pub fn schemas() -> Map<String, Value> {
         object(
             &[
                 ("device_id", id("device id")),
-                ("org", string("MSP id of the device's organisation")),
+                ("org", id("MSP id of the device's organisation")),
                 ("kind", id("sensor, actuator, gateway, compute, vehicle, ...")),
-                ("certificate", string(PEM)),
-                ("nonce", string("single-use nonce chosen by the device")),
-                ("proof", json!({ "$ref": "#/components/schemas/DsseEnvelope", "description": "the device's proof of key possession: a DSSE envelope signed by the certificate's key over an in-toto Statement v1 whose subject is {name: device_id, digest: {sha256: <hex SHA-256 of the certificate's DER>}}, predicateType urn:tom:predicate:identity-proof:v1, predicate {ledger: <channel>, entity_type: \"device\", org, kind, nonce}" })),
+                ("certificate", pem(PEM)),
+                ("nonce", grammar(&NONCE, "single-use nonce chosen by the device")),
+                ("proof", envelope("the device's proof of key possession: a DSSE envelope signed by the certificate's key over an in-toto Statement v1 whose subject is {name: device_id, digest: {sha256: <hex SHA-256 of the certificate's DER>}}, predicateType urn:tom:predicate:identity-proof:v1, predicate {ledger: <channel>, entity_type: \"device\", org, kind, nonce}")),
             ],
-            &[("node_id", string("gateway-only: the orchestrator's node for this device (needs an orchestrator)"))],
+            &[("node_id", nullable(text("gateway-only: the orchestrator's node for this device; a gateway without an orchestrator answers 400 when it is given", ids::MAX_ID_LEN)))],
         ),
     );
     s.insert(
         "IdentifyContainer".into(),
         object(
-            &[("container_id", id("container id")), ("org", string("MSP id")), ("image", string("image reference")), ("digest", string("sha256:<64 lowercase hex>"))],
+            &[("container_id", id("container id")), ("org", id("MSP id")), ("image", string("image reference")), ("digest", digest("sha256:<64 lowercase hex>"))],
             &[
-                ("publisher_signature", object(&[("publisher", string("a publisher in the org's policy")), ("signature", string(SIG))], &[])),
-                ("certificate", string("workload certificate (PEM, tom.role=device) whose key signs the data it generates; needs nonce and proof")),
-                ("nonce", string("single-use nonce of the workload's proof")),
-                ("proof", json!({ "$ref": "#/components/schemas/DsseEnvelope", "description": "the workload's proof of key possession: as a device's, with entity_type \"container\" and kind = the image digest" })),
+                ("publisher_signature", nullable(object(&[("publisher", id("a publisher in the org's policy")), ("signature", signature(SIG))], &[]))),
+                ("certificate", nullable(pem("workload certificate (PEM, tom.role=device) whose key signs the data it generates; needs nonce and proof"))),
+                ("nonce", nullable(grammar(&NONCE, "single-use nonce of the workload's proof"))),
+                ("proof", nullable(envelope("the workload's proof of key possession: as a device's, with entity_type \"container\" and kind = the image digest"))),
             ],
         ),
     );
@@ -95,8 +170,8 @@ pub fn schemas() -> Map<String, Value> {
         object(
             &[
                 ("payloadType", json!({ "type": "string", "enum": [tom_contract::claims::IN_TOTO_PAYLOAD_TYPE] })),
-                ("payload", string("base64 of the in-toto Statement v1 JSON")),
-                ("signatures", json!({ "type": "array", "minItems": 1, "maxItems": 1, "items": object(&[("sig", string("base64 DER ECDSA P-256/SHA-256 signature over the DSSE pre-authentication encoding"))], &[("keyid", string("hex SHA-256 of the signer's certificate (a hint)"))]) })),
+                ("payload", json!({ "type": "string", "description": "base64 of the in-toto Statement v1 JSON", "pattern": "^[A-Za-z0-9+/=]*$", "maxLength": tom_contract::claims::MAX_PAYLOAD_BYTES * 4 / 3 + 4 })),
+                ("signatures", json!({ "type": "array", "minItems": 1, "maxItems": 1, "items": object(&[("sig", signature("base64 DER ECDSA P-256/SHA-256 signature over the DSSE pre-authentication encoding"))], &[("keyid", json!({ "type": "string", "description": "hex SHA-256 of the signer's certificate (a hint)", "pattern": "^[0-9a-f]*$", "maxLength": 64 }))]) })),
             ],
             &[],
         ),
@@ -143,62 +218,61 @@ pub fn schemas() -> Map<String, Value> {
                 ),
                 (
                     "authorising_tx",
-                    string("the PLACE or TERMINATE transaction id"),
+                    grammar(&TX_ID, "the PLACE or TERMINATE transaction id"),
                 ),
                 (
                     "outcome",
                     json!({ "type": "string", "enum": ["running", "failed", "removed"] }),
                 ),
             ],
-            &[("detail", string("what happened"))],
+            &[("detail", json!({ "type": "string", "description": format!("what happened (at most {} bytes, no control characters)", ids::MAX_DETAIL), "maxLength": ids::MAX_DETAIL, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$" }))],
         ),
     );
     s.insert(
         "RecordDrift".into(),
         object(
             &[
-                ("service", string("orchestrator-side name")),
+                ("service", text("orchestrator-side name", ids::MAX_NAME)),
                 ("description", string("what differs")),
             ],
             &[
-                ("container_id", id("container id")),
-                ("action_taken", string("what was done about it")),
-                ("placement_status", json!({ "type": "string", "enum": ["running", "missing", "stopped", "unavailable", "drifted"], "description": "set the container's placement status to what was observed (needs container_id; the placement must have an outcome)" })),
-                ("authorising_tx", string("with placement_status: the placement it is about must be this, the current PLACE transaction")),
-                ("device_id", id("a device whose availability was observed (with device_status)")),
-                ("device_status", json!({ "type": "string", "enum": ["available", "unavailable"], "description": "unavailable: drained or down, not left (identity and placements stand)" })),
+                ("container_id", nullable(id("container id"))),
+                ("action_taken", nullable(string("what was done about it"))),
+                ("placement_status", nullable(json!({ "type": "string", "enum": ["running", "missing", "stopped", "unavailable", "drifted"], "description": "set the container's placement status to what was observed (needs container_id; the placement must have an outcome)" }))),
+                ("authorising_tx", nullable(grammar(&TX_ID, "with placement_status: the placement it is about must be this, the current PLACE transaction"))),
+                ("device_id", nullable(id("a device whose availability was observed (with device_status)"))),
+                ("device_status", nullable(json!({ "type": "string", "enum": ["available", "unavailable"], "description": "unavailable: drained or down, not left (identity and placements stand)" }))),
             ],
         ),
     );
     s.insert(
         "DefineContract".into(),
         object(
-            &[("contract_id", id("contract id")), ("contractor", id("the activity: a container or actuator device")), ("deadline", string("RFC 3339"))],
+            &[("contract_id", id("contract id")), ("contractor", id("the activity: a container or actuator device")), ("deadline", json!({ "type": "string", "format": "date-time", "maxLength": ids::MAX_TIMESTAMP, "description": "RFC 3339, after the transaction time" }))],
             &[
-                ("uses", json!({ "type": "array", "items": object(&[("kind", id("data kind"))], &[("source", id("only from this generator"))]) })),
-                ("generates", json!({ "type": "array", "items": object(&[("kind", id("data kind"))], &[]) })),
+                ("uses", list(object(&[("kind", id("data kind"))], &[("source", nullable(id("only from this generator")))]), "USE clauses")),
+                ("generates", list(object(&[("kind", id("data kind"))], &[]), "GENERATE clauses")),
             ],
         ),
     );
+    // A contract must USE or GENERATE something.
+    s["DefineContract"]["anyOf"] = json!([
+        { "required": ["uses"], "properties": { "uses": { "minItems": 1 } } },
+        { "required": ["generates"], "properties": { "generates": { "minItems": 1 } } },
+    ]);
     s.insert(
         "RecordData".into(),
         object(
             &[
                 ("data_id", id("data id")),
                 ("kind", id("data kind")),
-                (
-                    "hash",
-                    string("sha256:<64 lowercase hex> of the off-chain bytes"),
-                ),
-                ("size", json!({ "type": "integer", "minimum": 0 })),
+                ("hash", digest("sha256:<64 lowercase hex> of the off-chain bytes")),
+                ("size", json!({ "type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991u64, "description": "bytes" })),
                 ("location", string("URI of the bytes")),
                 ("generated_by", id("generating device or container")),
-                (
-                    "claim",
-                    json!({ "$ref": "#/components/schemas/DsseEnvelope", "description": "the generator's signed claim: a DSSE envelope signed by the generator's key over an in-toto Statement v1 whose subject is {name: data_id, digest: {sha256: <hex of the bytes>}}, predicateType urn:tom:predicate:data-generation:v1, predicate {ledger: <channel>, kind, size, location, generated_by, derived_from}; every field must equal the request's" }),
-                ),
+                ("claim", envelope("the generator's signed claim: a DSSE envelope signed by the generator's key over an in-toto Statement v1 whose subject is {name: data_id, digest: {sha256: <hex of the bytes>}}, predicateType urn:tom:predicate:data-generation:v1, predicate {ledger: <channel>, kind, size, location, generated_by, derived_from}; every field must equal the request's")),
             ],
-            &[("derived_from", strings("input data ids"))],
+            &[("derived_from", list(id("input data id"), "input data ids"))],
         ),
     );
     s.insert(
@@ -211,6 +285,7 @@ pub fn schemas() -> Map<String, Value> {
             &[],
         ),
     );
+    let string = |what: &str| json!({ "type": "string", "description": what });
     s.insert(
         "Committed".into(),
         json!({
@@ -296,11 +371,7 @@ pub fn document() -> Value {
             .params
             .iter()
             .map(|p| {
-                let mut schema = json!({ "type": p.kind });
-                if !p.values.is_empty() {
-                    schema["enum"] = json!(p.values);
-                }
-                json!({ "name": p.name, "in": if p.in_path { "path" } else { "query" }, "required": p.required, "description": p.description, "schema": schema })
+                json!({ "name": p.name, "in": if p.in_path { "path" } else { "query" }, "required": p.required, "description": p.description, "schema": param_schema(p) })
             })
             .collect();
         let ok = match route.reply {
@@ -333,12 +404,16 @@ pub fn document() -> Value {
                 json!({ "description": "not ready: `ledger.detail` says why (e.g. ledger storage full, commit thread stopped)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ready" } } } }),
             );
         }
-        if route.function.is_some() {
+        if route.auth {
+            responses.insert("401".into(), error_response("missing or unknown API token"));
+        }
+        if route.function.is_some() || !route.params.is_empty() {
             responses.insert(
                 "400".into(),
-                error_response("bad input: malformed JSON, unknown field, invalid value"),
+                error_response("bad input: malformed JSON, a repeated key, an unknown field or parameter, a value outside its rule (named in the message)"),
             );
-            responses.insert("401".into(), error_response("missing or unknown API token"));
+        }
+        if route.function.is_some() {
             responses.insert(
                 "403".into(),
                 error_response("the caller's role or proof does not allow this"),
@@ -364,12 +439,24 @@ pub fn document() -> Value {
                 error_response("with an orchestrator (`tom serve --swarm`): the ledger transaction committed but the orchestrator could not carry it out; the message names what the ledger now records (e.g. the placement recorded as failed with the engine's words, the removal recorded as failed, the device left but its node label could not be removed)"),
             );
         }
-        if route.body.is_some() {
+        if route.reply == Reply::Committed {
             responses.insert(
                 "409".into(),
                 error_with_retry_after("refused by the state machine's guards (`code`: `guard_failed`, `already_exists`; not retryable), or invalidated at commit by a concurrent transaction (`code`: `mvcc_conflict`, retryable after `Retry-After` seconds)"),
             );
-            responses.insert("413".into(), error_response("request body too large"));
+        }
+        if route.body.is_some() {
+            responses.insert(
+                "413".into(),
+                error_response(&format!(
+                    "request body larger than {} bytes",
+                    super::BODY_LIMIT
+                )),
+            );
+            responses.insert(
+                "415".into(),
+                error_response("the body is not sent as `Content-Type: application/json`"),
+            );
         }
         let mut operation = json!({
             "operationId": format!("{:?}", route.op),
