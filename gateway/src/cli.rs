@@ -186,6 +186,30 @@ pub enum AuditQuery {
         #[arg(long)]
         depth: Option<u32>,
     },
+    /// Download an evidence bundle for an entity's lineage (check it with verify-evidence).
+    Evidence {
+        id: String,
+        #[arg(long, value_enum, default_value = "up")]
+        direction: DirectionArg,
+        #[arg(long)]
+        depth: Option<u32>,
+        /// Where to write the bundle.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check an evidence bundle offline: no gateway, no data directory.
+    VerifyEvidence {
+        file: PathBuf,
+        /// A CA certificate (PEM) creator certificates must chain to; repeat for several.
+        #[arg(long, value_name = "CA.pem")]
+        trust: Vec<PathBuf>,
+        /// The node public key (PEM, node.pub.pem) the embedded ledger's blocks must be signed with.
+        #[arg(long, value_name = "PEM")]
+        node_key: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ledger records by agent or entity in a time window.
     Records {
         #[arg(long)]
@@ -340,6 +364,13 @@ pub fn audit_path(query: &AuditQuery) -> String {
             direction,
             depth,
         } => lineage("/v1/prov", id, *direction, *depth),
+        AuditQuery::Evidence {
+            id,
+            direction,
+            depth,
+            ..
+        } => lineage("/v1/evidence", id, *direction, *depth),
+        AuditQuery::VerifyEvidence { .. } => String::new(),
         AuditQuery::Records {
             agent,
             entity,
@@ -373,6 +404,9 @@ pub fn audit_path(query: &AuditQuery) -> String {
 }
 
 pub async fn audit(gateway: &GatewayArgs, query: &AuditQuery) -> anyhow::Result<()> {
+    if let Some(done) = crate::audit_cmd::run(gateway, query).await {
+        return done;
+    }
     let Some(token) = &gateway.token else {
         bail!("tom audit needs an API token: --token T (or TOM_TOKEN)");
     };

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod evidence;
 pub mod identities;
 pub mod ledger;
 pub mod orchestration;

@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod extract;
 pub mod handlers;
 pub mod metrics;
@@ -47,6 +48,7 @@ pub enum Op {
     ExportProv,
     QueryRecords,
     GetRecord,
+    GetEvidence,
     Events,
     Health,
     Ready,
@@ -214,6 +216,7 @@ pub const ROUTES: &[Route] = &[
         "Ledger records by agent or entity in a time window, oldest first, paginated.",
     ),
     read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
+    read(Op::GetEvidence, "/v1/evidence/{id}", "GetLineage", &[ID, DIRECTION, DEPTH], "", "An evidence bundle (tom-evidence v1) for the lineage: every record, the committed transactions with their creators' certificates and signatures, the block proof to the newest block and the PROV-JSON; check it offline with tom audit verify-evidence."),
     Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", "string", "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
     Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness: the process answers (no paths, no back-end detail).", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
     Route { op: Op::Ready, method: "get", path: "/readyz", tag: "service", summary: "Readiness: 200 if the ledger can take transactions now (embedded: commit thread alive, storage writable), else 503 with the reason.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Ready") },
@@ -244,6 +247,7 @@ pub(crate) fn method_router(route: &Route) -> MethodRouter<AppState> {
         Op::ExportProv => get(h::export_prov),
         Op::QueryRecords => get(h::query_records),
         Op::GetRecord => get(h::get_record),
+        Op::GetEvidence => get(evidence::get_evidence),
         Op::Events => get(events::events),
         Op::Health => get(h::health),
         Op::Ready => get(h::ready),
