@@ -210,6 +210,16 @@ pub enum AuditQuery {
         #[arg(long)]
         json: bool,
     },
+    /// The incident report for an entity: chain of custody, records, failures and drift nearby,
+    /// and the verdict on its evidence bundle.
+    Report {
+        id: String,
+        #[arg(long)]
+        depth: Option<u32>,
+        /// The report's facts as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ledger records by agent or entity in a time window.
     Records {
         #[arg(long)]
@@ -226,6 +236,9 @@ pub enum AuditQuery {
         page_size: Option<u32>,
         #[arg(long)]
         bookmark: Option<String>,
+        /// Follow the bookmarks and print every page's records as one list.
+        #[arg(long, conflicts_with = "bookmark")]
+        all: bool,
     },
 }
 
@@ -370,7 +383,7 @@ pub fn audit_path(query: &AuditQuery) -> String {
             depth,
             ..
         } => lineage("/v1/evidence", id, *direction, *depth),
-        AuditQuery::VerifyEvidence { .. } => String::new(),
+        AuditQuery::VerifyEvidence { .. } | AuditQuery::Report { .. } => String::new(),
         AuditQuery::Records {
             agent,
             entity,
@@ -378,6 +391,7 @@ pub fn audit_path(query: &AuditQuery) -> String {
             to,
             page_size,
             bookmark,
+            ..
         } => {
             let mut params = Vec::new();
             for (name, value) in [

@@ -8,4 +8,5 @@ pub mod evidence;
 pub mod identities;
 pub mod ledger;
 pub mod orchestration;
+pub mod report;
 pub mod swarm;
