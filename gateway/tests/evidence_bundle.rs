@@ -145,6 +145,26 @@ async fn fixture() -> Fixture {
         .evidence(&signer("org1", "auditor"), &query)
         .await
         .unwrap();
+    // Downstream and both ways, from a device and from a data item, verify too (the replay
+    // covers the range scans those walks make).
+    for (id, direction) in [
+        ("light-1", Direction::Both),
+        ("count-1", Direction::Down),
+        ("analyser", Direction::Up),
+    ] {
+        let query = LineageQuery {
+            id: id.into(),
+            direction,
+            depth: None,
+        };
+        let bundle = ledger
+            .evidence(&signer("org1", "auditor"), &query)
+            .await
+            .unwrap();
+        let bytes = serde_json::to_vec(&bundle).unwrap();
+        evidence::verify(&bytes, &Options::default())
+            .unwrap_or_else(|f| panic!("{id} {direction:?}: {f}"));
+    }
     ledger.shutdown();
     Fixture {
         dir,
@@ -497,4 +517,32 @@ async fn the_rest_route_serves_a_bundle_that_verifies_and_the_report_reads_it() 
     assert!(tom_gateway::report::render_text(&failed).contains("NOT VERIFIED: evidence rejected"));
     running.stop().await.unwrap();
     ledger.shutdown();
+}
+
+#[tokio::test]
+async fn a_back_end_without_evidence_says_so() {
+    let ledger = tom_gateway::ledger::memory::InMemoryLedger::new();
+    let query = LineageQuery {
+        id: "x".into(),
+        direction: Direction::Up,
+        depth: None,
+    };
+    match ledger.evidence(&signer("org1", "auditor"), &query).await {
+        Err(tom_gateway::ledger::LedgerError::Rejected { status, message }) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("not available"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A Fabric bundle is named as unsupported, not mistaken for a tampered one.
+    let bundle = json!({
+        "format": "tom-evidence", "version": 1, "subject": "x", "created": "2026-01-01T00:00:00Z",
+        "query": { "argument": { "id": "x", "direction": "up" }, "timestamp": "2026-01-01T00:00:00Z",
+                   "creator_msp_id": "Org1MSP", "creator_certificate_pem": "" },
+        "lineage": {}, "prov": {}, "records": [], "state": [],
+        "ledger": { "kind": "fabric", "channel": "tom" }
+    });
+    let failure = rejected(&bundle, &Options::default());
+    assert_eq!(failure.check, "format");
+    assert!(failure.detail.contains("Fabric"), "{failure}");
 }

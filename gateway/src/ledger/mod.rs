@@ -169,10 +169,9 @@ pub trait Ledger: Send + Sync + 'static {
     ) -> Result<crate::evidence::Bundle, LedgerError> {
         Err(LedgerError::Rejected {
             status: 400,
-            message: format!(
-                "evidence bundles are not available from this ledger ({})",
-                self.describe()
-            ),
+            message: "evidence bundles are not available from this ledger back end (only from \
+                      the embedded ledger in this version)"
+                .into(),
         })
     }
 
