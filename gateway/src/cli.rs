@@ -186,6 +186,40 @@ pub enum AuditQuery {
         #[arg(long)]
         depth: Option<u32>,
     },
+    /// Download an evidence bundle for an entity's lineage (check it with verify-evidence).
+    Evidence {
+        id: String,
+        #[arg(long, value_enum, default_value = "up")]
+        direction: DirectionArg,
+        #[arg(long)]
+        depth: Option<u32>,
+        /// Where to write the bundle.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check an evidence bundle offline: no gateway, no data directory.
+    VerifyEvidence {
+        file: PathBuf,
+        /// A CA certificate (PEM) creator certificates must chain to; repeat for several.
+        #[arg(long, value_name = "CA.pem")]
+        trust: Vec<PathBuf>,
+        /// The node public key (PEM, node.pub.pem) the embedded ledger's blocks must be signed with.
+        #[arg(long, value_name = "PEM")]
+        node_key: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The incident report for an entity: chain of custody, records, failures and drift nearby,
+    /// and the verdict on its evidence bundle.
+    Report {
+        id: String,
+        #[arg(long)]
+        depth: Option<u32>,
+        /// The report's facts as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ledger records by agent or entity in a time window.
     Records {
         #[arg(long)]
@@ -202,6 +236,9 @@ pub enum AuditQuery {
         page_size: Option<u32>,
         #[arg(long)]
         bookmark: Option<String>,
+        /// Follow the bookmarks and print every page's records as one list.
+        #[arg(long, conflicts_with = "bookmark")]
+        all: bool,
     },
 }
 
@@ -340,6 +377,13 @@ pub fn audit_path(query: &AuditQuery) -> String {
             direction,
             depth,
         } => lineage("/v1/prov", id, *direction, *depth),
+        AuditQuery::Evidence {
+            id,
+            direction,
+            depth,
+            ..
+        } => lineage("/v1/evidence", id, *direction, *depth),
+        AuditQuery::VerifyEvidence { .. } | AuditQuery::Report { .. } => String::new(),
         AuditQuery::Records {
             agent,
             entity,
@@ -347,6 +391,7 @@ pub fn audit_path(query: &AuditQuery) -> String {
             to,
             page_size,
             bookmark,
+            ..
         } => {
             let mut params = Vec::new();
             for (name, value) in [
@@ -373,6 +418,9 @@ pub fn audit_path(query: &AuditQuery) -> String {
 }
 
 pub async fn audit(gateway: &GatewayArgs, query: &AuditQuery) -> anyhow::Result<()> {
+    if let Some(done) = crate::audit_cmd::run(gateway, query).await {
+        return done;
+    }
     let Some(token) = &gateway.token else {
         bail!("tom audit needs an API token: --token T (or TOM_TOKEN)");
     };

@@ -4,7 +4,9 @@
 
 pub mod api;
 pub mod app;
+pub mod evidence;
 pub mod identities;
 pub mod ledger;
 pub mod orchestration;
+pub mod report;
 pub mod swarm;

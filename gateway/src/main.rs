@@ -1,6 +1,7 @@
 //! `tom`: the gateway binary. Parses the command line and runs one command; all behaviour lives
 //! in the `tom_gateway` library so tests and benchmarks run the same code.
 
+mod audit_cmd;
 mod cli;
 mod config;
 mod demo;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::context::Ctx;
 use crate::error::ContractError;
@@ -228,7 +228,7 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
 // --- lineage ----------------------------------------------------------------------------------
 
 /// A node of a lineage graph.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "node", rename_all = "snake_case")]
 #[allow(
     clippy::large_enum_variant,

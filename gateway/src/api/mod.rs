@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod extract;
 pub mod handlers;
 pub mod metrics;
@@ -51,6 +52,7 @@ pub enum Op {
     ExportProv,
     QueryRecords,
     GetRecord,
+    GetEvidence,
     Events,
     SwarmUnauthorised,
     Health,
@@ -280,6 +282,7 @@ pub const ROUTES: &[Route] = &[
         "Ledger records by agent or entity in a time window, oldest first, paginated.",
     ),
     read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", &TX_ID, "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
+    read(Op::GetEvidence, "/v1/evidence/{id}", "GetLineage", &[ENTITY_ID, DIRECTION, DEPTH], "", "An evidence bundle (tom-evidence v1) for the lineage: every record, the committed transactions with their creators' certificates and signatures, the block proof to the newest block and the PROV-JSON; check it offline with tom audit verify-evidence."),
     Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", Rule::Kinds, "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
     Route { op: Op::SwarmUnauthorised, method: "get", path: "/v1/swarm/unauthorised", tag: "orchestration", summary: "Every service on the swarm that no TOM gateway authorised: services without TOM's labels or gateway-instance label (which gateways ignore by design), and TOM-labelled services that are not the placement the ledger records (wrong image, replicas, constraint, or, for this gateway's own, not the service it created). Needs an orchestrator (`tom serve --swarm`).", auth: true, function: None, body: None, params: &[], reply: Reply::Json("UnauthorisedServices") },
     Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness: the process answers (no paths, no back-end detail).", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
@@ -318,6 +321,7 @@ pub(crate) fn method_router(route: &Route) -> MethodRouter<AppState> {
         Op::ExportProv => get(h::export_prov),
         Op::QueryRecords => get(h::query_records),
         Op::GetRecord => get(h::get_record),
+        Op::GetEvidence => get(evidence::get_evidence),
         Op::Events => get(events::events),
         Op::SwarmUnauthorised => get(h::unauthorised_services),
         Op::Health => get(h::health),

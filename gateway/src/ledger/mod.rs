@@ -166,6 +166,22 @@ pub trait Ledger: Send + Sync + 'static {
         argument: &[u8],
     ) -> Result<Vec<u8>, LedgerError>;
 
+    /// An evidence bundle for the lineage `query` asks for, run as `identity`: the lineage, its
+    /// PROV-JSON, and the committed transactions and block proof a stranger can check offline
+    /// ([`crate::evidence`]).
+    async fn evidence(
+        &self,
+        _identity: &SigningIdentity,
+        _query: &tom_contract::requests::LineageQuery,
+    ) -> Result<crate::evidence::Bundle, LedgerError> {
+        Err(LedgerError::Rejected {
+            status: 400,
+            message: "evidence bundles are not available from this ledger back end (only from \
+                      the embedded ledger in this version)"
+                .into(),
+        })
+    }
+
     /// Committed chaincode events from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedEvent>;
 

@@ -58,6 +58,7 @@
 
 pub mod codec;
 mod committer;
+mod evidence;
 mod health;
 pub mod node_key;
 pub mod store;
@@ -718,6 +719,24 @@ impl Ledger for EmbeddedLedger {
 
     fn subscribe(&self) -> broadcast::Receiver<CommittedEvent> {
         self.events.subscribe()
+    }
+
+    async fn evidence(
+        &self,
+        identity: &SigningIdentity,
+        query: &tom_contract::requests::LineageQuery,
+    ) -> Result<crate::evidence::Bundle, LedgerError> {
+        let db = self.db()?;
+        let creator = identity.creator();
+        let query = query.clone();
+        let public_key_pem = self.public_key_pem.clone();
+        let permit = self.endorser().await?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            evidence::build(&db, &public_key_pem, creator, query, now())
+        })
+        .await
+        .map_err(|e| LedgerError::Internal(format!("evidence task failed: {e}")))?
     }
 
     fn describe(&self) -> String {

@@ -152,6 +152,11 @@ impl Snapshot {
     pub fn begin(db: &redb::Database) -> Result<Snapshot, StubError> {
         use redb::ReadableDatabase;
         let txn = db.begin_read().map_err(|e| stub_error("begin read", e))?;
+        Snapshot::of(&txn)
+    }
+
+    /// The state as of `txn` (to read blocks consistently with it in the same transaction).
+    pub fn of(txn: &redb::ReadTransaction) -> Result<Snapshot, StubError> {
         Ok(Snapshot {
             state: txn
                 .open_table(STATE)
