@@ -16,6 +16,9 @@ use crate::transactions::check_id;
 
 pub const DEFAULT_DEPTH: u32 = 8;
 pub const MAX_DEPTH: u32 = 64;
+/// The most nodes one lineage answer holds (a few MiB at most): a wider lineage is refused
+/// with the advice to ask for less depth, so no query can build an unbounded response.
+pub const MAX_LINEAGE_NODES: usize = 2_000;
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 /// A page of records stops before its records' JSON exceeds this many bytes (at least one
@@ -285,6 +288,19 @@ struct LineageBuilder<'c, 'a> {
 }
 
 impl LineageBuilder<'_, '_> {
+    /// Refuse a lineage that has grown past [`MAX_LINEAGE_NODES`].
+    fn check_size(&self, root: &str, depth: u32) -> Result<(), ContractError> {
+        if self.nodes.len() <= MAX_LINEAGE_NODES {
+            return Ok(());
+        }
+        Err(ContractError::bad(
+            self.ctx.function,
+            format!(
+                "the lineage of {root} within depth {depth} has more than {MAX_LINEAGE_NODES} nodes; ask for a smaller depth or one direction"
+            ),
+        ))
+    }
+
     fn relate(&mut self, relation: RelationKind, from: &str, to: &str, tx_id: &str) {
         self.relations.insert(Relation {
             relation,
@@ -537,6 +553,7 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
     }
     let mut seen_up = BTreeSet::new();
     while let Some((id, level)) = up_queue.pop_front().filter(|_| up) {
+        b.check_size(&req.id, depth)?;
         if level > depth || !seen_up.insert(id.clone()) {
             continue;
         }
@@ -552,6 +569,7 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
     }
     let mut seen_down = BTreeSet::new();
     while let Some((id, level)) = down_queue.pop_front().filter(|_| down) {
+        b.check_size(&req.id, depth)?;
         if level > depth || !seen_down.insert(id.clone()) {
             continue;
         }
@@ -591,6 +609,7 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
             down_queue.push_back((output, level + 1));
         }
     }
+    b.check_size(&req.id, depth)?;
     Ok(Lineage {
         root: req.id,
         direction: req.direction,

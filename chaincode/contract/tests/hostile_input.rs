@@ -182,3 +182,34 @@ fn a_page_of_records_stops_at_its_byte_budget_and_resumes_at_its_bookmark() {
     // Every record once: the drifts plus the two organisations' registrations.
     assert_eq!(seen, n + 2);
 }
+
+#[test]
+fn a_lineage_wider_than_its_node_bound_is_refused_not_built() {
+    let mut w = World::with_orgs();
+    let light = id("org1", "traffic-light-1");
+    w.identify_device("tl-1", light, "sensor").unwrap();
+    w.record_data(light, light, "root", "count", "tl-1", &[])
+        .unwrap();
+    let wide = tom_contract::queries::MAX_LINEAGE_NODES;
+    for i in 0..wide {
+        w.record_data(light, light, &format!("d-{i}"), "count", "tl-1", &["root"])
+            .unwrap();
+    }
+    query_refused(
+        &mut w,
+        "GetLineage",
+        json!({ "id": "root", "direction": "down", "depth": 1 }),
+        &[&format!(
+            "has more than {wide} nodes; ask for a smaller depth"
+        )],
+    );
+    // Upstream of one of them stays small and is answered.
+    let lineage = w
+        .query(
+            auditor(),
+            "GetLineage",
+            json!({ "id": "d-7", "direction": "up" }),
+        )
+        .unwrap();
+    assert!(lineage["nodes"].as_object().unwrap().len() < 10);
+}
