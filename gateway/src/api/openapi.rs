@@ -413,6 +413,12 @@ pub fn document() -> Value {
                 error_response("bad input: malformed JSON, a repeated key, an unknown field or parameter, a value outside its rule (named in the message)"),
             );
         }
+        if route.op == super::Op::SwarmUnauthorised {
+            responses.insert(
+                "400".into(),
+                error_response("this gateway has no container orchestrator (start it with --swarm)"),
+            );
+        }
         if route.function.is_some() {
             responses.insert(
                 "403".into(),
