@@ -547,8 +547,14 @@ pub fn lineage_svg(lineage: &Value) -> String {
         .flatten()
         .collect();
     let mut adjacent: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    // Agents (the orchestrator, recorders) touch nearly everything: they go in the last row,
+    // so the rows follow derivation, generation and placement.
+    let is_agent = |id: &str| str_of(&nodes.get(id).unwrap_or(&Value::Null)["node"]) == "agent";
     for r in &relations {
         let (a, b) = (str_of(&r["from"]), str_of(&r["to"]));
+        if is_agent(a) || is_agent(b) {
+            continue;
+        }
         adjacent.entry(a).or_default().insert(b);
         adjacent.entry(b).or_default().insert(a);
     }
@@ -593,7 +599,12 @@ pub fn lineage_svg(lineage: &Value) -> String {
         "<div class=\"graph\"><svg xmlns=\"http://www.w3.org/2000/svg\" id=\"lineage-graph\" role=\"img\" aria-label=\"lineage of {}\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\"><defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" class=\"arrowhead\"/></marker></defs>",
         esc(&root)
     );
+    let mut drawn = BTreeSet::new();
     for r in &relations {
+        // One arrow per pair and relation (the list below names every transaction).
+        if !drawn.insert((str_of(&r["from"]), str_of(&r["to"]), str_of(&r["relation"]))) {
+            continue;
+        }
         let (Some(&(x1, y1)), Some(&(x2, y2))) =
             (at.get(str_of(&r["from"])), at.get(str_of(&r["to"])))
         else {
