@@ -108,11 +108,29 @@ impl Browser {
     async fn go(&self, url: &str) {
         self.post("/url", json!({ "url": url })).await;
     }
+    /// The first element `css` selects, waiting up to 10 s for it (a page may still be loading
+    /// after a click that submitted a form).
     async fn find(&self, css: &str) -> String {
-        let v = self
-            .post("/element", json!({ "using": "css selector", "value": css }))
-            .await;
-        v[ELEMENT].as_str().unwrap().to_owned()
+        let started = Instant::now();
+        loop {
+            let reply = self
+                .http
+                .post(format!("{}/element", self.base))
+                .json(&json!({ "using": "css selector", "value": css }))
+                .send()
+                .await
+                .unwrap();
+            let ok = reply.status().is_success();
+            let v: Value = reply.json().await.unwrap();
+            if ok {
+                return v["value"][ELEMENT].as_str().unwrap().to_owned();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no element {css}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     async fn find_all(&self, css: &str) -> Vec<String> {
         let v = self
