@@ -10,6 +10,7 @@
 //! await and never write anything themselves: the ledger is the only state.
 
 pub mod actions;
+pub mod audit_page;
 pub mod error;
 pub mod events;
 pub mod evidence;
@@ -59,6 +60,12 @@ pub enum Op {
     Ready,
     Metrics,
     OpenApi,
+    AuditPage,
+    AuditTx,
+    AuditEvidence,
+    AuditLogin,
+    AuditLogout,
+    AuditStyle,
 }
 
 /// What a parameter's value must be: checked by the extractors before any ledger call and
@@ -160,6 +167,8 @@ pub enum Reply {
     Json(&'static str),
     EventStream,
     Text,
+    /// `text/html` pages (the audit page); their responses come from [`audit_page::document`].
+    Html,
 }
 
 /// One route: the router is built from these and so is `/openapi.json`.
@@ -289,6 +298,12 @@ pub const ROUTES: &[Route] = &[
     Route { op: Op::Ready, method: "get", path: "/readyz", tag: "service", summary: "Readiness: 200 if the ledger can take transactions now (embedded: commit thread alive, storage writable), else 503 with the reason.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Ready") },
     Route { op: Op::Metrics, method: "get", path: "/metrics", tag: "service", summary: "Prometheus metrics (text format).", auth: false, function: None, body: None, params: &[], reply: Reply::Text },
     Route { op: Op::OpenApi, method: "get", path: "/openapi.json", tag: "service", summary: "This document.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("") },
+    Route { op: Op::AuditPage, method: "get", path: "/audit", tag: "audit page", summary: "The audit page (HTML, read-only): with `id`, the entity, its timeline (every version and record, newest first, paged), its lineage drawn as SVG, the incident report and a link to its evidence bundle; without, the search form. Signed in by the `tom_audit` cookie (POST /audit/login) or `Authorization: Bearer`; otherwise 401 with the sign-in form.", auth: true, function: None, body: None, params: &[query("id", Rule::Grammar(&ID), "the entity to show"), DIRECTION, DEPTH, query("page", Rule::Range(1, 100_000), "timeline page (25 rows each, newest first)")], reply: Reply::Html },
+    Route { op: Op::AuditTx, method: "get", path: "/audit/tx/{id}", tag: "audit page", summary: "The audit page of one transaction: the record it wrote, who signed it, the entities it is about.", auth: true, function: None, body: None, params: &[path("id", &TX_ID, "transaction id")], reply: Reply::Html },
+    Route { op: Op::AuditEvidence, method: "get", path: "/audit/evidence/{id}", tag: "audit page", summary: "The evidence bundle of GET /v1/evidence/{id} as a download for the signed-in auditor.", auth: true, function: None, body: None, params: &[ENTITY_ID, DIRECTION, DEPTH], reply: Reply::Html },
+    Route { op: Op::AuditLogin, method: "post", path: "/audit/login", tag: "audit page", summary: "Sign in to the audit page with an API token (form field `token`): sets the HttpOnly, SameSite=Strict cookie `tom_audit` (path /audit).", auth: false, function: None, body: None, params: &[], reply: Reply::Html },
+    Route { op: Op::AuditLogout, method: "post", path: "/audit/logout", tag: "audit page", summary: "Sign out of the audit page (clears the cookie).", auth: false, function: None, body: None, params: &[], reply: Reply::Html },
+    Route { op: Op::AuditStyle, method: "get", path: "/audit/style.css", tag: "audit page", summary: "The audit page's stylesheet (served by the gateway: no external assets).", auth: false, function: None, body: None, params: &[], reply: Reply::Html },
 ];
 
 /// The route `method path_template` serves, if any.
@@ -328,5 +343,11 @@ pub(crate) fn method_router(route: &Route) -> MethodRouter<AppState> {
         Op::Ready => get(h::ready),
         Op::Metrics => get(h::metrics),
         Op::OpenApi => get(h::openapi),
+        Op::AuditPage => get(audit_page::audit_page),
+        Op::AuditTx => get(audit_page::audit_tx),
+        Op::AuditEvidence => get(audit_page::audit_evidence),
+        Op::AuditLogin => post(audit_page::audit_login),
+        Op::AuditLogout => post(audit_page::audit_logout),
+        Op::AuditStyle => get(audit_page::audit_style),
     }
 }

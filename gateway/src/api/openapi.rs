@@ -390,6 +390,9 @@ pub fn document() -> Value {
             Reply::Text => {
                 json!({ "description": "OK", "content": { "text/plain": { "schema": { "type": "string" } } } })
             }
+            Reply::Html => {
+                json!({ "description": "OK", "content": { "text/html": { "schema": { "type": "string" } } } })
+            }
         };
         let mut responses = Map::new();
         let ok_status = if route.reply == Reply::Committed && route.method == "post" {
@@ -480,6 +483,7 @@ pub fn document() -> Value {
         if let Some(body) = route.body {
             operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{body}") } } } });
         }
+        super::audit_page::document(route, &mut operation);
         let entry = paths
             .entry(route.path.to_owned())
             .or_insert_with(|| json!({}));
