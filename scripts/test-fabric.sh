@@ -241,6 +241,87 @@ else
     fail "audit queries" "the demo printed no incident audit"
 fi
 
+# ---------------------------------------------------------------------------------------------
+echo "==> evidence bundle of the ack (qscc), verified offline, then tampered"
+EV="$DIR/evidence"
+mkdir -p "$EV"
+# tampered NAME WANT: verify-evidence refuses $EV/NAME.json, naming the check WANT first.
+tampered() {
+    local got
+    got=$("$TOM" audit verify-evidence "$EV/$1.json" 2>&1) && { echo "accepted: $got"; return 1; }
+    grep -q "evidence rejected: $2:" <<< "$got" || { echo "$got"; return 1; }
+}
+evidence_export() {
+    local t0=$SECONDS got
+    TOM_TOKEN=$AUDITOR "$TOM" audit --gateway "$URL" evidence "$ACK" --out "$EV/bundle.json" > /dev/null || return 1
+    got=$("$TOM" audit verify-evidence "$EV/bundle.json") || { echo "$got"; return 1; }
+    grep -q "endorsed by: Org1MSP, Org2MSP" <<< "$got" || { echo "$got"; return 1; }
+    echo "   $(wc -c < "$EV/bundle.json") bytes, exported and verified in $((SECONDS - t0))s: $(sed -n 2p <<< "$got")"
+}
+if [ -n "$ACK" ] && evidence_export; then
+    pass "tom audit evidence $ACK through tom serve --fabric; verify-evidence offline: VALID, endorsed by Org1MSP and Org2MSP"
+    orgs="$DIR/organizations/peerOrganizations"
+    cas=(--trust "$orgs/org1.example.com/ca/ca.org1.example.com-cert.pem" --trust "$orgs/org1.example.com/msp/cacerts/tom-fixtures-ca.pem"
+         --trust "$orgs/org2.example.com/ca/ca.org2.example.com-cert.pem")
+    check "verify-evidence --trust with both organisations' CAs" "$TOM" audit verify-evidence "$EV/bundle.json" "${cas[@]}"
+    org1_only() {
+        local got
+        got=$("$TOM" audit verify-evidence "$EV/bundle.json" "${cas[@]:0:4}" 2>&1) && { echo "accepted: $got"; return 1; }
+        grep -q "evidence rejected: endorser-trust: .*Org2MSP" <<< "$got" || { echo "$got"; return 1; }
+    }
+    check "verify-evidence --trust without Org2's CA: endorser-trust names Org2MSP's peer" org1_only
+    # Single-byte and single-field tamperings, each caught by the check it should be.
+    python3 - "$EV" <<'PY' || fail "tampered copies of the bundle" "see above"
+import base64, copy, json, re, sys
+d = sys.argv[1]
+b = json.load(open(f"{d}/bundle.json"))
+def save(name, edit):
+    c = copy.deepcopy(b); edit(c); json.dump(c, open(f"{d}/{name}.json", "w"))
+def processed(c, change):
+    t = c["ledger"]["transactions"][0]
+    t["processed"] = base64.b64encode(change(bytearray(base64.b64decode(t["processed"])))).decode()
+def flip_last(p):   # the last byte of a VALID ProcessedTransaction is the creator's signature's
+    p[-1] ^= 1; return p
+def flip_endorsement(p):
+    # an endorsement: endorser identity (ends with its PEM) then field 2, the DER signature
+    for m in re.finditer(rb"-----END CERTIFICATE-----\n\x12", bytes(p)):
+        i = m.end(); n = p[i]
+        if p[i + 1] == 0x30 and p[i + 2] == n - 2:
+            p[i + n - 1] ^= 1; return p
+    raise SystemExit("no endorsement signature found")
+def field(c):
+    c["records"][0]["timestamp"] = "2020-01-01T00:00:00Z"
+save("envelope-byte", lambda c: processed(c, flip_last))
+save("endorsement-signature", lambda c: processed(c, flip_endorsement))
+save("validation-code", lambda c: processed(c, lambda p: p + b"\x10\x0b"))  # MVCC_READ_CONFLICT
+save("record-field", field)
+open(f"{d}/config.block", "wb").write(base64.b64decode(b["ledger"]["config_block"]))
+PY
+    # The config block without Org2MSP's root certificates (configtxlator: JSON and back).
+    without_root() {
+        "$FABRIC_BIN_DIR/configtxlator" proto_decode --type common.Block --input "$EV/config.block" --output "$EV/config.json" \
+            && python3 - "$EV" <<'PY'
+import base64, json, sys
+d = sys.argv[1]
+c = json.load(open(f"{d}/config.json"))
+msp = c["data"]["data"][0]["payload"]["data"]["config"]["channel_group"]["groups"]["Application"]["groups"]["Org2MSP"]["values"]["MSP"]["value"]["config"]
+assert msp["root_certs"], "Org2MSP has no root certificate to remove"
+msp["root_certs"] = []
+json.dump(c, open(f"{d}/config.json", "w"))
+PY
+        "$FABRIC_BIN_DIR/configtxlator" proto_encode --type common.Block --input "$EV/config.json" --output "$EV/config-tampered.block" \
+            && python3 -c 'import base64, json, sys; d = sys.argv[1]; b = json.load(open(f"{d}/bundle.json")); b["ledger"]["config_block"] = base64.b64encode(open(f"{d}/config-tampered.block", "rb").read()).decode(); json.dump(b, open(f"{d}/msp-root.json", "w"))' "$EV" \
+            && tampered msp-root config-block
+    }
+    check "tampered: a byte of the creator's envelope signature -> creator-signature" tampered envelope-byte creator-signature
+    check "tampered: a byte of an endorsement signature -> endorsement-signature" tampered endorsement-signature endorsement-signature
+    check "tampered: validation code MVCC_READ_CONFLICT -> validation-code" tampered validation-code validation-code
+    check "tampered: a record's timestamp -> record" tampered record-field record
+    check "tampered: Org2MSP's root certificates removed from the config block -> config-block" without_root
+else
+    fail "evidence bundle of the ack on Fabric" "export or offline verification failed (see above)"
+fi
+
 echo "==> a refusal: terminating an unknown device"
 refusal() {
     local before got after

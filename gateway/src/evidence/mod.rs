@@ -31,15 +31,20 @@
 //! DER ECDSA P-256 signature of the node over the newest header (absent on the others: the hash
 //! links carry it back).
 //!
-//! **Fabric** (`"kind": "fabric"`): see [`fabric`].
+//! **Fabric** (`"kind": "fabric"`): `channel`, `chaincode`, `config_block` (base64
+//! `common.Block`), `blocks` (`{number, block}`, base64 `common.Block`) and `transactions`
+//! (`{tx_id, block, index, processed}`, base64 `protos.ProcessedTransaction`): Fabric's own bytes
+//! from `qscc`, see [`fabric`]. Version 1 reserved the kind without producing it (older tom
+//! rejects such a bundle at the `format` check); the embedded layout is unchanged.
 //!
 //! What `verify` proves: every transaction is byte for byte one the ledger committed (its hash is
 //! in a header that hash-links to the newest header, which the node signed), was signed by the
 //! certificate in it, and is VALID; each record is the one its transaction wrote; every state
 //! value the lineage query read was written by a transaction in the bundle; and re-running the
 //! contract's own `GetLineage` and `ExportProv` over exactly those values gives the bundled
-//! lineage and PROV-JSON. With `--trust CA.pem`, every creator certificate chains to one of the
-//! given CAs; each data item's DSSE claim is checked with its signer's certificate.
+//! lineage and PROV-JSON. With `--trust CA.pem`, every creator (and, on Fabric, endorser)
+//! certificate chains to one of the given CAs; each data item's DSSE claim is checked with its
+//! signer's certificate.
 //!
 //! What it cannot prove: that nothing happened after the newest block, or that the ledger holds
 //! no later version of a key the query read (the blocks carry no state commitment): the bundle

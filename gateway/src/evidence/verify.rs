@@ -22,7 +22,9 @@
 //! | `lineage`, `prov` | the contract's GetLineage / ExportProv over those values give the bundled documents |
 //! | `claim` | each data item's DSSE claim verifies with its signer's certificate |
 //!
-//! Fabric bundles replace the block checks with theirs ([`super::fabric`]).
+//! Fabric bundles replace the block and transaction checks with theirs ([`super::fabric`]):
+//! `config-block`, `block-decode`, `data-hash`, `orderer-signature`, `transaction-*`,
+//! `creator-*`, `validation-code`, `endorsement-signature`, `endorser-trust`, `endorsement-policy`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -129,7 +131,18 @@ impl fmt::Display for Verified {
             "  lineage and PROV-JSON re-derived from the committed values; {} signed claims checked",
             self.claims
         )?;
-        if self.anchored {
+        if self.ledger == "fabric" {
+            write!(
+                f,
+                "  creators, endorsers and the orderer chain to the MSP roots of the bundled channel \
+                 configuration{}",
+                if self.anchored {
+                    " and to the trusted CAs (--trust)"
+                } else {
+                    "; pass --trust CA.pem to anchor them to CAs you hold"
+                }
+            )
+        } else if self.anchored {
             write!(f, "  every creator certificate chains to a trusted CA")
         } else {
             write!(

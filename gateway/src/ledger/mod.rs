@@ -177,7 +177,7 @@ pub trait Ledger: Send + Sync + 'static {
         Err(LedgerError::Rejected {
             status: 400,
             message: "evidence bundles are not available from this ledger back end (only from \
-                      the embedded ledger in this version)"
+                      the embedded ledger and Fabric)"
                 .into(),
         })
     }

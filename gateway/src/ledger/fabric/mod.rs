@@ -29,6 +29,7 @@
 //! caller on the event stream.
 
 pub mod errors;
+mod evidence;
 pub mod profile;
 pub mod proposal;
 
@@ -54,7 +55,7 @@ use super::{CommittedEvent, Ledger, LedgerError, Readiness, SigningIdentity, Sub
 /// exactly the same definitions.
 pub mod protos {
     pub use fabric_sdk::fabric::google_protobuf::Timestamp;
-    pub use fabric_sdk::fabric::{common, gateway, msp, orderer, protos as peer, rwset};
+    pub use fabric_sdk::fabric::{common, gateway, kvrwset, msp, orderer, protos as peer, rwset};
 }
 
 /// How long the event task waits before reopening a broken stream: doubling from the first
@@ -586,6 +587,14 @@ impl Ledger for FabricLedger {
                 result.message
             ))),
         }
+    }
+
+    async fn evidence(
+        &self,
+        identity: &SigningIdentity,
+        query: &tom_contract::requests::LineageQuery,
+    ) -> Result<crate::evidence::Bundle, LedgerError> {
+        self.build_evidence(identity, query).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<CommittedEvent> {
