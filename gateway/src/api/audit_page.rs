@@ -972,8 +972,13 @@ pub async fn audit_style() -> Response {
 
 // --- the OpenAPI document -------------------------------------------------------------------------
 
-fn error_json(description: &str) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+/// A refusal the page answers as HTML when it renders the error itself, or as the JSON error
+/// when the request is turned away before (a parameter outside its rule).
+fn error_json_or_html(description: &str) -> Value {
+    json!({ "description": description, "content": {
+        "application/json": { "schema": { "$ref": "#/components/schemas/Error" } },
+        "text/html": { "schema": { "type": "string" } },
+    } })
 }
 
 fn html(description: &str) -> Value {
@@ -985,7 +990,7 @@ pub fn document(route: &Route, operation: &mut Value) {
     let responses = match route.op {
         Op::AuditPage | Op::AuditTx => json!({
             "200": html("the page"),
-            "400": error_json("a parameter outside its rule (named in the message)"),
+            "400": error_json_or_html("a parameter outside its rule, or an unknown one (named in the message)"),
             "401": html("no or an unknown token (cookie `tom_audit` or `Authorization: Bearer`): the sign-in form"),
             "403": html("the ledger refused the signed-in identity"),
             "404": html("no such entity or transaction"),
@@ -994,7 +999,7 @@ pub fn document(route: &Route, operation: &mut Value) {
         }),
         Op::AuditEvidence => json!({
             "200": { "description": "an evidence bundle (tom-evidence v1) as an attachment", "content": { "application/json": {} } },
-            "400": error_json("a parameter outside its rule (named in the message)"),
+            "400": error_json_or_html("a parameter outside its rule, or an unknown one (named in the message)"),
             "401": html("no or an unknown token: the sign-in form"),
             "403": html("the ledger refused the signed-in identity"),
             "404": html("no such entity"),

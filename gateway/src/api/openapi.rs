@@ -419,7 +419,9 @@ pub fn document() -> Value {
         if route.op == super::Op::SwarmUnauthorised {
             responses.insert(
                 "400".into(),
-                error_response("this gateway has no container orchestrator (start it with --swarm)"),
+                error_response(
+                    "this gateway has no container orchestrator (start it with --swarm)",
+                ),
             );
         }
         if route.function.is_some() {
