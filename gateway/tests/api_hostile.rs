@@ -280,9 +280,16 @@ async fn the_document_states_the_rules_and_every_answer() {
             if op.get("security").is_some() {
                 assert!(responses.contains_key("401"), "{what} lacks 401");
             }
-            if op.get("requestBody").is_some() {
-                for code in ["400", "409", "413", "415"] {
-                    assert!(responses.contains_key(code), "{what} lacks {code}");
+            if let Some(body) = op.get("requestBody") {
+                // JSON bodies go through the API's extractor; the audit page's sign-in form
+                // answers anything it cannot use with its form again (401).
+                let codes: &[&str] = if body["content"].get("application/json").is_some() {
+                    &["400", "409", "413", "415"]
+                } else {
+                    &["401", "413"]
+                };
+                for code in codes {
+                    assert!(responses.contains_key(*code), "{what} lacks {code}");
                 }
             }
             if op.get("x-tom-contract-function").is_some() && responses.contains_key("201") {
