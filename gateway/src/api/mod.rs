@@ -51,6 +51,9 @@ pub enum Op {
     GetLineage,
     ExportProv,
     QueryRecords,
+    ListDevices,
+    ListContainers,
+    ListContracts,
     GetRecord,
     GetEvidence,
     Events,
@@ -203,6 +206,32 @@ const DEPTH: Param = query(
     "derivation steps to follow (default 8, at most 64)",
 );
 
+const PAGE_SIZE: Param = query(
+    "page_size",
+    Rule::Range(1, tom_contract::queries::MAX_PAGE),
+    "items per page (default 100, at most 1000)",
+);
+const BOOKMARK: Param = query(
+    "bookmark",
+    Rule::MaxLen(ids::MAX_BOOKMARK),
+    "the opaque bookmark (base64url) of the previous page",
+);
+const fn values(
+    name: &'static str,
+    values: &'static [&'static str],
+    description: &'static str,
+) -> Param {
+    Param {
+        name,
+        in_path: false,
+        required: false,
+        kind: "string",
+        values,
+        description,
+        rule: Rule::Values,
+    }
+}
+
 const fn write(
     op: Op,
     method: &'static str,
@@ -276,11 +305,14 @@ pub const ROUTES: &[Route] = &[
             query("from", Rule::Timestamp, "RFC 3339, inclusive"),
             query("to", Rule::Timestamp, "RFC 3339, exclusive"),
             query("page_size", Rule::Range(1, tom_contract::queries::MAX_PAGE), "records per page (default 100, at most 1000); a page also stops before 1 MiB of records and returns a bookmark"),
-            query("bookmark", Rule::MaxLen(ids::MAX_BOOKMARK), "the bookmark of the previous page"),
+            BOOKMARK,
         ],
         "RecordPage",
         "Ledger records by agent or entity in a time window, oldest first, paginated.",
     ),
+    read(Op::ListDevices, "/v1/devices", "ListDevices", &[query("org", Rule::Grammar(&ID), "only this organisation's devices (MSP id)"), values("state", &["joined", "left", "available", "unavailable"], "only devices in this state (joined = available or unavailable)"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Devices by organisation and state, ordered by state index (organisation, then id), paginated (an index scan, never a full scan)."),
+    read(Op::ListContainers, "/v1/containers", "ListContainers", &[query("device", Rule::Grammar(&ID), "only the containers placed on this device (give it alone)"), query("org", Rule::Grammar(&ID), "only this organisation's containers (MSP id)"), values("state", &["joined", "left"], "only containers in this state"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Containers placed on a device, or by organisation and state, ordered by id, paginated."),
+    read(Op::ListContracts, "/v1/contracts", "ListContracts", &[values("state", &["active", "fulfilled", "violated"], "only contracts in this effective state at the query's time (an active contract whose deadline passed is violated, settled or not)"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Processing contracts by effective state, paginated; each item carries `effective_state`."),
     read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", &TX_ID, "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
     read(Op::GetEvidence, "/v1/evidence/{id}", "GetLineage", &[ENTITY_ID, DIRECTION, DEPTH], "", "An evidence bundle (tom-evidence v1) for the lineage: every record, the committed transactions with their creators' certificates and signatures, the block proof to the newest block and the PROV-JSON; check it offline with tom audit verify-evidence."),
     Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", Rule::Kinds, "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
@@ -320,6 +352,9 @@ pub(crate) fn method_router(route: &Route) -> MethodRouter<AppState> {
         Op::GetLineage => get(h::get_lineage),
         Op::ExportProv => get(h::export_prov),
         Op::QueryRecords => get(h::query_records),
+        Op::ListDevices => get(h::list_devices),
+        Op::ListContainers => get(h::list_containers),
+        Op::ListContracts => get(h::list_contracts),
         Op::GetRecord => get(h::get_record),
         Op::GetEvidence => get(evidence::get_evidence),
         Op::Events => get(events::events),

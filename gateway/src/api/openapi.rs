@@ -337,7 +337,8 @@ pub fn schemas() -> Map<String, Value> {
             "the entities, activities, contracts and records linked to an entity",
         ),
         ("ProvDocument", "W3C PROV-JSON document"),
-        ("RecordPage", "{records: [LedgerRecord], bookmark}"),
+        ("RecordPage", "{records: [LedgerRecord], bookmark}; bookmark is opaque base64url, empty after the last page"),
+        ("InventoryPage", "{items: [Entity], bookmark}; bookmark is opaque base64url, empty after the last page"),
         (
             "LedgerRecord",
             "{kind, tx_id, timestamp, agent, subjects, body}",
