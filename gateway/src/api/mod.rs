@@ -82,6 +82,8 @@ pub enum Rule {
     Timestamp,
     /// A comma-separated list of record kinds (`/v1/events`).
     Kinds,
+    /// An event id, `<block>.<tx_id>` (`/v1/events`).
+    EventId,
 }
 
 /// A path or query parameter, for the spec.
@@ -116,6 +118,9 @@ impl Param {
                 ids::MAX_TIMESTAMP
             )),
             Rule::Timestamp | Rule::Kinds => Ok(()),
+            Rule::EventId => events::parse_event_id(value)
+                .map(|_| ())
+                .map_err(|_| format!("{name} {} must be <block>.<tx_id>", ids::shown(value))),
             Rule::Range(min, max) => match value.parse::<u32>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(()),
                 _ => Err(format!(
@@ -315,7 +320,7 @@ pub const ROUTES: &[Route] = &[
     read(Op::ListContracts, "/v1/contracts", "ListContracts", &[values("state", &["active", "fulfilled", "violated"], "only contracts in this effective state at the query's time (an active contract whose deadline passed is violated, settled or not)"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Processing contracts by effective state, paginated; each item carries `effective_state`."),
     read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", &TX_ID, "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
     read(Op::GetEvidence, "/v1/evidence/{id}", "GetLineage", &[ENTITY_ID, DIRECTION, DEPTH], "", "An evidence bundle (tom-evidence v1) for the lineage: every record, the committed transactions with their creators' certificates and signatures, the block proof to the newest block and the PROV-JSON; check it offline with tom audit verify-evidence."),
-    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", Rule::Kinds, "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
+    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = `<block>.<tx_id>`, data = the record's JSON), in commit order. Resume with `Last-Event-ID: <id>` (or `?after=<id>`): every committed event after that one is replayed first, then live ones, each exactly once. 400 when the id names no committed event.", auth: true, function: None, body: None, params: &[query("kind", Rule::Kinds, "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)"), query("after", Rule::EventId, "resume after this event id (`<block>.<tx_id>`, as sent in an event's id); the Last-Event-ID header wins when both are sent")], reply: Reply::EventStream },
     Route { op: Op::SwarmUnauthorised, method: "get", path: "/v1/swarm/unauthorised", tag: "orchestration", summary: "Every service on the swarm that no TOM gateway authorised: services without TOM's labels or gateway-instance label (which gateways ignore by design), and TOM-labelled services that are not the placement the ledger records (wrong image, replicas, constraint, or, for this gateway's own, not the service it created). Needs an orchestrator (`tom serve --swarm`).", auth: true, function: None, body: None, params: &[], reply: Reply::Json("UnauthorisedServices") },
     Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness: the process answers (no paths, no back-end detail).", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
     Route { op: Op::Ready, method: "get", path: "/readyz", tag: "service", summary: "Readiness: 200 if the ledger can take transactions now (embedded: commit thread alive, storage writable), else 503 with the reason.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Ready") },

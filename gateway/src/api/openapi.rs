@@ -72,6 +72,12 @@ pub fn param_schema(param: &super::Param) -> Value {
         Rule::Timestamp => {
             json!({ "type": "string", "format": "date-time", "maxLength": ids::MAX_TIMESTAMP })
         }
+        Rule::EventId => json!({
+            "type": "string",
+            "pattern": format!("^[0-9]{{1,20}}\\.{}", ids::TX_ID.pattern.trim_start_matches('^')),
+            "maxLength": 21 + ids::MAX_ID_LEN,
+            "description": param.description,
+        }),
         Rule::Kinds => {
             let kind = format!("\\s*({})\\s*", super::events::KINDS.join("|"));
             json!({ "type": "string", "pattern": format!("^{kind}(,{kind})*$") })
