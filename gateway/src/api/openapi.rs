@@ -405,6 +405,12 @@ pub fn document() -> Value {
             "200"
         };
         responses.insert(ok_status.into(), ok);
+        if route.op == super::Op::Events {
+            responses.insert(
+                "503".into(),
+                error_with_retry_after("resuming (`Last-Event-ID`/`after`) needs the ledger, which is unavailable: reconnect after `Retry-After` seconds"),
+            );
+        }
         if route.op == super::Op::Ready {
             responses.insert(
                 "503".into(),
@@ -414,7 +420,11 @@ pub fn document() -> Value {
         if route.auth {
             responses.insert("401".into(), error_response("missing or unknown API token"));
         }
-        if route.function.is_some() || !route.params.is_empty() {
+        // Without --swarm, /v1/swarm/unauthorised is a 400 naming the missing flag.
+        if route.function.is_some()
+            || !route.params.is_empty()
+            || route.op == super::Op::SwarmUnauthorised
+        {
             responses.insert(
                 "400".into(),
                 error_response("bad input: malformed JSON, a repeated key, an unknown field or parameter, a value outside its rule (named in the message)"),
