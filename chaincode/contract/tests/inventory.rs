@@ -186,3 +186,21 @@ fn record_bookmarks_are_url_safe_and_foreign_ones_refused() {
         .query(auditor(), "QueryRecords", json!({ "bookmark": foreign }))
         .is_err());
 }
+
+/// Issue 11: an id held by data is refused in words ("a data that is data that left…" before).
+#[test]
+fn an_id_held_by_data_is_refused_in_plain_words() {
+    let mut w = World::with_orgs();
+    let light = id("org1", "traffic-light-1");
+    w.identify_device("traffic-light-1", light, "actuator")
+        .unwrap();
+    w.record_data(light, light, "speed-1", "speed", "traffic-light-1", &[])
+        .unwrap();
+    let (status, message) = rejection(w.identify_container("speed-1", None));
+    assert_eq!(status, 409, "{message}");
+    assert!(
+        message.contains("entity speed-1 already exists (data recorded (left its generator) at tx"),
+        "{message}"
+    );
+    assert!(!message.contains("a data"), "{message}");
+}
