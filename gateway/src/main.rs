@@ -33,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
         // must never take a request or the committer down. tracing-subscriber's own report of a
         // failed write goes through `eprintln!`, which panics when stderr fails, so it is off.
         .with_writer(|| LossyStderr)
+        // Colour codes only for a person at a terminal: never in files, pipes or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false)
         .init();
     match Cli::parse().command {
