@@ -135,6 +135,35 @@ pub enum IdentityCommand {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
+    /// Rotate an identity's token without downtime: a new token now, the old ones still valid
+    /// for --overlap seconds, then refused (or revoke them earlier with `tom identity revoke`).
+    Rotate {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Seconds the old tokens stay valid.
+        #[arg(long, default_value_t = 3600)]
+        overlap: u64,
+        /// Token file for the new token: used if it exists, else written there (mode 0600).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Revoke a token (given as text or in a file), or every token of an identity; a running
+    /// gateway refuses it within a second.
+    Revoke {
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The token file of the token to revoke.
+        #[arg(long, conflicts_with_all = ["token", "name"])]
+        token_file: Option<PathBuf>,
+        /// The token to revoke.
+        #[arg(long, conflicts_with = "name")]
+        token: Option<String>,
+        /// Revoke every token of this identity.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// List the identities (name, agent, role).
     List {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]

@@ -12,8 +12,19 @@
 //! <name>/cert.pem      the identity's certificate
 //! <name>/key.pem       its PKCS#8 P-256 private key (mode 0600)
 //! <name>/msp_id        its organisation's MSP id
-//! tokens.json          {"tokens": [{"identity": <name>, "sha256": <hex of the token>}]}
+//! tokens.json          {"tokens": [{"identity": <name>, "sha256": <hex of the token>,
+//!                                    "not_after": <unix seconds, optional>}]}
 //! ```
+//!
+//! Changes take effect in a running server without a restart: `authenticate` re-reads the
+//! directory when its fingerprint (the modification times and sizes of the directory and
+//! `tokens.json`) changed, checked on every unknown token (two `stat`s, a reload only when
+//! something changed, so a flood of bad tokens costs no reloads) and at most once a second for
+//! known ones (so a revocation or an expired rotation overlap bites within a second). Why not a
+//! file watcher: it needs a platform notification backend and misses changes on network file
+//! systems; why not an admin endpoint: it would need its own credential, and the CLI that
+//! changes the files already runs where they are. A reload that fails (a half-written file)
+//! keeps the previous identities and retries at the next check.
 //!
 //! Tokens are stored only as SHA-256 digests: a leaked data directory does not leak tokens (it
 //! leaks keys, which is why key files are 0600). This module never talks to the ledger; the
@@ -84,19 +95,40 @@ struct TokenEntry {
     identity: String,
     /// Hex SHA-256 of the token text.
     sha256: String,
+    /// Unix seconds after which the token is refused (the overlap of a rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_after: Option<u64>,
 }
 
-/// The identities and token digests of one data directory, loaded at start.
+/// What a running server compares to notice changes: (modified, length) of the directory and
+/// of `tokens.json`.
+type Fingerprint = [Option<(std::time::SystemTime, u64)>; 2];
+
+#[derive(Debug, Default)]
+struct Live {
+    fingerprint: Fingerprint,
+    checked: Option<std::time::Instant>,
+    /// The store as last reloaded; `None` while the one opened is current.
+    current: Option<Arc<IdentityStore>>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The identities and token digests of one data directory.
 ///
-/// Read-only once loaded: the server never mutates it, so it is shared without a lock. Adding
-/// identities or tokens (`tom identity add`) writes the files; a running server picks them up at
-/// its next start.
+/// Adding identities or tokens (`tom identity add|issue|rotate|revoke`, `tom demo install`)
+/// writes the files; a running server picks them up by itself (see the module docs).
 #[derive(Debug, Default)]
 pub struct IdentityStore {
     dir: PathBuf,
     identities: BTreeMap<String, Arc<Identity>>,
-    /// Token digest → identity name.
-    tokens: BTreeMap<String, String>,
+    /// Token digest → (identity name, refused after these unix seconds).
+    tokens: BTreeMap<String, (String, Option<u64>)>,
+    live: std::sync::Mutex<Live>,
 }
 
 /// Hex SHA-256 of a token, as stored in `tokens.json`.
@@ -171,6 +203,10 @@ impl IdentityStore {
                 let path = entry.path().join(file);
                 fs::read_to_string(&path).map_err(io(&path))
             };
+            if !entry.path().join("msp_id").exists() {
+                // `add` writes msp_id last: this one is still being written.
+                continue;
+            }
             let identity = load(
                 &name,
                 read("msp_id")?.trim(),
@@ -198,9 +234,15 @@ impl IdentityStore {
                         ),
                     });
                 }
-                store.tokens.insert(entry.sha256, entry.identity);
+                store
+                    .tokens
+                    .insert(entry.sha256, (entry.identity, entry.not_after));
             }
         }
+        store.live = std::sync::Mutex::new(Live {
+            fingerprint: fingerprint(&dir),
+            ..Live::default()
+        });
         Ok(store)
     }
 
@@ -220,11 +262,89 @@ impl IdentityStore {
         self.identities.keys().map(String::as_str)
     }
 
-    /// The identity a bearer token selects.
-    pub fn authenticate(&self, token: &str) -> Option<Arc<Identity>> {
+    /// The identity a bearer token selects in this snapshot (not expired).
+    fn lookup(&self, token: &str) -> Option<Arc<Identity>> {
         self.tokens
             .get(&token_digest(token))
-            .and_then(|name| self.get(name))
+            .filter(|(_, not_after)| not_after.is_none_or(|t| unix_now() <= t))
+            .and_then(|(name, _)| self.get(name))
+    }
+
+    /// The identity a bearer token selects, as the files are now (see the module docs).
+    pub fn authenticate(&self, token: &str) -> Option<Arc<Identity>> {
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let found = match &live.current {
+            Some(store) => store.lookup(token),
+            None => self.lookup(token),
+        };
+        let due = found.is_none()
+            || live
+                .checked
+                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+        if !due {
+            return found;
+        }
+        live.checked = Some(std::time::Instant::now());
+        let now = fingerprint(&self.dir);
+        if now == live.fingerprint {
+            return found;
+        }
+        let Some(data_dir) = self.dir.parent() else {
+            return found;
+        };
+        match IdentityStore::open(data_dir) {
+            Ok(store) => {
+                tracing::info!(dir = %self.dir.display(), identities = store.identities.len(), tokens = store.tokens.len(), "identities reloaded");
+                live.fingerprint = now;
+                let store = Arc::new(store);
+                let found = store.lookup(token);
+                live.current = Some(store);
+                found
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "identities changed but cannot be reloaded yet; keeping the previous ones");
+                found
+            }
+        }
+    }
+
+    /// Revoke tokens: the token with this text, or every token of identity `name`. Returns how
+    /// many were revoked.
+    pub fn revoke(
+        &mut self,
+        token: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<usize, IdentityError> {
+        let digest = token.map(token_digest);
+        let before = self.tokens.len();
+        self.tokens.retain(|d, (identity, _)| {
+            !(digest.as_deref() == Some(d.as_str()) || name == Some(identity.as_str()))
+        });
+        let revoked = before - self.tokens.len();
+        self.write_tokens()?;
+        Ok(revoked)
+    }
+
+    /// Rotation: every current token of `name` stays valid for `overlap_secs` more, then is
+    /// refused. Returns how many were given an end.
+    pub fn expire_tokens_of(
+        &mut self,
+        name: &str,
+        overlap_secs: u64,
+    ) -> Result<usize, IdentityError> {
+        let end = unix_now() + overlap_secs;
+        let mut n = 0;
+        for (identity, not_after) in self.tokens.values_mut() {
+            if identity == name && not_after.is_none_or(|t| t > end) {
+                *not_after = Some(end);
+                n += 1;
+            }
+        }
+        self.write_tokens()?;
+        Ok(n)
     }
 
     /// Add an identity: checks that the key belongs to the certificate, then writes its files.
@@ -261,14 +381,20 @@ impl IdentityStore {
                 detail: "an API token must be at least 16 characters".into(),
             });
         }
-        self.tokens.insert(token_digest(token), name.to_owned());
+        self.tokens
+            .insert(token_digest(token), (name.to_owned(), None));
+        self.write_tokens()
+    }
+
+    fn write_tokens(&self) -> Result<(), IdentityError> {
         let file = TokenFile {
             tokens: self
                 .tokens
                 .iter()
-                .map(|(sha256, identity)| TokenEntry {
+                .map(|(sha256, (identity, not_after))| TokenEntry {
                     identity: identity.clone(),
                     sha256: sha256.clone(),
+                    not_after: *not_after,
                 })
                 .collect(),
         };
@@ -278,6 +404,15 @@ impl IdentityStore {
         })?;
         write_atomically(&self.token_path(), &json, true)
     }
+}
+
+fn fingerprint(dir: &Path) -> Fingerprint {
+    let of = |path: &Path| {
+        fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())))
+    };
+    [of(dir), of(&dir.join("tokens.json"))]
 }
 
 /// Parse and cross-check one identity's material.

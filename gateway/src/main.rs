@@ -33,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
         // must never take a request or the committer down. tracing-subscriber's own report of a
         // failed write goes through `eprintln!`, which panics when stderr fails, so it is off.
         .with_writer(|| LossyStderr)
+        // Colour codes only for a person at a terminal: never in files, pipes or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false)
         .init();
     match Cli::parse().command {
@@ -218,7 +220,7 @@ fn print_dev_welcome(created: &DevCredentials, addr: std::net::SocketAddr) {
     say!("  TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"tokens\"][\"orchestrator\"])' {file})");
     say!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://{addr}/v1/records");
     say!("API description: http://{addr}/openapi.json");
-    say!("Devices and workloads that sign their own data: `tom identity issue --name NAME --role device` (then restart).");
+    say!("Devices and workloads that sign their own data: `tom identity issue --name NAME --role device` (takes effect at once).");
 }
 
 fn verify(data_dir: &Path) -> anyhow::Result<()> {
@@ -259,6 +261,48 @@ fn identity(command: IdentityCommand) -> anyhow::Result<()> {
                 "its certificate and key: {}",
                 data_dir.join("identities").join(&name).display()
             );
+            Ok(())
+        }
+        IdentityCommand::Rotate {
+            data_dir,
+            name,
+            overlap,
+            token_file,
+        } => {
+            let mut store = IdentityStore::open(&data_dir)?;
+            let identity = store
+                .get(&name)
+                .with_context(|| format!("no identity named {name}"))?;
+            let ending = store.expire_tokens_of(&name, overlap)?;
+            grant_token(&mut store, &identity, token_file.as_deref())?;
+            say!(
+                "{ending} earlier token(s) of {name} stay valid for {overlap} s, then are refused"
+            );
+            Ok(())
+        }
+        IdentityCommand::Revoke {
+            data_dir,
+            token_file,
+            token,
+            name,
+        } => {
+            let token = match (token_file, token) {
+                (Some(path), _) => Some(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                (None, token) => token,
+            };
+            anyhow::ensure!(
+                token.is_some() || name.is_some(),
+                "give --token, --token-file or --name"
+            );
+            let mut store = IdentityStore::open(&data_dir)?;
+            let revoked = store.revoke(token.as_deref(), name.as_deref())?;
+            anyhow::ensure!(revoked > 0, "no such token");
+            say!("revoked {revoked} token(s); a running gateway refuses them within a second");
             Ok(())
         }
         IdentityCommand::List { data_dir } => {
@@ -307,7 +351,7 @@ fn grant_token(
         identity.name,
         identity.agent_id
     );
-    say!("a running gateway picks it up at its next start");
+    say!("a running gateway accepts it now (no restart needed)");
     Ok(())
 }
 

@@ -481,3 +481,207 @@ fn demo_against_a_running_gateway_is_repeatable() {
     assert!(!ok && err.contains("--credentials"), "{err}");
     served.stop();
 }
+
+/// Issue 11: a bookmark printed by `tom audit records` fetches page 2 when passed back on the
+/// command line (it once held NUL bytes, which no argv can carry), and the inventory lists
+/// answer on the embedded ledger with URL-safe bookmarks.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_records_page_two_through_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&data);
+    let t = tokens(&data);
+    let (orchestrator, auditor) = (
+        t["orchestrator"].as_str().unwrap().to_owned(),
+        t["auditor"].as_str().unwrap().to_owned(),
+    );
+    for name in ["c-1", "c-2", "c-3"] {
+        let container = json!({ "container_id": name, "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) });
+        let (status, committed) = call(
+            reqwest::Method::POST,
+            format!("{}/v1/containers", served.url),
+            &orchestrator,
+            Some(container),
+        )
+        .await;
+        assert_eq!(status, 201, "{committed}");
+    }
+    let page = |bookmark: Option<&str>| {
+        let mut args = vec![
+            "audit",
+            "--gateway",
+            &served.url,
+            "--token",
+            &auditor,
+            "records",
+            "--agent",
+            "DevOrgMSP/orchestrator",
+            "--page-size",
+            "2",
+        ];
+        if let Some(b) = bookmark {
+            args.extend(["--bookmark", b]);
+        }
+        let (ok, out, err) = tom(&args);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let first = page(None);
+    assert_eq!(first["records"].as_array().unwrap().len(), 2, "{first}");
+    let bookmark = first["bookmark"].as_str().unwrap().to_owned();
+    assert!(
+        !bookmark.is_empty()
+            && bookmark
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+        "{bookmark:?}"
+    );
+    let second = page(Some(&bookmark));
+    let ids: Vec<&str> = first["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["records"].as_array().unwrap())
+        .map(|r| r["subjects"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c-1", "c-2", "c-3"]);
+    assert_eq!(second["bookmark"], "");
+
+    // The inventory on the embedded ledger.
+    let (status, listed) = call(
+        reqwest::Method::GET,
+        format!(
+            "{}/v1/containers?org=DevOrgMSP&state=joined&page_size=2",
+            served.url
+        ),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
+    let (status, rest) = call(
+        reqwest::Method::GET,
+        format!(
+            "{}/v1/containers?org=DevOrgMSP&state=joined&page_size=2&bookmark={}",
+            served.url,
+            listed["bookmark"].as_str().unwrap()
+        ),
+        &auditor,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(rest["items"][0]["id"], "c-3", "{rest}");
+    served.stop();
+}
+
+/// Issue 11: `tom identity issue|rotate|revoke` take effect in a running `tom serve` without a
+/// restart; rotation keeps old and new valid during the overlap; unknown tokens get a hint.
+#[test]
+fn identity_changes_are_live_rotation_overlaps_and_revocation_bites() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&data);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = |token: &str| {
+        runtime.block_on(call(
+            reqwest::Method::GET,
+            format!("{}/v1/orgs/DevOrgMSP", served.url),
+            token,
+            None,
+        ))
+    };
+    let d = data.to_str().unwrap();
+    let old_file = dir.path().join("watcher.token");
+    let (ok, out, err) = tom(&[
+        "identity",
+        "issue",
+        "--data-dir",
+        d,
+        "--name",
+        "watcher",
+        "--role",
+        "auditor",
+        "--token-file",
+        old_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("no restart needed"), "{out}");
+    let old = std::fs::read_to_string(&old_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    // No restart: the new token works at once.
+    let (code, body) = status(&old);
+    assert_eq!(code, 200, "{body}");
+    // Rotate: new and old both valid during the overlap.
+    let new_file = dir.path().join("watcher-2.token");
+    let (ok, _, err) = tom(&[
+        "identity",
+        "rotate",
+        "--data-dir",
+        d,
+        "--name",
+        "watcher",
+        "--overlap",
+        "600",
+        "--token-file",
+        new_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let new = std::fs::read_to_string(&new_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(status(&new).0, 200);
+    assert_eq!(
+        status(&old).0,
+        200,
+        "the old token is valid during the overlap"
+    );
+    // Revoke the old one: refused within a second, the new one still works.
+    let (ok, _, err) = tom(&[
+        "identity",
+        "revoke",
+        "--data-dir",
+        d,
+        "--token-file",
+        old_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, body) = status(&old);
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("without a restart"),
+        "the refusal says what to check: {body}"
+    );
+    assert_eq!(status(&new).0, 200);
+    // An overlap that ends: rotate with 0 s, and the previous token is refused after it.
+    let third_file = dir.path().join("watcher-3.token");
+    let (ok, _, err) = tom(&[
+        "identity",
+        "rotate",
+        "--data-dir",
+        d,
+        "--name",
+        "watcher",
+        "--overlap",
+        "0",
+        "--token-file",
+        third_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(status(&new).0, 401, "past the overlap");
+    let third = std::fs::read_to_string(&third_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(status(&third).0, 200);
+    served.stop();
+}

@@ -1612,3 +1612,64 @@ async fn a_first_peer_down_at_start_is_skipped() {
     );
     network.stop().await;
 }
+
+/// Issue 11: a `/v1/events` consumer resumes on Fabric: `replay_after(block, tx)` opens a
+/// chaincode-event stream just after that transaction and returns every later event, in commit
+/// order, once, then stops at the channel height.
+#[tokio::test]
+async fn events_replay_from_just_after_an_event() {
+    let network = Network::start().await;
+    let ledger = network.connect().await;
+    let mut events = ledger.subscribe();
+    wait_for_streams(&network.peer, 1).await;
+    ledger
+        .submit(
+            &signing("org1", "admin"),
+            "RegisterOrg",
+            &register_org("org1"),
+        )
+        .await
+        .unwrap();
+    let orchestrator = signing("org1", "orchestrator");
+    for (i, name) in ["traffic-light-1", "roadside-gateway-1", "edge-node-1"]
+        .iter()
+        .enumerate()
+    {
+        ledger
+            .submit(
+                &orchestrator,
+                "IdentifyDevice",
+                &identify_device(&format!("d-{i}"), "org1", name, &format!("n-{i}")),
+            )
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(next_event(&mut events).await);
+    }
+    let replayed = tokio::time::timeout(
+        Duration::from_secs(10),
+        ledger.replay_after(seen[0].block, &seen[0].tx_id),
+    )
+    .await
+    .expect("the replay stops at the channel height")
+    .unwrap();
+    let ids = |e: &[tom_gateway::ledger::CommittedEvent]| {
+        e.iter()
+            .map(|e| (e.block, e.tx_id.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&replayed), ids(&seen[1..]));
+    // After the newest event there is nothing to replay.
+    let last = seen.last().unwrap();
+    let none = tokio::time::timeout(
+        Duration::from_secs(10),
+        ledger.replay_after(last.block, &last.tx_id),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    network.stop().await;
+}

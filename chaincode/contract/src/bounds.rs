@@ -513,6 +513,56 @@ impl Bounded for RecordsQuery {
     }
 }
 
+fn opt_bookmark(value: &Option<String>) -> Result<(), String> {
+    match value {
+        Some(b) if b.len() > ids::MAX_BOOKMARK => Err(format!(
+            "bookmark is {} bytes; at most {} are allowed",
+            b.len(),
+            ids::MAX_BOOKMARK
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Bounded for DevicesQuery {
+    fn check_bounds(&self) -> Result<(), String> {
+        let DevicesQuery {
+            org,
+            state: _,
+            page_size: _,
+            bookmark,
+        } = self;
+        opt_id("org", org)?;
+        opt_bookmark(bookmark)
+    }
+}
+
+impl Bounded for ContainersQuery {
+    fn check_bounds(&self) -> Result<(), String> {
+        let ContainersQuery {
+            device,
+            org,
+            state: _,
+            page_size: _,
+            bookmark,
+        } = self;
+        opt_id("device", device)?;
+        opt_id("org", org)?;
+        opt_bookmark(bookmark)
+    }
+}
+
+impl Bounded for ContractsQuery {
+    fn check_bounds(&self) -> Result<(), String> {
+        let ContractsQuery {
+            state: _,
+            page_size: _,
+            bookmark,
+        } = self;
+        opt_bookmark(bookmark)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

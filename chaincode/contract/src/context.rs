@@ -83,7 +83,56 @@ impl<'a> Ctx<'a> {
 
     pub fn put_entity(&mut self, entity: &Entity) -> Result<(), ContractError> {
         let key = keys::key(keys::ENTITY, &[entity.id()])?;
-        self.put(&key, entity)
+        self.put(&key, entity)?;
+        self.index_entity_state(entity)
+    }
+
+    /// Keep the inventory index of a device or container in step with its state: the entries
+    /// of the states it is in are written, those of every other state deleted (so the index
+    /// is right whatever state it was in before, without reading it).
+    fn index_entity_state(&mut self, entity: &Entity) -> Result<(), ContractError> {
+        use crate::model::{DeviceStatus, Lifecycle};
+        let (object_type, all, current): (&str, &[&str], Vec<&str>) = match entity {
+            Entity::Device(d) => {
+                let mut current = vec!["any"];
+                match d.state {
+                    Lifecycle::Left => current.push("left"),
+                    Lifecycle::Joined => {
+                        current.push("joined");
+                        current.push(match d.availability.as_ref().map(|a| a.status) {
+                            Some(DeviceStatus::Unavailable) => "unavailable",
+                            _ => "available",
+                        });
+                    }
+                }
+                (
+                    keys::DEVICE_BY_STATE,
+                    &["any", "joined", "left", "available", "unavailable"],
+                    current,
+                )
+            }
+            Entity::Container(c) => (
+                keys::CONTAINER_BY_STATE,
+                &["any", "joined", "left"],
+                vec![
+                    "any",
+                    match c.state {
+                        Lifecycle::Joined => "joined",
+                        Lifecycle::Left => "left",
+                    },
+                ],
+            ),
+            Entity::Data(_) => return Ok(()),
+        };
+        let (org, id) = (entity.org().to_owned(), entity.id().to_owned());
+        for state in all {
+            if current.contains(state) {
+                self.put_index(object_type, &[state, &org, &id])?;
+            } else {
+                self.delete_index(object_type, &[state, &org, &id])?;
+            }
+        }
+        Ok(())
     }
 
     pub fn org(&self, msp_id: &str) -> Result<Option<Org>, ContractError> {
@@ -95,8 +144,29 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn put_contract(&mut self, contract: &ProcessingContract) -> Result<(), ContractError> {
+        use crate::model::ContractState;
         let key = keys::key(keys::CONTRACT, &[&contract.id])?;
-        self.put(&key, contract)
+        self.put(&key, contract)?;
+        // The inventory index (see `keys::CONTRACT_BY_STATE`): the stored state's entry is
+        // written, the others deleted.
+        let id = contract.id.as_str();
+        let deadline = contract.deadline.sortable();
+        self.put_index(keys::CONTRACT_BY_STATE, &["any", id])?;
+        let active: &[&str] = &["active", &deadline, id];
+        let fulfilled: &[&str] = &["fulfilled", id];
+        let violated: &[&str] = &["violated", id];
+        for (state, attributes) in [
+            (ContractState::Active, active),
+            (ContractState::Fulfilled, fulfilled),
+            (ContractState::Violated, violated),
+        ] {
+            if contract.state == state {
+                self.put_index(keys::CONTRACT_BY_STATE, attributes)?;
+            } else {
+                self.delete_index(keys::CONTRACT_BY_STATE, attributes)?;
+            }
+        }
+        Ok(())
     }
 
     /// Keys (and values) under a partial composite key.

@@ -208,11 +208,18 @@ pub fn may_join(
     if previous.entity_type() != expected {
         return Err(GuardFailure::IdTaken {
             id: id.to_owned(),
-            holder: format!(
-                "a {} that is {}",
-                previous.entity_type(),
-                previous.state_description()
-            ),
+            holder: match previous {
+                // "data that left …" already names the type: never "a data that is data …".
+                Entity::Data(d) => format!(
+                    "data recorded (left its generator) at tx {} ({})",
+                    d.recorded.tx_id, d.recorded.at
+                ),
+                _ => format!(
+                    "a {} that is {}",
+                    previous.entity_type(),
+                    previous.state_description()
+                ),
+            },
         });
     }
     let (previous_org, joined_tx) = match previous {

@@ -30,6 +30,18 @@ pub const BY_TIME: &str = "tom.by-time";
 pub const BY_AGENT: &str = "tom.by-agent";
 /// entity → time → record.
 pub const BY_ENTITY: &str = "tom.by-entity";
+/// Inventory: `state/org/device`, one entry per state the device is in now: `any`, its
+/// lifecycle (`joined`/`left`) and, while joined, its availability (`available`/`unavailable`).
+/// Maintained by `Ctx::put_entity`.
+pub const DEVICE_BY_STATE: &str = "tom.device-by-state";
+/// Inventory: `state/org/container`, `state` in `any` and `joined`/`left`
+/// (containers by device use [`PLACED_ON`]). Maintained by `Ctx::put_entity`.
+pub const CONTAINER_BY_STATE: &str = "tom.container-by-state";
+/// Inventory: `any/contract`, `fulfilled/contract`, `violated/contract` (settled) and
+/// `active/deadline/contract`: an active contract is keyed by its deadline, so "active now" and
+/// "expired, not yet settled" (effectively violated) are two range scans split at the query's
+/// transaction time. Maintained by `Ctx::put_contract`.
+pub const CONTRACT_BY_STATE: &str = "tom.contract-by-state";
 
 pub fn key(object_type: &str, attributes: &[&str]) -> Result<String, LedgerError> {
     create_composite_key(object_type, attributes)
@@ -61,4 +73,34 @@ pub fn time_range(
     upper.push(&to);
     let end = create_composite_key(object_type, &upper)?;
     Ok((start, end))
+}
+
+/// A bookmark as clients see it: the unpadded base64url of the next key, so it survives URLs
+/// and command lines (raw keys hold `\0`). Empty stays empty.
+pub fn encode_bookmark(key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
+}
+
+/// The key a bookmark from [`encode_bookmark`] names; `None` if it is not one.
+pub fn decode_bookmark(bookmark: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(bookmark.as_bytes())
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bookmarks_are_url_safe_and_round_trip() {
+        let key = super::key(super::BY_TIME, &["00000000000000000001", "tx"]).unwrap();
+        let b = super::encode_bookmark(&key);
+        assert!(b
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_eq!(super::decode_bookmark(&b).as_deref(), Some(key.as_str()));
+        assert_eq!(super::decode_bookmark("not a bookmark!"), None);
+    }
 }

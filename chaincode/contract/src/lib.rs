@@ -83,6 +83,9 @@ pub const FUNCTIONS: &[Function] = &[
     Function { name: "GetRecord", kind: Kind::Evaluate, roles: "any", description: "the ledger record a transaction wrote" },
     Function { name: "GetLineage", kind: Kind::Evaluate, roles: "any", description: "lineage of an entity upstream and/or downstream to a depth" },
     Function { name: "QueryRecords", kind: Kind::Evaluate, roles: "any", description: "records by agent or entity in a time window, paginated" },
+    Function { name: "ListDevices", kind: Kind::Evaluate, roles: "any", description: "devices by organisation and state (joined, left, available, unavailable), paginated" },
+    Function { name: "ListContainers", kind: Kind::Evaluate, roles: "any", description: "containers placed on a device, or by organisation and state, paginated" },
+    Function { name: "ListContracts", kind: Kind::Evaluate, roles: "any", description: "contracts by effective state at the query time (active, fulfilled, violated), paginated" },
     Function { name: "ExportProv", kind: Kind::Evaluate, roles: "any", description: "W3C PROV-JSON document of an entity's lineage" },
 ];
 
@@ -159,6 +162,9 @@ pub fn invoke(
         "GetRecord" => respond(name, &queries::get_record(c, arg(name, args)?)?),
         "GetLineage" => respond(name, &queries::get_lineage(c, arg(name, args)?)?),
         "QueryRecords" => respond(name, &queries::query_records(c, arg(name, args)?)?),
+        "ListDevices" => respond(name, &queries::list_devices(c, arg(name, args)?)?),
+        "ListContainers" => respond(name, &queries::list_containers(c, arg(name, args)?)?),
+        "ListContracts" => respond(name, &queries::list_contracts(c, arg(name, args)?)?),
         "ExportProv" => {
             let lineage = queries::get_lineage(c, arg(name, args)?)?;
             respond(name, &prov::to_prov_json(&lineage))

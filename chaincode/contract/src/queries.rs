@@ -185,7 +185,11 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
         }
         (None, None) => keys::time_range(keys::BY_TIME, &[], from, to)?,
     };
-    let bookmark = req.bookmark.unwrap_or_default();
+    let bookmark = match req.bookmark.as_deref() {
+        None | Some("") => String::new(),
+        Some(b) => keys::decode_bookmark(b)
+            .ok_or_else(|| ContractError::bad(f, "bookmark does not belong to this query"))?,
+    };
     if !(bookmark.is_empty() || (bookmark >= start && bookmark < end)) {
         return Err(ContractError::bad(
             f,
@@ -211,7 +215,7 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
             // The byte budget is spent: the next page starts at this row.
             return Ok(RecordPage {
                 records,
-                bookmark: row.key,
+                bookmark: keys::encode_bookmark(&row.key),
             });
         }
         bytes += raw.len();
@@ -224,8 +228,223 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
     }
     Ok(RecordPage {
         records,
-        bookmark: next,
+        bookmark: if next.is_empty() {
+            next
+        } else {
+            keys::encode_bookmark(&next)
+        },
     })
+}
+
+// --- inventory: devices, containers, contracts ------------------------------------------------
+
+/// A page of an inventory listing, ordered by index key (organisation, then id).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListPage<T> {
+    pub items: Vec<T>,
+    /// Pass back as `bookmark` for the next page; empty when this is the last.
+    pub bookmark: String,
+}
+
+fn page_size(f: &'static str, page_size: Option<u32>) -> Result<u32, ContractError> {
+    let n = page_size.unwrap_or(DEFAULT_PAGE);
+    if n == 0 || n > MAX_PAGE {
+        return Err(ContractError::bad(
+            f,
+            format!("page_size must be 1 to {MAX_PAGE}, got {n}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// Up to `page_size` index keys from `ranges` (disjoint, ascending), continuing at the opaque
+/// `bookmark`; returns the keys and the next page's bookmark (empty after the last).
+fn scan_ranges(
+    ctx: &Ctx,
+    ranges: &[(String, String)],
+    page_size: u32,
+    bookmark: Option<&str>,
+) -> Result<(Vec<String>, String), ContractError> {
+    let f = ctx.function;
+    let wrong = || ContractError::bad(f, "bookmark does not belong to this query");
+    let (mut index, mut at) = match bookmark {
+        None | Some("") => (0, String::new()),
+        Some(b) => {
+            let key = keys::decode_bookmark(b).ok_or_else(wrong)?;
+            let index = ranges
+                .iter()
+                .position(|(start, end)| key >= *start && key < *end)
+                .ok_or_else(wrong)?;
+            (index, key)
+        }
+    };
+    let mut found = Vec::new();
+    while let Some((start, end)) = ranges.get(index) {
+        let left = page_size - found.len() as u32;
+        if left == 0 {
+            return Ok((found, keys::encode_bookmark(start)));
+        }
+        let (rows, next) = ctx
+            .stub
+            .get_state_by_range_with_pagination(start, end, left, &at)?;
+        found.extend(rows.into_iter().map(|row| row.key));
+        if !next.is_empty() {
+            return Ok((found, keys::encode_bookmark(&next)));
+        }
+        index += 1;
+        at = String::new();
+    }
+    Ok((found, String::new()))
+}
+
+/// The last attribute of an index key: the id it indexes.
+fn indexed_id(key: &str) -> Result<String, ContractError> {
+    split_composite_key(key)
+        .and_then(|(_, attributes)| attributes.last().map(|id| (*id).to_owned()))
+        .ok_or_else(|| ContractError::CorruptState {
+            key: key.to_owned(),
+            detail: "not a composite index key".to_owned(),
+        })
+}
+
+fn indexed_entities(ctx: &Ctx, keys: Vec<String>) -> Result<Vec<Entity>, ContractError> {
+    keys.into_iter()
+        .map(|key| {
+            let id = indexed_id(&key)?;
+            ctx.entity(&id)?.ok_or_else(|| ContractError::CorruptState {
+                key,
+                detail: format!("index names missing entity {id}"),
+            })
+        })
+        .collect()
+}
+
+/// `ListDevices`: devices by organisation and state, from `tom.device-by-state`.
+pub fn list_devices(
+    ctx: &Ctx,
+    req: requests::DevicesQuery,
+) -> Result<ListPage<Entity>, ContractError> {
+    use requests::DeviceStateFilter as S;
+    let f = ctx.function;
+    ctx.caller()?;
+    let n = page_size(f, req.page_size)?;
+    let state = match req.state {
+        None => "any",
+        Some(S::Joined) => "joined",
+        Some(S::Left) => "left",
+        Some(S::Available) => "available",
+        Some(S::Unavailable) => "unavailable",
+    };
+    let mut attributes = vec![state];
+    if let Some(org) = &req.org {
+        check_id(f, "org", org)?;
+        attributes.push(org);
+    }
+    let range = keys::prefix_range(keys::DEVICE_BY_STATE, &attributes)?;
+    let (found, bookmark) = scan_ranges(ctx, &[range], n, req.bookmark.as_deref())?;
+    Ok(ListPage {
+        items: indexed_entities(ctx, found)?,
+        bookmark,
+    })
+}
+
+/// `ListContainers`: the containers placed on a device (`tom.placed-on`), or containers by
+/// organisation and state (`tom.container-by-state`).
+pub fn list_containers(
+    ctx: &Ctx,
+    req: requests::ContainersQuery,
+) -> Result<ListPage<Entity>, ContractError> {
+    use requests::ContainerStateFilter as S;
+    let f = ctx.function;
+    ctx.caller()?;
+    let n = page_size(f, req.page_size)?;
+    let range = match (&req.device, &req.org, req.state) {
+        (Some(device), None, None) => {
+            check_id(f, "device", device)?;
+            keys::prefix_range(keys::PLACED_ON, &[device])?
+        }
+        (Some(_), _, _) => {
+            return Err(ContractError::bad(
+                f,
+                "device lists the containers placed on it: give device alone, or org and state",
+            ))
+        }
+        (None, org, state) => {
+            let state = match state {
+                None => "any",
+                Some(S::Joined) => "joined",
+                Some(S::Left) => "left",
+            };
+            let mut attributes = vec![state];
+            if let Some(org) = org {
+                check_id(f, "org", org)?;
+                attributes.push(org);
+            }
+            keys::prefix_range(keys::CONTAINER_BY_STATE, &attributes)?
+        }
+    };
+    let (found, bookmark) = scan_ranges(ctx, &[range], n, req.bookmark.as_deref())?;
+    Ok(ListPage {
+        items: indexed_entities(ctx, found)?,
+        bookmark,
+    })
+}
+
+/// `ListContracts`: contracts by effective state as of the query's transaction time, from
+/// `tom.contract-by-state`: `active` = stored active with the deadline not passed; `violated` =
+/// settled violated, then stored active whose deadline passed (not yet settled).
+pub fn list_contracts(
+    ctx: &Ctx,
+    req: requests::ContractsQuery,
+) -> Result<ListPage<ContractView>, ContractError> {
+    let f = ctx.function;
+    ctx.caller()?;
+    let n = page_size(f, req.page_size)?;
+    let now = ctx.now();
+    let end_of_time = Timestamp::from_seconds(253_402_300_799);
+    let ranges = match req.state {
+        None => vec![keys::prefix_range(keys::CONTRACT_BY_STATE, &["any"])?],
+        Some(ContractState::Active) => {
+            // Active while now <= deadline: deadlines from now on.
+            vec![keys::time_range(
+                keys::CONTRACT_BY_STATE,
+                &["active"],
+                now,
+                end_of_time,
+            )?]
+        }
+        Some(ContractState::Fulfilled) => {
+            vec![keys::prefix_range(keys::CONTRACT_BY_STATE, &["fulfilled"])?]
+        }
+        Some(ContractState::Violated) => vec![
+            keys::time_range(
+                keys::CONTRACT_BY_STATE,
+                &["active"],
+                Timestamp::from_seconds(0),
+                now,
+            )?,
+            keys::prefix_range(keys::CONTRACT_BY_STATE, &["violated"])?,
+        ],
+    };
+    let (found, bookmark) = scan_ranges(ctx, &ranges, n, req.bookmark.as_deref())?;
+    let items = found
+        .into_iter()
+        .map(|key| {
+            let id = indexed_id(&key)?;
+            let contract = ctx
+                .contract(&id)?
+                .ok_or_else(|| ContractError::CorruptState {
+                    key,
+                    detail: format!("index names missing contract {id}"),
+                })?;
+            Ok(ContractView {
+                kind: "contract",
+                effective_state: contract.state_at(now),
+                contract,
+            })
+        })
+        .collect::<Result<Vec<_>, ContractError>>()?;
+    Ok(ListPage { items, bookmark })
 }
 
 // --- lineage ----------------------------------------------------------------------------------

@@ -356,3 +356,65 @@ pub struct RecordsQuery {
     #[serde(default)]
     pub bookmark: Option<String>,
 }
+
+/// The device states `ListDevices` filters on (`joined` includes available and unavailable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStateFilter {
+    Joined,
+    Left,
+    Available,
+    Unavailable,
+}
+
+/// `ListDevices`: devices, optionally of one organisation and in one state, by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesQuery {
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub state: Option<DeviceStateFilter>,
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    #[serde(default)]
+    pub bookmark: Option<String>,
+}
+
+/// The container states `ListContainers` filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerStateFilter {
+    Joined,
+    Left,
+}
+
+/// `ListContainers`: the containers placed on `device`, or containers by organisation and
+/// state, by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContainersQuery {
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub state: Option<ContainerStateFilter>,
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    #[serde(default)]
+    pub bookmark: Option<String>,
+}
+
+/// `ListContracts`: contracts, optionally in one effective state (as of the query's time:
+/// an active contract whose deadline passed counts as violated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContractsQuery {
+    #[serde(default)]
+    pub state: Option<crate::model::ContractState>,
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    #[serde(default)]
+    pub bookmark: Option<String>,
+}

@@ -6,6 +6,17 @@
 //! catch up with `GET /v1/records`), instead of a silently incomplete stream. Streams end when
 //! the server shuts down, so a graceful shutdown is never held open by a listener.
 //!
+//! Resuming: each event's `id:` is `<block>.<tx_id>` (the block that committed it and the
+//! transaction). A client that reconnects with `Last-Event-ID: <id>` (browsers' `EventSource`
+//! does so by itself) or `?after=<id>` first gets every committed event after that one, replayed
+//! from the ledger (embedded: its block log; Fabric: a chaincode-event stream opened just after
+//! that transaction), then the live ones. Ordering guarantee: events arrive in commit order
+//! (block, then position in the block), each committed event exactly once per stream,
+//! including across a resume: the live subscription is opened before the replay reads the log,
+//! and live events of blocks the replay already covered are dropped (a block is committed and
+//! broadcast as a whole, so a block the replay saw holds all of its events). With `kind`, the
+//! filter applies to replayed events too.
+//!
 //! `?kind=PROV-DATA,ORCHESTRATE` keeps only those record kinds (an unknown kind is a 400, so a
 //! typo never yields a silently empty stream).
 
@@ -41,11 +52,43 @@ pub struct EventsQuery {
     /// Comma-separated record kinds; all kinds when absent.
     #[serde(default)]
     kind: Option<String>,
+    /// Resume after this event id (`<block>.<tx_id>`); `Last-Event-ID` wins when both are sent.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// An event id as `/v1/events` sends it.
+pub fn event_id(block: u64, tx_id: &str) -> String {
+    format!("{block}.{tx_id}")
+}
+
+/// `<block>.<tx_id>` → (block, tx_id), or a 400 naming the rule.
+pub fn parse_event_id(id: &str) -> Result<(u64, String), AppError> {
+    let bad = || {
+        AppError::bad_request(format!(
+            "event id {} is not <block>.<tx_id> (as sent in an event's id)",
+            tom_contract::ids::shown(id)
+        ))
+    };
+    let (block, tx_id) = id.split_once('.').ok_or_else(bad)?;
+    let block = block.parse::<u64>().map_err(|_| bad())?;
+    tom_contract::ids::TX_ID
+        .check("tx_id", tx_id)
+        .map_err(|_| bad())?;
+    Ok((block, tx_id.to_owned()))
+}
+
+fn sse(event: &crate::ledger::CommittedEvent) -> Event {
+    Event::default()
+        .event(event.name.clone())
+        .id(event_id(event.block, &event.tx_id))
+        .data(String::from_utf8_lossy(&event.payload))
 }
 
 pub async fn events(
     State(s): State<AppState>,
     Caller(_): Caller,
+    headers: axum::http::HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let kinds: Option<Vec<String>> = match &q.kind {
@@ -61,30 +104,59 @@ pub async fn events(
             Some(kinds)
         }
     };
+    let last_event_id = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| AppError::bad_request("Last-Event-ID is not text"))?
+                .to_owned(),
+        ),
+        None => q.after.clone(),
+    };
+    let resume = last_event_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .map(parse_event_id)
+        .transpose()?;
+    // Subscribe before reading the log, so nothing committed in between is missed.
     let receiver = s.ledger.subscribe();
+    let (replayed, covered) = match &resume {
+        None => (Vec::new(), None),
+        Some((block, tx_id)) => {
+            let events = s.ledger.replay_after(*block, tx_id).await?;
+            let last = events.last().map_or(*block, |e| e.block).max(*block);
+            (events, Some(last))
+        }
+    };
+    let wanted = {
+        let kinds = kinds.clone();
+        move |name: &str| kinds.as_ref().is_none_or(|k| k.iter().any(|k| k == name))
+    };
+    let replay: Vec<Result<Event, Infallible>> = replayed
+        .iter()
+        .filter(|e| wanted(&e.name))
+        .map(|e| Ok(sse(e)))
+        .collect();
     let mut shutdown = s.shutdown_signal();
     let stopped = async move {
         // Err: the sender is gone, which also means the server is stopping.
         let _ = shutdown.wait_for(|stopping| *stopping).await;
     };
-    let stream = BroadcastStream::new(receiver)
-        .filter_map(move |item| {
-            let event = match item {
-                Ok(event) if kinds.as_ref().is_some_and(|k| !k.contains(&event.name)) => None,
-                Ok(event) => Some(
-                    Event::default()
-                        .event(event.name)
-                        .id(event.tx_id)
-                        .data(String::from_utf8_lossy(&event.payload)),
-                ),
-                Err(BroadcastStreamRecvError::Lagged(missed)) => Some(
-                    Event::default()
-                        .event("lagged")
-                        .data(format!("{{\"missed\":{missed}}}")),
-                ),
-            };
-            std::future::ready(event.map(Ok))
-        })
+    let live = BroadcastStream::new(receiver).filter_map(move |item| {
+        let event = match item {
+            Ok(event) if covered.is_some_and(|last| event.block <= last) => None,
+            Ok(event) if kinds.as_ref().is_some_and(|k| !k.contains(&event.name)) => None,
+            Ok(event) => Some(sse(&event)),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => Some(
+                Event::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{missed}}}")),
+            ),
+        };
+        std::future::ready(event.map(Ok))
+    });
+    let stream = futures::stream::iter(replay)
+        .chain(live)
         .take_until(Box::pin(stopped));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

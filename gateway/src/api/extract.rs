@@ -46,7 +46,16 @@ impl FromRequestParts<AppState> for Caller {
             .identities
             .authenticate(token)
             .map(Caller)
-            .ok_or_else(|| AppError::unauthorized("unknown API token"))
+            .ok_or_else(|| {
+                AppError::unauthorized(
+                    "unknown API token: no identity of this gateway has it (any more). Tokens \
+                     from `tom identity add|issue|rotate` or `tom demo install` on this \
+                     gateway's data directory work at once, without a restart; check that the \
+                     token is the whole line of its token file, that it was added to the data \
+                     directory this gateway serves, and that it was not revoked or past a \
+                     rotation's overlap",
+                )
+            })
     }
 }
 

@@ -399,6 +399,30 @@ pub async fn query_records(
     s.evaluate(&c, "QueryRecords", &q).await
 }
 
+pub async fn list_devices(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiQuery(q): ApiQuery<requests::DevicesQuery>,
+) -> Result<Response, AppError> {
+    s.evaluate(&c, "ListDevices", &q).await
+}
+
+pub async fn list_containers(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiQuery(q): ApiQuery<requests::ContainersQuery>,
+) -> Result<Response, AppError> {
+    s.evaluate(&c, "ListContainers", &q).await
+}
+
+pub async fn list_contracts(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiQuery(q): ApiQuery<requests::ContractsQuery>,
+) -> Result<Response, AppError> {
+    s.evaluate(&c, "ListContracts", &q).await
+}
+
 pub async fn get_record(
     State(s): State<AppState>,
     Caller(c): Caller,

@@ -52,6 +52,9 @@ pub enum Op {
     GetLineage,
     ExportProv,
     QueryRecords,
+    ListDevices,
+    ListContainers,
+    ListContracts,
     GetRecord,
     GetEvidence,
     Events,
@@ -86,6 +89,8 @@ pub enum Rule {
     Timestamp,
     /// A comma-separated list of record kinds (`/v1/events`).
     Kinds,
+    /// An event id, `<block>.<tx_id>` (`/v1/events`).
+    EventId,
 }
 
 /// A path or query parameter, for the spec.
@@ -120,6 +125,9 @@ impl Param {
                 ids::MAX_TIMESTAMP
             )),
             Rule::Timestamp | Rule::Kinds => Ok(()),
+            Rule::EventId => events::parse_event_id(value)
+                .map(|_| ())
+                .map_err(|_| format!("{name} {} must be <block>.<tx_id>", ids::shown(value))),
             Rule::Range(min, max) => match value.parse::<u32>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(()),
                 _ => Err(format!(
@@ -212,6 +220,32 @@ const DEPTH: Param = query(
     "derivation steps to follow (default 8, at most 64)",
 );
 
+const PAGE_SIZE: Param = query(
+    "page_size",
+    Rule::Range(1, tom_contract::queries::MAX_PAGE),
+    "items per page (default 100, at most 1000)",
+);
+const BOOKMARK: Param = query(
+    "bookmark",
+    Rule::MaxLen(ids::MAX_BOOKMARK),
+    "the opaque bookmark (base64url) of the previous page",
+);
+const fn values(
+    name: &'static str,
+    values: &'static [&'static str],
+    description: &'static str,
+) -> Param {
+    Param {
+        name,
+        in_path: false,
+        required: false,
+        kind: "string",
+        values,
+        description,
+        rule: Rule::Values,
+    }
+}
+
 const fn write(
     op: Op,
     method: &'static str,
@@ -285,14 +319,17 @@ pub const ROUTES: &[Route] = &[
             query("from", Rule::Timestamp, "RFC 3339, inclusive"),
             query("to", Rule::Timestamp, "RFC 3339, exclusive"),
             query("page_size", Rule::Range(1, tom_contract::queries::MAX_PAGE), "records per page (default 100, at most 1000); a page also stops before 1 MiB of records and returns a bookmark"),
-            query("bookmark", Rule::MaxLen(ids::MAX_BOOKMARK), "the bookmark of the previous page"),
+            BOOKMARK,
         ],
         "RecordPage",
         "Ledger records by agent or entity in a time window, oldest first, paginated.",
     ),
+    read(Op::ListDevices, "/v1/devices", "ListDevices", &[query("org", Rule::Grammar(&ID), "only this organisation's devices (MSP id)"), values("state", &["joined", "left", "available", "unavailable"], "only devices in this state (joined = available or unavailable)"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Devices by organisation and state, ordered by state index (organisation, then id), paginated (an index scan, never a full scan)."),
+    read(Op::ListContainers, "/v1/containers", "ListContainers", &[query("device", Rule::Grammar(&ID), "only the containers placed on this device (give it alone)"), query("org", Rule::Grammar(&ID), "only this organisation's containers (MSP id)"), values("state", &["joined", "left"], "only containers in this state"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Containers placed on a device, or by organisation and state, ordered by id, paginated."),
+    read(Op::ListContracts, "/v1/contracts", "ListContracts", &[values("state", &["active", "fulfilled", "violated"], "only contracts in this effective state at the query's time (an active contract whose deadline passed is violated, settled or not)"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Processing contracts by effective state, paginated; each item carries `effective_state`."),
     read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", &TX_ID, "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
     read(Op::GetEvidence, "/v1/evidence/{id}", "GetLineage", &[ENTITY_ID, DIRECTION, DEPTH], "", "An evidence bundle (tom-evidence v1) for the lineage: every record, the committed transactions with their creators' certificates and signatures, the block proof to the newest block and the PROV-JSON; check it offline with tom audit verify-evidence."),
-    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = transaction id, data = the record's JSON).", auth: true, function: None, body: None, params: &[query("kind", Rule::Kinds, "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)")], reply: Reply::EventStream },
+    Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = `<block>.<tx_id>`, data = the record's JSON), in commit order. Resume with `Last-Event-ID: <id>` (or `?after=<id>`): every committed event after that one is replayed first, then live ones, each exactly once. 400 when the id names no committed event.", auth: true, function: None, body: None, params: &[query("kind", Rule::Kinds, "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)"), query("after", Rule::EventId, "resume after this event id (`<block>.<tx_id>`, as sent in an event's id); the Last-Event-ID header wins when both are sent")], reply: Reply::EventStream },
     Route { op: Op::SwarmUnauthorised, method: "get", path: "/v1/swarm/unauthorised", tag: "orchestration", summary: "Every service on the swarm that no TOM gateway authorised: services without TOM's labels or gateway-instance label (which gateways ignore by design), and TOM-labelled services that are not the placement the ledger records (wrong image, replicas, constraint, or, for this gateway's own, not the service it created). Needs an orchestrator (`tom serve --swarm`).", auth: true, function: None, body: None, params: &[], reply: Reply::Json("UnauthorisedServices") },
     Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness: the process answers (no paths, no back-end detail).", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },
     Route { op: Op::Ready, method: "get", path: "/readyz", tag: "service", summary: "Readiness: 200 if the ledger can take transactions now (embedded: commit thread alive, storage writable), else 503 with the reason.", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Ready") },
@@ -335,6 +372,9 @@ pub(crate) fn method_router(route: &Route) -> MethodRouter<AppState> {
         Op::GetLineage => get(h::get_lineage),
         Op::ExportProv => get(h::export_prov),
         Op::QueryRecords => get(h::query_records),
+        Op::ListDevices => get(h::list_devices),
+        Op::ListContainers => get(h::list_containers),
+        Op::ListContracts => get(h::list_contracts),
         Op::GetRecord => get(h::get_record),
         Op::GetEvidence => get(evidence::get_evidence),
         Op::Events => get(events::events),

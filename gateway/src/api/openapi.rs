@@ -72,6 +72,12 @@ pub fn param_schema(param: &super::Param) -> Value {
         Rule::Timestamp => {
             json!({ "type": "string", "format": "date-time", "maxLength": ids::MAX_TIMESTAMP })
         }
+        Rule::EventId => json!({
+            "type": "string",
+            "pattern": format!("^[0-9]{{1,20}}\\.{}", ids::TX_ID.pattern.trim_start_matches('^')),
+            "maxLength": 21 + ids::MAX_ID_LEN,
+            "description": param.description,
+        }),
         Rule::Kinds => {
             let kind = format!("\\s*({})\\s*", super::events::KINDS.join("|"));
             json!({ "type": "string", "pattern": format!("^{kind}(,{kind})*$") })
@@ -337,7 +343,8 @@ pub fn schemas() -> Map<String, Value> {
             "the entities, activities, contracts and records linked to an entity",
         ),
         ("ProvDocument", "W3C PROV-JSON document"),
-        ("RecordPage", "{records: [LedgerRecord], bookmark}"),
+        ("RecordPage", "{records: [LedgerRecord], bookmark}; bookmark is opaque base64url, empty after the last page"),
+        ("InventoryPage", "{items: [Entity], bookmark}; bookmark is opaque base64url, empty after the last page"),
         (
             "LedgerRecord",
             "{kind, tx_id, timestamp, agent, subjects, body}",
@@ -401,6 +408,12 @@ pub fn document() -> Value {
             "200"
         };
         responses.insert(ok_status.into(), ok);
+        if route.op == super::Op::Events {
+            responses.insert(
+                "503".into(),
+                error_with_retry_after("resuming (`Last-Event-ID`/`after`) needs the ledger, which is unavailable: reconnect after `Retry-After` seconds"),
+            );
+        }
         if route.op == super::Op::Ready {
             responses.insert(
                 "503".into(),

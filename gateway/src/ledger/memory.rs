@@ -12,6 +12,8 @@ pub struct InMemoryLedger {
     // A std Mutex: every use is short and synchronous (never held across an await).
     inner: Mutex<MemoryLedger>,
     events: broadcast::Sender<CommittedEvent>,
+    /// Every event sent, for [`Ledger::replay_after`].
+    sent: Mutex<Vec<CommittedEvent>>,
 }
 
 impl Default for InMemoryLedger {
@@ -19,6 +21,7 @@ impl Default for InMemoryLedger {
         InMemoryLedger {
             inner: Mutex::new(MemoryLedger::new()),
             events: broadcast::channel(1024).0,
+            sent: Mutex::new(Vec::new()),
         }
     }
 }
@@ -84,12 +87,16 @@ impl Ledger for InMemoryLedger {
             })?;
         let block = ledger.height();
         if let Some(event) = ledger.events().last().filter(|e| e.tx_id == tx_id) {
-            let _ = self.events.send(CommittedEvent {
+            let event = CommittedEvent {
                 tx_id: tx_id.clone(),
                 block,
                 name: event.event.name.clone(),
                 payload: event.event.payload.clone(),
-            });
+            };
+            if let Ok(mut sent) = self.sent.lock() {
+                sent.push(event.clone());
+            }
+            let _ = self.events.send(event);
         }
         Ok(Submitted {
             tx_id,
@@ -115,6 +122,22 @@ impl Ledger for InMemoryLedger {
 
     fn subscribe(&self) -> broadcast::Receiver<CommittedEvent> {
         self.events.subscribe()
+    }
+
+    async fn replay_after(
+        &self,
+        block: u64,
+        tx_id: &str,
+    ) -> Result<Vec<CommittedEvent>, LedgerError> {
+        let sent = self
+            .sent
+            .lock()
+            .map_err(|_| LedgerError::Internal("ledger lock poisoned".into()))?
+            .iter()
+            .filter(|e| e.block >= block)
+            .cloned()
+            .collect();
+        super::events_after(sent, block, tx_id)
     }
 
     fn describe(&self) -> String {

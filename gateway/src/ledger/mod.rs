@@ -185,6 +185,21 @@ pub trait Ledger: Send + Sync + 'static {
     /// Committed chaincode events from now on.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedEvent>;
 
+    /// The committed events after transaction `tx_id` of block `block`, in commit order (for a
+    /// consumer resuming `/v1/events`). A 400 when that transaction is not a committed event of
+    /// that block; back ends that cannot replay answer 400 saying so.
+    async fn replay_after(
+        &self,
+        _block: u64,
+        _tx_id: &str,
+    ) -> Result<Vec<CommittedEvent>, LedgerError> {
+        Err(LedgerError::Rejected {
+            status: 400,
+            message: "this ledger back end cannot replay events; resume with GET /v1/records"
+                .into(),
+        })
+    }
+
     /// A short description for logs (e.g. "embedded at /var/lib/tom"); may name paths, so it
     /// is never shown to unauthenticated callers.
     fn describe(&self) -> String;
@@ -203,6 +218,27 @@ pub trait Ledger: Send + Sync + 'static {
 }
 
 /// What [`Ledger::readiness`] reports.
+/// The events of `events` (in commit order, from block `block` on) after transaction `tx_id` of
+/// block `block`: a 400 if `tx_id` is not among that block's events.
+pub fn events_after(
+    events: Vec<CommittedEvent>,
+    block: u64,
+    tx_id: &str,
+) -> Result<Vec<CommittedEvent>, LedgerError> {
+    let Some(at) = events
+        .iter()
+        .position(|e| e.block == block && e.tx_id == tx_id)
+    else {
+        return Err(LedgerError::Rejected {
+            status: 400,
+            message: format!(
+                "event id {block}.{tx_id} names no committed event: block {block} has no event of transaction {tx_id}"
+            ),
+        });
+    };
+    Ok(events.into_iter().skip(at + 1).collect())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
     pub ready: bool,

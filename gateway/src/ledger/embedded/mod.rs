@@ -721,6 +721,14 @@ impl Ledger for EmbeddedLedger {
         self.events.subscribe()
     }
 
+    async fn replay_after(
+        &self,
+        block: u64,
+        tx_id: &str,
+    ) -> Result<Vec<CommittedEvent>, LedgerError> {
+        super::events_after(self.events_from(block)?, block, tx_id)
+    }
+
     async fn evidence(
         &self,
         identity: &SigningIdentity,

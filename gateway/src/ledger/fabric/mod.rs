@@ -601,6 +601,60 @@ impl Ledger for FabricLedger {
         self.events.subscribe()
     }
 
+    /// A `ChaincodeEvents` stream opened just after the event, read until the batch of the
+    /// last committed block (the channel height read first) or until no batch arrives for
+    /// [`REPLAY_IDLE`] (blocks without events send nothing).
+    async fn replay_after(
+        &self,
+        block: u64,
+        tx_id: &str,
+    ) -> Result<Vec<CommittedEvent>, LedgerError> {
+        let height = chain_height(&self.shared, &self.default_identity, &self.channel).await?;
+        if block >= height {
+            return Err(LedgerError::Rejected {
+                status: 400,
+                message: format!("event id {block}.{tx_id} names block {block}, beyond the channel height {height}"),
+            });
+        }
+        let from = EventsFrom::After {
+            block,
+            tx_id: tx_id.to_owned(),
+        };
+        let request = proposal::signed_chaincode_events_request(
+            &self.default_identity,
+            &self.channel,
+            &self.chaincode,
+            &from,
+        );
+        let peer = self.shared.preferred.load(Ordering::Relaxed) % self.shared.peers.len();
+        let mut stream = self.shared.peers[peer]
+            .client
+            .clone()
+            .chaincode_events(request)
+            .await
+            .map_err(|status| from_status("chaincode events", &status))?
+            .into_inner();
+        let mut events = Vec::new();
+        loop {
+            match tokio::time::timeout(REPLAY_IDLE, stream.message()).await {
+                Ok(Ok(Some(batch))) => {
+                    let number = batch.block_number;
+                    events.extend(batch.events.into_iter().map(|event| CommittedEvent {
+                        tx_id: event.tx_id,
+                        block: number,
+                        name: event.event_name,
+                        payload: event.payload,
+                    }));
+                    if number + 1 >= height {
+                        return Ok(events);
+                    }
+                }
+                Ok(Ok(None)) | Err(_) => return Ok(events),
+                Ok(Err(status)) => return Err(from_status("chaincode events", &status)),
+            }
+        }
+    }
+
     fn describe(&self) -> String {
         let peers: Vec<&str> = self
             .shared
@@ -675,6 +729,9 @@ impl Ledger for FabricLedger {
         out
     }
 }
+
+/// How long a replay waits for the next batch before it takes the stream as caught up.
+const REPLAY_IDLE: Duration = Duration::from_secs(2);
 
 /// The channel's height (the number of the next block to commit), from the peer's query system
 /// chaincode, on any peer.
