@@ -534,7 +534,7 @@ async fn a_back_end_without_evidence_says_so() {
         }
         other => panic!("{other:?}"),
     }
-    // A Fabric bundle is named as unsupported, not mistaken for a tampered one.
+    // A Fabric bundle without its proof is refused at the format check, naming what is missing.
     let bundle = json!({
         "format": "tom-evidence", "version": 1, "subject": "x", "created": "2026-01-01T00:00:00Z",
         "query": { "argument": { "id": "x", "direction": "up" }, "timestamp": "2026-01-01T00:00:00Z",
@@ -544,5 +544,5 @@ async fn a_back_end_without_evidence_says_so() {
     });
     let failure = rejected(&bundle, &Options::default());
     assert_eq!(failure.check, "format");
-    assert!(failure.detail.contains("Fabric"), "{failure}");
+    assert!(failure.detail.contains("missing field `chaincode`"), "{failure}");
 }
