@@ -544,5 +544,8 @@ async fn a_back_end_without_evidence_says_so() {
     });
     let failure = rejected(&bundle, &Options::default());
     assert_eq!(failure.check, "format");
-    assert!(failure.detail.contains("missing field `chaincode`"), "{failure}");
+    assert!(
+        failure.detail.contains("missing field `chaincode`"),
+        "{failure}"
+    );
 }
