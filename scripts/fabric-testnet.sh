@@ -329,16 +329,26 @@ EOF
     for name in peer0.org1 peer0.org2; do
         org=${name#*.}
         local var="PACKAGE_ID_${org^^}"
-        as "$name" peer lifecycle chaincode approveformyorg "${orderer[@]}" --channelID "$CHANNEL" \
-            --name "$CC_NAME" --version 0.1 --package-id "${!var}" --sequence 1 \
-            --signature-policy "$POLICY" >> "$dir/logs/cli.log" 2>&1 || { tail -5 "$dir/logs/cli.log" >&2; false; }
+        # The first transactions may meet an orderer still electing its Raft leader
+        # ("SERVICE_UNAVAILABLE -- no Raft leader"): retry for a bounded time.
+        for i in $(seq 1 40); do
+            as "$name" peer lifecycle chaincode approveformyorg "${orderer[@]}" --channelID "$CHANNEL" \
+                --name "$CC_NAME" --version 0.1 --package-id "${!var}" --sequence 1 \
+                --signature-policy "$POLICY" >> "$dir/logs/cli.log" 2>&1 && break
+            [ "$i" = 40 ] && { tail -5 "$dir/logs/cli.log" >&2; die "$name could not approve $CC_NAME"; }
+            sleep 0.5
+        done
     done
     log "commit $CC_NAME with $POLICY"
-    as peer0.org1 peer lifecycle chaincode commit "${orderer[@]}" --channelID "$CHANNEL" --name "$CC_NAME" \
-        --version 0.1 --sequence 1 --signature-policy "$POLICY" \
-        --peerAddresses "${PEER_ADDRESS[peer0.org1]}" --tlsRootCertFiles "$(peer_tls_ca peer0.org1)" \
-        --peerAddresses "${PEER_ADDRESS[peer0.org2]}" --tlsRootCertFiles "$(peer_tls_ca peer0.org2)" \
-        >> "$dir/logs/cli.log" 2>&1 || { tail -5 "$dir/logs/cli.log" >&2; false; }
+    for i in $(seq 1 40); do
+        as peer0.org1 peer lifecycle chaincode commit "${orderer[@]}" --channelID "$CHANNEL" --name "$CC_NAME" \
+            --version 0.1 --sequence 1 --signature-policy "$POLICY" \
+            --peerAddresses "${PEER_ADDRESS[peer0.org1]}" --tlsRootCertFiles "$(peer_tls_ca peer0.org1)" \
+            --peerAddresses "${PEER_ADDRESS[peer0.org2]}" --tlsRootCertFiles "$(peer_tls_ca peer0.org2)" \
+            >> "$dir/logs/cli.log" 2>&1 && break
+        [ "$i" = 40 ] && { tail -5 "$dir/logs/cli.log" >&2; die "$CC_NAME could not be committed"; }
+        sleep 0.5
+    done
     # Every peer (peer1.org1 gets the block by gossip) answers through its organisation's process.
     for name in "${PEERS[@]}"; do
         for i in $(seq 1 100); do
