@@ -524,8 +524,11 @@ for line in open(sys.argv[2]):
     line = line.rstrip("\n")
     if line.startswith("event:"): kind = line[6:].strip()
     elif line.startswith("id:"):
-        seen[line[3:].strip()] = kind
-        ids.append(line[3:].strip())
+        # Event ids are <block>.<tx_id> (resumable with Last-Event-ID).
+        block, _, tx = line[3:].strip().partition(".")
+        assert block.isdigit() and tx, f"event id {line!r} is not <block>.<tx_id>"
+        seen[tx] = kind
+        ids.append(tx)
 assert seen, "no events received"
 twice = sorted({i for i in ids if ids.count(i) > 1})
 assert not twice, f"delivered more than once: {twice}"
