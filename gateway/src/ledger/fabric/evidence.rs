@@ -144,29 +144,9 @@ impl FabricLedger {
             &nonce,
             timestamp,
         );
-        let endorse = gateway::EndorseRequest {
-            transaction_id: proposed.tx_id.clone(),
-            channel_id: self.channel.clone(),
-            proposed_transaction: Some(proposed.proposal),
-            endorsing_organizations: Vec::new(),
-        };
-        let timeout = self.timeouts.endorse();
-        let (endorsed, _) = self
-            .shared
-            .on_peers(
-                "endorse",
-                &format!("endorse {function} (evidence)"),
-                timeout,
-                |mut c| {
-                    let r = request(endorse.clone(), timeout);
-                    async move { c.endorse(r).await }
-                },
-            )
-            .await
-            .map_err(|f| f.error)?;
-        let envelope = endorsed
-            .prepared_transaction
-            .ok_or_else(|| internal(function, "the peer returned no prepared transaction"))?;
+        let (envelope, _) = self
+            .endorse(proposed, &format!("endorse {function} (evidence)"))
+            .await?;
         let (result, kv) =
             endorsed_action(&envelope, &self.chaincode).map_err(|e| internal(function, e))?;
         let mut reads = Vec::new();

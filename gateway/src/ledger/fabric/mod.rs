@@ -341,6 +341,34 @@ impl FabricLedger {
         &self.default_identity
     }
 
+    /// Endorse `proposed` on the peers, the preferred one first: the prepared (not yet signed)
+    /// envelope and the index of the peer that endorsed. `what` names the call in logs.
+    async fn endorse(
+        &self,
+        proposed: proposal::SignedProposal,
+        what: &str,
+    ) -> Result<(protos::common::Envelope, usize), LedgerError> {
+        let endorse = gateway::EndorseRequest {
+            transaction_id: proposed.tx_id,
+            channel_id: self.channel.clone(),
+            proposed_transaction: Some(proposed.proposal),
+            endorsing_organizations: Vec::new(),
+        };
+        let timeout = self.timeouts.endorse();
+        let (endorsed, endorser) = self
+            .shared
+            .on_peers("endorse", what, timeout, |mut c| {
+                let r = request(endorse.clone(), timeout);
+                async move { c.endorse(r).await }
+            })
+            .await
+            .map_err(|f| f.error)?;
+        let envelope = endorsed.prepared_transaction.ok_or_else(|| {
+            LedgerError::Internal(format!("{what}: the peer returned no prepared transaction"))
+        })?;
+        Ok((envelope, endorser))
+    }
+
     fn proposal(
         &self,
         identity: &SigningIdentity,
@@ -471,31 +499,9 @@ impl Ledger for FabricLedger {
         let tx_id = proposed.tx_id.clone();
         tracing::debug!(%tx_id, function, "endorsing");
 
-        let endorse = gateway::EndorseRequest {
-            transaction_id: tx_id.clone(),
-            channel_id: self.channel.clone(),
-            proposed_transaction: Some(proposed.proposal),
-            endorsing_organizations: Vec::new(),
-        };
-        let timeout = self.timeouts.endorse();
-        let (endorsed, endorser) = self
-            .shared
-            .on_peers(
-                "endorse",
-                &format!("endorse {function}"),
-                timeout,
-                |mut c| {
-                    let r = request(endorse.clone(), timeout);
-                    async move { c.endorse(r).await }
-                },
-            )
-            .await
-            .map_err(|f| f.error)?;
-        let mut envelope = endorsed.prepared_transaction.ok_or_else(|| {
-            LedgerError::Internal(format!(
-                "endorse {function}: the peer returned no prepared transaction"
-            ))
-        })?;
+        let (mut envelope, endorser) = self
+            .endorse(proposed, &format!("endorse {function}"))
+            .await?;
         let response = proposal::prepared_result(&envelope, &tx_id)?;
         proposal::sign_envelope(identity, &mut envelope);
 
