@@ -10,7 +10,7 @@ use std::time::Duration;
 use bollard::query_parameters::ListContainersOptions;
 use swarm_common::*;
 use tom_gateway::ledger::Ledger;
-use tom_gateway::orchestration::{OrchestrationError, Resolution};
+use tom_gateway::orchestration::{Failpoint, OrchestrationError, Resolution};
 use tom_gateway::swarm::docker::BollardSwarm;
 use tom_gateway::swarm::{
     ServiceRequest, SwarmDriver, TaskPhase, LABEL_AUTHORISING_TX, LABEL_CONTAINER, LABEL_GATEWAY,
@@ -241,7 +241,7 @@ struct Restarted {
     _cleanup: Cleanup,
 }
 
-async fn crash_at(step: &'static str) -> Restarted {
+async fn crash_at(step: Failpoint) -> Restarted {
     let swarm = swarm().await;
     let image = workload_image(&swarm).await;
     let ledger = ledger().await;
@@ -308,7 +308,7 @@ async fn killed_between_authorise_and_create_is_rolled_back_at_restart() {
         orch,
         _dir,
         _cleanup,
-    } = crash_at("authorised").await;
+    } = crash_at(Failpoint::Authorised).await;
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(
         recovered[0].resolution,
@@ -356,7 +356,7 @@ async fn killed_after_create_is_finished_at_restart() {
         orch,
         _dir,
         _cleanup,
-    } = crash_at("created").await;
+    } = crash_at(Failpoint::Created).await;
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(
         recovered[0].resolution,
@@ -620,7 +620,7 @@ async fn killed_before_the_place_tx_id_was_journalled_is_found_on_the_ledger_and
         orch,
         _dir,
         _cleanup,
-    } = crash_at("submitted").await;
+    } = crash_at(Failpoint::Submitted).await;
     assert_eq!(recovered.len(), 1, "{recovered:?}");
     assert_eq!(
         recovered[0].resolution,
@@ -655,7 +655,7 @@ async fn killed_after_the_leave_tx_is_finished_at_restart() {
     let reached = Arc::new(tokio::sync::Notify::new());
     let signal = reached.clone();
     let hook: tom_gateway::orchestration::PauseHook = Arc::new(move |at| {
-        let freeze = at == "left";
+        let freeze = at == Failpoint::Left;
         if freeze {
             signal.notify_one();
         }

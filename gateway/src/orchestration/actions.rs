@@ -1,5 +1,5 @@
 //! The orchestrator behind the REST API's container-actions seam
-//! ([`crate::api::actions::ContainerActions`]): `POST /v1/devices` with a `node_id` binds the
+//! ([`ContainerActions`], in [`super::port`]): `POST /v1/devices` with a `node_id` binds the
 //! node once the identity proof committed, `POST /v1/placements` and `DELETE /v1/containers/{id}`
 //! run the full protocols of [`Orchestrator`] as the calling identity.
 //!
@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use tom_contract::requests::{IdentifyDevice, PlaceContainer, TerminateEntity};
 
+use super::port::{ActionError, ActionReport, ContainerActions};
 use super::{OrchestrationError, Orchestrator};
-use crate::api::actions::{ActionError, ActionReport, ContainerActions};
 use crate::ledger::{Ledger, LedgerError, SigningIdentity};
 
 /// [`ContainerActions`] carried out on Docker Swarm.

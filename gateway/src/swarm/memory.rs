@@ -184,6 +184,12 @@ impl MemorySwarm {
         });
     }
 
+    /// How many node-event streams are open: lets a test wait until a watcher listens
+    /// instead of sleeping for a guess.
+    pub fn node_event_subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     /// A node joins the swarm (ready, active, unlabelled).
     pub fn join_node(&self, node_id: &str, hostname: &str) {
         if let Ok(mut state) = self.state.lock() {

@@ -1,64 +1,25 @@
 //! What the single-node test swarm cannot show, on the in-memory swarm with several nodes:
 //! re-placing a container on another device, a device's node going down or leaving the swarm,
-//! and a node that joined without proving an identity running nothing.
+//! and a node that joined without proving an identity running nothing. No Docker engine is
+//! needed: the swarm is [`MemorySwarm`], the ledger the in-memory one, both through the
+//! gateway's public API.
+
+mod swarm_common;
+mod wait;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-
-use super::nodes::NodeChange;
-use super::{Journal, OrchestrationError, Orchestrator, OrchestratorConfig};
-use crate::ledger::memory::InMemoryLedger;
-use crate::ledger::{Ledger, SigningIdentity};
-use crate::swarm::memory::MemorySwarm;
-use crate::swarm::SwarmDriver;
+use swarm_common::{entity, identify_device, orchestrator_identity, record, submit};
+use tom_gateway::ledger::memory::InMemoryLedger;
+use tom_gateway::ledger::{CommittedEvent, Ledger, LedgerError, SigningIdentity, Submitted};
+use tom_gateway::orchestration::nodes::NodeChange;
+use tom_gateway::orchestration::{Journal, OrchestrationError, Orchestrator, OrchestratorConfig};
+use tom_gateway::swarm::memory::MemorySwarm;
+use tom_gateway::swarm::{SwarmDriver, LABEL_DEVICE};
 
 const IMAGE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-
-fn identity(name: &str) -> SigningIdentity {
-    let id = tom_fixtures::identity("org1", name);
-    SigningIdentity::from_pem(id.msp_id, id.cert_pem, id.key_pkcs8_pem).unwrap()
-}
-
-async fn submit(ledger: &dyn Ledger, who: &str, function: &str, body: Value) -> String {
-    ledger
-        .submit(&identity(who), function, body.to_string().as_bytes())
-        .await
-        .unwrap_or_else(|e| panic!("{function}: {e}"))
-        .tx_id
-}
-
-async fn entity(ledger: &dyn Ledger, id: &str) -> Value {
-    serde_json::from_slice(
-        &ledger
-            .evaluate(
-                &identity("auditor"),
-                "GetEntity",
-                json!({ "id": id }).to_string().as_bytes(),
-            )
-            .await
-            .unwrap(),
-    )
-    .unwrap()
-}
-
-async fn identify_device(ledger: &dyn Ledger, name: &str) {
-    let device = tom_fixtures::identity("org1", name);
-    let nonce = format!("nonce-{name}");
-    let body = tom_contract::requests::IdentifyDevice::signed(
-        name,
-        device.msp_id,
-        "edge-node",
-        device.cert_pem,
-        &nonce,
-        tom_contract::simulation::DEFAULT_CHANNEL,
-        |m| device.sign(m),
-    )
-    .unwrap();
-    let body = serde_json::to_value(body).unwrap();
-    submit(ledger, "orchestrator", "IdentifyDevice", body).await;
-}
 
 struct World {
     ledger: Arc<InMemoryLedger>,
@@ -69,21 +30,13 @@ struct World {
 
 /// Three nodes: n1 = edge-node-1, n2 = roadside-gateway-1 (both proved and bound), n3 unproved.
 async fn world() -> World {
-    let ledger = Arc::new(InMemoryLedger::new());
-    let org = tom_fixtures::org("org1");
-    submit(
-        ledger.as_ref(),
-        "admin",
-        "RegisterOrg",
-        json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem] }),
-    )
-    .await;
-    identify_device(ledger.as_ref(), "edge-node-1").await;
-    identify_device(ledger.as_ref(), "roadside-gateway-1").await;
+    // org1 registered, edge-node-1 joined.
+    let ledger = swarm_common::ledger().await;
+    identify_device(ledger.as_ref(), "org1", "roadside-gateway-1", "edge-node").await;
     for id in ["c1", "c2"] {
         submit(
             ledger.as_ref(),
-            "orchestrator",
+            &orchestrator_identity(),
             "IdentifyContainer",
             json!({ "container_id": id, "org": "Org1MSP", "image": "w:1", "digest": IMAGE }),
         )
@@ -105,7 +58,7 @@ async fn world() -> World {
         ledger.clone(),
         swarm.clone(),
         Journal::open(&dir.path().join("j.redb")).unwrap(),
-        identity("orchestrator"),
+        orchestrator_identity(),
         config,
     ));
     orch.bind_node("n1", "edge-node-1").await.unwrap();
@@ -131,13 +84,13 @@ async fn re_placing_on_another_device_starts_the_new_service_before_removing_the
     let w = world().await;
     let first = w
         .orch
-        .place(&identity("orchestrator"), "c1", "edge-node-1")
+        .place(&orchestrator_identity(), "c1", "edge-node-1")
         .await
         .unwrap();
     assert_eq!(first.node_id.as_deref(), Some("n1"));
     let second = w
         .orch
-        .place(&identity("orchestrator"), "c1", "roadside-gateway-1")
+        .place(&orchestrator_identity(), "c1", "roadside-gateway-1")
         .await
         .unwrap();
     assert_eq!(second.node_id.as_deref(), Some("n2"));
@@ -159,7 +112,7 @@ async fn a_termination_whose_containers_do_not_stop_is_recorded_as_failed() {
     let w = world().await;
     let placed = w
         .orch
-        .place(&identity("orchestrator"), "c1", "edge-node-1")
+        .place(&orchestrator_identity(), "c1", "edge-node-1")
         .await
         .unwrap();
     assert_eq!(
@@ -173,7 +126,7 @@ async fn a_termination_whose_containers_do_not_stop_is_recorded_as_failed() {
     w.swarm.keep_containers_on_remove(true);
     let error = w
         .orch
-        .terminate_container(&identity("orchestrator"), "c1", None)
+        .terminate_container(&orchestrator_identity(), "c1", None)
         .await
         .unwrap_err();
     let OrchestrationError::RemovalFailed {
@@ -182,24 +135,14 @@ async fn a_termination_whose_containers_do_not_stop_is_recorded_as_failed() {
     else {
         panic!("{error}")
     };
-    let service = crate::swarm::service_name("c1", &placed.authorising_tx);
+    let service = tom_gateway::swarm::service_name("c1", &placed.authorising_tx);
     assert!(
         detail.contains(&format!(
             "service {service} was removed but 1 of its containers still exist"
         )),
         "{detail}"
     );
-    let record: Value = serde_json::from_slice(
-        &w.ledger
-            .evaluate(
-                &identity("auditor"),
-                "GetRecord",
-                json!({ "id": outcome_tx }).to_string().as_bytes(),
-            )
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let record: Value = record(w.ledger.as_ref(), outcome_tx).await;
     assert_eq!(record["kind"], "OUTCOME", "{record}");
     assert_eq!(record["body"]["outcome"], "failed", "{record}");
     assert!(
@@ -214,12 +157,12 @@ async fn a_termination_whose_containers_do_not_stop_is_recorded_as_failed() {
     // A container that does stop: the termination waits for it and records `removed`.
     w.swarm.keep_containers_on_remove(false);
     w.orch
-        .place(&identity("orchestrator"), "c2", "edge-node-1")
+        .place(&orchestrator_identity(), "c2", "edge-node-1")
         .await
         .unwrap();
     let done = w
         .orch
-        .terminate_container(&identity("orchestrator"), "c2", None)
+        .terminate_container(&orchestrator_identity(), "c2", None)
         .await
         .unwrap();
     assert_eq!(done.removed_services.len(), 1);
@@ -229,7 +172,7 @@ async fn a_termination_whose_containers_do_not_stop_is_recorded_as_failed() {
 async fn a_device_whose_node_goes_down_is_unavailable_not_left() {
     let w = world().await;
     w.orch
-        .place(&identity("orchestrator"), "c2", "roadside-gateway-1")
+        .place(&orchestrator_identity(), "c2", "roadside-gateway-1")
         .await
         .unwrap();
     w.swarm.set_node_state("n2", "down");
@@ -305,7 +248,18 @@ async fn the_watcher_follows_node_events() {
     let watcher = w
         .orch
         .spawn_node_watcher(Duration::from_secs(3600), stopped);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Join only once the watcher listens, so the change reaches it as an event (its first look
+    // at the nodes happens at once; the next only after an hour).
+    let swarm = w.swarm.clone();
+    wait::until_true(
+        "the node watcher to open its event stream",
+        Duration::from_secs(5),
+        || {
+            let swarm = swarm.clone();
+            async move { swarm.node_event_subscribers() > 0 }
+        },
+    )
+    .await;
     w.swarm.join_node("n4", "newcomer");
     let change = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -332,12 +286,12 @@ async fn a_device_without_a_bound_node_runs_nothing_and_the_placement_fails() {
     let w = world().await;
     // The device is proved on the ledger but no node carries its label (n1 is unbound here).
     w.swarm
-        .set_node_label("n1", crate::swarm::LABEL_DEVICE, None)
+        .set_node_label("n1", LABEL_DEVICE, None)
         .await
         .unwrap();
     let error = w
         .orch
-        .place(&identity("orchestrator"), "c1", "edge-node-1")
+        .place(&orchestrator_identity(), "c1", "edge-node-1")
         .await
         .unwrap_err();
     let OrchestrationError::PlacementFailed { detail, .. } = &error else {
@@ -376,7 +330,7 @@ async fn a_node_bound_to_a_joined_device_is_not_taken_over() {
     );
     // Free it from n2: n1 still belongs to edge-node-1, which has not left.
     w.swarm
-        .set_node_label("n2", crate::swarm::LABEL_DEVICE, None)
+        .set_node_label("n2", LABEL_DEVICE, None)
         .await
         .unwrap();
     let refused = w
@@ -393,7 +347,7 @@ async fn a_node_bound_to_a_joined_device_is_not_taken_over() {
     // Once edge-node-1 has left, its node may be bound to another proved device.
     submit(
         w.ledger.as_ref(),
-        "orchestrator",
+        &orchestrator_identity(),
         "TerminateDevice",
         json!({ "id": "edge-node-1" }),
     )
@@ -423,7 +377,7 @@ impl Ledger for SchemaDrift {
         identity: &SigningIdentity,
         function: &str,
         argument: &[u8],
-    ) -> Result<crate::ledger::Submitted, crate::ledger::LedgerError> {
+    ) -> Result<Submitted, LedgerError> {
         self.0.submit(identity, function, argument).await
     }
 
@@ -432,7 +386,7 @@ impl Ledger for SchemaDrift {
         identity: &SigningIdentity,
         function: &str,
         argument: &[u8],
-    ) -> Result<Vec<u8>, crate::ledger::LedgerError> {
+    ) -> Result<Vec<u8>, LedgerError> {
         if function == "GetEntity" {
             return Ok(
                 br#"{"type":"container","id":"c1","shape":"from a newer contract"}"#.to_vec(),
@@ -441,7 +395,7 @@ impl Ledger for SchemaDrift {
         self.0.evaluate(identity, function, argument).await
     }
 
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::ledger::CommittedEvent> {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedEvent> {
         self.0.subscribe()
     }
 
@@ -455,7 +409,7 @@ async fn an_entity_that_does_not_decode_is_an_error_and_reconciliation_removes_n
     let w = world().await;
     let placed = w
         .orch
-        .place(&identity("orchestrator"), "c1", "edge-node-1")
+        .place(&orchestrator_identity(), "c1", "edge-node-1")
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -463,7 +417,7 @@ async fn an_entity_that_does_not_decode_is_an_error_and_reconciliation_removes_n
         Arc::new(SchemaDrift(w.ledger.clone())),
         w.swarm.clone(),
         Journal::open(&dir.path().join("j.redb")).unwrap(),
-        identity("orchestrator"),
+        orchestrator_identity(),
         OrchestratorConfig::default(),
     );
     let error = drifted.entity("c1").await.unwrap_err();
