@@ -8,6 +8,8 @@
 //! MVCC-validate and commit at the block cut that follows `Submit`). Its errors have the shape
 //! of Fabric 2.5's (`chaincode response <status>, <message>` in `gateway.ErrorDetail`s).
 
+mod wait;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -1211,6 +1213,7 @@ async fn committed_events_reach_subscribers_once_even_across_a_broken_stream() {
 
     // The stream breaks before any event and the peer refuses new ones while a transaction
     // commits: the client resumes from the height it anchored at, so the event is not lost.
+    let attempts = network.peer.calls("chaincode_events");
     network.peer.refuse_streams.store(true, Ordering::SeqCst);
     network.peer.reset_streams.send(()).unwrap();
     let registered = ledger
@@ -1221,7 +1224,13 @@ async fn committed_events_reach_subscribers_once_even_across_a_broken_stream() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client has tried again (and been refused) after the commit's block was cut.
+    wait::until_true(
+        "the client to retry the refused event stream",
+        Duration::from_secs(10),
+        || async { network.peer.calls("chaincode_events") > attempts },
+    )
+    .await;
     network.peer.refuse_streams.store(false, Ordering::SeqCst);
     let event = next_event(&mut events).await;
     assert_eq!(
@@ -1251,11 +1260,12 @@ async fn committed_events_reach_subscribers_once_even_across_a_broken_stream() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        network.peer.calls("chaincode_events") >= 2,
-        "the client should have retried the refused stream"
-    );
+    wait::until_true(
+        "the client to retry the refused stream",
+        Duration::from_secs(10),
+        || async { network.peer.calls("chaincode_events") >= 2 },
+    )
+    .await;
     network.peer.refuse_streams.store(false, Ordering::SeqCst);
 
     let resumed = [next_event(&mut events).await, next_event(&mut events).await];
@@ -1266,9 +1276,20 @@ async fn committed_events_reach_subscribers_once_even_across_a_broken_stream() {
             (second.tx_id, second.block, "PROV-ID-create".to_string())
         ]
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        events.try_recv().is_err(),
+    // No event may be delivered twice: events arrive in commit order, so if the next one is
+    // the event of a transaction committed after these two, none was repeated before it.
+    let marker = ledger
+        .submit(
+            &orchestrator,
+            "IdentifyDevice",
+            &identify_device("cam-1", "org1", "edge-node-1", "n-3"),
+        )
+        .await
+        .unwrap();
+    let next = next_event(&mut events).await;
+    assert_eq!(
+        (next.tx_id.as_str(), next.name.as_str()),
+        (marker.tx_id.as_str(), "PROV-ID-create"),
         "no event may be delivered twice"
     );
     network.stop().await;
@@ -1565,9 +1586,20 @@ async fn two_peers_of_the_organisation_fail_over_for_reads_writes_and_events_wit
     assert_eq!(received[0], (registered.tx_id.clone(), registered.block));
     assert_eq!(received[1], (device.tx_id.clone(), device.block));
     assert_eq!(received[2].1, device.block + 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        events.try_recv().is_err(),
+    // No event may be delivered twice: events arrive in commit order, so if the next one is
+    // the event of a transaction committed after these two, none was repeated before it.
+    let marker = ledger
+        .submit(
+            &orchestrator,
+            "IdentifyDevice",
+            &identify_device("cam-1", "org1", "edge-node-1", "n-3"),
+        )
+        .await
+        .unwrap();
+    let next = next_event(&mut events).await;
+    assert_eq!(
+        (next.tx_id.as_str(), next.name.as_str()),
+        (marker.tx_id.as_str(), "PROV-ID-create"),
         "no event may be delivered twice"
     );
     assert!(

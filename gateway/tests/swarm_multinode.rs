@@ -18,6 +18,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use swarm_common::wait::until;
 use swarm_common::*;
 use tom_contract::requests;
 use tom_gateway::api::actions::{ActionError, ContainerActions};
@@ -132,25 +133,6 @@ impl Drop for MultiNode {
 }
 
 /// Poll `check` every 500 ms until it returns Some, or fail after `limit`.
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what}: not within {} s",
-            limit.as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 fn device_request(org: &str, name: &str, node: Option<&str>) -> requests::IdentifyDevice {
     let device = tom_fixtures::identity(org, name);
     let mut request = requests::IdentifyDevice::signed(

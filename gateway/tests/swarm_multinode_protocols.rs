@@ -5,13 +5,12 @@
 //! gateway's public API.
 
 mod swarm_common;
-mod wait;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use swarm_common::{entity, identify_device, orchestrator_identity, record, submit};
+use swarm_common::{entity, identify_device, orchestrator_identity, record, submit, wait};
 use tom_gateway::ledger::memory::InMemoryLedger;
 use tom_gateway::ledger::{CommittedEvent, Ledger, LedgerError, SigningIdentity, Submitted};
 use tom_gateway::orchestration::nodes::NodeChange;

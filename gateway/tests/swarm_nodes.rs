@@ -83,8 +83,9 @@ async fn a_node_is_pending_until_bound_and_draining_it_makes_the_device_unavaila
     // The watcher follows the event stream; the operator drains the node.
     let mut seen = orch.node_changes();
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    // No wait for the watcher to subscribe: its first look at the nodes comes right after it
+    // opens the event stream, so a drain before the stream is open is seen by that look.
     let watcher = orch.spawn_node_watcher(Duration::from_secs(30), stopped);
-    tokio::time::sleep(Duration::from_millis(500)).await;
     swarm
         .set_node_availability(&node, Availability::Drain)
         .await
@@ -147,18 +148,15 @@ async fn a_node_is_pending_until_bound_and_draining_it_makes_the_device_unavaila
     })
     .await
     .expect("the watcher reported the device available again");
-    let started = std::time::Instant::now();
-    loop {
-        orch.reconcile(false).await.unwrap();
-        if entity(ledger.as_ref(), &container).await["placement"]["status"] == "running" {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the container was not recorded running again"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait::until_true(
+        "the container recorded running again",
+        Duration::from_secs(60),
+        || async {
+            orch.reconcile(false).await.unwrap();
+            entity(ledger.as_ref(), &container).await["placement"]["status"] == "running"
+        },
+    )
+    .await;
     stop.send(true).unwrap();
     watcher.await.unwrap();
     remove_instance_services(&swarm, &instance).await;

@@ -572,18 +572,19 @@ async fn a_workload_that_dies_after_running_is_recorded_as_drift() {
     );
 
     // It fails, the swarm retries it a few times, then gives up: reconciliation notices.
-    let started = std::time::Instant::now();
-    let drift = loop {
-        let report = orch.reconcile(false).await.unwrap();
-        if let Some(drift) = report.drift.into_iter().next() {
-            break drift;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no drift recorded for the dead workload"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let drift = wait::until(
+        "drift recorded for the dead workload",
+        Duration::from_secs(60),
+        || async {
+            orch.reconcile(false)
+                .await
+                .unwrap()
+                .drift
+                .into_iter()
+                .next()
+        },
+    )
+    .await;
     assert_eq!(drift.container_id.as_deref(), Some(container.as_str()));
     assert!(drift.description.contains("no running task"), "{drift:?}");
     assert_eq!(

@@ -8,7 +8,7 @@ mod swarm_common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -55,20 +55,16 @@ async fn start(data: &Path, port: u16, failpoint: Option<&str>, log: &Path) -> G
         base: format!("http://127.0.0.1:{port}"),
     };
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http
-        .get(format!("{}/healthz", gateway.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "tom serve --swarm did not come up: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let healthz = format!("{}/healthz", gateway.base);
+    let up = wait::poll(Duration::from_secs(30), || async {
+        http.get(&healthz).send().await.ok().map(|_| ())
+    })
+    .await;
+    assert!(
+        up.is_some(),
+        "tom serve --swarm did not come up within 30 s: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
     gateway
 }
 
@@ -190,8 +186,7 @@ async fn a_gateway_killed_between_authorise_and_create_resolves_the_placement_wh
             .await
         })
     };
-    let started = Instant::now();
-    loop {
+    wait::until_true("PLACE committed", Duration::from_secs(30), || async {
         let (_, entity) = call(
             &base,
             &orchestrator,
@@ -200,16 +195,21 @@ async fn a_gateway_killed_between_authorise_and_create_resolves_the_placement_wh
             None,
         )
         .await;
-        if entity["placement"]["status"] == "authorised" {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "PLACE never committed: {entity}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+        entity["placement"]["status"] == "authorised"
+    })
+    .await;
+    // The gateway journals the step, then reaches the failpoint and says so in its log: only
+    // then is it killed, so the crash falls exactly between authorising and creating.
+    wait::until_true(
+        "the gateway frozen at its failpoint",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("failpoint reached: freezing this action")
+        },
+    )
+    .await;
     drop(gateway); // SIGKILL
     let _ = placing.await;
     assert!(

@@ -8,7 +8,7 @@ mod swarm_common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -354,29 +354,26 @@ async fn smart_city_scenario_runs_on_the_swarm_and_the_audit_names_where_each_co
 
     // The workloads do the rest; wait for the actuator's acknowledgement on the ledger.
     let auditor = tokens["auditor"].as_str();
-    let started = Instant::now();
-    loop {
+    let acknowledged = wait::poll(Duration::from_secs(120), || async {
         let (status, _) = api.get(auditor, "/v1/entities/ack-1").await;
-        if status == StatusCode::OK {
-            break;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+    if acknowledged.is_none() {
+        let mut logs = String::new();
+        for service in swarm.tom_services().await.unwrap() {
+            let out = std::process::Command::new("docker")
+                .args(["service", "logs", "--raw", &service.id])
+                .output()
+                .unwrap();
+            logs.push_str(&format!(
+                "--- {}\n{}{}",
+                service.name,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
-        if started.elapsed() > Duration::from_secs(120) {
-            let mut logs = String::new();
-            for service in swarm.tom_services().await.unwrap() {
-                let out = std::process::Command::new("docker")
-                    .args(["service", "logs", "--raw", &service.id])
-                    .output()
-                    .unwrap();
-                logs.push_str(&format!(
-                    "--- {}\n{}{}",
-                    service.name,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            panic!("the scenario did not finish within 120 s; workload logs:\n{logs}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        panic!("the scenario did not finish within 120 s; workload logs:\n{logs}");
     }
 
     // The off-chain bytes match what the ledger recorded.

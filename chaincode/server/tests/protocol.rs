@@ -745,12 +745,26 @@ async fn shutdown_lets_an_in_flight_transaction_finish_and_refuses_new_ones() {
     stream.expect(Type::GetState).await;
 
     let stopping = tokio::spawn(server.shutdown());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // New work is refused while draining…
-    let late = clock.proposal(auditor(), "org.hyperledger.fabric:GetMetadata", &[]);
-    stream.send(transaction_message(&late)).await;
-    let refused = stream.expect(Type::Error).await;
-    assert_eq!(refused.txid, late.tx_id);
+    // New work is refused once the server drains: probe until a new transaction is refused
+    // (each probe the server took before it began draining is answered in full), within the
+    // stream's own deadline for each answer and a bounded number of probes.
+    let mut refused = None;
+    for _ in 0..10_000 {
+        let late = clock.proposal(auditor(), "org.hyperledger.fabric:GetMetadata", &[]);
+        stream.send(transaction_message(&late)).await;
+        let answer = stream
+            .next()
+            .await
+            .expect("stream failed")
+            .expect("stream ended");
+        assert_eq!(answer.txid, late.tx_id, "{answer:?}");
+        if answer.r#type == Type::Error as i32 {
+            refused = Some(answer);
+            break;
+        }
+        assert_eq!(answer.r#type, Type::Completed as i32, "{answer:?}");
+    }
+    let refused = refused.expect("the draining server never refused a new transaction");
     assert!(String::from_utf8_lossy(&refused.payload).contains("shutting down"));
     // …while the transaction in flight still gets its answer and completes.
     stream

@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../wait/mod.rs"]
+pub mod wait;
+
 use std::sync::Arc;
 
 use tom_contract::requests;
@@ -201,21 +204,27 @@ pub async fn node_id(swarm: &BollardSwarm) -> String {
 }
 
 /// Bind the node to [`DEVICE`] (tests in one binary run in parallel: tolerate a concurrent
-/// update of the same label to the same value).
+/// update of the same label to the same value, until the label is there).
 pub async fn bind_device(orchestrator: &Orchestrator, swarm: &BollardSwarm) -> String {
     let node = node_id(swarm).await;
-    for attempt in 0..5 {
-        let nodes = swarm.nodes().await.unwrap();
-        if nodes[0].labels.get(LABEL_DEVICE).map(String::as_str) == Some(DEVICE) {
-            return node;
-        }
-        match orchestrator.bind_node(&node, DEVICE).await {
-            Ok(()) => return node,
-            Err(e) if attempt < 4 => eprintln!("binding node (retrying): {e}"),
-            Err(e) => panic!("binding node {node} to {DEVICE}: {e}"),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
+    wait::until(
+        &format!("swarm node {node} bound to {DEVICE}"),
+        std::time::Duration::from_secs(10),
+        || async {
+            let nodes = swarm.nodes().await.unwrap();
+            if nodes[0].labels.get(LABEL_DEVICE).map(String::as_str) == Some(DEVICE) {
+                return Some(());
+            }
+            match orchestrator.bind_node(&node, DEVICE).await {
+                Ok(()) => Some(()),
+                Err(e) => {
+                    eprintln!("binding node (retrying): {e}");
+                    None
+                }
+            }
+        },
+    )
+    .await;
     node
 }
 

@@ -1,5 +1,5 @@
 //! Waiting for a condition in tests, instead of sleeping for a guessed time: poll until the
-//! condition holds and fail, naming what was awaited, at a deadline. A test that sleeps is slow
+//! condition holds, and fail naming what was awaited at a deadline. A test that sleeps is slow
 //! when the guess is generous and flaky when it is not; one that polls is neither.
 
 #![allow(dead_code)]
@@ -7,27 +7,37 @@
 use std::future::Future;
 use std::time::Duration;
 
-/// How often [`until`] looks again.
-pub const POLL: Duration = Duration::from_millis(50);
+/// How often the condition is checked again. Long enough not to hammer a Docker engine, short
+/// enough that a test does not wait noticeably after the condition holds.
+pub const POLL: Duration = Duration::from_millis(200);
 
-/// Poll `check` until it yields `Some`, and return that; panic naming `what` (and the last
-/// thing `check` saw, if it says) after `timeout`.
-pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// Check `check` until it yields `Some` (returned) or `timeout` passes (`None`).
+pub async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
+    Fut: Future<Output = Option<T>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let last = match check().await {
-            Ok(value) => return value,
-            Err(last) => last,
-        };
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {timeout:?} for {what}; last seen: {last}"
-        );
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`poll`], panicking with `what` if the condition does not hold within `timeout`.
+pub async fn until<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll(timeout, check).await {
+        Some(value) => value,
+        None => panic!("{what}: not within {} s", timeout.as_secs_f32()),
     }
 }
 
@@ -39,13 +49,7 @@ where
 {
     until(what, timeout, || {
         let holds = check();
-        async move {
-            if holds.await {
-                Ok(())
-            } else {
-                Err("not yet".to_owned())
-            }
-        }
+        async move { holds.await.then_some(()) }
     })
     .await
 }
