@@ -19,8 +19,9 @@
 //! The watcher never invents a device: it only acts on nodes whose label TOM wrote after a
 //! proof the ledger accepted.
 //!
-//! Tested on [`crate::swarm::memory::MemorySwarm`] (`multinode` tests) and on a real four-engine
-//! swarm (`gateway/tests/swarm_multinode.rs`, set up by `scripts/multinode-swarm.sh`).
+//! Tested on [`crate::swarm::memory::MemorySwarm`] (`gateway/tests/swarm_multinode_protocols.rs`)
+//! and on a real four-engine swarm (`gateway/tests/swarm_multinode.rs`, set up by
+//! `scripts/multinode-swarm.sh`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -64,13 +64,36 @@ impl DriftUpdate {
     }
 }
 
+/// One field in which a service differs from its authorised placement.
+struct Difference {
+    /// The field's name, as drift descriptions and the journal's drift keys spell it.
+    field: &'static str,
+    /// What runs and what was authorised.
+    detail: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.detail)
+    }
+}
+
+/// `differences` as a drift description lists them.
+fn describe(differences: &[Difference]) -> String {
+    differences
+        .iter()
+        .map(Difference::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// How a service compares with the placement the ledger authorised.
 enum Verdict {
     /// The service is the authorised placement's, as created.
     Authorised(Placement),
     /// The placement's own service (or one labelled for it), but changed: each field says how.
     Differs {
-        fields: Vec<String>,
+        fields: Vec<Difference>,
         placement: Placement,
     },
     /// Nothing on the ledger authorises it.
@@ -139,16 +162,12 @@ impl Orchestrator {
                 Verdict::Differs { fields, placement } => {
                     let description = format!(
                         "service {} ({}) of container {container_id} differs from the placement the ledger authorised (tx {} on device {}): {}",
-                        service.name, service.id, placement.stamp.tx_id, placement.device, fields.join("; ")
+                        service.name, service.id, placement.stamp.tx_id, placement.device, describe(&fields)
                     );
                     let key = format!(
                         "{}:differs:{}",
                         service.id,
-                        fields
-                            .iter()
-                            .map(|f| f.split(':').next().unwrap_or_default())
-                            .collect::<Vec<_>>()
-                            .join(",")
+                        fields.iter().map(|d| d.field).collect::<Vec<_>>().join(",")
                     );
                     let update = (placement.status != PlacementStatus::Authorised).then(|| {
                         DriftUpdate::placement(PlacementStatus::Drifted, &placement.stamp.tx_id)
@@ -441,40 +460,49 @@ impl Orchestrator {
         }
         let mut fields = Vec::new();
         if service.image != container.digest {
-            fields.push(format!(
-                "image: runs {}, the ledger authorised {}",
-                service.image, container.digest
-            ));
+            fields.push(Difference {
+                field: "image",
+                detail: format!(
+                    "runs {}, the ledger authorised {}",
+                    service.image, container.digest
+                ),
+            });
         }
         if service.replicas != Some(1) {
-            fields.push(format!(
-                "replicas: {}, authorised 1",
-                service
-                    .replicas
-                    .map_or_else(|| "global".to_owned(), |r| r.to_string())
-            ));
+            fields.push(Difference {
+                field: "replicas",
+                detail: format!(
+                    "{}, authorised 1",
+                    service
+                        .replicas
+                        .map_or_else(|| "global".to_owned(), |r| r.to_string())
+                ),
+            });
         }
         let constraint = swarm::device_constraint(&placement.device);
         if service.constraints != [constraint.clone()] {
-            fields.push(format!(
-                "placement constraint: {:?}, authorised [{constraint:?}]",
-                service.constraints
-            ));
+            fields.push(Difference {
+                field: "placement constraint",
+                detail: format!("{:?}, authorised [{constraint:?}]", service.constraints),
+            });
         }
         if let Some(mounts) = own.and_then(|t| t.mounts.as_ref()) {
             let (mut now, mut then) = (service.mounts.clone(), mounts.clone());
             now.sort();
             then.sort();
             if now != then {
-                fields.push(format!("mounts: {now:?}, authorised {then:?}"));
+                fields.push(Difference {
+                    field: "mounts",
+                    detail: format!("{now:?}, authorised {then:?}"),
+                });
             }
         }
         if let Some(networks) = own.and_then(|t| t.networks.as_ref()) {
             if service.networks != *networks {
-                fields.push(format!(
-                    "network: {:?}, authorised {networks:?}",
-                    service.networks
-                ));
+                fields.push(Difference {
+                    field: "network",
+                    detail: format!("{:?}, authorised {networks:?}", service.networks),
+                });
             }
         }
         Ok(if fields.is_empty() {
@@ -502,7 +530,7 @@ impl Orchestrator {
                     let tracked: &[Tracked] = if own { &tracked } else { &[] };
                     match self.judge(&service, container, tracked).await? {
                         Verdict::Authorised(_) => None,
-                        Verdict::Differs { fields, .. } => Some(format!("differs from its authorised placement: {}", fields.join("; "))),
+                        Verdict::Differs { fields, .. } => Some(format!("differs from its authorised placement: {}", describe(&fields))),
                         Verdict::Unauthorised(why) => Some(why),
                     }
                 }
@@ -585,5 +613,28 @@ impl Orchestrator {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{describe, Difference};
+
+    #[test]
+    fn differences_read_as_field_then_detail() {
+        let fields = [
+            Difference {
+                field: "image",
+                detail: "runs sha256:b, the ledger authorised sha256:a".into(),
+            },
+            Difference {
+                field: "replicas",
+                detail: "3, authorised 1".into(),
+            },
+        ];
+        assert_eq!(
+            describe(&fields),
+            "image: runs sha256:b, the ledger authorised sha256:a; replicas: 3, authorised 1"
+        );
     }
 }
