@@ -70,8 +70,19 @@ fn untar(bytes: &[u8], dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn the_ccaas_package_is_byte_deterministic_and_says_where_the_chaincode_is() {
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let seconds = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
     let first = package(one.path(), &[]);
-    std::thread::sleep(std::time::Duration::from_millis(1100)); // different wall-clock seconds
+    // The second package is made in a later wall-clock second than the first was finished in,
+    // so a timestamp in the archive would show: wait for that second (at most one), polling.
+    let finished = seconds();
+    while seconds() == finished {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let second = package(two.path(), &[]);
     assert_eq!(first, second, "same inputs, same package id");
     let bytes = std::fs::read(one.path().join("tom_0.1.tar.gz")).unwrap();
