@@ -96,13 +96,8 @@ impl ContainerActions for SwarmActions {
             placed.task_id,
             placed.node_id.as_deref().unwrap_or("?")
         );
-        let authorising = placed.authorising.ok_or_else(|| {
-            ActionError::Orchestrator(
-                "the placement's authorising transaction was not returned".into(),
-            )
-        })?;
         Ok(ActionReport {
-            authorising,
+            authorising: placed.authorising,
             outcome: Some(placed.outcome),
             detail: Some(detail),
         })
@@ -124,11 +119,8 @@ impl ContainerActions for SwarmActions {
         } else {
             format!("removed service {}", terminated.removed_services.join(", "))
         };
-        let authorising = terminated.authorising.ok_or_else(|| {
-            ActionError::Orchestrator("the termination's leave transaction was not returned".into())
-        })?;
         Ok(ActionReport {
-            authorising,
+            authorising: terminated.authorising,
             outcome: Some(terminated.outcome),
             detail: Some(detail),
         })

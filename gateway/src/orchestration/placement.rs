@@ -68,11 +68,18 @@ pub struct Placed {
     pub service_name: String,
     pub task_id: String,
     pub node_id: Option<String>,
-    /// The PLACE transaction as committed (None when recovery finished the placement).
+    /// The PLACE transaction as committed.
     #[serde(skip)]
-    pub authorising: Option<Submitted>,
+    pub authorising: Submitted,
     /// The RecordOutcome transaction as committed.
     #[serde(skip)]
+    pub outcome: Submitted,
+}
+
+/// Steps 3 and 4 done: the task runs and the ledger says so.
+pub(super) struct Running {
+    pub task: TaskInfo,
+    /// The RecordOutcome (`running`) transaction.
     pub outcome: Submitted,
 }
 
@@ -156,11 +163,21 @@ impl Orchestrator {
         self.checkpoint(Failpoint::Created).await;
 
         // (3) Wait until it runs or fails, then (4) record.
-        let mut placed = self
+        let Running { task, outcome } = self
             .finish_placement(&placement, &service_id, &service_name, "")
             .await?;
-        placed.authorising = Some(authorising);
-        Ok(placed)
+        Ok(Placed {
+            container_id: placement.container_id,
+            device_id: placement.device_id,
+            authorising_tx: placement.tx,
+            outcome_tx: outcome.tx_id.clone(),
+            service_id,
+            service_name,
+            task_id: task.id,
+            node_id: task.node_id,
+            authorising,
+            outcome,
+        })
     }
 
     /// Steps 3 and 4 of a placement whose service exists (also used by recovery).
@@ -170,7 +187,7 @@ impl Orchestrator {
         service_id: &str,
         service_name: &str,
         note: &str,
-    ) -> Result<Placed, OrchestrationError> {
+    ) -> Result<Running, OrchestrationError> {
         let AuthorisedPlacement {
             action_id,
             container_id,
@@ -238,18 +255,7 @@ impl Orchestrator {
             j.close(id)
         })
         .await?;
-        Ok(Placed {
-            container_id: container_id.clone(),
-            device_id: device_id.clone(),
-            authorising_tx: tx.clone(),
-            outcome_tx: outcome.tx_id.clone(),
-            service_id: service_id.to_owned(),
-            service_name: service_name.to_owned(),
-            task_id: task.id,
-            node_id: task.node_id,
-            authorising: None,
-            outcome,
-        })
+        Ok(Running { task, outcome })
     }
 
     /// Undo an authorised placement that cannot run: remove its service (if any), record the

@@ -191,10 +191,10 @@ impl Orchestrator {
                     )
                     .await
                 {
-                    Ok(placed) => Ok(done(
+                    Ok(running) => Ok(done(
                         Resolution::Finished,
                         format!("service {} runs; recorded running", service.name),
-                        Some(placed.outcome_tx),
+                        Some(running.outcome.tx_id),
                     )),
                     Err(OrchestrationError::PlacementFailed {
                         outcome_tx, detail, ..
@@ -260,10 +260,10 @@ impl Orchestrator {
             )
             .await
         {
-            Ok(t) => (
+            Ok(removed) => (
                 Resolution::Finished,
-                format!("removed {:?}", t.removed_services),
-                Some(t.outcome_tx),
+                format!("removed {:?}", removed.services),
+                Some(removed.outcome.tx_id),
             ),
             Err(OrchestrationError::RemovalFailed {
                 outcome_tx, detail, ..

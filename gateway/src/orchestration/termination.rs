@@ -36,11 +36,19 @@ pub struct Terminated {
     pub outcome_tx: String,
     /// Names of the services removed (empty if none was running).
     pub removed_services: Vec<String>,
-    /// The leave transaction as committed (None when recovery finished the termination).
+    /// The leave transaction as committed.
     #[serde(skip)]
-    pub authorising: Option<Submitted>,
+    pub authorising: Submitted,
     /// The RecordOutcome transaction as committed.
     #[serde(skip)]
+    pub outcome: Submitted,
+}
+
+/// Steps 2 and 3 done: the service is gone and the ledger says so.
+pub(super) struct Removed {
+    /// Names of the services removed (empty if none was running).
+    pub services: Vec<String>,
+    /// The RecordOutcome (`removed`) transaction.
     pub outcome: Submitted,
 }
 
@@ -72,11 +80,20 @@ impl Orchestrator {
         let journalled = action.clone();
         self.journal_op(move |j| j.update(&journalled)).await?;
         self.checkpoint(Failpoint::Left).await;
-        let mut terminated = self
+        let Removed {
+            services: removed_services,
+            outcome,
+        } = self
             .finish_termination(action.id, container_id, &authorising.tx_id, "")
             .await?;
-        terminated.authorising = Some(authorising);
-        Ok(terminated)
+        Ok(Terminated {
+            container_id: container_id.to_owned(),
+            leave_tx: authorising.tx_id.clone(),
+            outcome_tx: outcome.tx_id.clone(),
+            removed_services,
+            authorising,
+            outcome,
+        })
     }
 
     /// Steps 2 and 3 of a termination whose leave transaction `tx` committed (also used by
@@ -87,7 +104,7 @@ impl Orchestrator {
         container_id: &str,
         tx: &str,
         note: &str,
-    ) -> Result<Terminated, OrchestrationError> {
+    ) -> Result<Removed, OrchestrationError> {
         let mut removed = Vec::new();
         let mut failure = None;
         match self.container_services(container_id).await {
@@ -137,12 +154,8 @@ impl Orchestrator {
         })
         .await?;
         match failure {
-            None => Ok(Terminated {
-                container_id: container_id.to_owned(),
-                leave_tx: tx.to_owned(),
-                outcome_tx: outcome.tx_id.clone(),
-                removed_services: removed,
-                authorising: None,
+            None => Ok(Removed {
+                services: removed,
                 outcome,
             }),
             Some(detail) => Err(OrchestrationError::RemovalFailed {
