@@ -5,7 +5,7 @@ use super::{check_id, check_sha256, check_text, decode_signature, parse_certific
 use crate::claims::{self, Envelope, IdentityProof, Statement};
 use crate::context::Ctx;
 use crate::error::ContractError;
-use crate::guards::{self, GuardFailure, Guards};
+use crate::guards::{self, Guards};
 use crate::identity::{check_chain, Certificate};
 use crate::keys;
 use crate::model::*;
@@ -199,12 +199,7 @@ impl Transaction for requests::TerminateDevice {
                     .and_then(|(_, attrs)| attrs.get(1).map(|s| (*s).to_owned()))
             })
             .collect();
-        if !placed.is_empty() {
-            guards.check(Err(GuardFailure::ContainersPlaced {
-                device: req.id.clone(),
-                containers: placed,
-            }));
-        }
+        guards.check(guards::no_containers_placed(&req.id, placed));
         guards.finish("leave device")?;
         let Some(Entity::Device(mut device)) = entity else {
             return Err(ContractError::NotFound {

@@ -55,19 +55,7 @@ impl Transaction for requests::PlaceContainer {
             device.as_ref(),
         ));
         if let Some(Entity::Container(c)) = &container {
-            // Re-placing on the same device is refused while the placement is active; once drift
-            // reported it missing, stopped, unavailable or drifted, a fresh placement may replace it.
-            if let Some(p) = c
-                .placement
-                .as_ref()
-                .filter(|p| p.device == req.device_id && p.status.is_active())
-            {
-                guards.check(Err(GuardFailure::AlreadyPlaced {
-                    container: c.id.clone(),
-                    device: p.device.clone(),
-                    since_tx: p.stamp.tx_id.clone(),
-                }));
-            }
+            guards.check(guards::not_placed_on(c, &req.device_id));
         }
         guards.finish("place container")?;
         let Some(Entity::Container(mut container)) = container else {
@@ -132,22 +120,11 @@ impl Transaction for requests::RecordOutcome {
         let mut subjects = vec![container.id.clone()];
         match (req.action.as_str(), req.outcome.as_str()) {
             ("place", outcome @ ("running" | "failed")) => {
-                let Some(placement) = container
-                    .placement
-                    .clone()
-                    .filter(|p| p.stamp.tx_id == req.authorising_tx)
-                else {
-                    let current = container.placement.as_ref().map_or("none".to_owned(), |p| {
-                        format!("tx {} on {}", p.stamp.tx_id, p.device)
-                    });
-                    return Err(ContractError::GuardFailed {
-                    transition: "record placement outcome",
-                    failures: vec![GuardFailure::Precondition {
-                        condition: "current-placement(container, tx)",
-                        detail: format!("placement tx {} is not container {}'s current placement (current: {current})", req.authorising_tx, container.id),
-                    }],
-                });
-                };
+                let placement = guards::require(
+                    "record placement outcome",
+                    guards::current_placement(&container, Some(&req.authorising_tx)),
+                )?
+                .clone();
                 if placement.status == PlacementStatus::Running {
                     return Err(ContractError::GuardFailed {
                         transition: "record placement outcome",
@@ -260,34 +237,17 @@ impl Transaction for requests::RecordDrift {
             if let Some(status) = req.placement_status {
                 guards.check(guards::joined(id, EntityType::Container, entity.as_ref()));
                 if let Some(Entity::Container(mut c)) = entity {
-                    match c.placement.clone() {
-                        Some(p)
-                            if req
-                                .authorising_tx
-                                .as_ref()
-                                .is_none_or(|tx| *tx == p.stamp.tx_id) =>
-                        {
-                            if p.status == PlacementStatus::Authorised {
-                                guards.check(Err(GuardFailure::Precondition {
+                    let current = guards::current_placement(&c, req.authorising_tx.as_deref());
+                    if let Some(p) = guards.hold(current).cloned() {
+                        if p.status == PlacementStatus::Authorised {
+                            guards.check(Err(GuardFailure::Precondition {
                                 condition: "reported(placement)",
                                 detail: format!("placement tx {} of container {} has no outcome yet; RecordOutcome reports it first", p.stamp.tx_id, c.id),
                             }));
-                            }
-                            subjects.push(p.device.clone());
-                            c.placement = Some(Placement { status, ..p });
-                            container_update = Some(c);
                         }
-                        current => {
-                            guards.check(Err(GuardFailure::Precondition {
-                        condition: "current-placement(container, tx)",
-                        detail: format!(
-                            "placement tx {} is not container {}'s current placement (current: {})",
-                            req.authorising_tx.as_deref().unwrap_or("(any)"),
-                            c.id,
-                            current.map_or("none".to_owned(), |p| format!("tx {} on {}", p.stamp.tx_id, p.device))
-                        ),
-                    }));
-                        }
+                        subjects.push(p.device.clone());
+                        c.placement = Some(Placement { status, ..p });
+                        container_update = Some(c);
                     }
                 }
             }

@@ -221,22 +221,9 @@ impl Transaction for requests::EvaluateContract {
                     id: req.contract_id.clone(),
                 })?;
         let now = ctx.now();
-        if contract.state != ContractState::Active
-            || contract.state_at(now) == ContractState::Active
-        {
-            return Err(ContractError::GuardFailed {
-                transition: "settle contract",
-                failures: vec![GuardFailure::Precondition {
-                    condition: "deadline-passed(contract)",
-                    detail: format!(
-                        "contract {} is {} (deadline {})",
-                        contract.id,
-                        contract.state_description(now),
-                        contract.deadline
-                    ),
-                }],
-            });
-        }
+        Guards::new()
+            .check(guards::deadline_passed(&contract, now))
+            .finish("settle contract")?;
         contract.state = ContractState::Violated;
         contract.settled = Some(ctx.stamp(&caller));
         ctx.put_contract(&contract)?;
@@ -262,11 +249,7 @@ fn generator_signer(generator: &Entity) -> Result<(CertificateInfo, Option<Strin
         Entity::Device(d) => Ok((d.certificate.clone(), None)),
         Entity::Container(c) => {
             // An activity generates data only where it runs, and signs with its own key.
-            let Some(host) = c.placement.as_ref().map(|p| p.device.clone()) else {
-                return Err(GuardFailure::NotPlaced {
-                    container: c.id.clone(),
-                });
-            };
+            let host = guards::placed(c)?.to_owned();
             match &c.certificate {
                 Some(cert) => Ok((cert.clone(), Some(host))),
                 None => Err(GuardFailure::Precondition {
@@ -500,53 +483,22 @@ impl Transaction for requests::ExecContract {
             activity.as_ref(),
         ));
         let host_device = match &activity {
-            Some(Entity::Container(c)) if c.state == Lifecycle::Joined => match &c.placement {
-                Some(p) => Some(p.device.clone()),
-                None => {
-                    guards.check(Err(GuardFailure::NotPlaced {
-                        container: c.id.clone(),
-                    }));
-                    None
-                }
-            },
+            Some(Entity::Container(c)) if c.state == Lifecycle::Joined => {
+                guards.hold(guards::placed(c)).map(str::to_owned)
+            }
             _ => None,
         };
-        let state = contract.state_at(now);
-        if state != ContractState::Active {
-            guards.check(Err(GuardFailure::ContractNotActive {
-                contract: contract.id.clone(),
-                state: contract.state_description(now),
-            }));
-        }
+        guards.check(guards::active(&contract, now));
         if let Some(Entity::Data(d)) = &data {
             let credential: Option<Credential> = ctx.get(&keys::key(
                 keys::CREDENTIAL,
                 &[&contract.contractor, &contract.id],
             )?)?;
-            let granted = credential.is_some_and(|c| {
-                c.uses.iter().any(|u| {
-                    u.kind == d.kind && u.source.as_ref().is_none_or(|s| s == &d.generated_by)
-                })
-            });
-            if !granted {
-                guards.check(Err(GuardFailure::NoCredential {
-                    activity: contract.contractor.clone(),
-                    contract: contract.id.clone(),
-                    data: d.id.clone(),
-                    kind: d.kind.clone(),
-                    source: d.generated_by.clone(),
-                }));
-            }
-            if let Some(tx) = ctx
+            guards.check(guards::credential(&contract, credential.as_ref(), d));
+            let used_tx = ctx
                 .stub
-                .get_state(&keys::key(keys::USED, &[&d.id, &contract.id])?)?
-            {
-                guards.check(Err(GuardFailure::AlreadyUsed {
-                    data: d.id.clone(),
-                    contract: contract.id.clone(),
-                    tx_id: String::from_utf8_lossy(&tx).into_owned(),
-                }));
-            }
+                .get_state(&keys::key(keys::USED, &[&d.id, &contract.id])?)?;
+            guards.check(guards::not_used(d, &contract, used_tx.as_deref()));
         }
         if let Some(activity) = &activity {
             if caller.role == Some(Role::Orchestrator) {
