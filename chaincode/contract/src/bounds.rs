@@ -387,9 +387,9 @@ impl Bounded for RecordOutcome {
             detail,
         } = self;
         ID.check("container_id", container_id)?;
-        ascii("action", action, 16)?;
+        ascii("action", action.as_str(), 16)?;
         TX_ID.check("authorising_tx", authorising_tx)?;
-        ascii("outcome", outcome, 16)?;
+        ascii("outcome", outcome.as_str(), 16)?;
         ids::check_optional_text("detail", detail, ids::MAX_DETAIL)
     }
 }

@@ -10,7 +10,7 @@ use crate::identity::{check_chain, Certificate};
 use crate::keys;
 use crate::ledger::{LedgerStub, Timestamp};
 use crate::model::{
-    AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, RecordKind, Role, Stamp,
+    AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, Role, Stamp,
 };
 use crate::transaction::{Callers, Transaction};
 
@@ -344,15 +344,22 @@ impl<'a> Ctx<'a> {
 
     // --- records --------------------------------------------------------------------------
 
-    /// Write this transaction's ledger record with its time, agent and entity indexes, and emit
-    /// the chaincode event named after its kind. Called exactly once per committing transaction.
-    pub fn record(
+    /// Write this transaction's ledger record (of kind [`Transaction::RECORD`]) with its time,
+    /// agent and entity indexes, and emit the chaincode event named after its kind. Called
+    /// exactly once per committing transaction.
+    pub fn record<T: Transaction>(
         &mut self,
         caller: &Caller,
-        kind: RecordKind,
         subjects: Vec<String>,
         body: RecordBody,
     ) -> Result<LedgerRecord, ContractError> {
+        // The registry refuses to compile a submit without a record kind (`Function::of`).
+        let Some(kind) = T::RECORD else {
+            return Err(ContractError::CorruptState {
+                key: T::NAME.to_owned(),
+                detail: "an evaluate transaction cannot write a ledger record".to_owned(),
+            });
+        };
         let record = LedgerRecord {
             kind,
             tx_id: self.tx_id(),

@@ -13,7 +13,10 @@
 //! | leave data        | [`joined`]\(generator), [`placed`]\(container generator), [`left`]\(each input) |
 //! | join data (EXEC)  | [`left`]\(data), [`joined`] + [`placed`]\(activity), [`active`]\(contract), [`credential`], [`not_used`] |
 //! | place container   | [`joined`]\(container), [`joined`]\(device), [`not_placed_on`] |
-//! | outcome / drift of a placement | [`current_placement`]      |
+//! | outcome of a placement | [`current_placement`], [`authorised`] |
+//! | outcome of a removal | [`left_in`]                          |
+//! | drift of a placement | [`current_placement`], [`reported`]  |
+//! | leave data from a container | [`signing_identity`]          |
 //! | settle contract   | [`deadline_passed`]                      |
 
 use std::fmt;
@@ -22,8 +25,8 @@ use serde::Serialize;
 
 use crate::ledger::Timestamp;
 use crate::model::{
-    Container, ContractState, Credential, Data, Entity, EntityType, Lifecycle, Placement,
-    ProcessingContract,
+    CertificateInfo, Container, ContractState, Credential, Data, Entity, EntityType, Lifecycle,
+    Placement, PlacementStatus, ProcessingContract,
 };
 
 /// One failed guard.
@@ -412,4 +415,62 @@ pub fn deadline_passed(contract: &ProcessingContract, now: Timestamp) -> Result<
             ),
         })
     }
+}
+
+/// authorised(placement): a placement's outcome is reported once; a placement reported
+/// running already takes no second outcome.
+pub fn authorised(placement: &Placement) -> Result<(), GuardFailure> {
+    if placement.status == PlacementStatus::Running {
+        Err(GuardFailure::Precondition {
+            condition: "authorised(placement)",
+            detail: format!(
+                "placement tx {} was reported running already",
+                placement.stamp.tx_id
+            ),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// reported(placement): drift of a placement is recorded only once its outcome was reported
+/// (RecordOutcome comes first).
+pub fn reported(container: &Container, placement: &Placement) -> Result<(), GuardFailure> {
+    if placement.status == PlacementStatus::Authorised {
+        Err(GuardFailure::Precondition {
+            condition: "reported(placement)",
+            detail: format!("placement tx {} of container {} has no outcome yet; RecordOutcome reports it first", placement.stamp.tx_id, container.id),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// left(container, tx): a removal's outcome is about the TERMINATE transaction `tx` in which
+/// the container left.
+pub fn left_in(container: &Container, tx: &str) -> Result<(), GuardFailure> {
+    if container.left.as_ref().map(|d| d.stamp.tx_id.as_str()) == Some(tx) {
+        Ok(())
+    } else {
+        Err(GuardFailure::Precondition {
+            condition: "left(container, tx)",
+            detail: format!(
+                "container {} did not leave in tx {tx} (state: {})",
+                container.id,
+                Entity::Container(container.clone()).state_description()
+            ),
+        })
+    }
+}
+
+/// signing-identity(activity): Table II, leave data (from activity), extended: a container
+/// signs the data it generates with its own workload key, so it must have joined with one.
+pub fn signing_identity(container: &Container) -> Result<&CertificateInfo, GuardFailure> {
+    container
+        .certificate
+        .as_ref()
+        .ok_or_else(|| GuardFailure::Precondition {
+            condition: "signing-identity(activity)",
+            detail: format!("container {} has no workload certificate; identify it with one to let it sign data", container.id),
+        })
 }

@@ -235,6 +235,92 @@ pub struct Placement {
     pub previous_device: Option<String>,
 }
 
+/// What a RecordOutcome reports on: an authorised placement or a removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedAction {
+    /// The PLACE transaction's placement.
+    Place,
+    /// The TERMINATE transaction's removal.
+    Terminate,
+    /// Any other word, kept so that RecordOutcome's refusal names it; never recorded, and not
+    /// part of the schema.
+    #[serde(untagged)]
+    #[schemars(skip)]
+    Other(String),
+}
+
+/// How the reported placement or removal went: a placement is `running` or `failed`, a removal
+/// `removed` or `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedOutcome {
+    Running,
+    Removed,
+    Failed,
+    /// Any other word, kept so that RecordOutcome's refusal names it; never recorded, and not
+    /// part of the schema.
+    #[serde(untagged)]
+    #[schemars(skip)]
+    Other(String),
+}
+
+impl ReportedAction {
+    /// The word on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ReportedAction::Place => "place",
+            ReportedAction::Terminate => "terminate",
+            ReportedAction::Other(word) => word,
+        }
+    }
+}
+
+impl ReportedOutcome {
+    /// The word on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ReportedOutcome::Running => "running",
+            ReportedOutcome::Removed => "removed",
+            ReportedOutcome::Failed => "failed",
+            ReportedOutcome::Other(word) => word,
+        }
+    }
+}
+
+impl From<&str> for ReportedAction {
+    fn from(word: &str) -> Self {
+        match word {
+            "place" => ReportedAction::Place,
+            "terminate" => ReportedAction::Terminate,
+            other => ReportedAction::Other(other.to_owned()),
+        }
+    }
+}
+
+impl From<&str> for ReportedOutcome {
+    fn from(word: &str) -> Self {
+        match word {
+            "running" => ReportedOutcome::Running,
+            "removed" => ReportedOutcome::Removed,
+            "failed" => ReportedOutcome::Failed,
+            other => ReportedOutcome::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ReportedAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for ReportedOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How far the orchestrator has carried out an authorised placement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -585,9 +671,9 @@ pub enum RecordBody {
     /// The orchestrator's report of how a placement or removal went.
     Outcome {
         container: String,
-        action: String,
+        action: ReportedAction,
         authorising_tx: String,
-        outcome: String,
+        outcome: ReportedOutcome,
         detail: String,
     },
     /// Swarm state that differs from what the ledger authorised.

@@ -277,11 +277,11 @@ pub struct EvaluateContract {
 pub struct RecordOutcome {
     pub container_id: String,
     /// `place` or `terminate`.
-    pub action: String,
+    pub action: crate::model::ReportedAction,
     /// The PLACE or TERMINATE transaction this reports on.
     pub authorising_tx: String,
     /// For `place`: `running` or `failed`; for `terminate`: `removed` or `failed`.
-    pub outcome: String,
+    pub outcome: crate::model::ReportedOutcome,
     #[serde(default)]
     pub detail: String,
 }

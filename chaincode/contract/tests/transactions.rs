@@ -69,6 +69,11 @@ fn every_answer_decodes_as_its_transactions_response_type() {
         .submit(orchestrator, "RecordOutcome", json!({ "container_id": "analyser", "action": "place", "authorising_tx": place, "outcome": "running" }))
         .unwrap();
     check_round_trip::<requests::RecordOutcome>(&outcome);
+    // Typed outcomes keep their wire spelling.
+    assert_eq!(
+        (&outcome["body"]["action"], &outcome["body"]["outcome"]),
+        (&json!("place"), &json!("running"))
+    );
     let drift = w
         .submit(orchestrator, "RecordDrift", json!({ "service": "svc-analyser", "container_id": "analyser", "description": "stopped", "placement_status": "stopped" }))
         .unwrap();
@@ -140,6 +145,22 @@ fn resolve<'a>(metadata: &'a Value, mut schema: &'a Value) -> &'a Value {
     schema
 }
 
+/// The words an enum's schema allows: `enum` lists, `const`s, and those of its alternatives
+/// (variants with doc comments become one alternative each).
+fn collect_words(schema: &Value, words: &mut Vec<Value>) {
+    if let Some(listed) = schema["enum"].as_array() {
+        words.extend(listed.iter().cloned());
+    }
+    if !schema["const"].is_null() {
+        words.push(schema["const"].clone());
+    }
+    for alternatives in ["oneOf", "anyOf"] {
+        for alternative in schema[alternatives].as_array().into_iter().flatten() {
+            collect_words(alternative, words);
+        }
+    }
+}
+
 #[test]
 fn metadata_carries_the_json_schemas_of_every_request_and_response() {
     let metadata = tom_contract::metadata();
@@ -174,6 +195,20 @@ fn metadata_carries_the_json_schemas_of_every_request_and_response() {
         ["action", "authorising_tx", "container_id", "outcome"]
     );
     assert_eq!(request["additionalProperties"], false, "{request:#}");
+    // The schema lists the words the contract accepts, not the catch-all it refuses.
+    let words = |field: &str| {
+        let mut words = Vec::new();
+        collect_words(
+            resolve(&metadata, &request["properties"][field]),
+            &mut words,
+        );
+        words
+    };
+    assert_eq!(words("action"), [json!("place"), json!("terminate")]);
+    assert_eq!(
+        words("outcome"),
+        [json!("running"), json!("removed"), json!("failed")]
+    );
     assert_eq!(
         resolve(&metadata, &outcome["returns"])["properties"]["kind"]["$ref"],
         "#/components/schemas/RecordKind"

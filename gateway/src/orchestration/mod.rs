@@ -401,9 +401,9 @@ impl Orchestrator {
     ) -> Result<Submitted, OrchestrationError> {
         let request = requests::RecordOutcome {
             container_id: container_id.to_owned(),
-            action: action.to_owned(),
+            action: action.into(),
             authorising_tx: authorising_tx.to_owned(),
-            outcome: outcome.to_owned(),
+            outcome: outcome.into(),
             detail: truncate(detail, 4000),
         };
         self.submit(&self.identity, "RecordOutcome", &request).await

@@ -164,7 +164,7 @@ impl Transaction for requests::IdentifyDevice {
             proof: format!("x509:{} + signed nonce", certificate.info.sha256),
             node_id: req.node_id,
         };
-        ctx.record(&caller, RecordKind::ProvIdCreate, vec![req.device_id], body)
+        ctx.record::<Self>(&caller, vec![req.device_id], body)
     }
 }
 
@@ -219,7 +219,7 @@ impl Transaction for requests::TerminateDevice {
             reason: req.reason,
             location: None,
         };
-        ctx.record(&caller, RecordKind::ProvIdDelete, vec![req.id], body)
+        ctx.record::<Self>(&caller, vec![req.id], body)
     }
 }
 
@@ -360,12 +360,7 @@ impl Transaction for requests::IdentifyContainer {
             proof,
             node_id: None,
         };
-        ctx.record(
-            &caller,
-            RecordKind::ProvIdCreate,
-            vec![req.container_id],
-            body,
-        )
+        ctx.record::<Self>(&caller, vec![req.container_id], body)
     }
 }
 
@@ -420,6 +415,6 @@ impl Transaction for requests::TerminateContainer {
             reason: req.reason,
             location,
         };
-        ctx.record(&caller, RecordKind::ProvIdDelete, subjects, body)
+        ctx.record::<Self>(&caller, subjects, body)
     }
 }

@@ -92,6 +92,6 @@ impl Transaction for requests::RegisterOrg {
             ca_certificates: org.ca_certificates_pem.len(),
             require_image_signature: org.policy.require_image_signature,
         };
-        ctx.record(&caller, RecordKind::Org, vec![], body)
+        ctx.record::<Self>(&caller, vec![], body)
     }
 }

@@ -4,7 +4,7 @@
 use super::{check_id, check_text, MAX_TEXT_LEN};
 use crate::context::Ctx;
 use crate::error::ContractError;
-use crate::guards::{self, GuardFailure, Guards};
+use crate::guards::{self, Guards};
 use crate::keys;
 use crate::model::*;
 use crate::requests;
@@ -83,7 +83,7 @@ impl Transaction for requests::PlaceContainer {
             location: req.device_id,
             previous_location: previous,
         };
-        ctx.record(&caller, RecordKind::Orchestrate, subjects, body)
+        ctx.record::<Self>(&caller, subjects, body)
     }
 }
 
@@ -118,27 +118,19 @@ impl Transaction for requests::RecordOutcome {
         };
         ctx.acts_for(&caller, &container.org, "report outcomes for containers")?;
         let mut subjects = vec![container.id.clone()];
-        match (req.action.as_str(), req.outcome.as_str()) {
-            ("place", outcome @ ("running" | "failed")) => {
+        match (&req.action, &req.outcome) {
+            (
+                ReportedAction::Place,
+                outcome @ (ReportedOutcome::Running | ReportedOutcome::Failed),
+            ) => {
                 let placement = guards::require(
                     "record placement outcome",
                     guards::current_placement(&container, Some(&req.authorising_tx)),
                 )?
                 .clone();
-                if placement.status == PlacementStatus::Running {
-                    return Err(ContractError::GuardFailed {
-                        transition: "record placement outcome",
-                        failures: vec![GuardFailure::Precondition {
-                            condition: "authorised(placement)",
-                            detail: format!(
-                                "placement tx {} was reported running already",
-                                req.authorising_tx
-                            ),
-                        }],
-                    });
-                }
+                guards::require("record placement outcome", guards::authorised(&placement))?;
                 subjects.push(placement.device.clone());
-                if outcome == "running" {
+                if *outcome == ReportedOutcome::Running {
                     container.placement = Some(Placement {
                         status: PlacementStatus::Running,
                         ..placement
@@ -154,24 +146,14 @@ impl Transaction for requests::RecordOutcome {
                     container.placement = None;
                 }
             }
-            ("terminate", "removed" | "failed") => {
-                let left_tx = container.left.as_ref().map(|d| d.stamp.tx_id.clone());
-                if left_tx.as_deref() != Some(req.authorising_tx.as_str()) {
-                    return Err(ContractError::GuardFailed {
-                        transition: "record removal outcome",
-                        failures: vec![GuardFailure::Precondition {
-                            condition: "left(container, tx)",
-                            detail: format!(
-                                "container {} did not leave in tx {} (state: {})",
-                                container.id,
-                                req.authorising_tx,
-                                Entity::Container(container.clone()).state_description()
-                            ),
-                        }],
-                    });
-                }
+            (ReportedAction::Terminate, ReportedOutcome::Removed | ReportedOutcome::Failed) => {
+                guards::require(
+                    "record removal outcome",
+                    guards::left_in(&container, &req.authorising_tx),
+                )?;
             }
             (action, outcome) => {
+                let (action, outcome) = (action.as_str(), outcome.as_str());
                 return Err(ContractError::bad(f, format!("action {action:?} with outcome {outcome:?}: expected place running|failed or terminate removed|failed")));
             }
         }
@@ -183,7 +165,7 @@ impl Transaction for requests::RecordOutcome {
             outcome: req.outcome,
             detail: req.detail,
         };
-        ctx.record(&caller, RecordKind::Outcome, subjects, body)
+        ctx.record::<Self>(&caller, subjects, body)
     }
 }
 
@@ -239,12 +221,7 @@ impl Transaction for requests::RecordDrift {
                 if let Some(Entity::Container(mut c)) = entity {
                     let current = guards::current_placement(&c, req.authorising_tx.as_deref());
                     if let Some(p) = guards.hold(current).cloned() {
-                        if p.status == PlacementStatus::Authorised {
-                            guards.check(Err(GuardFailure::Precondition {
-                                condition: "reported(placement)",
-                                detail: format!("placement tx {} of container {} has no outcome yet; RecordOutcome reports it first", p.stamp.tx_id, c.id),
-                            }));
-                        }
+                        guards.check(guards::reported(&c, &p));
                         subjects.push(p.device.clone());
                         c.placement = Some(Placement { status, ..p });
                         container_update = Some(c);
@@ -288,6 +265,6 @@ impl Transaction for requests::RecordDrift {
             device: req.device_id,
             device_status: req.device_status,
         };
-        ctx.record(&caller, RecordKind::Drift, subjects, body)
+        ctx.record::<Self>(&caller, subjects, body)
     }
 }

@@ -196,7 +196,7 @@ impl Transaction for requests::DefineContract {
             generates: req.generates.into_iter().map(|g| g.kind).collect(),
             deadline,
         };
-        ctx.record(&caller, RecordKind::Contract, subjects, body)
+        ctx.record::<Self>(&caller, subjects, body)
     }
 }
 
@@ -231,9 +231,8 @@ impl Transaction for requests::EvaluateContract {
             contract: contract.id.clone(),
             state: contract.state,
         };
-        ctx.record(
+        ctx.record::<Self>(
             &caller,
-            RecordKind::Contract,
             vec![contract.id.clone(), contract.contractor.clone()],
             body,
         )
@@ -250,13 +249,7 @@ fn generator_signer(generator: &Entity) -> Result<(CertificateInfo, Option<Strin
         Entity::Container(c) => {
             // An activity generates data only where it runs, and signs with its own key.
             let host = guards::placed(c)?.to_owned();
-            match &c.certificate {
-                Some(cert) => Ok((cert.clone(), Some(host))),
-                None => Err(GuardFailure::Precondition {
-                    condition: "signing-identity(activity)",
-                    detail: format!("container {} has no workload certificate; identify it with one to let it sign data", c.id),
-                }),
-            }
+            Ok((guards::signing_identity(c)?.clone(), Some(host)))
         }
         Entity::Data(d) => Err(GuardFailure::WrongType {
             id: d.id.clone(),
@@ -442,7 +435,7 @@ impl Transaction for requests::RecordData {
             derived_from: req.derived_from,
             fulfils,
         };
-        ctx.record(&caller, RecordKind::ProvData, subjects, body)
+        ctx.record::<Self>(&caller, subjects, body)
     }
 }
 
@@ -544,6 +537,6 @@ impl Transaction for requests::ExecContract {
             contract: contract.id.clone(),
             host_device,
         };
-        ctx.record(&caller, RecordKind::ProvOrch, subjects, body)
+        ctx.record::<Self>(&caller, subjects, body)
     }
 }
