@@ -474,3 +474,131 @@ pub fn signing_identity(container: &Container) -> Result<&CertificateInfo, Guard
             detail: format!("container {} has no workload certificate; identify it with one to let it sign data", container.id),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AgentRef, Departure, Stamp};
+
+    fn stamp(tx: &str) -> Stamp {
+        Stamp {
+            tx_id: tx.to_owned(),
+            at: Timestamp::from_seconds(1_700_000_000),
+            by: AgentRef {
+                id: "Org1MSP/orchestrator".into(),
+                msp_id: "Org1MSP".into(),
+                common_name: "orchestrator".into(),
+                role: None,
+                certificate_sha256: String::new(),
+            },
+        }
+    }
+
+    /// Container `c1`, placed by `place_tx` on `device` in `status` (unplaced when `None`).
+    fn container(placement: Option<(&str, &str, PlacementStatus)>) -> Container {
+        Container {
+            id: "c1".into(),
+            org: "Org1MSP".into(),
+            image: "tom/analyser".into(),
+            digest: format!("sha256:{}", "0".repeat(64)),
+            publisher: None,
+            certificate: None,
+            proof: None,
+            state: Lifecycle::Joined,
+            joined: stamp("tx-join"),
+            left: None,
+            placement: placement.map(|(tx, device, status)| Placement {
+                device: device.into(),
+                stamp: stamp(tx),
+                status,
+                previous_device: None,
+            }),
+            last_failed_placement: None,
+        }
+    }
+
+    /// `Ok` or the refusal as the caller reads it.
+    fn check<T>(outcome: Result<T, GuardFailure>, expected: &str) {
+        let got = match outcome {
+            Ok(_) => "ok".to_owned(),
+            Err(failure) => failure.to_string(),
+        };
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn placement_guards() {
+        use PlacementStatus::*;
+        let running = container(Some(("tx-p", "edge-1", Running)));
+        let authorised = container(Some(("tx-p", "edge-1", Authorised)));
+        let unplaced = container(None);
+        check(placed(&running), "ok");
+        check(
+            placed(&unplaced),
+            "guard placed(container) failed: container c1 is joined but not placed on any device",
+        );
+        check(
+            not_placed_on(&running, "edge-1"),
+            "container c1 is placed on device edge-1 already (since tx tx-p)",
+        );
+        check(not_placed_on(&running, "edge-2"), "ok");
+        check(
+            not_placed_on(&container(Some(("tx-p", "edge-1", Missing))), "edge-1"),
+            "ok",
+        );
+        check(current_placement(&running, Some("tx-p")), "ok");
+        check(current_placement(&running, None), "ok");
+        check(
+            current_placement(&running, Some("tx-old")),
+            "guard current-placement(container, tx) failed: placement tx tx-old is not container c1's current placement (current: tx tx-p on edge-1)",
+        );
+        check(
+            current_placement(&unplaced, None),
+            "guard current-placement(container, tx) failed: placement tx (any) is not container c1's current placement (current: none)",
+        );
+        check(authorised_guard(&authorised), "ok");
+        check(
+            authorised_guard(&running),
+            "guard authorised(placement) failed: placement tx tx-p was reported running already",
+        );
+        check(
+            reported(&authorised, authorised.placement.as_ref().unwrap()),
+            "guard reported(placement) failed: placement tx tx-p of container c1 has no outcome yet; RecordOutcome reports it first",
+        );
+        check(
+            reported(&running, running.placement.as_ref().unwrap()),
+            "ok",
+        );
+    }
+
+    fn authorised_guard(c: &Container) -> Result<(), GuardFailure> {
+        authorised(c.placement.as_ref().unwrap())
+    }
+
+    #[test]
+    fn removal_and_device_guards() {
+        let mut left = container(None);
+        left.state = Lifecycle::Left;
+        left.left = Some(Departure {
+            stamp: stamp("tx-leave"),
+            reason: None,
+        });
+        check(left_in(&left, "tx-leave"), "ok");
+        check(
+            left_in(&left, "tx-p"),
+            &format!(
+                "guard left(container, tx) failed: container c1 did not leave in tx tx-p (state: {})",
+                Entity::Container(left.clone()).state_description()
+            ),
+        );
+        check(no_containers_placed("edge-1", vec![]), "ok");
+        check(
+            no_containers_placed("edge-1", vec!["c1".into(), "c2".into()]),
+            "guard no-containers-placed failed: device edge-1 still hosts container(s) c1, c2",
+        );
+        check(
+            signing_identity(&left),
+            "guard signing-identity(activity) failed: container c1 has no workload certificate; identify it with one to let it sign data",
+        );
+    }
+}

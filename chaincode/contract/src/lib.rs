@@ -32,13 +32,12 @@ pub mod queries;
 pub mod requests;
 pub mod simulation;
 pub mod time;
-
 pub mod transaction;
 pub mod transactions;
 
 pub use error::ContractError;
 pub use ledger::{Creator, LedgerStub, Timestamp};
-pub use transaction::{Callers, Function, Kind, Transaction};
+pub use transaction::{transaction_schemas, Callers, Function, Kind, Transaction};
 
 use context::Ctx;
 use transaction::respond;
