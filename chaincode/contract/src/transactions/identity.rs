@@ -282,39 +282,39 @@ impl Transaction for requests::IdentifyContainer {
         // A workload certificate joins only with proof that its key is held (as a device's does),
         // chained to the container organisation's CA, and bound to no other entity.
         let workload = match (&req.certificate, &req.nonce, &req.proof) {
-        (Some(pem), Some(nonce), Some(proof)) => {
-            check_text(f, "nonce", nonce)?;
-            let cert = parse_certificate(f, "certificate", pem)?;
-            check_chain(&cert, &org.ca_certificates_pem, ctx.now())
-                .map_err(|e| ContractError::proof(f, e))?;
-            if cert.role().map_err(|e| ContractError::proof(f, e))? != Some(Role::Device) {
-                return Err(ContractError::proof(
-                    f,
-                    format!(
-                        "workload certificate {} does not carry tom.role=device",
-                        cert.info.subject
-                    ),
-                ));
+            (Some(pem), Some(nonce), Some(proof)) => {
+                check_text(f, "nonce", nonce)?;
+                let cert = parse_certificate(f, "certificate", pem)?;
+                check_chain(&cert, &org.ca_certificates_pem, ctx.now())
+                    .map_err(|e| ContractError::proof(f, e))?;
+                if cert.role().map_err(|e| ContractError::proof(f, e))? != Some(Role::Device) {
+                    return Err(ContractError::proof(
+                        f,
+                        format!(
+                            "workload certificate {} does not carry tom.role=device",
+                            cert.info.subject
+                        ),
+                    ));
+                }
+                let expected = req.statement(&cert.info.sha256, nonce, ctx.stub.channel_id());
+                let nonce_key = check_possession(ctx, &cert, proof, &expected)?;
+                let binding_key = check_identity_binding(ctx, &cert, &req.container_id)?;
+                Some((cert.info, proof.clone(), nonce_key, binding_key))
             }
-            let expected = req.statement(&cert.info.sha256, nonce, ctx.stub.channel_id());
-            let nonce_key = check_possession(ctx, &cert, proof, &expected)?;
-            let binding_key = check_identity_binding(ctx, &cert, &req.container_id)?;
-            Some((cert.info, proof.clone(), nonce_key, binding_key))
-        }
-        (None, None, None) => None,
-        (Some(_), _, _) => {
-            return Err(ContractError::bad(
-                f,
-                "a workload certificate needs its proof of possession: nonce and proof (a DSSE envelope signed by the workload key)",
-            ))
-        }
-        (None, _, _) => {
-            return Err(ContractError::bad(
-                f,
-                "nonce and proof prove a workload certificate; give certificate with them",
-            ))
-        }
-    };
+            (None, None, None) => None,
+            (Some(_), _, _) => {
+                return Err(ContractError::bad(
+                    f,
+                    "a workload certificate needs its proof of possession: nonce and proof (a DSSE envelope signed by the workload key)",
+                ))
+            }
+            (None, _, _) => {
+                return Err(ContractError::bad(
+                    f,
+                    "nonce and proof prove a workload certificate; give certificate with them",
+                ))
+            }
+        };
         let previous = ctx.entity(&req.container_id)?;
         Guards::new()
             .check(guards::may_join(

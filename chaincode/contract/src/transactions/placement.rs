@@ -34,12 +34,12 @@ impl Transaction for requests::PlaceContainer {
             if let Some(Entity::Device(d)) = &device {
                 if !ctx.consents(&d.org, &c.org, |p| &p.hosts_containers_of)? {
                     return Err(ContractError::denied(
-                    f,
-                    format!(
-                        "device {} of {} does not host containers of {}: {}'s policy does not name {} in hosts_containers_of",
-                        d.id, d.org, c.org, d.org, c.org
-                    ),
-                ));
+                        f,
+                        format!(
+                            "device {} of {} does not host containers of {}: {}'s policy does not name {} in hosts_containers_of",
+                            d.id, d.org, c.org, d.org, c.org
+                        ),
+                    ));
                 }
             }
         }
