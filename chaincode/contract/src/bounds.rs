@@ -259,6 +259,28 @@ fn policy(p: &OrgPolicy) -> Result<(), String> {
     Ok(())
 }
 
+/// A request that wraps another's fields has their bounds.
+macro_rules! same_bounds {
+    ($($name:ident),*) => {$(
+        impl Bounded for $name {
+            fn check_bounds(&self) -> Result<(), String> {
+                self.0.check_bounds()
+            }
+        }
+    )*};
+}
+
+same_bounds!(
+    TerminateDevice,
+    TerminateContainer,
+    GetEntity,
+    GetHistory,
+    GetOrg,
+    GetRecord,
+    GetLineage,
+    ExportProv
+);
+
 impl Bounded for RegisterOrg {
     fn check_bounds(&self) -> Result<(), String> {
         let RegisterOrg {
@@ -365,9 +387,9 @@ impl Bounded for RecordOutcome {
             detail,
         } = self;
         ID.check("container_id", container_id)?;
-        ascii("action", action, 16)?;
+        ascii("action", action.as_str(), 16)?;
         TX_ID.check("authorising_tx", authorising_tx)?;
-        ascii("outcome", outcome, 16)?;
+        ascii("outcome", outcome.as_str(), 16)?;
         ids::check_optional_text("detail", detail, ids::MAX_DETAIL)
     }
 }

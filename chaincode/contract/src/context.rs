@@ -10,8 +10,9 @@ use crate::identity::{check_chain, Certificate};
 use crate::keys;
 use crate::ledger::{LedgerStub, Timestamp};
 use crate::model::{
-    AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, RecordKind, Role, Stamp,
+    AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, Role, Stamp,
 };
+use crate::transaction::{Callers, Transaction};
 
 /// The authenticated creator of the transaction.
 #[derive(Clone)]
@@ -280,6 +281,28 @@ impl<'a> Ctx<'a> {
         Ok((caller, org))
     }
 
+    /// The caller, if [`Transaction::CALLERS`] admits it: the one place a transaction's roles
+    /// are checked, so they are written once, on the transaction.
+    pub fn authorise<T: Transaction>(&self) -> Result<Caller, ContractError> {
+        match T::CALLERS {
+            Callers::Anyone => self.caller(),
+            Callers::Admin => {
+                let caller = self.caller()?;
+                if caller.role != Some(Role::Admin) {
+                    return Err(ContractError::denied(
+                        self.function,
+                        format!(
+                            "{} is not an admin (tom.role=admin needed)",
+                            caller.agent.id
+                        ),
+                    ));
+                }
+                Ok(caller)
+            }
+            callers => self.member(callers.roles()).map(|(caller, _)| caller),
+        }
+    }
+
     /// The organisation-boundary rule: `caller` may act on entities of organisation `owner`
     /// when it belongs to `owner`, or `owner`'s policy names the caller's organisation among
     /// its `orchestrators` (consent recorded on the ledger by `owner`'s admin).
@@ -321,15 +344,22 @@ impl<'a> Ctx<'a> {
 
     // --- records --------------------------------------------------------------------------
 
-    /// Write this transaction's ledger record with its time, agent and entity indexes, and emit
-    /// the chaincode event named after its kind. Called exactly once per committing transaction.
-    pub fn record(
+    /// Write this transaction's ledger record (of kind [`Transaction::RECORD`]) with its time,
+    /// agent and entity indexes, and emit the chaincode event named after its kind. Called
+    /// exactly once per committing transaction.
+    pub fn record<T: Transaction>(
         &mut self,
         caller: &Caller,
-        kind: RecordKind,
         subjects: Vec<String>,
         body: RecordBody,
     ) -> Result<LedgerRecord, ContractError> {
+        // The registry refuses to compile a submit without a record kind (`Function::of`).
+        let Some(kind) = T::RECORD else {
+            return Err(ContractError::CorruptState {
+                key: T::NAME.to_owned(),
+                detail: "an evaluate transaction cannot write a ledger record".to_owned(),
+            });
+        };
         let record = LedgerRecord {
             kind,
             tx_id: self.tx_id(),

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::context::Ctx;
@@ -12,6 +13,7 @@ use crate::keys;
 use crate::ledger::{split_composite_key, Timestamp};
 use crate::model::*;
 use crate::requests::{self, Direction};
+use crate::transaction::{Callers, Kind, Transaction};
 use crate::transactions::check_id;
 
 pub const DEFAULT_DEPTH: u32 = 8;
@@ -26,7 +28,7 @@ pub const MAX_PAGE: u32 = 1000;
 pub const PAGE_BYTES: usize = 1 << 20;
 
 /// `GetEntity`: a device, container or data item, or a processing contract.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 #[allow(clippy::large_enum_variant, reason = "one value per query response")]
 pub enum EntityView {
@@ -34,14 +36,22 @@ pub enum EntityView {
     Contract(ContractView),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContractView {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: ContractTag,
     #[serde(flatten)]
     pub contract: ProcessingContract,
     /// The state as of the query's transaction time (deadline evaluated).
     pub effective_state: ContractState,
+}
+
+/// The `"type": "contract"` that tells a contract view from an entity (whose `type` is
+/// `device`, `container` or `data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractTag {
+    Contract,
 }
 
 pub fn get_entity(ctx: &Ctx, req: requests::ById) -> Result<EntityView, ContractError> {
@@ -53,7 +63,7 @@ pub fn get_entity(ctx: &Ctx, req: requests::ById) -> Result<EntityView, Contract
     if let Some(contract) = ctx.contract(&req.id)? {
         let effective_state = contract.state_at(ctx.now());
         return Ok(EntityView::Contract(ContractView {
-            kind: "contract",
+            kind: ContractTag::Contract,
             contract,
             effective_state,
         }));
@@ -83,7 +93,7 @@ pub fn get_record(ctx: &Ctx, req: requests::ById) -> Result<LedgerRecord, Contra
 }
 
 /// One version of an entity.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HistoryEntry {
     pub tx_id: String,
     pub timestamp: Timestamp,
@@ -131,7 +141,7 @@ pub fn get_history(ctx: &Ctx, req: requests::ById) -> Result<Vec<HistoryEntry>, 
 
 // --- records by agent / entity / time ---------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordPage {
     pub records: Vec<LedgerRecord>,
     /// Pass back as `bookmark` for the next page; empty when this is the last.
@@ -239,7 +249,7 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
 // --- inventory: devices, containers, contracts ------------------------------------------------
 
 /// A page of an inventory listing, ordered by index key (organisation, then id).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListPage<T> {
     pub items: Vec<T>,
     /// Pass back as `bookmark` for the next page; empty when this is the last.
@@ -438,7 +448,7 @@ pub fn list_contracts(
                     detail: format!("index names missing contract {id}"),
                 })?;
             Ok(ContractView {
-                kind: "contract",
+                kind: ContractTag::Contract,
                 effective_state: contract.state_at(now),
                 contract,
             })
@@ -450,7 +460,7 @@ pub fn list_contracts(
 // --- lineage ----------------------------------------------------------------------------------
 
 /// A node of a lineage graph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "node", rename_all = "snake_case")]
 #[allow(
     clippy::large_enum_variant,
@@ -463,7 +473,7 @@ pub enum LineageNode {
 }
 
 /// A PROV relation between two lineage nodes, with the transaction that recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct Relation {
     pub relation: RelationKind,
     pub from: String,
@@ -471,7 +481,9 @@ pub struct Relation {
     pub tx_id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum RelationKind {
     /// activity used data (an EXEC).
@@ -490,7 +502,7 @@ pub enum RelationKind {
     UnderContract,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Lineage {
     pub root: String,
     pub direction: Direction,
@@ -836,4 +848,58 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
         nodes: b.nodes,
         relations: b.relations,
     })
+}
+
+// --- the read transactions --------------------------------------------------------------------
+
+/// A read transaction: anyone with a valid certificate may ask, and it writes nothing.
+macro_rules! read_transaction {
+    ($($request:ty => $name:literal, $response:ty, $description:literal, |$req:ident, $ctx:ident| $body:expr;)*) => {$(
+        impl Transaction for $request {
+            const NAME: &'static str = $name;
+            const KIND: Kind = Kind::Evaluate;
+            const RECORD: Option<RecordKind> = None;
+            const CALLERS: Callers = Callers::Anyone;
+            const DESCRIPTION: &'static str = $description;
+            type Response = $response;
+
+            fn execute(self, ctx: &mut Ctx) -> Result<$response, ContractError> {
+                let ($req, $ctx) = (self, &*ctx);
+                $body
+            }
+        }
+    )*};
+}
+
+read_transaction! {
+    requests::GetEntity => "GetEntity", EntityView,
+        "a device, container, data item or contract by id",
+        |req, ctx| get_entity(ctx, req.0);
+    requests::GetHistory => "GetHistory", Vec<HistoryEntry>,
+        "every committed version of an entity or contract",
+        |req, ctx| get_history(ctx, req.0);
+    requests::GetOrg => "GetOrg", Org,
+        "a registered organisation",
+        |req, ctx| get_org(ctx, req.0);
+    requests::GetRecord => "GetRecord", LedgerRecord,
+        "the ledger record a transaction wrote",
+        |req, ctx| get_record(ctx, req.0);
+    requests::GetLineage => "GetLineage", Lineage,
+        "lineage of an entity upstream and/or downstream to a depth",
+        |req, ctx| get_lineage(ctx, req.0);
+    requests::RecordsQuery => "QueryRecords", RecordPage,
+        "records by agent or entity in a time window, paginated",
+        |req, ctx| query_records(ctx, req);
+    requests::DevicesQuery => "ListDevices", ListPage<Entity>,
+        "devices by organisation and state (joined, left, available, unavailable), paginated",
+        |req, ctx| list_devices(ctx, req);
+    requests::ContainersQuery => "ListContainers", ListPage<Entity>,
+        "containers placed on a device, or by organisation and state, paginated",
+        |req, ctx| list_containers(ctx, req);
+    requests::ContractsQuery => "ListContracts", ListPage<ContractView>,
+        "contracts by effective state at the query time (active, fulfilled, violated), paginated",
+        |req, ctx| list_contracts(ctx, req);
+    requests::ExportProv => "ExportProv", serde_json::Value,
+        "W3C PROV-JSON document of an entity's lineage",
+        |req, ctx| Ok(crate::prov::to_prov_json(&get_lineage(ctx, req.0)?));
 }

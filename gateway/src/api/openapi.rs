@@ -599,9 +599,9 @@ mod tests {
             "RecordOutcome",
             fields(RecordOutcome {
                 container_id: s(),
-                action: s(),
+                action: s().as_str().into(),
                 authorising_tx: s(),
-                outcome: s(),
+                outcome: s().as_str().into(),
                 detail: s(),
             }),
         );

@@ -325,9 +325,9 @@ impl Orchestrator {
     ) -> Result<Submitted, OrchestrationError> {
         let request = requests::RecordOutcome {
             container_id: container_id.to_owned(),
-            action: action.as_str().to_owned(),
+            action: action.as_str().into(),
             authorising_tx: authorising_tx.to_owned(),
-            outcome: outcome.as_str().to_owned(),
+            outcome: outcome.as_str().into(),
             detail: truncate(detail, 4000),
         };
         self.submit(&self.identity, "RecordOutcome", &request).await
