@@ -641,6 +641,42 @@ mod tests {
     }
 
     #[test]
+    fn rotated_tokens_expire_by_the_store_clock() {
+        use crate::clock::ManualClock;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(tom_contract::Timestamp::from_seconds(
+            1_900_000_000,
+        )));
+        let mut store = IdentityStore::open_with_clock(dir.path(), clock.clone()).unwrap();
+        let fx = tom_fixtures::identity("org1", "orchestrator");
+        store
+            .add("orch", fx.msp_id, fx.cert_pem, fx.key_pkcs8_pem)
+            .unwrap();
+        store.add_token("orch", "0123456789abcdef-token").unwrap();
+        assert_eq!(store.expire_tokens_of("orch", 60).unwrap(), 1);
+        clock.advance(std::time::Duration::from_secs(60));
+        assert!(
+            store.lookup("0123456789abcdef-token").is_some(),
+            "still in the overlap"
+        );
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(
+            store.lookup("0123456789abcdef-token").is_none(),
+            "refused after it"
+        );
+    }
+
+    #[test]
+    fn development_certificates_start_the_day_before_the_clock() {
+        use crate::clock::ManualClock;
+        // 2024-02-29T12:00:00Z.
+        let clock = ManualClock::new(tom_contract::Timestamp::from_seconds(
+            19_782 * 86_400 + 43_200,
+        ));
+        assert_eq!(dev_validity(&clock), ((2024, 2, 28), (2034, 2, 28)));
+    }
+
+    #[test]
     fn mismatched_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = IdentityStore::open(dir.path()).unwrap();

@@ -263,6 +263,29 @@ mod tests {
     use super::*;
     use p256::ecdsa::signature::Verifier;
 
+    #[test]
+    fn nonces_and_timestamps_come_from_the_injected_sources() {
+        use crate::clock::{CountingTxIds, FailingTxIds, ManualClock};
+        let nonce = new_nonce(&CountingTxIds::default()).unwrap();
+        assert_eq!(nonce[NONCE_LEN - 1], 1);
+        let err = new_nonce(&FailingTxIds).unwrap_err();
+        assert!(
+            matches!(&err, LedgerError::Unavailable(m) if m.contains("random source failed")),
+            "{err:?}"
+        );
+        let clock = ManualClock::new(tom_contract::Timestamp {
+            seconds: 1_900_000_000,
+            nanos: 5,
+        });
+        assert_eq!(
+            timestamp(&clock),
+            Timestamp {
+                seconds: 1_900_000_000,
+                nanos: 5
+            }
+        );
+    }
+
     fn orchestrator() -> SigningIdentity {
         let id = tom_fixtures::identity("org1", "orchestrator");
         SigningIdentity::from_pem(id.msp_id, id.cert_pem, id.key_pkcs8_pem).unwrap()
