@@ -102,7 +102,8 @@ fi
 # tom serve --fabric with README's profile, the smart-city demo through it.
 TOM="${CARGO_TARGET_DIR:-$REPO/target}/debug/tom"
 cp network/connection-profile.example.json "$PROFILE"
-"$TOM" demo install --data-dir "$WORK/gw" >/dev/null
+# The network's MSPs trust the committed fixture CAs, so the demo uses that public PKI.
+"$TOM" demo install --data-dir "$WORK/gw" --fixture-pki "$REPO/fixtures/pki" --insecure-public-demo-keys >/dev/null
 GW_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$TOM" serve --fabric "$PROFILE" --data-dir "$WORK/gw" --listen "127.0.0.1:$GW_PORT" \
     > "$WORK/gateway.log" 2>&1 &

@@ -147,7 +147,9 @@ check "CCaaS packages: id = calculatepackageid, installed per organisation, defi
 # ---------------------------------------------------------------------------------------------
 echo "==> tom serve --fabric (gateway on peer0.org1)"
 GW="$DIR/gateway"
-"$TOM" demo install --data-dir "$GW" > /dev/null
+# The network's MSPs trust the committed fixture CAs (scripts/fixture-msp.sh), so the demo uses
+# that public PKI instead of a fresh one.
+"$TOM" demo install --data-dir "$GW" --fixture-pki "$REPO/fixtures/pki" --insecure-public-demo-keys > /dev/null
 org1_users="$DIR/organizations/peerOrganizations/org1.example.com/users"
 cat > "$GW/profile.json" <<EOF
 {

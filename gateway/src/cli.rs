@@ -287,11 +287,23 @@ pub enum DemoCommand {
         #[arg(long, env = "TOM_LEDGER", default_value = tom_contract::simulation::DEFAULT_CHANNEL)]
         ledger: String,
     },
-    /// Add the demo's identities (fixture PKI) and tokens to a data directory, for running the
-    /// demo against `tom serve`; writes <data-dir>/demo-credentials.json.
+    /// Add the demo's organisations, identities and tokens to a data directory, for running the
+    /// demo against `tom serve`; writes <data-dir>/demo-credentials.json. The demo PKI is issued
+    /// fresh into <data-dir>/demo-pki/ (kept for later runs) unless --fixture-pki names one.
     Install {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// Use this PKI directory (the layout of the repository's fixtures/pki) instead of
+        /// issuing a fresh one: for a test network whose peers already trust the committed
+        /// fixture CAs. Those private keys are public, so this needs
+        /// --insecure-public-demo-keys.
+        #[arg(long, value_name = "DIR")]
+        fixture_pki: Option<PathBuf>,
+        /// Accept that --fixture-pki's private keys (CA keys included) are public: anyone can
+        /// then act as those organisations on this gateway. Never for a data directory that
+        /// holds anything of value.
+        #[arg(long, requires = "fixture_pki")]
+        insecure_public_demo_keys: bool,
     },
 }
 

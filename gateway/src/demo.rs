@@ -2,12 +2,16 @@
 //! then the incident audit of the traffic light's acknowledgement.
 //!
 //! The scenario comes from `fixtures/scenarios/smart-city-traffic-lights.json`; the devices,
-//! workloads, publisher and organisation admins are the fixture PKI's identities (test
-//! material, fine for a demo), so their keys can sign the id-proofs, image digests and data
-//! hashes the contract checks. Without `--gateway` the demo starts a gateway in this process on
-//! a temporary data directory; with it, the gateway's data directory must hold the demo
-//! identities (`tom demo install`), and ids get a per-run suffix so the demo can be repeated.
-//! Every step goes over HTTP, exactly as an orchestrator's would.
+//! workloads, publisher and organisation admins are identities of a demo PKI (the organisations
+//! of `tom_issuance::spec`), whose keys sign the id-proofs, image digests and data hashes the
+//! contract checks. `tom demo install` issues that PKI fresh into `<data-dir>/demo-pki/`, so no
+//! two installations share a key; only with `--fixture-pki <dir> --insecure-public-demo-keys`
+//! does it use a PKI read from disk, such as the repository's `fixtures/pki` (whose private keys
+//! are public) for a test Fabric network that trusts those CAs. The binary embeds no key: the
+//! credentials file names the PKI directory. Without `--gateway` the demo starts a gateway in
+//! this process on a temporary data directory; with it, the gateway's data directory must hold
+//! the demo identities (`tom demo install`), and ids get a per-run suffix so the demo can be
+//! repeated. Every step goes over HTTP, exactly as an orchestrator's would.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tom_gateway::app::{self, AppState};
 use tom_gateway::identities::{self, IdentityStore};
+use tom_issuance::demo_pki::{DemoIdentity, DemoPki};
+use tom_issuance::pki::IssuedIdentity;
 
 use crate::cli::{encode, Client};
 
@@ -76,15 +82,27 @@ fn scenario() -> anyhow::Result<Scenario> {
         .context("fixtures/scenarios/smart-city-traffic-lights.json is malformed")
 }
 
-/// `org1/traffic-light-1` → the fixture identity.
-fn fixture(name: &str) -> anyhow::Result<&'static tom_fixtures::Identity> {
+/// `org1/traffic-light-1` → that identity of the demo PKI.
+fn fixture<'a>(pki: &'a DemoPki, name: &str) -> anyhow::Result<&'a DemoIdentity> {
     let (org, id) = name
         .split_once('/')
         .with_context(|| format!("identity {name:?} is not <org>/<name>"))?;
-    tom_fixtures::identities()
-        .iter()
-        .find(|i| i.org == org && i.name == id)
-        .with_context(|| format!("no fixture identity {name}"))
+    pki.identity(org, id)
+        .with_context(|| format!("no identity {name} in the demo PKI {}", pki.dir.display()))
+}
+
+/// Where `tom demo install` issues a fresh demo PKI, inside the data directory.
+pub const DEMO_PKI_DIR: &str = "demo-pki";
+
+/// Which PKI `tom demo install` gives the demo organisations.
+#[derive(Debug, Clone)]
+pub enum DemoPkiSource {
+    /// Issue one with fresh keys into `<data-dir>/demo-pki/` (or reuse the one a previous
+    /// install issued there).
+    Fresh,
+    /// Read this directory (e.g. the repository's `fixtures/pki`, whose private keys are
+    /// public). The caller has warned the operator.
+    Public(PathBuf),
 }
 
 /// The gateway identity name of a fixture identity (`org1.traffic-light-1`).
@@ -106,25 +124,57 @@ fn callers(s: &Scenario) -> Vec<String> {
     names
 }
 
-/// Add the demo's identities and tokens to `data_dir`; returns the credentials file.
-pub fn install(data_dir: &Path) -> anyhow::Result<PathBuf> {
+/// Add the demo's identities and tokens to `data_dir`; returns the credentials file, which also
+/// names the demo PKI's directory.
+pub fn install(data_dir: &Path, source: DemoPkiSource) -> anyhow::Result<PathBuf> {
     let s = scenario()?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let mut store = IdentityStore::open(data_dir)?;
     let path = data_dir.join("demo-credentials.json");
-    let mut tokens: BTreeMap<String, String> = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| serde_json::from_value(v["tokens"].clone()).ok())
-            .unwrap_or_default(),
-        Err(_) => BTreeMap::new(),
+    let previous: Option<Value> = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+        Err(_) => None,
+    };
+    let mut tokens: BTreeMap<String, String> = previous
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v["tokens"].clone()).ok())
+        .unwrap_or_default();
+    // Absolute, so `--credentials` works from any directory.
+    let pki_dir = match &source {
+        DemoPkiSource::Fresh => data_dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", data_dir.display()))?
+            .join(DEMO_PKI_DIR),
+        DemoPkiSource::Public(dir) => dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", dir.display()))?,
+    };
+    // The identities already in the store were issued by the PKI of the first install: signing
+    // with another's keys would fail at every step, so say so before changing anything.
+    if let Some(previous) = &previous {
+        let before = previous["pki"].as_str().map(PathBuf::from);
+        if before.as_deref() != Some(pki_dir.as_path()) {
+            bail!(
+                "{} already holds demo identities from {}; install into a new data directory, or name that PKI again",
+                data_dir.display(),
+                before.map_or(
+                    "the committed fixture PKI (an earlier `tom demo install`)".to_owned(),
+                    |d| d.display().to_string()
+                )
+            );
+        }
+    }
+    let pki = match &source {
+        DemoPkiSource::Fresh if pki_dir.join("org1/msp_id").exists() => DemoPki::load(&pki_dir)?,
+        DemoPkiSource::Fresh => DemoPki::issue(&pki_dir)?,
+        DemoPkiSource::Public(_) => DemoPki::load(&pki_dir)?,
     };
     for name in callers(&s) {
         let gateway_name = gateway_name(&name);
         if store.get(&gateway_name).is_none() {
-            let f = fixture(&name)?;
-            store.add(&gateway_name, f.msp_id, f.cert_pem, f.key_pkcs8_pem)?;
+            let f = fixture(&pki, &name)?;
+            store.add(&gateway_name, &f.msp_id, &f.cert_pem, &f.key_pkcs8_pem)?;
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = tokens.entry(gateway_name.clone())
         {
@@ -133,7 +183,7 @@ pub fn install(data_dir: &Path) -> anyhow::Result<PathBuf> {
             slot.insert(token);
         }
     }
-    let json = serde_json::to_vec_pretty(&json!({ "tokens": tokens }))?;
+    let json = serde_json::to_vec_pretty(&json!({ "tokens": tokens, "pki": pki_dir }))?;
     write_private(&path, &json)?;
     Ok(path)
 }
@@ -155,12 +205,22 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_tokens(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+/// The tokens and the demo PKI a credentials file names.
+fn read_credentials(path: &Path) -> anyhow::Result<(BTreeMap<String, String>, DemoPki)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let value: Value =
         serde_json::from_slice(&bytes).with_context(|| format!("{}: malformed", path.display()))?;
-    serde_json::from_value(value["tokens"].clone())
-        .with_context(|| format!("{}: no tokens map", path.display()))
+    let tokens = serde_json::from_value(value["tokens"].clone())
+        .with_context(|| format!("{}: no tokens map", path.display()))?;
+    let pki = value["pki"].as_str().with_context(|| {
+        format!(
+            "{} names no demo PKI (written by an older `tom demo install`): run `tom demo install` into a new data directory",
+            path.display()
+        )
+    })?;
+    let pki = DemoPki::load(Path::new(pki))
+        .with_context(|| format!("loading the demo PKI that {} names", path.display()))?;
+    Ok((tokens, pki))
 }
 
 /// Run the scenario and print the incident audit.
@@ -175,18 +235,20 @@ pub async fn smart_city(
                 bail!("--gateway needs --credentials <data-dir>/demo-credentials.json (see `tom demo install`)");
             };
             let suffix = format!("-{}", &identities::new_token()?[4..10]);
-            run(url, &read_tokens(credentials)?, &suffix, ledger_name).await
+            let (tokens, pki) = read_credentials(credentials)?;
+            run(url, &tokens, pki, &suffix, ledger_name).await
         }
         None => {
             let dir = tempfile::tempdir().context("creating a temporary data directory")?;
-            let path = install(dir.path())?;
+            let path = install(dir.path(), DemoPkiSource::Fresh)?;
             let store = IdentityStore::open(dir.path())?;
             let ledger =
                 crate::config::open_ledger(&crate::config::LedgerChoice::Embedded, dir.path())
                     .await?;
             println!("In-process gateway, ledger: {}", ledger.describe());
             let running = app::spawn("127.0.0.1:0", AppState::new(ledger, store)).await?;
-            let result = run(&running.url(), &read_tokens(&path)?, "", ledger_name).await;
+            let (tokens, pki) = read_credentials(&path)?;
+            let result = run(&running.url(), &tokens, pki, "", ledger_name).await;
             running.stop().await?;
             result
         }
@@ -212,9 +274,10 @@ fn sha256(bytes: &[u8]) -> String {
     )
 }
 
-/// Sign with a fixture or freshly issued key (both valid PKCS#8 P-256 by construction).
+/// Sign with a demo PKI or freshly issued key (both checked PKCS#8 P-256 when loaded or
+/// issued; an empty signature would be refused by the contract with its reason).
 fn sign(key_pkcs8_pem: &str, message: &[u8]) -> Vec<u8> {
-    tom_fixtures::pki::sign_p256(key_pkcs8_pem, message).unwrap_or_default()
+    tom_issuance::pki::sign_p256(key_pkcs8_pem, message).unwrap_or_default()
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -232,7 +295,9 @@ struct Demo {
     /// identifies one entity for ever, so a repeated run (its ids suffixed) cannot reuse the
     /// fixture certificates the first run bound: it issues fresh ones from the same CAs, and
     /// their data is submitted by the orchestrator acting for their organisation.
-    fresh: BTreeMap<String, tom_fixtures::pki::IssuedIdentity>,
+    fresh: BTreeMap<String, IssuedIdentity>,
+    /// The demo organisations and identities (read from the directory the credentials name).
+    pki: DemoPki,
 }
 
 /// Who signs for a device or workload, and its certificate.
@@ -264,10 +329,10 @@ impl Demo {
                 submitter: &self.orchestrator,
             });
         }
-        let f = fixture(name)?;
+        let f = fixture(&self.pki, name)?;
         Ok(EntitySigner {
-            cert_pem: f.cert_pem,
-            key_pkcs8_pem: f.key_pkcs8_pem,
+            cert_pem: &f.cert_pem,
+            key_pkcs8_pem: &f.key_pkcs8_pem,
             submitter: name,
         })
     }
@@ -282,7 +347,7 @@ impl Demo {
         identity: &str,
         kind: &str,
     ) -> anyhow::Result<Value> {
-        let org = fixture(identity)?.msp_id;
+        let org = &fixture(&self.pki, identity)?.msp_id;
         let identity = self.signer(identity)?;
         let nonce = format!("nonce-{}", &identities::new_token()?[4..20]);
         let request = tom_contract::requests::IdentifyDevice::signed(
@@ -348,6 +413,7 @@ impl Demo {
 async fn run(
     url: &str,
     tokens: &BTreeMap<String, String>,
+    pki: DemoPki,
     suffix: &str,
     ledger_name: &str,
 ) -> anyhow::Result<()> {
@@ -365,14 +431,13 @@ async fn run(
             .map(|x| &x.identity)
             .chain(s.containers.iter().map(|c| &c.identity));
         for name in names {
-            let f = fixture(name)?;
-            let ca = tom_fixtures::orgs()
-                .iter()
-                .find(|o| o.name == f.org)
-                .with_context(|| format!("no fixture organisation {}", f.org))?
-                .ca();
-            let issued = tom_fixtures::pki::issue_identity(
-                &ca,
+            let f = fixture(&pki, name)?;
+            let ca = &pki
+                .org(&f.org)
+                .with_context(|| format!("no demo organisation {}", f.org))?
+                .ca;
+            let issued = tom_issuance::pki::issue_identity(
+                ca,
                 &format!("{}{suffix}", f.name),
                 Some("client"),
                 Some("device"),
@@ -388,16 +453,22 @@ async fn run(
         ledger_name: ledger_name.to_owned(),
         orchestrator: s.orchestrator.clone(),
         fresh,
+        pki,
     };
     let orch = d.as_(&s.orchestrator)?;
     println!("Scenario {} against {url}", s.name);
 
     println!("\n1. Organisations register their CAs (admins)");
-    let publisher = fixture(&s.image_publisher)?;
+    let publisher = fixture(&d.pki, &s.image_publisher)?;
+    let demo_org = |name: &str| {
+        d.pki
+            .org(name)
+            .with_context(|| format!("no demo organisation {name}"))
+    };
     for (admin, org, policy) in [
         (
             "org1/admin",
-            tom_fixtures::org("org1"),
+            demo_org("org1")?,
             json!({ "require_image_signature": true, "publishers": { "city-publisher": publisher.cert_pem } }),
         ),
         // The mobility provider lets the city identify its car when it enters the city's
@@ -405,12 +476,12 @@ async fn run(
         // the city; nothing else of Org2 is the city's to act on.
         (
             "org2/admin",
-            tom_fixtures::org("org2"),
+            demo_org("org2")?,
             json!({ "orchestrators": ["Org1MSP"], "shares_data_with": ["Org1MSP"] }),
         ),
     ] {
         let body =
-            json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca_cert_pem], "policy": policy });
+            json!({ "msp_id": org.msp_id, "ca_certificates": [org.ca.cert_pem], "policy": policy });
         step(
             &format!("register {}", org.msp_id),
             &d.as_(admin)?.post("/v1/orgs", &body).await?,
@@ -453,11 +524,11 @@ async fn run(
         let nonce = format!("nonce-{}", &identities::new_token()?[4..20]);
         let body = tom_contract::requests::IdentifyContainer {
             container_id: id.clone(),
-            org: fixture(&container.identity)?.msp_id.to_owned(),
+            org: fixture(&d.pki, &container.identity)?.msp_id.clone(),
             image: container.image.clone(),
             publisher_signature: Some(tom_contract::requests::PublisherSignature {
                 publisher: "city-publisher".to_owned(),
-                signature: b64(&publisher.sign(digest.as_bytes())),
+                signature: b64(&sign(&publisher.key_pkcs8_pem, digest.as_bytes())),
             }),
             digest,
             certificate: None,
@@ -488,9 +559,10 @@ async fn run(
     }
 
     println!("\n4. Processing contracts (USE / GENERATE) grant credentials");
-    let deadline =
-        tom_contract::Timestamp::from_seconds(tom_gateway::ledger::memory::now().seconds + 3600)
-            .to_rfc3339();
+    let deadline = tom_contract::Timestamp::from_seconds(
+        tom_gateway::clock::Clock::now(&tom_gateway::clock::SystemClock).seconds + 3600,
+    )
+    .to_rfc3339();
     let light = s
         .devices
         .iter()

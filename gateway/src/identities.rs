@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use tom_contract::identity::Certificate;
 use tom_contract::model::Role;
 
+use crate::clock::Clock;
 use crate::ledger::SigningIdentity;
 
 /// Why an identity could not be loaded, added or authenticated.
@@ -112,10 +113,15 @@ struct Live {
     current: Option<Arc<IdentityStore>>,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// The store's clock (token expiry, development certificate validity); the system clock unless
+/// [`IdentityStore::open_with_clock`] says otherwise.
+#[derive(Debug, Clone)]
+struct StoreClock(Arc<dyn Clock>);
+
+impl Default for StoreClock {
+    fn default() -> Self {
+        StoreClock(crate::clock::system_clock())
+    }
 }
 
 /// The identities and token digests of one data directory.
@@ -129,6 +135,7 @@ pub struct IdentityStore {
     /// Token digest → (identity name, refused after these unix seconds).
     tokens: BTreeMap<String, (String, Option<u64>)>,
     live: std::sync::Mutex<Live>,
+    clock: StoreClock,
 }
 
 /// Hex SHA-256 of a token, as stored in `tokens.json`.
@@ -183,10 +190,20 @@ fn write_atomically(path: &Path, contents: &[u8], private: bool) -> Result<(), I
 impl IdentityStore {
     /// The store of `<data_dir>/identities` (created if missing).
     pub fn open(data_dir: &Path) -> Result<IdentityStore, IdentityError> {
+        Self::open_with_clock(data_dir, crate::clock::system_clock())
+    }
+
+    /// [`IdentityStore::open`], telling token expiry and development certificate validity by
+    /// `clock`.
+    pub fn open_with_clock(
+        data_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<IdentityStore, IdentityError> {
         let dir = data_dir.join("identities");
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut store = IdentityStore {
             dir: dir.clone(),
+            clock: StoreClock(clock),
             ..Default::default()
         };
         for entry in fs::read_dir(&dir).map_err(io(&dir))? {
@@ -254,6 +271,11 @@ impl IdentityStore {
         self.identities.is_empty()
     }
 
+    /// Now in Unix seconds by the store's clock (0 before 1970).
+    fn unix_now(&self) -> u64 {
+        u64::try_from(self.clock.0.now().seconds).unwrap_or(0)
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<Identity>> {
         self.identities.get(name).cloned()
     }
@@ -266,7 +288,7 @@ impl IdentityStore {
     fn lookup(&self, token: &str) -> Option<Arc<Identity>> {
         self.tokens
             .get(&token_digest(token))
-            .filter(|(_, not_after)| not_after.is_none_or(|t| unix_now() <= t))
+            .filter(|(_, not_after)| not_after.is_none_or(|t| self.unix_now() <= t))
             .and_then(|(name, _)| self.get(name))
     }
 
@@ -295,7 +317,7 @@ impl IdentityStore {
         let Some(data_dir) = self.dir.parent() else {
             return found;
         };
-        match IdentityStore::open(data_dir) {
+        match IdentityStore::open_with_clock(data_dir, self.clock.0.clone()) {
             Ok(store) => {
                 tracing::info!(dir = %self.dir.display(), identities = store.identities.len(), tokens = store.tokens.len(), "identities reloaded");
                 live.fingerprint = now;
@@ -335,7 +357,7 @@ impl IdentityStore {
         name: &str,
         overlap_secs: u64,
     ) -> Result<usize, IdentityError> {
-        let end = unix_now() + overlap_secs;
+        let end = self.unix_now() + overlap_secs;
         let mut n = 0;
         for (identity, not_after) in self.tokens.values_mut() {
             if identity == name && not_after.is_none_or(|t| t > end) {
@@ -474,12 +496,12 @@ pub fn bootstrap_dev(
     store: &mut IdentityStore,
     data_dir: &Path,
 ) -> Result<Option<DevCredentials>, IdentityError> {
-    use tom_fixtures::pki;
+    use tom_issuance::pki;
     if !store.is_empty() {
         return Ok(None);
     }
     let pki_err = |e: pki::PkiError| IdentityError::Pki(e.to_string());
-    let (from, to) = dev_validity();
+    let (from, to) = dev_validity(store.clock.0.as_ref());
     let ca =
         pki::issue_ca("DevOrg CA", "TOM development organisation", from, to).map_err(pki_err)?;
     // Kept (key 0600) so `tom identity issue` can add device and workload identities later.
@@ -528,7 +550,7 @@ pub fn issue_dev_identity(
     name: &str,
     role: Role,
 ) -> Result<Arc<Identity>, IdentityError> {
-    use tom_fixtures::pki;
+    use tom_issuance::pki;
     check_name(name)?;
     let ca_dir = data_dir.join(DEV_CA_DIR);
     let read = |file: &str| {
@@ -548,7 +570,7 @@ pub fn issue_dev_identity(
         cert_pem: read("ca.pem")?,
         key_pkcs8_pem: read("ca.key.pem")?,
     };
-    let (from, to) = dev_validity();
+    let (from, to) = dev_validity(store.clock.0.as_ref());
     let issued = pki::issue_identity(&ca, name, Some("client"), Some(role.as_str()), from, to)
         .map_err(|e| IdentityError::Pki(e.to_string()))?;
     store.add(name, DEV_MSP_ID, &issued.cert_pem, &issued.key_pkcs8_pem)
@@ -556,8 +578,8 @@ pub fn issue_dev_identity(
 
 /// Development certificates are valid from yesterday for ten years: no clock skew trouble, and
 /// no expiry during any plausible development session.
-fn dev_validity() -> (tom_fixtures::pki::Ymd, tom_fixtures::pki::Ymd) {
-    let now = crate::ledger::memory::now();
+fn dev_validity(clock: &dyn Clock) -> (tom_issuance::pki::Ymd, tom_issuance::pki::Ymd) {
+    let now = clock.now();
     let (y, m, d) = civil_from_days(now.seconds.div_euclid(86_400) - 1);
     ((y, m, d), (y + 10, m, d.min(28)))
 }
@@ -616,6 +638,42 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn rotated_tokens_expire_by_the_store_clock() {
+        use crate::clock::ManualClock;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(tom_contract::Timestamp::from_seconds(
+            1_900_000_000,
+        )));
+        let mut store = IdentityStore::open_with_clock(dir.path(), clock.clone()).unwrap();
+        let fx = tom_fixtures::identity("org1", "orchestrator");
+        store
+            .add("orch", fx.msp_id, fx.cert_pem, fx.key_pkcs8_pem)
+            .unwrap();
+        store.add_token("orch", "0123456789abcdef-token").unwrap();
+        assert_eq!(store.expire_tokens_of("orch", 60).unwrap(), 1);
+        clock.advance(std::time::Duration::from_secs(60));
+        assert!(
+            store.lookup("0123456789abcdef-token").is_some(),
+            "still in the overlap"
+        );
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(
+            store.lookup("0123456789abcdef-token").is_none(),
+            "refused after it"
+        );
+    }
+
+    #[test]
+    fn development_certificates_start_the_day_before_the_clock() {
+        use crate::clock::ManualClock;
+        // 2024-02-29T12:00:00Z.
+        let clock = ManualClock::new(tom_contract::Timestamp::from_seconds(
+            19_782 * 86_400 + 43_200,
+        ));
+        assert_eq!(dev_validity(&clock), ((2024, 2, 28), (2034, 2, 28)));
     }
 
     #[test]

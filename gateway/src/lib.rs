@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod evidence;
 pub mod identities;
 pub mod ledger;

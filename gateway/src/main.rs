@@ -47,8 +47,28 @@ async fn main() -> anyhow::Result<()> {
             credentials,
             ledger,
         }) => demo::smart_city(gateway.as_deref(), credentials.as_deref(), &ledger).await,
-        Command::Demo(DemoCommand::Install { data_dir }) => {
-            let path = demo::install(&data_dir)?;
+        Command::Demo(DemoCommand::Install {
+            data_dir,
+            fixture_pki,
+            insecure_public_demo_keys,
+        }) => {
+            let pki = match fixture_pki {
+                None => demo::DemoPkiSource::Fresh,
+                Some(dir) if insecure_public_demo_keys => {
+                    eprintln!(
+                        "WARNING: installing the demo organisations of {} into {}: their private keys (CA keys included) are public, so anyone can act as those organisations on this gateway. Use this data directory for tests only.",
+                        dir.display(),
+                        data_dir.display()
+                    );
+                    demo::DemoPkiSource::Public(dir)
+                }
+                Some(dir) => anyhow::bail!(
+                    "refusing to install the demo organisations of {}: their private keys (CA keys included) are public, so anyone could act as those organisations on this gateway. For a throwaway test network add --insecure-public-demo-keys; otherwise leave out --fixture-pki and a fresh demo PKI is issued into {}",
+                    dir.display(),
+                    data_dir.join(demo::DEMO_PKI_DIR).display()
+                ),
+            };
+            let path = demo::install(&data_dir, pki)?;
             say!(
                 "demo identities added to {}; tokens in {}",
                 data_dir.display(),

@@ -1428,8 +1428,8 @@ async fn the_test_peer_refuses_what_a_fabric_peer_refuses() {
             CHAINCODE,
             "GetOrg",
             br#"{"id":"Org1MSP"}"#,
-            &proposal::new_nonce().unwrap(),
-            proposal::now(),
+            &proposal::new_nonce(&tom_gateway::clock::SystemTxIds::default()).unwrap(),
+            proposal::timestamp(&tom_gateway::clock::SystemClock),
         )
     };
 

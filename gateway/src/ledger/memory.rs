@@ -1,12 +1,16 @@
 //! A non-durable [`Ledger`] over the contract's in-memory ledger, for tests of the layers above
 //! the ledger (REST, Swarm). Same contract, same Fabric semantics, nothing on disk.
+//!
+//! A test double only: production code takes its time and nonces from [`crate::clock`], never
+//! from here. [`now`] and [`new_tx_id`] remain as conveniences for tests.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 use tom_contract::memory::{MemoryLedger, SubmitError};
 
 use super::{CommittedEvent, Ledger, LedgerError, SigningIdentity, Submitted};
+use crate::clock::{self, Clock, Nonce, TxIdSource};
 
 pub struct InMemoryLedger {
     // A std Mutex: every use is short and synchronous (never held across an await).
@@ -14,15 +18,13 @@ pub struct InMemoryLedger {
     events: broadcast::Sender<CommittedEvent>,
     /// Every event sent, for [`Ledger::replay_after`].
     sent: Mutex<Vec<CommittedEvent>>,
+    clock: Arc<dyn Clock>,
+    tx_ids: Arc<dyn TxIdSource>,
 }
 
 impl Default for InMemoryLedger {
     fn default() -> Self {
-        InMemoryLedger {
-            inner: Mutex::new(MemoryLedger::new()),
-            events: broadcast::channel(1024).0,
-            sent: Mutex::new(Vec::new()),
-        }
+        Self::with_sources(clock::system_clock(), clock::system_tx_ids())
     }
 }
 
@@ -30,31 +32,35 @@ impl InMemoryLedger {
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-/// A transaction id as Fabric derives it: hex SHA-256 of nonce ‖ creator.
-pub fn new_tx_id(creator: &tom_contract::Creator) -> (String, [u8; 24]) {
-    let mut nonce = [0u8; 24];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-        .unwrap_or_default();
-    let mut bytes = nonce.to_vec();
-    bytes.extend_from_slice(creator.msp_id.as_bytes());
-    bytes.extend_from_slice(&creator.certificate_pem);
-    (
-        hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)),
-        nonce,
-    )
-}
-
-/// Now, as the transaction timestamp a client puts in its proposal.
-pub fn now() -> tom_contract::Timestamp {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    tom_contract::Timestamp {
-        seconds: since.as_secs() as i64,
-        nanos: since.subsec_nanos() as i32,
+    /// A ledger whose transactions take their timestamps from `clock` and their ids from
+    /// `tx_ids`.
+    pub fn with_sources(clock: Arc<dyn Clock>, tx_ids: Arc<dyn TxIdSource>) -> Self {
+        InMemoryLedger {
+            inner: Mutex::new(MemoryLedger::new()),
+            events: broadcast::channel(1024).0,
+            sent: Mutex::new(Vec::new()),
+            clock,
+            tx_ids,
+        }
     }
+}
+
+/// For tests: a transaction id as the embedded ledger derives it, from the system random source.
+///
+/// # Panics
+///
+/// If the system random source fails (production code uses [`clock::embedded_tx_id`], which
+/// returns the failure).
+#[allow(clippy::expect_used)] // A test helper: a broken random source should stop the test.
+pub fn new_tx_id(creator: &tom_contract::Creator) -> (String, Nonce) {
+    clock::embedded_tx_id(&clock::SystemTxIds::default(), creator)
+        .expect("the system random source works")
+}
+
+/// For tests: now, from the system clock (production code is handed a [`Clock`]).
+pub fn now() -> tom_contract::Timestamp {
+    clock::SystemClock.now()
 }
 
 #[async_trait::async_trait]
@@ -66,13 +72,13 @@ impl Ledger for InMemoryLedger {
         argument: &[u8],
     ) -> Result<Submitted, LedgerError> {
         let creator = identity.creator();
-        let (tx_id, _) = new_tx_id(&creator);
+        let (tx_id, _) = clock::embedded_tx_id(self.tx_ids.as_ref(), &creator)?;
         let mut ledger = self
             .inner
             .lock()
             .map_err(|_| LedgerError::Internal("ledger lock poisoned".into()))?;
         let response = ledger
-            .submit(&creator, &tx_id, now(), function, &[argument])
+            .submit(&creator, &tx_id, self.clock.now(), function, &[argument])
             .map_err(|e| match e {
                 SubmitError::Rejected(e) => LedgerError::from(e),
                 SubmitError::Mvcc { tx_id, conflict } => LedgerError::Conflict {
@@ -112,12 +118,12 @@ impl Ledger for InMemoryLedger {
         argument: &[u8],
     ) -> Result<Vec<u8>, LedgerError> {
         let creator = identity.creator();
-        let (tx_id, _) = new_tx_id(&creator);
+        let (tx_id, _) = clock::embedded_tx_id(self.tx_ids.as_ref(), &creator)?;
         let ledger = self
             .inner
             .lock()
             .map_err(|_| LedgerError::Internal("ledger lock poisoned".into()))?;
-        Ok(ledger.evaluate(&creator, &tx_id, now(), function, &[argument])?)
+        Ok(ledger.evaluate(&creator, &tx_id, self.clock.now(), function, &[argument])?)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<CommittedEvent> {

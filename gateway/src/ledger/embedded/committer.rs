@@ -20,7 +20,7 @@ use super::health::{classify, open_fault, Shared};
 use super::node_key::NodeKey;
 use super::store::{self, BlockInProgress};
 use super::Endorsement;
-use crate::ledger::memory::now;
+use crate::clock::Clock;
 use crate::ledger::{CommittedEvent, LedgerError, Submitted};
 
 /// An endorsed transaction and where to send its fate.
@@ -60,6 +60,8 @@ pub(super) struct Committer {
     batch_wait: std::time::Duration,
     events: broadcast::Sender<CommittedEvent>,
     height: Arc<AtomicU64>,
+    /// Block timestamps (the ledger's [`super::EmbeddedOptions::clock`]).
+    clock: Arc<dyn Clock>,
     /// The number the next block gets.
     next_number: u64,
     /// SHA-256 of the last block's header bytes.
@@ -86,7 +88,7 @@ impl Committer {
         events: broadcast::Sender<CommittedEvent>,
         height: Arc<AtomicU64>,
     ) -> Result<Committer, LedgerError> {
-        let (next_number, tip_hash) = open_tip(&db, &key)?;
+        let (next_number, tip_hash) = open_tip(&db, &key, options.clock.as_ref())?;
         height.store(next_number, Ordering::Release);
         Ok(Committer {
             db: Some(db),
@@ -99,6 +101,7 @@ impl Committer {
             batch_wait: options.batch_wait,
             events,
             height,
+            clock: options.clock.clone(),
             next_number,
             tip_hash,
         })
@@ -335,7 +338,7 @@ impl Committer {
                     "ledger storage is being reopened after an I/O error ({e}); nothing was recorded"
                 )),
             })?;
-        let (next_number, tip_hash) = open_tip(&db, &self.key)?;
+        let (next_number, tip_hash) = open_tip(&db, &self.key, self.clock.as_ref())?;
         if next_number != self.next_number {
             // Every block before next_number was acknowledged; a block beyond it is one whose
             // commit reported an error although it reached the disk.
@@ -460,7 +463,7 @@ impl Committer {
                 number,
                 previous_hash: self.tip_hash,
                 data_hash: BlockHeader::data_hash_of(&tx_hashes),
-                timestamp: now(),
+                timestamp: self.clock.now(),
                 tx_hashes,
             };
             header_bytes = header.encode();
@@ -480,7 +483,11 @@ impl Committer {
 
 /// Find the tip of the log (`(next block number, hash of the last header)`), writing the
 /// genesis block first if the store is new, and check that `key` signed the last block.
-fn open_tip(db: &redb::Database, key: &NodeKey) -> Result<(u64, Hash), LedgerError> {
+fn open_tip(
+    db: &redb::Database,
+    key: &NodeKey,
+    clock: &dyn Clock,
+) -> Result<(u64, Hash), LedgerError> {
     let mut wtx = db
         .begin_write()
         .map_err(|e| store_error("begin write", e))?;
@@ -526,7 +533,7 @@ fn open_tip(db: &redb::Database, key: &NodeKey) -> Result<(u64, Hash), LedgerErr
                     number: 0,
                     previous_hash: [0; 32],
                     data_hash: BlockHeader::data_hash_of(&[]),
-                    timestamp: now(),
+                    timestamp: clock.now(),
                     tx_hashes: vec![],
                 };
                 let header_bytes = header.encode();

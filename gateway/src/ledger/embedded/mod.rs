@@ -78,8 +78,8 @@ pub use verify::{
     verify, verify_with_public_key, IndexMismatch, TamperKind, Tampering, VerifyError, VerifyReport,
 };
 
-use super::memory::{new_tx_id, now};
 use super::{CommittedEvent, Ledger, LedgerError, Readiness, SigningIdentity, Submitted};
+use crate::clock::{self, Clock, TxIdSource};
 use committer::{Committer, Message, Ordered};
 use health::Shared;
 use store::Snapshot;
@@ -108,6 +108,12 @@ pub struct EmbeddedOptions {
     /// cores. More would only time-slice the same cores and starve the committer thread, which
     /// is the one serial step every transaction waits for.
     pub endorsers: usize,
+    /// Proposal and block timestamps, and the reference for a signed proposal's clock skew.
+    /// Default: the system clock.
+    pub clock: Arc<dyn Clock>,
+    /// Nonces for the transaction ids of proposals this node signs. Default: the system random
+    /// generator; its failure fails the call (503), never yields a zero nonce.
+    pub tx_ids: Arc<dyn TxIdSource>,
 }
 
 impl Default for EmbeddedOptions {
@@ -121,6 +127,8 @@ impl Default for EmbeddedOptions {
             endorsers: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            clock: clock::system_clock(),
+            tx_ids: clock::system_tx_ids(),
         }
     }
 }
@@ -212,6 +220,8 @@ pub struct EmbeddedLedger {
     public_key_pem: String,
     /// Bounds the simulations running on the blocking pool (see [`EmbeddedOptions::endorsers`]).
     endorsers: Arc<Semaphore>,
+    clock: Arc<dyn Clock>,
+    tx_ids: Arc<dyn TxIdSource>,
 }
 
 fn store_error(context: &str, e: impl std::fmt::Display) -> LedgerError {
@@ -295,6 +305,8 @@ impl EmbeddedLedger {
             height,
             public_key_pem,
             endorsers: Arc::new(Semaphore::new(options.endorsers)),
+            clock: options.clock,
+            tx_ids: options.tx_ids,
         })
     }
 
@@ -325,11 +337,11 @@ impl EmbeddedLedger {
         argument: &[u8],
     ) -> Result<Endorsement, LedgerError> {
         let creator = identity.creator();
-        let (tx_id, nonce) = new_tx_id(&creator);
+        let (tx_id, nonce) = clock::embedded_tx_id(self.tx_ids.as_ref(), &creator)?;
         let proposal = Proposal {
             tx_id,
             nonce: nonce.to_vec(),
-            timestamp: now(),
+            timestamp: self.clock.now(),
             creator,
             function: function.to_owned(),
             argument: argument.to_vec(),
@@ -423,12 +435,13 @@ impl EmbeddedLedger {
         // After shutdown this refuses early: work that can never be ordered only wastes CPU.
         let db = self.db()?;
         let permit = self.endorser().await?;
+        let clock = self.clock.clone();
         // The blocking pool: a simulation is CPU-bound (certificate parsing, ECDSA) and reads
         // redb synchronously; running it there lets simulations proceed in parallel without
         // stalling the async workers.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            endorse_blocking(&db, proposal, signing)
+            endorse_blocking(&db, proposal, signing, clock.as_ref())
         })
         .await
         .map_err(|e| LedgerError::Internal(format!("endorsement task failed: {e}")))?
@@ -587,12 +600,13 @@ fn endorse_blocking(
     db: &redb::Database,
     proposal: Proposal,
     signing: Signing,
+    clock: &dyn Clock,
 ) -> Result<Endorsement, LedgerError> {
     let proposal_bytes = proposal.encode();
     let signature = match signing {
         Signing::Sign(identity) => identity.sign(&proposal_bytes),
         Signing::Check(signature) => {
-            check_proposal(&proposal, &proposal_bytes, &signature)?;
+            check_proposal(&proposal, &proposal_bytes, &signature, clock)?;
             signature
         }
     };
@@ -631,7 +645,12 @@ pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
 /// A proposal from outside: its id must follow from its nonce and creator (so an id cannot be
 /// chosen to collide), its timestamp must be near now, and its signature must verify with the
 /// creator's certificate key.
-fn check_proposal(proposal: &Proposal, bytes: &[u8], signature: &[u8]) -> Result<(), LedgerError> {
+fn check_proposal(
+    proposal: &Proposal,
+    bytes: &[u8],
+    signature: &[u8],
+    clock: &dyn Clock,
+) -> Result<(), LedgerError> {
     let derived = proposal.derived_tx_id();
     if proposal.tx_id != derived {
         return Err(LedgerError::Rejected {
@@ -644,7 +663,7 @@ fn check_proposal(proposal: &Proposal, bytes: &[u8], signature: &[u8]) -> Result
     }
     // The timestamp is the contract's only clock (certificate validity, deadlines): a proposal
     // signed elsewhere may not claim a time far from the node's.
-    let skew = (proposal.timestamp.seconds - now().seconds).abs();
+    let skew = (proposal.timestamp.seconds - clock.now().seconds).abs();
     if skew > MAX_CLOCK_SKEW_SECONDS {
         return Err(LedgerError::Rejected {
             status: 400,
@@ -700,13 +719,14 @@ impl Ledger for EmbeddedLedger {
         let function = function.to_owned();
         let argument = argument.to_vec();
         let permit = self.endorser().await?;
+        let (tx_id, _) = clock::embedded_tx_id(self.tx_ids.as_ref(), &creator)?;
+        let timestamp = self.clock.now();
         // The blocking pool, for the same reason as endorsements: queries may be CPU-heavy
         // (lineage walks, PROV export) and read redb synchronously.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let (tx_id, _) = new_tx_id(&creator);
             let snapshot = Snapshot::begin(&db).map_err(|e| LedgerError::Internal(e.0))?;
-            let mut simulator = TxSimulator::new(&snapshot, tx_id, now(), creator);
+            let mut simulator = TxSimulator::new(&snapshot, tx_id, timestamp, creator);
             Ok(tom_contract::invoke(
                 &mut simulator,
                 &function,
@@ -739,9 +759,10 @@ impl Ledger for EmbeddedLedger {
         let query = query.clone();
         let public_key_pem = self.public_key_pem.clone();
         let permit = self.endorser().await?;
+        let now = self.clock.now();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            evidence::build(&db, &public_key_pem, creator, query, now())
+            evidence::build(&db, &public_key_pem, creator, query, now)
         })
         .await
         .map_err(|e| LedgerError::Internal(format!("evidence task failed: {e}")))?

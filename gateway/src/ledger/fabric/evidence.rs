@@ -77,14 +77,14 @@ impl FabricLedger {
         identity: &SigningIdentity,
         args: &[&[u8]],
     ) -> Result<Vec<u8>, LedgerError> {
-        let nonce = proposal::new_nonce()?;
+        let nonce = self.nonce()?;
         let proposed = proposal::signed_invocation(
             identity,
             &self.channel,
             "qscc",
             args,
             &nonce,
-            proposal::now(),
+            self.timestamp(),
         );
         let evaluate = gateway::EvaluateRequest {
             transaction_id: proposed.tx_id,
@@ -134,7 +134,7 @@ impl FabricLedger {
         argument: &[u8],
         timestamp: super::protos::Timestamp,
     ) -> Result<Endorsed, LedgerError> {
-        let nonce = proposal::new_nonce()?;
+        let nonce = self.nonce()?;
         let proposed = proposal::signed_proposal(
             identity,
             &self.channel,
@@ -189,7 +189,7 @@ impl FabricLedger {
         query: &LineageQuery,
     ) -> Result<Bundle, LedgerError> {
         let argument = serde_json::to_vec(query).map_err(|e| internal("query", e))?;
-        let now = proposal::now();
+        let now = self.timestamp();
         let lineage = self
             .endorse_only(identity, "GetLineage", &argument, now)
             .await?;

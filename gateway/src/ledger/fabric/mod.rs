@@ -50,6 +50,7 @@ use self::proposal::EventsFrom;
 use self::protos::gateway::gateway_client::GatewayClient;
 use self::protos::{gateway, peer};
 use super::{CommittedEvent, Ledger, LedgerError, Readiness, SigningIdentity, Submitted};
+use crate::clock::{self, Clock, TxIdSource};
 
 /// The Fabric protobuf packages this back end speaks, re-exported so that tests and tools use
 /// exactly the same definitions.
@@ -103,6 +104,10 @@ struct Stats {
 /// What the ledger's tasks and calls share.
 struct Shared {
     peers: Vec<Peer>,
+    /// Proposal timestamps.
+    clock: Arc<dyn Clock>,
+    /// Proposal nonces (and so transaction ids).
+    tx_ids: Arc<dyn TxIdSource>,
     /// The peer asked first: the one that answered last.
     preferred: AtomicUsize,
     stats: Mutex<Stats>,
@@ -258,6 +263,15 @@ impl FabricLedger {
     /// not trusted, and with [`LedgerError::Internal`] for a bad profile. Peers unreachable at
     /// start are connected to when first needed.
     pub async fn connect(profile: &ConnectionProfile) -> Result<FabricLedger, LedgerError> {
+        Self::connect_with(profile, clock::system_clock(), clock::system_tx_ids()).await
+    }
+
+    /// [`FabricLedger::connect`], with proposal timestamps from `clock` and nonces from `tx_ids`.
+    pub async fn connect_with(
+        profile: &ConnectionProfile,
+        clock: Arc<dyn Clock>,
+        tx_ids: Arc<dyn TxIdSource>,
+    ) -> Result<FabricLedger, LedgerError> {
         profile.validate().map_err(|(field, message)| {
             LedgerError::Internal(format!("connection profile field {field}: {message}"))
         })?;
@@ -305,6 +319,8 @@ impl FabricLedger {
                 ..Stats::default()
             }),
             peers,
+            clock,
+            tx_ids,
             preferred: AtomicUsize::new(preferred),
             readiness: Mutex::new(Readiness::not_ready("checking the Fabric peers")),
         });
@@ -375,16 +391,25 @@ impl FabricLedger {
         function: &str,
         argument: &[u8],
     ) -> Result<proposal::SignedProposal, LedgerError> {
-        let nonce = proposal::new_nonce()?;
         Ok(proposal::signed_proposal(
             identity,
             &self.channel,
             &self.chaincode,
             function,
             argument,
-            &nonce,
-            proposal::now(),
+            &self.nonce()?,
+            self.timestamp(),
         ))
+    }
+
+    /// A fresh proposal nonce from the ledger's [`TxIdSource`].
+    fn nonce(&self) -> Result<clock::Nonce, LedgerError> {
+        proposal::new_nonce(self.shared.tx_ids.as_ref())
+    }
+
+    /// Now, from the ledger's [`Clock`], for a proposal's channel header.
+    fn timestamp(&self) -> protos::Timestamp {
+        proposal::timestamp(self.shared.clock.as_ref())
     }
 
     /// Waits for the commit of `tx_id` (submitted), on any peer, until the commit-status
@@ -746,14 +771,14 @@ async fn chain_height(
     identity: &SigningIdentity,
     channel: &str,
 ) -> Result<u64, LedgerError> {
-    let nonce = proposal::new_nonce()?;
+    let nonce = proposal::new_nonce(shared.tx_ids.as_ref())?;
     let proposed = proposal::signed_invocation(
         identity,
         channel,
         "qscc",
         &[b"GetChainInfo", channel.as_bytes()],
         &nonce,
-        proposal::now(),
+        proposal::timestamp(shared.clock.as_ref()),
     );
     let evaluate = gateway::EvaluateRequest {
         transaction_id: proposed.tx_id,
@@ -898,7 +923,7 @@ async fn run_probe(
         let mut up = Vec::new();
         let mut down = Vec::new();
         for (i, peer) in shared.peers.iter().enumerate() {
-            let verdict = probe(peer, &identity, &channel, &chaincode, timeout).await;
+            let verdict = probe(&shared, peer, &identity, &channel, &chaincode, timeout).await;
             shared.lock_stats().peer_up[i] = Some(verdict.is_ok());
             match verdict {
                 Ok(()) => up.push(peer.label.clone()),
@@ -946,20 +971,21 @@ async fn run_probe(
 /// One readiness probe of one peer: `Ok` when it runs the chaincode (any answer from the
 /// contract, even a refusal, proves the chaincode reachable).
 async fn probe(
+    sources: &Shared,
     peer: &Peer,
     identity: &SigningIdentity,
     channel: &str,
     chaincode: &str,
     timeout: Duration,
 ) -> Result<(), String> {
-    let nonce = proposal::new_nonce().map_err(|e| e.to_string())?;
+    let nonce = proposal::new_nonce(sources.tx_ids.as_ref()).map_err(|e| e.to_string())?;
     let proposed = proposal::signed_invocation(
         identity,
         channel,
         chaincode,
         &[PROBE_FUNCTION.as_bytes()],
         &nonce,
-        proposal::now(),
+        proposal::timestamp(sources.clock.as_ref()),
     );
     let evaluate = gateway::EvaluateRequest {
         transaction_id: proposed.tx_id,

@@ -11,10 +11,11 @@
 use prost::Message;
 
 use super::protos::{common, gateway, msp, orderer, peer, Timestamp};
+use crate::clock::{Clock, Nonce, TxIdSource};
 use crate::ledger::{LedgerError, SigningIdentity};
 
 /// Length of the random nonce in a signature header (what the official clients use).
-pub const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = crate::clock::NONCE_LEN;
 
 /// A signed proposal ready for `Evaluate` or `Endorse`.
 #[derive(Debug, Clone)]
@@ -41,17 +42,15 @@ pub fn transaction_id(nonce: &[u8], creator: &[u8]) -> String {
     hex::encode(context.finish())
 }
 
-/// A fresh random nonce.
-pub fn new_nonce() -> Result<[u8; NONCE_LEN], LedgerError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-        .map_err(|_| LedgerError::Internal("the system random generator failed".into()))?;
-    Ok(nonce)
+/// A fresh nonce from `source`. A failing source is [`LedgerError::Unavailable`] (nothing was
+/// proposed; the API answers 503), never a zero nonce.
+pub fn new_nonce(source: &dyn TxIdSource) -> Result<Nonce, LedgerError> {
+    Ok(source.nonce()?)
 }
 
-/// Now, as a protobuf timestamp.
-pub fn now() -> Timestamp {
-    let now = crate::ledger::memory::now();
+/// `clock`'s now, as a protobuf timestamp.
+pub fn timestamp(clock: &dyn Clock) -> Timestamp {
+    let now = clock.now();
     Timestamp {
         seconds: now.seconds,
         nanos: now.nanos,
@@ -263,6 +262,29 @@ pub fn signed_chaincode_events_request(
 mod tests {
     use super::*;
     use p256::ecdsa::signature::Verifier;
+
+    #[test]
+    fn nonces_and_timestamps_come_from_the_injected_sources() {
+        use crate::clock::{CountingTxIds, FailingTxIds, ManualClock};
+        let nonce = new_nonce(&CountingTxIds::default()).unwrap();
+        assert_eq!(nonce[NONCE_LEN - 1], 1);
+        let err = new_nonce(&FailingTxIds).unwrap_err();
+        assert!(
+            matches!(&err, LedgerError::Unavailable(m) if m.contains("random source failed")),
+            "{err:?}"
+        );
+        let clock = ManualClock::new(tom_contract::Timestamp {
+            seconds: 1_900_000_000,
+            nanos: 5,
+        });
+        assert_eq!(
+            timestamp(&clock),
+            Timestamp {
+                seconds: 1_900_000_000,
+                nanos: 5
+            }
+        );
+    }
 
     fn orchestrator() -> SigningIdentity {
         let id = tom_fixtures::identity("org1", "orchestrator");
