@@ -3,8 +3,9 @@
 //! a shutdown future resolves, so `tom serve`, the tests and the benchmark all run the same app
 //! (tests bind port 0).
 //!
-//! The state holds no mutable data of its own: the ledger is the only state, identities are
-//! read-only once loaded, and the metrics have their own short lock.
+//! The state every handler reaches, [`AppState`], and its methods live in
+//! [`crate::api::state`], below the handlers: this module depends on the API, never the API on
+//! it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,45 +21,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::api::actions::{ContainerActions, LedgerOnly};
 use crate::api::metrics::Metrics;
+pub use crate::api::state::AppState;
 use crate::api::{handlers, BODY_LIMIT, ROUTES};
-use crate::identities::{Identity, IdentityStore, DEV_MSP_ID};
+use crate::identities::{Identity, DEV_MSP_ID};
 use crate::ledger::{Ledger, LedgerError};
-
-/// What every handler can reach. Cheap to clone (all `Arc`s).
-#[derive(Clone)]
-pub struct AppState {
-    pub ledger: Arc<dyn Ledger>,
-    pub identities: Arc<IdentityStore>,
-    pub actions: Arc<dyn ContainerActions>,
-    pub metrics: Arc<Metrics>,
-    /// Flips to true when the server starts shutting down (ends event streams).
-    shutdown: Arc<watch::Sender<bool>>,
-}
-
-impl AppState {
-    /// A gateway without a container orchestrator ([`LedgerOnly`]).
-    pub fn new(ledger: Arc<dyn Ledger>, identities: IdentityStore) -> AppState {
-        AppState {
-            ledger,
-            identities: Arc::new(identities),
-            actions: Arc::new(LedgerOnly),
-            metrics: Arc::default(),
-            shutdown: Arc::new(watch::channel(false).0),
-        }
-    }
-
-    /// Use `actions` (e.g. the Swarm orchestrator) for devices, placements and removals.
-    pub fn with_actions(mut self, actions: Arc<dyn ContainerActions>) -> AppState {
-        self.actions = actions;
-        self
-    }
-
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-}
 
 /// Count every request by route template (not raw path, which would let callers create
 /// unbounded label sets) and status.
@@ -286,7 +253,7 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let signal = state.shutdown.clone();
+    let signal = state.clone();
     let app = router(state);
     let max = options.effective_max_connections();
     tracing::info!(
@@ -353,7 +320,7 @@ pub async fn serve_with(
         ));
     }
     drop(listener);
-    signal.send_replace(true);
+    signal.begin_shutdown();
     let _ = stop_conns.send(true);
     // Every connection holds a permit until it has finished: wait for all of them.
     let all = u32::try_from(max).unwrap_or(u32::MAX);

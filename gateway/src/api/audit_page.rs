@@ -33,8 +33,8 @@ use tom_contract::requests::{self, Direction, LineageQuery};
 
 use super::error::AppError;
 use super::extract::{ApiPath, ApiQuery};
+use super::state::AppState;
 use super::{Op, Route};
-use crate::app::AppState;
 use crate::identities::Identity;
 
 /// The cookie that carries the auditor's token.

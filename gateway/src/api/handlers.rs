@@ -3,145 +3,16 @@
 //! [`ContainerActions`](super::actions::ContainerActions) seam) and answers with the
 //! transaction id, its commit status and block, and the contract's record.
 
-use std::time::Instant;
-
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tom_contract::requests::{self, Direction};
 
-use super::actions::{ActionError, ActionReport};
 use super::error::AppError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, Checked};
-use crate::app::AppState;
-use crate::identities::Identity;
-use crate::ledger::{LedgerError, Submitted};
-
-/// The answer to every successful write.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Committed {
-    pub tx_id: String,
-    /// `VALID`: the transaction is committed (durably, on the embedded ledger).
-    pub status: String,
-    pub block: u64,
-    /// The ledger record the transaction wrote (the contract's response).
-    pub record: serde_json::Value,
-    /// With an orchestrator: the transaction that recorded how the action went.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Box<Committed>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-impl Committed {
-    fn from_submitted(s: Submitted) -> Result<Committed, AppError> {
-        let record = serde_json::from_slice(&s.response).map_err(|e| {
-            AppError::Internal(format!(
-                "contract response of tx {} is not JSON: {e}",
-                s.tx_id
-            ))
-        })?;
-        Ok(Committed {
-            tx_id: s.tx_id,
-            status: "VALID".into(),
-            block: s.block,
-            record,
-            outcome: None,
-            detail: None,
-        })
-    }
-
-    fn from_report(report: ActionReport) -> Result<Committed, AppError> {
-        let mut committed = Committed::from_submitted(report.authorising)?;
-        committed.outcome = report
-            .outcome
-            .map(Committed::from_submitted)
-            .transpose()?
-            .map(Box::new);
-        committed.detail = report.detail;
-        Ok(committed)
-    }
-}
-
-/// The `result` label of a submission's metrics.
-fn result_label(result: &Result<impl Sized, LedgerError>) -> &'static str {
-    match result {
-        Ok(_) => "committed",
-        Err(e) => error_label(e),
-    }
-}
-
-fn error_label(e: &LedgerError) -> &'static str {
-    match e {
-        LedgerError::Rejected { .. } => "rejected",
-        LedgerError::Conflict { .. } => "conflict",
-        LedgerError::Unavailable(_) => "unavailable",
-        LedgerError::OutcomeUnknown { .. } => "outcome_unknown",
-        LedgerError::Internal(_) => "error",
-    }
-}
-
-impl AppState {
-    /// Submit `function` with `request` as the caller's identity: one transaction.
-    pub async fn submit<T: Serialize>(
-        &self,
-        caller: &Identity,
-        function: &str,
-        request: &T,
-    ) -> Result<Committed, AppError> {
-        let argument = serde_json::to_vec(request)
-            .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
-        let started = Instant::now();
-        let result = self
-            .ledger
-            .submit(&caller.signing, function, &argument)
-            .await;
-        self.metrics
-            .submitted(function, started.elapsed(), result_label(&result));
-        Committed::from_submitted(result?)
-    }
-
-    /// Run an orchestrator action, counted under its authorising `function`.
-    async fn act(
-        &self,
-        function: &str,
-        action: impl std::future::Future<Output = Result<ActionReport, ActionError>>,
-    ) -> Result<Committed, AppError> {
-        let started = Instant::now();
-        let result = action.await;
-        let label = match &result {
-            Ok(_) => "committed",
-            Err(ActionError::Ledger(e)) => error_label(e),
-            Err(ActionError::Rejected(_)) => "rejected",
-            Err(ActionError::Orchestrator(_)) => "error",
-        };
-        self.metrics.submitted(function, started.elapsed(), label);
-        Committed::from_report(result?)
-    }
-
-    /// Evaluate a query as the caller; the contract's JSON is passed through unchanged.
-    pub async fn evaluate<T: Serialize>(
-        &self,
-        caller: &Identity,
-        function: &str,
-        request: &T,
-    ) -> Result<Response, AppError> {
-        let argument = serde_json::to_vec(request)
-            .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
-        let bytes = self
-            .ledger
-            .evaluate(&caller.signing, function, &argument)
-            .await?;
-        Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            Body::from(bytes),
-        )
-            .into_response())
-    }
-}
+use super::state::{AppState, Committed};
 
 type Created = Result<(StatusCode, Json<Committed>), AppError>;
 

@@ -18,12 +18,13 @@ pub mod extract;
 pub mod handlers;
 pub mod metrics;
 pub mod openapi;
+pub mod state;
 
 use axum::routing::{delete, get, post, MethodRouter};
 
 use tom_contract::ids::{self, Grammar, AGENT, ID, TX_ID};
 
-use crate::app::AppState;
+use state::AppState;
 
 /// Largest request body accepted (bytes); larger ones are answered 413. The largest valid body
 /// (an organisation with its CA certificates and publishers, see `tom_contract::ids`) is far
@@ -169,7 +170,7 @@ const fn query(name: &'static str, rule: Rule, description: &'static str) -> Par
 /// What a route answers with, for the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
-    /// `201`/`200` with a [`handlers::Committed`] body.
+    /// `201`/`200` with a [`state::Committed`] body.
     Committed,
     /// `200` with the named component schema (or free-form JSON).
     Json(&'static str),
