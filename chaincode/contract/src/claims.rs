@@ -27,6 +27,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +45,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 
 /// A DSSE envelope (JSON encoding of the DSSE protocol). `Default` is an empty, unsigned
 /// envelope, only a placeholder while a request is being built.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
     /// Base64 (standard, padded) of the serialized statement.
@@ -54,7 +55,7 @@ pub struct Envelope {
     pub signatures: Vec<EnvelopeSignature>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopeSignature {
     /// Optional hint for the verifier; TOM sets the signer certificate's SHA-256 (hex).
@@ -65,7 +66,7 @@ pub struct EnvelopeSignature {
 }
 
 /// An in-toto Statement v1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Statement<P> {
     #[serde(rename = "_type")]
@@ -77,7 +78,7 @@ pub struct Statement<P> {
 }
 
 /// An in-toto ResourceDescriptor reduced to what a subject needs: a name and its digests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subject {
     pub name: String,
@@ -86,7 +87,7 @@ pub struct Subject {
 
 /// The predicate of a data item's generation claim. The subject is the data item, pinned by
 /// the SHA-256 of its off-chain bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataGeneration {
     /// The channel (Fabric) or ledger name (embedded) the claim is meant for.
@@ -101,7 +102,7 @@ pub struct DataGeneration {
 
 /// The predicate of an identity proof. The subject is the entity, pinned by the SHA-256 of its
 /// certificate's DER bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityProof {
     pub ledger: String,

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ledger::Timestamp;
@@ -24,8 +25,25 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// On the wire a timestamp is an RFC 3339 string in UTC (what `Serialize` above writes).
+impl JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339 timestamp in UTC, with up to nanosecond precision",
+        })
+    }
+}
+
 /// A role carried in the creator certificate's `tom.role` attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
@@ -62,7 +80,7 @@ impl fmt::Display for Role {
 }
 
 /// Who did something: a PROV agent, identified by its certificate.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct AgentRef {
     /// `<msp_id>/<common name>`: the key under which the agent's records are indexed.
     pub id: String,
@@ -74,7 +92,7 @@ pub struct AgentRef {
 }
 
 /// When and by which transaction something happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Stamp {
     pub tx_id: String,
     pub at: Timestamp,
@@ -82,7 +100,7 @@ pub struct Stamp {
 }
 
 /// A registered organisation: its MSP id, the CAs that issue its identities, and its policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Org {
     pub msp_id: String,
     pub name: String,
@@ -94,7 +112,7 @@ pub struct Org {
 /// What an organisation demands of its containers, and which other organisations it consents
 /// to acting on its entities (see ARCHITECTURE.md, "Organisation boundaries"). Every consent
 /// list is empty by default: an organisation's entities are its own until it says otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgPolicy {
     /// Organisations whose orchestrators may act for this one: identify and terminate its
@@ -118,7 +136,9 @@ pub struct OrgPolicy {
 }
 
 /// The three kinds of PROV entity TOM tracks; one id namespace for all three.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityType {
     Device,
@@ -137,7 +157,7 @@ impl fmt::Display for EntityType {
 }
 
 /// Joined or left: the two states of the paper's device and container lifecycles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Lifecycle {
     Joined,
@@ -145,14 +165,14 @@ pub enum Lifecycle {
 }
 
 /// How an entity left.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Departure {
     pub stamp: Stamp,
     pub reason: Option<String>,
 }
 
 /// An X.509 identity as recorded at join time (the IDENTITY record's proof material).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CertificateInfo {
     pub pem: String,
     pub sha256: String,
@@ -162,7 +182,7 @@ pub struct CertificateInfo {
     pub not_after: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Device {
     pub id: String,
     pub org: String,
@@ -191,7 +211,7 @@ pub struct Device {
 }
 
 /// A device's availability as last reported (by a DRIFT record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DeviceAvailability {
     pub status: DeviceStatus,
     pub reason: String,
@@ -199,7 +219,7 @@ pub struct DeviceAvailability {
 }
 
 /// Available to run workloads, or not (without having left).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     Available,
@@ -207,7 +227,7 @@ pub enum DeviceStatus {
 }
 
 /// Where a container runs (the ORCHESTRATE(deployed, location) record's current state).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Placement {
     pub device: String,
     pub stamp: Stamp,
@@ -216,7 +236,7 @@ pub struct Placement {
 }
 
 /// How far the orchestrator has carried out an authorised placement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlacementStatus {
     /// The PLACE transaction committed; the orchestrator has not reported the outcome yet.
@@ -243,7 +263,7 @@ impl PlacementStatus {
 }
 
 /// The last placement that failed to run, kept so the ledger shows why a container is unplaced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FailedPlacement {
     pub device: String,
     pub placement_tx: String,
@@ -251,7 +271,7 @@ pub struct FailedPlacement {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Container {
     pub id: String,
     pub org: String,
@@ -273,7 +293,7 @@ pub struct Container {
 }
 
 /// A data item that left a sensor or activity (PROV-DATA); the bytes stay off-chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Data {
     pub id: String,
     pub kind: String,
@@ -304,7 +324,7 @@ pub struct Data {
 }
 
 /// A stored entity; the `type` tag keeps one namespace for devices, containers and data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[allow(
     clippy::large_enum_variant,
@@ -376,7 +396,7 @@ impl Entity {
 }
 
 /// One USE clause: inputs of a kind, optionally only from one source entity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UseClause {
     pub kind: String,
@@ -385,14 +405,14 @@ pub struct UseClause {
 }
 
 /// One GENERATE obligation and the data that fulfilled it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Obligation {
     pub kind: String,
     pub fulfilled_by: Option<String>,
     pub fulfilled_tx: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContractState {
     Active,
@@ -411,7 +431,7 @@ impl fmt::Display for ContractState {
 }
 
 /// A processing contract between an orchestrator and an activity (paper, Section IV-C).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProcessingContract {
     pub id: String,
     pub contractor: String,
@@ -447,7 +467,7 @@ impl ProcessingContract {
 }
 
 /// The credential a contract grants its contractor: permission to USE these inputs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Credential {
     pub contract: String,
     pub activity: String,
@@ -456,7 +476,9 @@ pub struct Credential {
 }
 
 /// The kind of a ledger record; also the name of the chaincode event each transaction emits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum RecordKind {
     #[serde(rename = "ORG")]
     Org,
@@ -501,7 +523,7 @@ impl fmt::Display for RecordKind {
 }
 
 /// What a record says, by kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum RecordBody {
     RegisterOrg {
@@ -586,7 +608,7 @@ pub enum RecordBody {
 }
 
 /// The record every committed transaction writes, indexed by time, agent and entity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LedgerRecord {
     pub kind: RecordKind,
     pub tx_id: String,

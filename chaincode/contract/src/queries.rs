@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::context::Ctx;
@@ -26,7 +27,7 @@ pub const MAX_PAGE: u32 = 1000;
 pub const PAGE_BYTES: usize = 1 << 20;
 
 /// `GetEntity`: a device, container or data item, or a processing contract.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 #[allow(clippy::large_enum_variant, reason = "one value per query response")]
 pub enum EntityView {
@@ -34,14 +35,22 @@ pub enum EntityView {
     Contract(ContractView),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ContractView {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: ContractTag,
     #[serde(flatten)]
     pub contract: ProcessingContract,
     /// The state as of the query's transaction time (deadline evaluated).
     pub effective_state: ContractState,
+}
+
+/// The `"type": "contract"` that tells a contract view from an entity (whose `type` is
+/// `device`, `container` or `data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractTag {
+    Contract,
 }
 
 pub fn get_entity(ctx: &Ctx, req: requests::ById) -> Result<EntityView, ContractError> {
@@ -53,7 +62,7 @@ pub fn get_entity(ctx: &Ctx, req: requests::ById) -> Result<EntityView, Contract
     if let Some(contract) = ctx.contract(&req.id)? {
         let effective_state = contract.state_at(ctx.now());
         return Ok(EntityView::Contract(ContractView {
-            kind: "contract",
+            kind: ContractTag::Contract,
             contract,
             effective_state,
         }));
@@ -83,7 +92,7 @@ pub fn get_record(ctx: &Ctx, req: requests::ById) -> Result<LedgerRecord, Contra
 }
 
 /// One version of an entity.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HistoryEntry {
     pub tx_id: String,
     pub timestamp: Timestamp,
@@ -131,7 +140,7 @@ pub fn get_history(ctx: &Ctx, req: requests::ById) -> Result<Vec<HistoryEntry>, 
 
 // --- records by agent / entity / time ---------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordPage {
     pub records: Vec<LedgerRecord>,
     /// Pass back as `bookmark` for the next page; empty when this is the last.
@@ -239,7 +248,7 @@ pub fn query_records(ctx: &Ctx, req: requests::RecordsQuery) -> Result<RecordPag
 // --- inventory: devices, containers, contracts ------------------------------------------------
 
 /// A page of an inventory listing, ordered by index key (organisation, then id).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ListPage<T> {
     pub items: Vec<T>,
     /// Pass back as `bookmark` for the next page; empty when this is the last.
@@ -438,7 +447,7 @@ pub fn list_contracts(
                     detail: format!("index names missing contract {id}"),
                 })?;
             Ok(ContractView {
-                kind: "contract",
+                kind: ContractTag::Contract,
                 effective_state: contract.state_at(now),
                 contract,
             })
@@ -450,7 +459,7 @@ pub fn list_contracts(
 // --- lineage ----------------------------------------------------------------------------------
 
 /// A node of a lineage graph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "node", rename_all = "snake_case")]
 #[allow(
     clippy::large_enum_variant,
@@ -463,7 +472,7 @@ pub enum LineageNode {
 }
 
 /// A PROV relation between two lineage nodes, with the transaction that recorded it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct Relation {
     pub relation: RelationKind,
     pub from: String,
@@ -471,7 +480,9 @@ pub struct Relation {
     pub tx_id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum RelationKind {
     /// activity used data (an EXEC).
@@ -490,7 +501,7 @@ pub enum RelationKind {
     UnderContract,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Lineage {
     pub root: String,
     pub direction: Direction,

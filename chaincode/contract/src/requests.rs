@@ -4,12 +4,13 @@
 //! Signers (devices, workloads, publishers) build their messages with the functions here, so the
 //! contract and its callers cannot disagree on the canonical bytes.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::claims::{self, DataGeneration, Envelope, IdentityProof, Statement};
 use crate::model::{OrgPolicy, UseClause};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterOrg {
     pub msp_id: String,
@@ -21,7 +22,7 @@ pub struct RegisterOrg {
     pub policy: OrgPolicy,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentifyDevice {
     pub device_id: String,
@@ -90,7 +91,7 @@ impl IdentifyDevice {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TerminateEntity {
     pub id: String,
@@ -98,7 +99,7 @@ pub struct TerminateEntity {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublisherSignature {
     /// A publisher named in the org's policy.
@@ -112,7 +113,7 @@ pub fn image_digest_message(digest: &str) -> Vec<u8> {
     digest.as_bytes().to_vec()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentifyContainer {
     pub container_id: String,
@@ -180,20 +181,20 @@ impl IdentifyContainer {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceContainer {
     pub container_id: String,
     pub device_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateClause {
     pub kind: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineContract {
     pub contract_id: String,
@@ -207,7 +208,7 @@ pub struct DefineContract {
     pub deadline: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordData {
     pub data_id: String,
@@ -257,21 +258,21 @@ impl RecordData {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecContract {
     pub contract_id: String,
     pub data_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateContract {
     pub contract_id: String,
 }
 
 /// The orchestrator's report of how an authorised placement or removal went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordOutcome {
     pub container_id: String,
@@ -285,7 +286,7 @@ pub struct RecordOutcome {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordDrift {
     /// The orchestrator-side name of what drifted (e.g. a Swarm service name).
@@ -309,13 +310,13 @@ pub struct RecordDrift {
     pub device_status: Option<crate::model::DeviceStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ById {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     #[default]
@@ -324,7 +325,7 @@ pub enum Direction {
     Both,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineageQuery {
     pub id: String,
@@ -335,7 +336,7 @@ pub struct LineageQuery {
     pub depth: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordsQuery {
     /// `<msp_id>/<common name>`: only this agent's records.
@@ -358,7 +359,7 @@ pub struct RecordsQuery {
 }
 
 /// The device states `ListDevices` filters on (`joined` includes available and unavailable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStateFilter {
     Joined,
@@ -368,7 +369,7 @@ pub enum DeviceStateFilter {
 }
 
 /// `ListDevices`: devices, optionally of one organisation and in one state, by id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevicesQuery {
     #[serde(default)]
@@ -382,7 +383,7 @@ pub struct DevicesQuery {
 }
 
 /// The container states `ListContainers` filters on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerStateFilter {
     Joined,
@@ -391,7 +392,7 @@ pub enum ContainerStateFilter {
 
 /// `ListContainers`: the containers placed on `device`, or containers by organisation and
 /// state, by id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainersQuery {
     #[serde(default)]
@@ -408,7 +409,7 @@ pub struct ContainersQuery {
 
 /// `ListContracts`: contracts, optionally in one effective state (as of the query's time:
 /// an active contract whose deadline passed counts as violated).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContractsQuery {
     #[serde(default)]
