@@ -259,6 +259,28 @@ fn policy(p: &OrgPolicy) -> Result<(), String> {
     Ok(())
 }
 
+/// A request that wraps another's fields has their bounds.
+macro_rules! same_bounds {
+    ($($name:ident),*) => {$(
+        impl Bounded for $name {
+            fn check_bounds(&self) -> Result<(), String> {
+                self.0.check_bounds()
+            }
+        }
+    )*};
+}
+
+same_bounds!(
+    TerminateDevice,
+    TerminateContainer,
+    GetEntity,
+    GetHistory,
+    GetOrg,
+    GetRecord,
+    GetLineage,
+    ExportProv
+);
+
 impl Bounded for RegisterOrg {
     fn check_bounds(&self) -> Result<(), String> {
         let RegisterOrg {

@@ -12,6 +12,7 @@ use crate::ledger::{LedgerStub, Timestamp};
 use crate::model::{
     AgentRef, Entity, LedgerRecord, Org, ProcessingContract, RecordBody, RecordKind, Role, Stamp,
 };
+use crate::transaction::{Callers, Transaction};
 
 /// The authenticated creator of the transaction.
 #[derive(Clone)]
@@ -278,6 +279,28 @@ impl<'a> Ctx<'a> {
             .check("creator", &caller.agent.id)
             .map_err(|e| ContractError::denied(self.function, e))?;
         Ok((caller, org))
+    }
+
+    /// The caller, if [`Transaction::CALLERS`] admits it: the one place a transaction's roles
+    /// are checked, so they are written once, on the transaction.
+    pub fn authorise<T: Transaction>(&self) -> Result<Caller, ContractError> {
+        match T::CALLERS {
+            Callers::Anyone => self.caller(),
+            Callers::Admin => {
+                let caller = self.caller()?;
+                if caller.role != Some(Role::Admin) {
+                    return Err(ContractError::denied(
+                        self.function,
+                        format!(
+                            "{} is not an admin (tom.role=admin needed)",
+                            caller.agent.id
+                        ),
+                    ));
+                }
+                Ok(caller)
+            }
+            callers => self.member(callers.roles()).map(|(caller, _)| caller),
+        }
     }
 
     /// The organisation-boundary rule: `caller` may act on entities of organisation `owner`

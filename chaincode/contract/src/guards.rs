@@ -2,20 +2,29 @@
 //!
 //! A guard either holds or yields a [`GuardFailure`] that says which entity, which state it is in
 //! and which condition failed. A transition evaluates all of its guards with [`Guards`] and is
-//! refused with every failure listed, so the caller learns everything wrong at once.
+//! refused with every failure listed, so the caller learns everything wrong at once. Each guard
+//! is a named function here, so a transaction reads like the table's row:
 //!
 //! | transition        | guard                                   |
 //! |-------------------|-----------------------------------------|
-//! | leave device      | joined(device), no container placed on it |
-//! | leave container   | joined(container)                       |
-//! | join data (EXEC)  | left(data), joined+placed(activity), credential under an active contract |
-//! | place container   | joined(container), joined(device)        |
+//! | join device/container | [`may_join`] (not joined already)   |
+//! | leave device      | [`joined`]\(device), [`no_containers_placed`] |
+//! | leave container   | [`joined`]\(container)                  |
+//! | leave data        | [`joined`]\(generator), [`placed`]\(container generator), [`left`]\(each input) |
+//! | join data (EXEC)  | [`left`]\(data), [`joined`] + [`placed`]\(activity), [`active`]\(contract), [`credential`], [`not_used`] |
+//! | place container   | [`joined`]\(container), [`joined`]\(device), [`not_placed_on`] |
+//! | outcome / drift of a placement | [`current_placement`]      |
+//! | settle contract   | [`deadline_passed`]                      |
 
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::model::{Entity, EntityType, Lifecycle};
+use crate::ledger::Timestamp;
+use crate::model::{
+    Container, ContractState, Credential, Data, Entity, EntityType, Lifecycle, Placement,
+    ProcessingContract,
+};
 
 /// One failed guard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -142,6 +151,18 @@ impl Guards {
         self
     }
 
+    /// Evaluate one guard that yields what the transition goes on with: the value when it
+    /// held, `None` (and the failure recorded) when it did not.
+    pub fn hold<T>(&mut self, outcome: Result<T, GuardFailure>) -> Option<T> {
+        match outcome {
+            Ok(value) => Some(value),
+            Err(failure) => {
+                self.failures.push(failure);
+                None
+            }
+        }
+    }
+
     /// `Ok` when every guard held, otherwise the refusal listing each failure.
     pub fn finish(&mut self, transition: &'static str) -> Result<(), crate::ContractError> {
         if self.failures.is_empty() {
@@ -238,5 +259,157 @@ pub fn may_join(
             id: id.to_owned(),
             since_tx: joined_tx.clone(),
         }),
+    }
+}
+
+/// A transition with one guard whose value it needs: the value, or the refusal.
+pub fn require<T>(
+    transition: &'static str,
+    outcome: Result<T, GuardFailure>,
+) -> Result<T, crate::ContractError> {
+    outcome.map_err(|failure| crate::ContractError::GuardFailed {
+        transition,
+        failures: vec![failure],
+    })
+}
+
+/// no-containers-placed(device): Table II, leave device ("IF joined(device)"), extended: a
+/// device leaves only once no container is placed on it. `placed` lists those that are.
+pub fn no_containers_placed(device: &str, placed: Vec<String>) -> Result<(), GuardFailure> {
+    if placed.is_empty() {
+        Ok(())
+    } else {
+        Err(GuardFailure::ContainersPlaced {
+            device: device.to_owned(),
+            containers: placed,
+        })
+    }
+}
+
+/// placed(container): Table II, leave data and join data (at activity), extended: a container
+/// activity generates and uses data only where it runs. Yields the device it is placed on.
+pub fn placed(container: &Container) -> Result<&str, GuardFailure> {
+    container
+        .placement
+        .as_ref()
+        .map(|p| p.device.as_str())
+        .ok_or_else(|| GuardFailure::NotPlaced {
+            container: container.id.clone(),
+        })
+}
+
+/// not placed-on(container, device): ORCHESTRATE(deployed, location) places a container where it
+/// is not running already. Re-placing on the same device is refused while that placement is
+/// active; once drift reported it missing, stopped, unavailable or drifted, a fresh placement
+/// may replace it.
+pub fn not_placed_on(container: &Container, device: &str) -> Result<(), GuardFailure> {
+    match container
+        .placement
+        .as_ref()
+        .filter(|p| p.device == device && p.status.is_active())
+    {
+        Some(p) => Err(GuardFailure::AlreadyPlaced {
+            container: container.id.clone(),
+            device: p.device.clone(),
+            since_tx: p.stamp.tx_id.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// current-placement(container, tx): a report on a placement (an outcome, or drift) is about
+/// the container's current one, made by PLACE transaction `tx` (any, when `None`). Yields it.
+pub fn current_placement<'c>(
+    container: &'c Container,
+    tx: Option<&str>,
+) -> Result<&'c Placement, GuardFailure> {
+    match &container.placement {
+        Some(p) if tx.is_none_or(|tx| tx == p.stamp.tx_id) => Ok(p),
+        current => Err(GuardFailure::Precondition {
+            condition: "current-placement(container, tx)",
+            detail: format!(
+                "placement tx {} is not container {}'s current placement (current: {})",
+                tx.unwrap_or("(any)"),
+                container.id,
+                current.as_ref().map_or("none".to_owned(), |p| format!(
+                    "tx {} on {}",
+                    p.stamp.tx_id, p.device
+                ))
+            ),
+        }),
+    }
+}
+
+/// active(contract): Table II, join data (at activity), extended: data joins an activity only
+/// under a contract that is active at the transaction time (not fulfilled, not violated, its
+/// deadline not passed).
+pub fn active(contract: &ProcessingContract, now: Timestamp) -> Result<(), GuardFailure> {
+    if contract.state_at(now) == ContractState::Active {
+        Ok(())
+    } else {
+        Err(GuardFailure::ContractNotActive {
+            contract: contract.id.clone(),
+            state: contract.state_description(now),
+        })
+    }
+}
+
+/// credential(activity, data): Table II, join data (at activity), extended (paper IV-C (ii)):
+/// the contract's credential grants its activity use of data of this kind (and source).
+pub fn credential(
+    contract: &ProcessingContract,
+    credential: Option<&Credential>,
+    data: &Data,
+) -> Result<(), GuardFailure> {
+    let granted = credential.is_some_and(|c| {
+        c.uses.iter().any(|u| {
+            u.kind == data.kind && u.source.as_ref().is_none_or(|s| s == &data.generated_by)
+        })
+    });
+    if granted {
+        Ok(())
+    } else {
+        Err(GuardFailure::NoCredential {
+            activity: contract.contractor.clone(),
+            contract: contract.id.clone(),
+            data: data.id.clone(),
+            kind: data.kind.clone(),
+            source: data.generated_by.clone(),
+        })
+    }
+}
+
+/// not used(data, contract): Table II, join data (at activity): data joins its activity under a
+/// contract once. `used_tx` is the transaction that recorded an earlier join, if any.
+pub fn not_used(
+    data: &Data,
+    contract: &ProcessingContract,
+    used_tx: Option<&[u8]>,
+) -> Result<(), GuardFailure> {
+    match used_tx {
+        None => Ok(()),
+        Some(tx) => Err(GuardFailure::AlreadyUsed {
+            data: data.id.clone(),
+            contract: contract.id.clone(),
+            tx_id: String::from_utf8_lossy(tx).into_owned(),
+        }),
+    }
+}
+
+/// deadline-passed(contract): settling a contract as violated (EvaluateContract) needs a
+/// stored-active contract whose deadline passed unfulfilled.
+pub fn deadline_passed(contract: &ProcessingContract, now: Timestamp) -> Result<(), GuardFailure> {
+    if contract.state == ContractState::Active && contract.state_at(now) != ContractState::Active {
+        Ok(())
+    } else {
+        Err(GuardFailure::Precondition {
+            condition: "deadline-passed(contract)",
+            detail: format!(
+                "contract {} is {} (deadline {})",
+                contract.id,
+                contract.state_description(now),
+                contract.deadline
+            ),
+        })
     }
 }

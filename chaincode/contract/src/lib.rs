@@ -32,61 +32,47 @@ pub mod queries;
 pub mod requests;
 pub mod simulation;
 pub mod time;
-pub mod transactions;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+pub mod transaction;
+pub mod transactions;
 
 pub use error::ContractError;
 pub use ledger::{Creator, LedgerStub, Timestamp};
+pub use transaction::{Callers, Function, Kind, Transaction};
 
 use context::Ctx;
+use transaction::respond;
 
 /// The contract's name in Fabric contract-API terms (`TomContract:Fn`).
 pub const CONTRACT_NAME: &str = "TomContract";
 /// The metadata function every contract-API chaincode answers.
 pub const METADATA_FUNCTION: &str = "org.hyperledger.fabric:GetMetadata";
 
-/// Whether a function only reads (evaluate) or writes (submit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Submit,
-    Evaluate,
-}
-
-/// A transaction the contract offers.
-pub struct Function {
-    pub name: &'static str,
-    pub kind: Kind,
-    /// Which roles may call it.
-    pub roles: &'static str,
-    pub description: &'static str,
-}
-
-/// Every function, in the order the metadata lists them.
+/// The registry: every transaction, in the order the metadata lists them. Dispatch, metadata
+/// and schemas all come from this one list (see [`transaction`]).
 pub const FUNCTIONS: &[Function] = &[
-    Function { name: "RegisterOrg", kind: Kind::Submit, roles: "admin", description: "register an organisation's MSP id, CA certificates and container policy" },
-    Function { name: "IdentifyDevice", kind: Kind::Submit, roles: "orchestrator", description: "device joins: certificate chain + signed nonce; writes IDENTITY and PROV-ID-create" },
-    Function { name: "TerminateDevice", kind: Kind::Submit, roles: "orchestrator", description: "device leaves (guard joined(device), no containers placed); PROV-ID-delete" },
-    Function { name: "IdentifyContainer", kind: Kind::Submit, roles: "orchestrator", description: "container joins with image digest (and publisher signature); PROV-ID-create" },
-    Function { name: "TerminateContainer", kind: Kind::Submit, roles: "orchestrator", description: "container leaves (guard joined(container)); PROV-ID-delete" },
-    Function { name: "PlaceContainer", kind: Kind::Submit, roles: "orchestrator", description: "ORCHESTRATE(deployed, location): place or re-place a container on a device" },
-    Function { name: "RecordOutcome", kind: Kind::Submit, roles: "orchestrator", description: "report whether an authorised placement runs or failed, or a removal completed" },
-    Function { name: "RecordDrift", kind: Kind::Submit, roles: "orchestrator", description: "record orchestrator state that differs from what the ledger authorised" },
-    Function { name: "DefineContract", kind: Kind::Submit, roles: "orchestrator", description: "contract an activity to USE inputs and GENERATE outputs by a deadline; grants its credential" },
-    Function { name: "EvaluateContract", kind: Kind::Submit, roles: "any registered", description: "settle a contract whose deadline passed unfulfilled as violated" },
-    Function { name: "RecordData", kind: Kind::Submit, roles: "device", description: "data leaves a sensor or activity: PROV-DATA with signed hash" },
-    Function { name: "ExecContract", kind: Kind::Submit, roles: "orchestrator or the activity", description: "data joins an activity under its contract (guard left(data)); PROV-ORCH" },
-    Function { name: "GetEntity", kind: Kind::Evaluate, roles: "any", description: "a device, container, data item or contract by id" },
-    Function { name: "GetHistory", kind: Kind::Evaluate, roles: "any", description: "every committed version of an entity or contract" },
-    Function { name: "GetOrg", kind: Kind::Evaluate, roles: "any", description: "a registered organisation" },
-    Function { name: "GetRecord", kind: Kind::Evaluate, roles: "any", description: "the ledger record a transaction wrote" },
-    Function { name: "GetLineage", kind: Kind::Evaluate, roles: "any", description: "lineage of an entity upstream and/or downstream to a depth" },
-    Function { name: "QueryRecords", kind: Kind::Evaluate, roles: "any", description: "records by agent or entity in a time window, paginated" },
-    Function { name: "ListDevices", kind: Kind::Evaluate, roles: "any", description: "devices by organisation and state (joined, left, available, unavailable), paginated" },
-    Function { name: "ListContainers", kind: Kind::Evaluate, roles: "any", description: "containers placed on a device, or by organisation and state, paginated" },
-    Function { name: "ListContracts", kind: Kind::Evaluate, roles: "any", description: "contracts by effective state at the query time (active, fulfilled, violated), paginated" },
-    Function { name: "ExportProv", kind: Kind::Evaluate, roles: "any", description: "W3C PROV-JSON document of an entity's lineage" },
+    Function::of::<requests::RegisterOrg>(),
+    Function::of::<requests::IdentifyDevice>(),
+    Function::of::<requests::TerminateDevice>(),
+    Function::of::<requests::IdentifyContainer>(),
+    Function::of::<requests::TerminateContainer>(),
+    Function::of::<requests::PlaceContainer>(),
+    Function::of::<requests::RecordOutcome>(),
+    Function::of::<requests::RecordDrift>(),
+    Function::of::<requests::DefineContract>(),
+    Function::of::<requests::EvaluateContract>(),
+    Function::of::<requests::RecordData>(),
+    Function::of::<requests::ExecContract>(),
+    Function::of::<requests::GetEntity>(),
+    Function::of::<requests::GetHistory>(),
+    Function::of::<requests::GetOrg>(),
+    Function::of::<requests::GetRecord>(),
+    Function::of::<requests::GetLineage>(),
+    Function::of::<requests::RecordsQuery>(),
+    Function::of::<requests::DevicesQuery>(),
+    Function::of::<requests::ContainersQuery>(),
+    Function::of::<requests::ContractsQuery>(),
+    Function::of::<requests::ExportProv>(),
 ];
 
 /// Look a function up by its name, with or without the `TomContract:` prefix.
@@ -96,28 +82,6 @@ pub fn function(name: &str) -> Option<&'static Function> {
         .and_then(|n| n.strip_prefix(':'))
         .unwrap_or(name);
     FUNCTIONS.iter().find(|f| f.name == bare)
-}
-
-/// The one JSON argument, decoded by [`bounds::decode`]: no repeated keys, the request's shape,
-/// every field within its bound.
-fn arg<T: DeserializeOwned + bounds::Bounded>(
-    function: &'static str,
-    args: &[&[u8]],
-) -> Result<T, ContractError> {
-    let [json] = args else {
-        return Err(ContractError::bad(
-            function,
-            format!("expects exactly 1 JSON argument, got {}", args.len()),
-        ));
-    };
-    bounds::decode(json).map_err(|e| ContractError::bad(function, e))
-}
-
-fn respond<T: Serialize>(function: &'static str, value: &T) -> Result<Vec<u8>, ContractError> {
-    serde_json::to_vec(value).map_err(|e| ContractError::CorruptState {
-        key: function.to_owned(),
-        detail: e.to_string(),
-    })
 }
 
 /// Run one transaction: `function` (`Fn` or `TomContract:Fn`) with its JSON argument.
@@ -132,62 +96,33 @@ pub fn invoke(
     let Some(f) = function(function_name) else {
         return Err(ContractError::UnknownFunction(function_name.to_owned()));
     };
-    let name = f.name;
-    let mut ctx = Ctx::new(stub, name);
+    let mut ctx = Ctx::new(stub, f.name);
     // Authenticate before looking at the argument: an unauthenticated caller learns nothing.
     ctx.caller()?;
-    let c = &mut ctx;
-    match name {
-        "RegisterOrg" => respond(name, &transactions::register_org(c, arg(name, args)?)?),
-        "IdentifyDevice" => respond(name, &transactions::identify_device(c, arg(name, args)?)?),
-        "TerminateDevice" => respond(name, &transactions::terminate_device(c, arg(name, args)?)?),
-        "IdentifyContainer" => respond(
-            name,
-            &transactions::identify_container(c, arg(name, args)?)?,
-        ),
-        "TerminateContainer" => respond(
-            name,
-            &transactions::terminate_container(c, arg(name, args)?)?,
-        ),
-        "PlaceContainer" => respond(name, &transactions::place_container(c, arg(name, args)?)?),
-        "RecordOutcome" => respond(name, &transactions::record_outcome(c, arg(name, args)?)?),
-        "RecordDrift" => respond(name, &transactions::record_drift(c, arg(name, args)?)?),
-        "DefineContract" => respond(name, &transactions::define_contract(c, arg(name, args)?)?),
-        "EvaluateContract" => respond(name, &transactions::evaluate_contract(c, arg(name, args)?)?),
-        "RecordData" => respond(name, &transactions::record_data(c, arg(name, args)?)?),
-        "ExecContract" => respond(name, &transactions::exec_contract(c, arg(name, args)?)?),
-        "GetEntity" => respond(name, &queries::get_entity(c, arg(name, args)?)?),
-        "GetHistory" => respond(name, &queries::get_history(c, arg(name, args)?)?),
-        "GetOrg" => respond(name, &queries::get_org(c, arg(name, args)?)?),
-        "GetRecord" => respond(name, &queries::get_record(c, arg(name, args)?)?),
-        "GetLineage" => respond(name, &queries::get_lineage(c, arg(name, args)?)?),
-        "QueryRecords" => respond(name, &queries::query_records(c, arg(name, args)?)?),
-        "ListDevices" => respond(name, &queries::list_devices(c, arg(name, args)?)?),
-        "ListContainers" => respond(name, &queries::list_containers(c, arg(name, args)?)?),
-        "ListContracts" => respond(name, &queries::list_contracts(c, arg(name, args)?)?),
-        "ExportProv" => {
-            let lineage = queries::get_lineage(c, arg(name, args)?)?;
-            respond(name, &prov::to_prov_json(&lineage))
-        }
-        other => Err(ContractError::UnknownFunction(other.to_owned())),
-    }
+    f.run(&mut ctx, args)
 }
 
-/// The contract metadata in the shape Fabric's contract API returns from `GetMetadata`.
+/// The contract metadata in the shape Fabric's contract API returns from `GetMetadata`: each
+/// transaction's parameter and return value carry JSON Schemas whose named types are listed
+/// once under `components.schemas`.
 pub fn metadata() -> serde_json::Value {
+    let mut generator = transaction::schema_generator();
     let transactions: Vec<serde_json::Value> = FUNCTIONS
         .iter()
         .map(|f| {
+            let request = (f.request_schema)(&mut generator).to_value();
+            let returns = (f.response_schema)(&mut generator).to_value();
             serde_json::json!({
                 "name": f.name,
-                "tag": [match f.kind { Kind::Submit => "submit", Kind::Evaluate => "evaluate" }],
-                "parameters": [{ "name": "request", "description": "JSON object", "schema": { "type": "string" } }],
-                "returns": { "type": "string" },
+                "tag": [f.kind.as_str()],
+                "parameters": [{ "name": "request", "description": "the transaction's JSON argument", "schema": request }],
+                "returns": returns,
                 "description": f.description,
-                "roles": f.roles,
+                "roles": f.roles.to_string(),
             })
         })
         .collect();
+    let schemas = serde_json::Value::Object(generator.take_definitions(true));
     serde_json::json!({
         "$schema": "https://hyperledger.github.io/fabric-chaincode-node/main/api/contract-schema.json",
         "info": { "title": "TOM: Trusted Orchestration Manager", "version": env!("CARGO_PKG_VERSION") },
@@ -199,6 +134,6 @@ pub fn metadata() -> serde_json::Value {
                 "default": true,
             }
         },
-        "components": { "schemas": {} },
+        "components": { "schemas": schemas },
     })
 }

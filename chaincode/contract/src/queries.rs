@@ -13,6 +13,7 @@ use crate::keys;
 use crate::ledger::{split_composite_key, Timestamp};
 use crate::model::*;
 use crate::requests::{self, Direction};
+use crate::transaction::{Callers, Kind, Transaction};
 use crate::transactions::check_id;
 
 pub const DEFAULT_DEPTH: u32 = 8;
@@ -847,4 +848,58 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
         nodes: b.nodes,
         relations: b.relations,
     })
+}
+
+// --- the read transactions --------------------------------------------------------------------
+
+/// A read transaction: anyone with a valid certificate may ask, and it writes nothing.
+macro_rules! read_transaction {
+    ($($request:ty => $name:literal, $response:ty, $description:literal, |$req:ident, $ctx:ident| $body:expr;)*) => {$(
+        impl Transaction for $request {
+            const NAME: &'static str = $name;
+            const KIND: Kind = Kind::Evaluate;
+            const RECORD: Option<RecordKind> = None;
+            const CALLERS: Callers = Callers::Anyone;
+            const DESCRIPTION: &'static str = $description;
+            type Response = $response;
+
+            fn execute(self, ctx: &mut Ctx) -> Result<$response, ContractError> {
+                let ($req, $ctx) = (self, &*ctx);
+                $body
+            }
+        }
+    )*};
+}
+
+read_transaction! {
+    requests::GetEntity => "GetEntity", EntityView,
+        "a device, container, data item or contract by id",
+        |req, ctx| get_entity(ctx, req.0);
+    requests::GetHistory => "GetHistory", Vec<HistoryEntry>,
+        "every committed version of an entity or contract",
+        |req, ctx| get_history(ctx, req.0);
+    requests::GetOrg => "GetOrg", Org,
+        "a registered organisation",
+        |req, ctx| get_org(ctx, req.0);
+    requests::GetRecord => "GetRecord", LedgerRecord,
+        "the ledger record a transaction wrote",
+        |req, ctx| get_record(ctx, req.0);
+    requests::GetLineage => "GetLineage", Lineage,
+        "lineage of an entity upstream and/or downstream to a depth",
+        |req, ctx| get_lineage(ctx, req.0);
+    requests::RecordsQuery => "QueryRecords", RecordPage,
+        "records by agent or entity in a time window, paginated",
+        |req, ctx| query_records(ctx, req);
+    requests::DevicesQuery => "ListDevices", ListPage<Entity>,
+        "devices by organisation and state (joined, left, available, unavailable), paginated",
+        |req, ctx| list_devices(ctx, req);
+    requests::ContainersQuery => "ListContainers", ListPage<Entity>,
+        "containers placed on a device, or by organisation and state, paginated",
+        |req, ctx| list_containers(ctx, req);
+    requests::ContractsQuery => "ListContracts", ListPage<ContractView>,
+        "contracts by effective state at the query time (active, fulfilled, violated), paginated",
+        |req, ctx| list_contracts(ctx, req);
+    requests::ExportProv => "ExportProv", serde_json::Value,
+        "W3C PROV-JSON document of an entity's lineage",
+        |req, ctx| Ok(crate::prov::to_prov_json(&get_lineage(ctx, req.0)?));
 }

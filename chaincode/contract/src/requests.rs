@@ -316,6 +316,37 @@ pub struct ById {
     pub id: String,
 }
 
+/// One request type per transaction: where two transactions take the same fields, each has its
+/// own type wrapping them (serialised exactly as the fields alone), so the type names the
+/// transaction (see [`crate::transaction::Transaction`]).
+macro_rules! same_fields {
+    ($($(#[$doc:meta])* $name:ident($fields:ty);)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+        #[serde(transparent)]
+        pub struct $name(pub $fields);
+    )*};
+}
+
+same_fields! {
+    /// `TerminateDevice`: a device leaves.
+    TerminateDevice(TerminateEntity);
+    /// `TerminateContainer`: a container leaves.
+    TerminateContainer(TerminateEntity);
+    /// `GetEntity`: a device, container, data item or contract by id.
+    GetEntity(ById);
+    /// `GetHistory`: every committed version of an entity or contract.
+    GetHistory(ById);
+    /// `GetOrg`: a registered organisation by MSP id.
+    GetOrg(ById);
+    /// `GetRecord`: the ledger record a transaction (by id) wrote.
+    GetRecord(ById);
+    /// `GetLineage`: an entity's lineage.
+    GetLineage(LineageQuery);
+    /// `ExportProv`: an entity's lineage as a W3C PROV-JSON document.
+    ExportProv(LineageQuery);
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {

@@ -27,11 +27,6 @@ mod organisations;
 mod placement;
 mod provenance;
 
-pub use identity::{identify_container, identify_device, terminate_container, terminate_device};
-pub use organisations::register_org;
-pub use placement::{place_container, record_drift, record_outcome};
-pub use provenance::{define_contract, evaluate_contract, exec_contract, record_data};
-
 pub(super) const MAX_TEXT_LEN: usize = crate::ids::MAX_TEXT;
 
 /// Ids are used inside composite keys, URLs and PROV qualified names: the grammar of
