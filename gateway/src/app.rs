@@ -20,6 +20,8 @@ use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tom_contract::requests::{ById, GetOrg, RegisterOrg};
+use tom_contract::transaction::Transaction;
 
 use crate::api::metrics::Metrics;
 pub use crate::api::state::AppState;
@@ -448,16 +450,16 @@ pub async fn ensure_dev_org(
     if admin.signing.msp_id != DEV_MSP_ID {
         return Ok(false);
     }
-    let query = serde_json::json!({ "id": DEV_MSP_ID }).to_string();
-    match ledger
-        .evaluate(&admin.signing, "GetOrg", query.as_bytes())
-        .await
-    {
+    let query = GetOrg(ById {
+        id: DEV_MSP_ID.into(),
+    });
+    let query = serde_json::to_vec(&query).map_err(|e| LedgerError::Internal(e.to_string()))?;
+    match ledger.evaluate(&admin.signing, GetOrg::NAME, &query).await {
         Ok(_) => return Ok(false),
         Err(LedgerError::Rejected { status: 404, .. }) => {}
         Err(e) => return Err(e),
     }
-    let request = tom_contract::requests::RegisterOrg {
+    let request = RegisterOrg {
         msp_id: DEV_MSP_ID.into(),
         name: "TOM development organisation".into(),
         ca_certificates: vec![ca_certificate.to_owned()],
@@ -466,7 +468,7 @@ pub async fn ensure_dev_org(
     let argument =
         serde_json::to_vec(&request).map_err(|e| LedgerError::Internal(e.to_string()))?;
     ledger
-        .submit(&admin.signing, "RegisterOrg", &argument)
+        .submit(&admin.signing, RegisterOrg::NAME, &argument)
         .await?;
     Ok(true)
 }

@@ -8,22 +8,27 @@
 use serde_json::{json, Value};
 use tom_contract::bounds::decode;
 use tom_contract::requests::*;
+use tom_contract::transaction::Transaction;
+
+/// Decode `example` as the request of transaction `T` if `function` names it.
+fn decode_if<T: Transaction>(function: &str, bytes: &[u8]) -> Option<Result<(), String>> {
+    (function == T::NAME).then(|| decode::<T>(bytes).map(drop))
+}
 
 /// Decode `example` as the request of contract function `function`.
 fn decode_as(function: &str, example: &Value) -> Result<(), String> {
     let bytes = serde_json::to_vec(example).unwrap();
-    match function {
-        "RegisterOrg" => decode::<RegisterOrg>(&bytes).map(drop),
-        "IdentifyDevice" => decode::<IdentifyDevice>(&bytes).map(drop),
-        "IdentifyContainer" => decode::<IdentifyContainer>(&bytes).map(drop),
-        "PlaceContainer" => decode::<PlaceContainer>(&bytes).map(drop),
-        "RecordOutcome" => decode::<RecordOutcome>(&bytes).map(drop),
-        "RecordDrift" => decode::<RecordDrift>(&bytes).map(drop),
-        "DefineContract" => decode::<DefineContract>(&bytes).map(drop),
-        "RecordData" => decode::<RecordData>(&bytes).map(drop),
-        "ExecContract" => decode::<ExecContract>(&bytes).map(drop),
-        other => Err(format!("no request type is known for {other}")),
-    }
+    let b = &bytes;
+    decode_if::<RegisterOrg>(function, b)
+        .or_else(|| decode_if::<IdentifyDevice>(function, b))
+        .or_else(|| decode_if::<IdentifyContainer>(function, b))
+        .or_else(|| decode_if::<PlaceContainer>(function, b))
+        .or_else(|| decode_if::<RecordOutcome>(function, b))
+        .or_else(|| decode_if::<RecordDrift>(function, b))
+        .or_else(|| decode_if::<DefineContract>(function, b))
+        .or_else(|| decode_if::<RecordData>(function, b))
+        .or_else(|| decode_if::<ExecContract>(function, b))
+        .unwrap_or_else(|| Err(format!("no request type with a body is named {function}")))
 }
 
 /// The examples of a media type: `example`, and the `value` of each of `examples`.
@@ -95,7 +100,7 @@ fn a_wrong_example_fails_both_checks() {
     let validator = jsonschema::validator_for(&schema).unwrap();
     let good = media["example"].clone();
     assert!(validator.is_valid(&good));
-    assert!(decode_as("PlaceContainer", &good).is_ok());
+    assert!(decode_as(PlaceContainer::NAME, &good).is_ok());
     for bad in [
         json!({ "container_id": "c1", "device_id": "d1", "extra": 1 }),
         json!({ "container_id": "c1" }),
@@ -104,7 +109,7 @@ fn a_wrong_example_fails_both_checks() {
     ] {
         assert!(!validator.is_valid(&bad), "schema accepted {bad}");
         assert!(
-            decode_as("PlaceContainer", &bad).is_err(),
+            decode_as(PlaceContainer::NAME, &bad).is_err(),
             "decode accepted {bad}"
         );
     }

@@ -25,7 +25,7 @@ pub async fn register_org(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::RegisterOrg>,
 ) -> Created {
-    s.submit(&c, "RegisterOrg", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn get_org(
@@ -33,7 +33,8 @@ pub async fn get_org(
     Caller(c): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "GetOrg", &requests::ById { id }).await
+    s.evaluate(&c, &requests::GetOrg(requests::ById { id }))
+        .await
 }
 
 /// `POST /v1/devices`: the contract's `IdentifyDevice` plus the gateway-only `node_id`.
@@ -63,10 +64,12 @@ pub async fn identify_device(
             .map_err(AppError::bad_request)?;
     }
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
-    s.act(
-        "IdentifyDevice",
-        actions.identify_device(&ledger, &c.signing, &req, node_id.as_deref()),
-    )
+    s.act::<requests::IdentifyDevice>(actions.identify_device(
+        &ledger,
+        &c.signing,
+        &req,
+        node_id.as_deref(),
+    ))
     .await
     .map(created)
 }
@@ -89,12 +92,9 @@ pub async fn terminate_device(
         reason: q.reason,
     };
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
-    s.act(
-        "TerminateDevice",
-        actions.terminate_device(&ledger, &c.signing, &req),
-    )
-    .await
-    .map(Json)
+    s.act::<requests::TerminateDevice>(actions.terminate_device(&ledger, &c.signing, &req))
+        .await
+        .map(Json)
 }
 
 /// `GET /v1/swarm/unauthorised`: services on the swarm no TOM gateway authorised.
@@ -114,7 +114,7 @@ pub async fn identify_container(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::IdentifyContainer>,
 ) -> Created {
-    s.submit(&c, "IdentifyContainer", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn terminate_container(
@@ -128,12 +128,9 @@ pub async fn terminate_container(
         reason: q.reason,
     };
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
-    s.act(
-        "TerminateContainer",
-        actions.terminate(&ledger, &c.signing, &req),
-    )
-    .await
-    .map(Json)
+    s.act::<requests::TerminateContainer>(actions.terminate(&ledger, &c.signing, &req))
+        .await
+        .map(Json)
 }
 
 pub async fn place_container(
@@ -142,7 +139,7 @@ pub async fn place_container(
     ApiJson(req): ApiJson<requests::PlaceContainer>,
 ) -> Created {
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
-    s.act("PlaceContainer", actions.place(&ledger, &c.signing, &req))
+    s.act::<requests::PlaceContainer>(actions.place(&ledger, &c.signing, &req))
         .await
         .map(created)
 }
@@ -152,7 +149,7 @@ pub async fn record_outcome(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::RecordOutcome>,
 ) -> Created {
-    s.submit(&c, "RecordOutcome", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn record_drift(
@@ -160,7 +157,7 @@ pub async fn record_drift(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::RecordDrift>,
 ) -> Created {
-    s.submit(&c, "RecordDrift", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn define_contract(
@@ -168,7 +165,7 @@ pub async fn define_contract(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::DefineContract>,
 ) -> Created {
-    s.submit(&c, "DefineContract", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn evaluate_contract(
@@ -176,13 +173,9 @@ pub async fn evaluate_contract(
     Caller(c): Caller,
     ApiPath(contract_id): ApiPath<String>,
 ) -> Created {
-    s.submit(
-        &c,
-        "EvaluateContract",
-        &requests::EvaluateContract { contract_id },
-    )
-    .await
-    .map(created)
+    s.submit(&c, &requests::EvaluateContract { contract_id })
+        .await
+        .map(created)
 }
 
 pub async fn record_data(
@@ -190,7 +183,7 @@ pub async fn record_data(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::RecordData>,
 ) -> Created {
-    s.submit(&c, "RecordData", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn exec_contract(
@@ -198,7 +191,7 @@ pub async fn exec_contract(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::ExecContract>,
 ) -> Created {
-    s.submit(&c, "ExecContract", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn get_entity(
@@ -206,7 +199,8 @@ pub async fn get_entity(
     Caller(c): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "GetEntity", &requests::ById { id }).await
+    s.evaluate(&c, &requests::GetEntity(requests::ById { id }))
+        .await
 }
 
 pub async fn get_history(
@@ -214,7 +208,8 @@ pub async fn get_history(
     Caller(c): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "GetHistory", &requests::ById { id }).await
+    s.evaluate(&c, &requests::GetHistory(requests::ById { id }))
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,12 +229,11 @@ pub async fn get_lineage(
 ) -> Result<Response, AppError> {
     s.evaluate(
         &c,
-        "GetLineage",
-        &requests::LineageQuery {
+        &requests::GetLineage(requests::LineageQuery {
             id,
             direction: q.direction,
             depth: q.depth,
-        },
+        }),
     )
     .await
 }
@@ -252,12 +246,11 @@ pub async fn export_prov(
 ) -> Result<Response, AppError> {
     s.evaluate(
         &c,
-        "ExportProv",
-        &requests::LineageQuery {
+        &requests::ExportProv(requests::LineageQuery {
             id,
             direction: q.direction,
             depth: q.depth,
-        },
+        }),
     )
     .await
 }
@@ -267,7 +260,7 @@ pub async fn query_records(
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<requests::RecordsQuery>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "QueryRecords", &q).await
+    s.evaluate(&c, &q).await
 }
 
 pub async fn list_devices(
@@ -275,7 +268,7 @@ pub async fn list_devices(
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<requests::DevicesQuery>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "ListDevices", &q).await
+    s.evaluate(&c, &q).await
 }
 
 pub async fn list_containers(
@@ -283,7 +276,7 @@ pub async fn list_containers(
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<requests::ContainersQuery>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "ListContainers", &q).await
+    s.evaluate(&c, &q).await
 }
 
 pub async fn list_contracts(
@@ -291,7 +284,7 @@ pub async fn list_contracts(
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<requests::ContractsQuery>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "ListContracts", &q).await
+    s.evaluate(&c, &q).await
 }
 
 pub async fn get_record(
@@ -299,7 +292,8 @@ pub async fn get_record(
     Caller(c): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "GetRecord", &requests::ById { id }).await
+    s.evaluate(&c, &requests::GetRecord(requests::ById { id }))
+        .await
 }
 
 /// Liveness: the process answers. Unauthenticated, so it names no paths and no back end.

@@ -15,6 +15,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tom_contract::transaction::Transaction;
 
 use super::actions::{ActionError, ActionReport, ContainerActions, LedgerOnly};
 use super::error::AppError;
@@ -61,13 +62,14 @@ impl AppState {
         self.shutdown.send_replace(true);
     }
 
-    /// Submit `function` with `request` as the caller's identity: one transaction.
-    pub async fn submit<T: Serialize>(
+    /// Submit `request`, the request of transaction `T::NAME`, as the caller's identity: one
+    /// transaction.
+    pub async fn submit<T: Transaction>(
         &self,
         caller: &Identity,
-        function: &str,
         request: &T,
     ) -> Result<Committed, AppError> {
+        let function = T::NAME;
         let argument = serde_json::to_vec(request)
             .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
         let started = Instant::now();
@@ -80,12 +82,12 @@ impl AppState {
         Committed::from_submitted(result?)
     }
 
-    /// Run an orchestrator action, counted under its authorising `function`.
-    pub async fn act(
+    /// Run an orchestrator action, counted under its authorising transaction `T`.
+    pub async fn act<T: Transaction>(
         &self,
-        function: &str,
         action: impl std::future::Future<Output = Result<ActionReport, ActionError>>,
     ) -> Result<Committed, AppError> {
+        let function = T::NAME;
         let started = Instant::now();
         let result = action.await;
         let label = match &result {
@@ -98,13 +100,14 @@ impl AppState {
         Committed::from_report(result?)
     }
 
-    /// Evaluate a query as the caller; the contract's JSON is passed through unchanged.
-    pub async fn evaluate<T: Serialize>(
+    /// Evaluate `request`, the request of query `T::NAME`, as the caller; the contract's JSON
+    /// is passed through unchanged.
+    pub async fn evaluate<T: Transaction>(
         &self,
         caller: &Identity,
-        function: &str,
         request: &T,
     ) -> Result<Response, AppError> {
+        let function = T::NAME;
         let argument = serde_json::to_vec(request)
             .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
         let bytes = self
