@@ -1,10 +1,12 @@
 //! The OpenAPI 3.0 document served at `/openapi.json`, built from [`super::ROUTES`] (so every
 //! route the router serves is documented).
 //!
-//! The request bodies' component schemas are derived from the contract's own request types
-//! (`tom_contract::requests`, with the model and claim types they hold) by `schemars`, so the
-//! document's fields, required fields, types, enumerations and nesting are what the gateway
-//! and the contract deserialize, and cannot drift from them. Why schemars rather than utoipa or
+//! The component schemas of the request bodies and of the contract's answers are derived from
+//! the contract's own types by `schemars`: the request types (`tom_contract::requests`, with the
+//! model and claim types they hold) and each transaction's `Transaction::Response` (from the
+//! contract's registry, `transaction_schemas`). So the document's fields, required fields,
+//! types, enumerations and nesting are what the gateway and the contract decode and answer, and
+//! cannot drift from them. Why schemars rather than utoipa or
 //! aide: the types live in the pure contract crate, which must not depend on a web framework
 //! (`scripts/check-contract-purity.sh`); schemars depends on nothing but serde, follows the serde
 //! attributes the types already carry (`rename`, `default`, `deny_unknown_fields`), and emits
@@ -19,8 +21,12 @@
 //! derived schema has, and another that every request example decodes into its request type
 //! and is valid against its schema. Paths, responses, security and examples are written here.
 
+use std::collections::BTreeMap;
+
 use schemars::generate::SchemaSettings;
+use schemars::Schema;
 use serde_json::{json, Map, Value};
+use tom_contract::transaction::transaction_schemas;
 
 use tom_contract::ids::{self, Grammar, ID, NONCE, TX_ID};
 use tom_contract::requests;
@@ -83,6 +89,22 @@ fn list(description: &str) -> Value {
     json!({ "maxItems": ids::MAX_LIST, "description": description })
 }
 
+/// A DSSE envelope as a request must carry it: in-toto, with exactly one signature. (The
+/// `Envelope` component also describes the empty envelopes of entities recorded before proofs
+/// were envelopes, so these two rules are the request's.)
+fn signed_envelope(description: &str) -> Value {
+    json!({
+        "allOf": [
+            { "$ref": "#/components/schemas/Envelope" },
+            { "properties": {
+                "payloadType": { "enum": [tom_contract::claims::IN_TOTO_PAYLOAD_TYPE] },
+                "signatures": { "minItems": 1 },
+            } },
+        ],
+        "description": description,
+    })
+}
+
 fn describe(description: &str) -> Value {
     json!({ "description": description })
 }
@@ -124,9 +146,18 @@ const MSP_ID: &str = "MSP id";
 /// a gateway with an orchestrator accepts.
 const IDENTIFY_DEVICE_BODY: &str = "IdentifyDeviceBody";
 
-/// The request bodies' schemas as derived from the contract's types, with every type they hold
-/// (OpenAPI 3.0 dialect: `nullable`, references under `#/components/schemas/`).
-fn derived_schemas() -> Map<String, Value> {
+/// What the contract's types give the document: the component schemas of every request body
+/// and answer (and every type they hold), which of them the request bodies use, and each
+/// transaction's answer schema by function name.
+struct Derived {
+    schemas: Map<String, Value>,
+    requests: Vec<String>,
+    answers: BTreeMap<&'static str, Value>,
+}
+
+/// The schemas derived from the contract's types (OpenAPI 3.0 dialect: `nullable`, references
+/// under `#/components/schemas/`).
+fn derived() -> Derived {
     let mut generator = SchemaSettings::openapi3()
         .with(|s| s.meta_schema = None)
         .into_generator();
@@ -140,17 +171,46 @@ fn derived_schemas() -> Map<String, Value> {
     generator.subschema_for::<requests::DefineContract>();
     generator.subschema_for::<requests::RecordData>();
     generator.subschema_for::<requests::ExecContract>();
+    let rename = |name: &str| match name {
+        "IdentifyDevice" => IDENTIFY_DEVICE_BODY.to_owned(),
+        other => other.to_owned(),
+    };
+    let requests: Vec<String> = generator.definitions().keys().map(|n| rename(n)).collect();
+    // Every transaction's answer, from the contract's registry.
+    let answers: Vec<(&'static str, Value)> = transaction_schemas(&mut generator)
+        .into_iter()
+        .map(|t| (t.name, t.response.to_value()))
+        .collect();
     let mut schemas = generator.take_definitions(true);
     if let Some(device) = schemas.remove("IdentifyDevice") {
         schemas.insert(IDENTIFY_DEVICE_BODY.into(), device);
     }
-    schemas
+    // The answers were taken before the transforms ran on the definitions: run the same ones
+    // on them (a `$ref` is untouched; an inline array of references becomes OpenAPI 3.0).
+    let answers = answers
+        .into_iter()
+        .map(|(name, answer)| {
+            let mut schema = Schema::try_from(answer).unwrap_or_default();
+            for transform in generator.transforms_mut() {
+                transform.transform(&mut schema);
+            }
+            (name, schema.to_value())
+        })
+        .collect();
+    Derived {
+        schemas,
+        requests,
+        answers,
+    }
 }
 
-/// The request bodies' schemas: [`derived_schemas`] with [`rules`] laid over them.
-fn request_schemas() -> Map<String, Value> {
-    let mut schemas = derived_schemas();
+/// The derived schemas with [`rules`] laid over the request bodies'.
+fn request_schemas(derived: &Derived) -> Map<String, Value> {
+    let mut schemas = derived.schemas.clone();
     for (name, pointer, rule) in rules() {
+        if !derived.requests.iter().any(|r| r == name) {
+            continue;
+        }
         if let Some(target) = schemas
             .get_mut(name)
             .and_then(|schema| schema.pointer_mut(pointer))
@@ -214,7 +274,7 @@ fn rules() -> Vec<(&'static str, &'static str, Value)> {
         (IDENTIFY_DEVICE_BODY, "/properties/kind", id("sensor, actuator, gateway, compute, vehicle, ...")),
         (IDENTIFY_DEVICE_BODY, "/properties/certificate", pem(PEM)),
         (IDENTIFY_DEVICE_BODY, "/properties/nonce", grammar(&NONCE, "single-use nonce chosen by the device")),
-        (IDENTIFY_DEVICE_BODY, "/properties/proof", describe(device_proof)),
+        (IDENTIFY_DEVICE_BODY, "/properties/proof", signed_envelope(device_proof)),
         (IDENTIFY_DEVICE_BODY, "/properties/node_id", text("gateway-only: the orchestrator's node for this device; a gateway without an orchestrator answers 400 when it is given", ids::MAX_ID_LEN)),
         ("IdentifyContainer", "/properties/container_id", id("container id")),
         ("IdentifyContainer", "/properties/org", id(MSP_ID)),
@@ -226,9 +286,9 @@ fn rules() -> Vec<(&'static str, &'static str, Value)> {
         ("PublisherSignature", "/properties/publisher", id("a publisher in the org's policy")),
         ("PublisherSignature", "/properties/signature", signature(SIG)),
         ("Envelope", "", describe("a DSSE envelope (the JSON encoding of the DSSE protocol) over an in-toto Statement v1, with exactly one signature")),
-        ("Envelope", "/properties/payloadType", json!({ "enum": [tom_contract::claims::IN_TOTO_PAYLOAD_TYPE] })),
+        ("Envelope", "/properties/payloadType", json!({ "maxLength": 64, "description": format!("{} in every request (a stored entity recorded before envelopes has an empty envelope)", tom_contract::claims::IN_TOTO_PAYLOAD_TYPE) })),
         ("Envelope", "/properties/payload", json!({ "description": "base64 of the in-toto Statement v1 JSON", "pattern": "^[A-Za-z0-9+/=]*$", "maxLength": tom_contract::claims::MAX_PAYLOAD_BYTES * 4 / 3 + 4 })),
-        ("Envelope", "/properties/signatures", json!({ "minItems": 1, "maxItems": 1 })),
+        ("Envelope", "/properties/signatures", json!({ "maxItems": 1 })),
         ("EnvelopeSignature", "/properties/sig", signature("base64 DER ECDSA P-256/SHA-256 signature over the DSSE pre-authentication encoding")),
         ("EnvelopeSignature", "/properties/keyid", json!({ "description": "hex SHA-256 of the signer's certificate (a hint)", "pattern": "^[0-9a-fA-F]*$", "maxLength": 64 })),
         ("PlaceContainer", "/properties/container_id", id("container id")),
@@ -260,7 +320,7 @@ fn rules() -> Vec<(&'static str, &'static str, Value)> {
         ("RecordData", "/properties/size", json!({ "maximum": 9_007_199_254_740_991u64, "description": "bytes" })),
         ("RecordData", "/properties/location", string("URI of the bytes")),
         ("RecordData", "/properties/generated_by", id("generating device or container")),
-        ("RecordData", "/properties/claim", describe("the generator's signed claim: a DSSE envelope signed by the generator's key over an in-toto Statement v1 whose subject is {name: data_id, digest: {sha256: <hex of the bytes>}}, predicateType urn:tom:predicate:data-generation:v1, predicate {ledger: <channel>, kind, size, location, generated_by, derived_from}; every field must equal the request's")),
+        ("RecordData", "/properties/claim", signed_envelope("the generator's signed claim: a DSSE envelope signed by the generator's key over an in-toto Statement v1 whose subject is {name: data_id, digest: {sha256: <hex of the bytes>}}, predicateType urn:tom:predicate:data-generation:v1, predicate {ledger: <channel>, kind, size, location, generated_by, derived_from}; every field must equal the request's")),
         ("RecordData", "/properties/derived_from", list("input data ids")),
         ("RecordData", "/properties/derived_from/items", id("input data id")),
         ("ExecContract", "/properties/contract_id", id("contract id")),
@@ -270,7 +330,11 @@ fn rules() -> Vec<(&'static str, &'static str, Value)> {
 
 /// The component schemas, by name.
 pub fn schemas() -> Map<String, Value> {
-    let mut s = request_schemas();
+    schemas_of(&derived())
+}
+
+fn schemas_of(derived: &Derived) -> Map<String, Value> {
+    let mut s = request_schemas(derived);
     let string = |what: &str| json!({ "type": "string", "description": what });
     let nullable = |what: &str| json!({ "type": "string", "nullable": true, "description": what });
     s.insert(
@@ -308,7 +372,7 @@ pub fn schemas() -> Map<String, Value> {
                 "tx_id": string("transaction id"),
                 "status": { "type": "string", "enum": ["VALID"], "description": "commit status" },
                 "block": { "type": "integer", "description": "block that carries the transaction" },
-                "record": free("the ledger record the transaction wrote"),
+                "record": { "allOf": [{ "$ref": "#/components/schemas/LedgerRecord" }], "description": "the ledger record the transaction wrote" },
                 "outcome": { "$ref": "#/components/schemas/Committed" },
                 "detail": string("what the orchestrator did"),
             },
@@ -339,23 +403,6 @@ pub fn schemas() -> Map<String, Value> {
         }
     }));
     for (name, description) in [
-        ("Org", "a registered organisation"),
-        (
-            "Entity",
-            "a device, container or data item (tagged by `type`), or a processing contract",
-        ),
-        ("History", "array of {tx_id, timestamp, is_delete, value}"),
-        (
-            "Lineage",
-            "the entities, activities, contracts and records linked to an entity",
-        ),
-        ("ProvDocument", "W3C PROV-JSON document"),
-        ("RecordPage", "{records: [LedgerRecord], bookmark}; bookmark is opaque base64url, empty after the last page"),
-        ("InventoryPage", "{items: [Entity], bookmark}; bookmark is opaque base64url, empty after the last page"),
-        (
-            "LedgerRecord",
-            "{kind, tx_id, timestamp, agent, subjects, body}",
-        ),
         ("Health", "{status: \"ok\", version}"),
         (
             "Ready",
@@ -468,6 +515,7 @@ fn error_with_retry_after(description: &str) -> Value {
 
 /// The whole document.
 pub fn document() -> Value {
+    let derived = derived();
     let mut paths = Map::new();
     for route in ROUTES {
         let parameters: Vec<Value> = route
@@ -486,6 +534,14 @@ pub fn document() -> Value {
             }
             Reply::Json(schema) => {
                 json!({ "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+            }
+            Reply::Answer => {
+                let answer = route
+                    .function
+                    .and_then(|f| derived.answers.get(f))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                json!({ "description": "OK: the contract's answer", "content": { "application/json": { "schema": answer } } })
             }
             Reply::EventStream => {
                 json!({ "description": "event stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } })
@@ -611,7 +667,7 @@ pub fn document() -> Value {
         },
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": schemas_of(&derived),
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "an API token issued by `tom identity add` (or the development bootstrap)" } },
         },
     })
@@ -625,9 +681,14 @@ mod tests {
     /// here instead of leaving its rule silently unused.
     #[test]
     fn every_rule_names_a_field_of_its_derived_schema() {
-        let derived = derived_schemas();
+        let derived = derived();
         for (name, pointer, _) in rules() {
+            assert!(
+                derived.requests.iter().any(|r| r == name),
+                "{name} is not a request body's type"
+            );
             let schema = derived
+                .schemas
                 .get(name)
                 .unwrap_or_else(|| panic!("no derived schema {name}"));
             assert!(
@@ -674,10 +735,10 @@ mod tests {
                 _ => {}
             }
         }
-        let derived = derived_schemas();
+        let derived = derived();
         let schemas = schemas();
-        assert!(derived.len() >= 9, "{:?}", derived.keys());
-        for name in derived.keys() {
+        assert!(derived.requests.len() >= 9, "{:?}", derived.requests);
+        for name in &derived.requests {
             check(name, &schemas[name]);
         }
     }
