@@ -3,8 +3,9 @@
 //! a shutdown future resolves, so `tom serve`, the tests and the benchmark all run the same app
 //! (tests bind port 0).
 //!
-//! The state holds no mutable data of its own: the ledger is the only state, identities are
-//! read-only once loaded, and the metrics have their own short lock.
+//! The state every handler reaches, [`AppState`], and its methods live in
+//! [`crate::api::state`], below the handlers: this module depends on the API, never the API on
+//! it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,46 +20,14 @@ use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+use tom_contract::requests::{ById, GetOrg, RegisterOrg};
+use tom_contract::transaction::Transaction;
 
-use crate::api::actions::{ContainerActions, LedgerOnly};
 use crate::api::metrics::Metrics;
+pub use crate::api::state::AppState;
 use crate::api::{handlers, BODY_LIMIT, ROUTES};
-use crate::identities::{Identity, IdentityStore, DEV_MSP_ID};
+use crate::identities::{Identity, DEV_MSP_ID};
 use crate::ledger::{Ledger, LedgerError};
-
-/// What every handler can reach. Cheap to clone (all `Arc`s).
-#[derive(Clone)]
-pub struct AppState {
-    pub ledger: Arc<dyn Ledger>,
-    pub identities: Arc<IdentityStore>,
-    pub actions: Arc<dyn ContainerActions>,
-    pub metrics: Arc<Metrics>,
-    /// Flips to true when the server starts shutting down (ends event streams).
-    shutdown: Arc<watch::Sender<bool>>,
-}
-
-impl AppState {
-    /// A gateway without a container orchestrator ([`LedgerOnly`]).
-    pub fn new(ledger: Arc<dyn Ledger>, identities: IdentityStore) -> AppState {
-        AppState {
-            ledger,
-            identities: Arc::new(identities),
-            actions: Arc::new(LedgerOnly),
-            metrics: Arc::default(),
-            shutdown: Arc::new(watch::channel(false).0),
-        }
-    }
-
-    /// Use `actions` (e.g. the Swarm orchestrator) for devices, placements and removals.
-    pub fn with_actions(mut self, actions: Arc<dyn ContainerActions>) -> AppState {
-        self.actions = actions;
-        self
-    }
-
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-}
 
 /// Count every request by route template (not raw path, which would let callers create
 /// unbounded label sets) and status.
@@ -286,7 +255,7 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let signal = state.shutdown.clone();
+    let signal = state.clone();
     let app = router(state);
     let max = options.effective_max_connections();
     tracing::info!(
@@ -353,7 +322,7 @@ pub async fn serve_with(
         ));
     }
     drop(listener);
-    signal.send_replace(true);
+    signal.begin_shutdown();
     let _ = stop_conns.send(true);
     // Every connection holds a permit until it has finished: wait for all of them.
     let all = u32::try_from(max).unwrap_or(u32::MAX);
@@ -481,16 +450,16 @@ pub async fn ensure_dev_org(
     if admin.signing.msp_id != DEV_MSP_ID {
         return Ok(false);
     }
-    let query = serde_json::json!({ "id": DEV_MSP_ID }).to_string();
-    match ledger
-        .evaluate(&admin.signing, "GetOrg", query.as_bytes())
-        .await
-    {
+    let query = GetOrg(ById {
+        id: DEV_MSP_ID.into(),
+    });
+    let query = serde_json::to_vec(&query).map_err(|e| LedgerError::Internal(e.to_string()))?;
+    match ledger.evaluate(&admin.signing, GetOrg::NAME, &query).await {
         Ok(_) => return Ok(false),
         Err(LedgerError::Rejected { status: 404, .. }) => {}
         Err(e) => return Err(e),
     }
-    let request = tom_contract::requests::RegisterOrg {
+    let request = RegisterOrg {
         msp_id: DEV_MSP_ID.into(),
         name: "TOM development organisation".into(),
         ca_certificates: vec![ca_certificate.to_owned()],
@@ -499,7 +468,7 @@ pub async fn ensure_dev_org(
     let argument =
         serde_json::to_vec(&request).map_err(|e| LedgerError::Internal(e.to_string()))?;
     ledger
-        .submit(&admin.signing, "RegisterOrg", &argument)
+        .submit(&admin.signing, RegisterOrg::NAME, &argument)
         .await?;
     Ok(true)
 }

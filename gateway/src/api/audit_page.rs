@@ -30,11 +30,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tom_contract::requests::{self, Direction, LineageQuery};
+use tom_contract::transaction::Transaction;
 
 use super::error::AppError;
 use super::extract::{ApiPath, ApiQuery};
+use super::state::AppState;
 use super::{Op, Route};
-use crate::app::AppState;
 use crate::identities::Identity;
 
 /// The cookie that carries the auditor's token.
@@ -202,12 +203,13 @@ impl FromRequestParts<AppState> for Auditor {
     }
 }
 
-async fn eval<T: serde::Serialize>(
+/// Evaluate query `T` as `who`, its answer as JSON.
+async fn eval<T: Transaction>(
     s: &AppState,
     who: &Identity,
-    function: &str,
     request: &T,
 ) -> Result<Value, AppError> {
+    let function = T::NAME;
     let argument = serde_json::to_vec(request)
         .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
     let bytes = s.ledger.evaluate(&who.signing, function, &argument).await?;
@@ -230,7 +232,7 @@ async fn records_of(
             bookmark: bookmark.take(),
             ..requests::RecordsQuery::default()
         };
-        let page = eval(s, who, "QueryRecords", &query).await?;
+        let page = eval(s, who, &query).await?;
         if let Some(records) = page["records"].as_array() {
             out.extend(records.iter().cloned());
         }
@@ -297,15 +299,15 @@ async fn entity_page(
     page_no: u32,
 ) -> Result<String, AppError> {
     let by_id = requests::ById { id: id.to_owned() };
-    let entity = eval(s, who, "GetEntity", &by_id).await?;
-    let history = eval(s, who, "GetHistory", &by_id).await?;
+    let entity = eval(s, who, &requests::GetEntity(by_id.clone())).await?;
+    let history = eval(s, who, &requests::GetHistory(by_id)).await?;
     let (records, cut) = records_of(s, who, id).await?;
     let lineage_query = LineageQuery {
         id: id.to_owned(),
         direction,
         depth,
     };
-    let lineage = eval(s, who, "GetLineage", &lineage_query).await?;
+    let lineage = eval(s, who, &requests::GetLineage(lineage_query)).await?;
     let dir = direction_name(direction);
     let depth_q = depth.map(|d| format!("&depth={d}")).unwrap_or_default();
     let eid = enc(id);
@@ -736,7 +738,7 @@ async fn incident_report(
         }
         Err(e) => {
             facts.verdict = Err(format!("no evidence bundle: {e}"));
-            facts.lineage = eval(s, who, "GetLineage", &query)
+            facts.lineage = eval(s, who, &requests::GetLineage(query.clone()))
                 .await
                 .unwrap_or(Value::Null);
             for record in facts
@@ -750,7 +752,13 @@ async fn incident_report(
                 if tx.is_empty() || facts.records.contains_key(&tx) {
                     continue;
                 }
-                if let Ok(r) = eval(s, who, "GetRecord", &json!({ "id": tx })).await {
+                if let Ok(r) = eval(
+                    s,
+                    who,
+                    &requests::GetRecord(requests::ById { id: tx.clone() }),
+                )
+                .await
+                {
                     facts.records.insert(tx, r);
                 }
             }
@@ -785,7 +793,13 @@ pub async fn audit_tx(
         Ok(ApiPath(tx)) => tx,
         Err(e) => return app_error_page(&who, e),
     };
-    let record = match eval(&s, &who, "GetRecord", &requests::ById { id: tx.clone() }).await {
+    let record = match eval(
+        &s,
+        &who,
+        &requests::GetRecord(requests::ById { id: tx.clone() }),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return app_error_page(&who, e),
     };

@@ -31,7 +31,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::error::AppError;
 use super::extract::{ApiQuery, Caller};
-use crate::app::AppState;
+use super::state::AppState;
 
 /// Every record kind, as the contract names its chaincode events.
 pub(crate) const KINDS: &[&str] = &[

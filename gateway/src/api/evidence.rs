@@ -9,7 +9,7 @@ use tom_contract::requests::{Direction, LineageQuery};
 
 use super::error::AppError;
 use super::extract::{ApiPath, ApiQuery, Caller};
-use crate::app::AppState;
+use super::state::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use tom_contract::requests;
 
 use super::error::AppError;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::identities::Identity;
 
 /// The authenticated caller: the identity its `Authorization: Bearer <token>` selects.

@@ -3,145 +3,16 @@
 //! [`ContainerActions`](super::actions::ContainerActions) seam) and answers with the
 //! transaction id, its commit status and block, and the contract's record.
 
-use std::time::Instant;
-
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tom_contract::requests::{self, Direction};
 
-use super::actions::{ActionError, ActionReport};
 use super::error::AppError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, Checked};
-use crate::app::AppState;
-use crate::identities::Identity;
-use crate::ledger::{LedgerError, Submitted};
-
-/// The answer to every successful write.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Committed {
-    pub tx_id: String,
-    /// `VALID`: the transaction is committed (durably, on the embedded ledger).
-    pub status: String,
-    pub block: u64,
-    /// The ledger record the transaction wrote (the contract's response).
-    pub record: serde_json::Value,
-    /// With an orchestrator: the transaction that recorded how the action went.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<Box<Committed>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-impl Committed {
-    fn from_submitted(s: Submitted) -> Result<Committed, AppError> {
-        let record = serde_json::from_slice(&s.response).map_err(|e| {
-            AppError::Internal(format!(
-                "contract response of tx {} is not JSON: {e}",
-                s.tx_id
-            ))
-        })?;
-        Ok(Committed {
-            tx_id: s.tx_id,
-            status: "VALID".into(),
-            block: s.block,
-            record,
-            outcome: None,
-            detail: None,
-        })
-    }
-
-    fn from_report(report: ActionReport) -> Result<Committed, AppError> {
-        let mut committed = Committed::from_submitted(report.authorising)?;
-        committed.outcome = report
-            .outcome
-            .map(Committed::from_submitted)
-            .transpose()?
-            .map(Box::new);
-        committed.detail = report.detail;
-        Ok(committed)
-    }
-}
-
-/// The `result` label of a submission's metrics.
-fn result_label(result: &Result<impl Sized, LedgerError>) -> &'static str {
-    match result {
-        Ok(_) => "committed",
-        Err(e) => error_label(e),
-    }
-}
-
-fn error_label(e: &LedgerError) -> &'static str {
-    match e {
-        LedgerError::Rejected { .. } => "rejected",
-        LedgerError::Conflict { .. } => "conflict",
-        LedgerError::Unavailable(_) => "unavailable",
-        LedgerError::OutcomeUnknown { .. } => "outcome_unknown",
-        LedgerError::Internal(_) => "error",
-    }
-}
-
-impl AppState {
-    /// Submit `function` with `request` as the caller's identity: one transaction.
-    pub async fn submit<T: Serialize>(
-        &self,
-        caller: &Identity,
-        function: &str,
-        request: &T,
-    ) -> Result<Committed, AppError> {
-        let argument = serde_json::to_vec(request)
-            .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
-        let started = Instant::now();
-        let result = self
-            .ledger
-            .submit(&caller.signing, function, &argument)
-            .await;
-        self.metrics
-            .submitted(function, started.elapsed(), result_label(&result));
-        Committed::from_submitted(result?)
-    }
-
-    /// Run an orchestrator action, counted under its authorising `function`.
-    async fn act(
-        &self,
-        function: &str,
-        action: impl std::future::Future<Output = Result<ActionReport, ActionError>>,
-    ) -> Result<Committed, AppError> {
-        let started = Instant::now();
-        let result = action.await;
-        let label = match &result {
-            Ok(_) => "committed",
-            Err(ActionError::Ledger(e)) => error_label(e),
-            Err(ActionError::Rejected(_)) => "rejected",
-            Err(ActionError::Orchestrator(_)) => "error",
-        };
-        self.metrics.submitted(function, started.elapsed(), label);
-        Committed::from_report(result?)
-    }
-
-    /// Evaluate a query as the caller; the contract's JSON is passed through unchanged.
-    pub async fn evaluate<T: Serialize>(
-        &self,
-        caller: &Identity,
-        function: &str,
-        request: &T,
-    ) -> Result<Response, AppError> {
-        let argument = serde_json::to_vec(request)
-            .map_err(|e| AppError::Internal(format!("cannot encode {function} request: {e}")))?;
-        let bytes = self
-            .ledger
-            .evaluate(&caller.signing, function, &argument)
-            .await?;
-        Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            Body::from(bytes),
-        )
-            .into_response())
-    }
-}
+use super::state::{AppState, Committed};
 
 type Created = Result<(StatusCode, Json<Committed>), AppError>;
 
@@ -154,7 +25,7 @@ pub async fn register_org(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::RegisterOrg>,
 ) -> Created {
-    s.submit(&c, "RegisterOrg", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn get_org(
@@ -162,7 +33,8 @@ pub async fn get_org(
     Caller(c): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "GetOrg", &requests::ById { id }).await
+    s.evaluate(&c, &requests::GetOrg(requests::ById { id }))
+        .await
 }
 
 /// `POST /v1/devices`: the contract's `IdentifyDevice` plus the gateway-only `node_id`.
@@ -192,10 +64,12 @@ pub async fn identify_device(
             .map_err(AppError::bad_request)?;
     }
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
-    s.act(
-        "IdentifyDevice",
-        actions.identify_device(&ledger, &c.signing, &req, node_id.as_deref()),
-    )
+    s.act::<requests::IdentifyDevice>(actions.identify_device(
+        &ledger,
+        &c.signing,
+        &req,
+        node_id.as_deref(),
+    ))
     .await
     .map(created)
 }
@@ -218,12 +92,9 @@ pub async fn terminate_device(
         reason: q.reason,
     };
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
-    s.act(
-        "TerminateDevice",
-        actions.terminate_device(&ledger, &c.signing, &req),
-    )
-    .await
-    .map(Json)
+    s.act::<requests::TerminateDevice>(actions.terminate_device(&ledger, &c.signing, &req))
+        .await
+        .map(Json)
 }
 
 /// `GET /v1/swarm/unauthorised`: services on the swarm no TOM gateway authorised.
@@ -243,7 +114,7 @@ pub async fn identify_container(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::IdentifyContainer>,
 ) -> Created {
-    s.submit(&c, "IdentifyContainer", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn terminate_container(
@@ -257,12 +128,9 @@ pub async fn terminate_container(
         reason: q.reason,
     };
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
-    s.act(
-        "TerminateContainer",
-        actions.terminate(&ledger, &c.signing, &req),
-    )
-    .await
-    .map(Json)
+    s.act::<requests::TerminateContainer>(actions.terminate(&ledger, &c.signing, &req))
+        .await
+        .map(Json)
 }
 
 pub async fn place_container(
@@ -271,7 +139,7 @@ pub async fn place_container(
     ApiJson(req): ApiJson<requests::PlaceContainer>,
 ) -> Created {
     let (ledger, actions) = (s.ledger.clone(), s.actions.clone());
-    s.act("PlaceContainer", actions.place(&ledger, &c.signing, &req))
+    s.act::<requests::PlaceContainer>(actions.place(&ledger, &c.signing, &req))
         .await
         .map(created)
 }
@@ -281,7 +149,7 @@ pub async fn record_outcome(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::RecordOutcome>,
 ) -> Created {
-    s.submit(&c, "RecordOutcome", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn record_drift(
@@ -289,7 +157,7 @@ pub async fn record_drift(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::RecordDrift>,
 ) -> Created {
-    s.submit(&c, "RecordDrift", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn define_contract(
@@ -297,7 +165,7 @@ pub async fn define_contract(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::DefineContract>,
 ) -> Created {
-    s.submit(&c, "DefineContract", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn evaluate_contract(
@@ -305,13 +173,9 @@ pub async fn evaluate_contract(
     Caller(c): Caller,
     ApiPath(contract_id): ApiPath<String>,
 ) -> Created {
-    s.submit(
-        &c,
-        "EvaluateContract",
-        &requests::EvaluateContract { contract_id },
-    )
-    .await
-    .map(created)
+    s.submit(&c, &requests::EvaluateContract { contract_id })
+        .await
+        .map(created)
 }
 
 pub async fn record_data(
@@ -319,7 +183,7 @@ pub async fn record_data(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::RecordData>,
 ) -> Created {
-    s.submit(&c, "RecordData", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn exec_contract(
@@ -327,7 +191,7 @@ pub async fn exec_contract(
     Caller(c): Caller,
     ApiJson(req): ApiJson<requests::ExecContract>,
 ) -> Created {
-    s.submit(&c, "ExecContract", &req).await.map(created)
+    s.submit(&c, &req).await.map(created)
 }
 
 pub async fn get_entity(
@@ -335,7 +199,8 @@ pub async fn get_entity(
     Caller(c): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "GetEntity", &requests::ById { id }).await
+    s.evaluate(&c, &requests::GetEntity(requests::ById { id }))
+        .await
 }
 
 pub async fn get_history(
@@ -343,7 +208,8 @@ pub async fn get_history(
     Caller(c): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "GetHistory", &requests::ById { id }).await
+    s.evaluate(&c, &requests::GetHistory(requests::ById { id }))
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,12 +229,11 @@ pub async fn get_lineage(
 ) -> Result<Response, AppError> {
     s.evaluate(
         &c,
-        "GetLineage",
-        &requests::LineageQuery {
+        &requests::GetLineage(requests::LineageQuery {
             id,
             direction: q.direction,
             depth: q.depth,
-        },
+        }),
     )
     .await
 }
@@ -381,12 +246,11 @@ pub async fn export_prov(
 ) -> Result<Response, AppError> {
     s.evaluate(
         &c,
-        "ExportProv",
-        &requests::LineageQuery {
+        &requests::ExportProv(requests::LineageQuery {
             id,
             direction: q.direction,
             depth: q.depth,
-        },
+        }),
     )
     .await
 }
@@ -396,7 +260,7 @@ pub async fn query_records(
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<requests::RecordsQuery>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "QueryRecords", &q).await
+    s.evaluate(&c, &q).await
 }
 
 pub async fn list_devices(
@@ -404,7 +268,7 @@ pub async fn list_devices(
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<requests::DevicesQuery>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "ListDevices", &q).await
+    s.evaluate(&c, &q).await
 }
 
 pub async fn list_containers(
@@ -412,7 +276,7 @@ pub async fn list_containers(
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<requests::ContainersQuery>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "ListContainers", &q).await
+    s.evaluate(&c, &q).await
 }
 
 pub async fn list_contracts(
@@ -420,7 +284,7 @@ pub async fn list_contracts(
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<requests::ContractsQuery>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "ListContracts", &q).await
+    s.evaluate(&c, &q).await
 }
 
 pub async fn get_record(
@@ -428,7 +292,8 @@ pub async fn get_record(
     Caller(c): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    s.evaluate(&c, "GetRecord", &requests::ById { id }).await
+    s.evaluate(&c, &requests::GetRecord(requests::ById { id }))
+        .await
 }
 
 /// Liveness: the process answers. Unauthenticated, so it names no paths and no back end.

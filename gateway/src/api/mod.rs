@@ -18,12 +18,15 @@ pub mod extract;
 pub mod handlers;
 pub mod metrics;
 pub mod openapi;
+pub mod state;
 
 use axum::routing::{delete, get, post, MethodRouter};
 
 use tom_contract::ids::{self, Grammar, AGENT, ID, TX_ID};
+use tom_contract::requests;
+use tom_contract::transaction::Transaction;
 
-use crate::app::AppState;
+use state::AppState;
 
 /// Largest request body accepted (bytes); larger ones are answered 413. The largest valid body
 /// (an organisation with its CA certificates and publishers, see `tom_contract::ids`) is far
@@ -169,10 +172,13 @@ const fn query(name: &'static str, rule: Rule, description: &'static str) -> Par
 /// What a route answers with, for the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
-    /// `201`/`200` with a [`handlers::Committed`] body.
+    /// `201`/`200` with a [`state::Committed`] body.
     Committed,
     /// `200` with the named component schema (or free-form JSON).
     Json(&'static str),
+    /// `200` with the contract's answer: the schema of its function's
+    /// `Transaction::Response`, derived from the type.
+    Answer,
     EventStream,
     Text,
     /// `text/html` pages (the audit page); their responses come from [`audit_page::document`].
@@ -274,7 +280,6 @@ const fn read(
     path: &'static str,
     function: &'static str,
     params: &'static [Param],
-    reply: &'static str,
     summary: &'static str,
 ) -> Route {
     Route {
@@ -287,32 +292,32 @@ const fn read(
         function: Some(function),
         body: None,
         params,
-        reply: Reply::Json(reply),
+        reply: Reply::Answer,
     }
 }
 
 pub const ROUTES: &[Route] = &[
-    write(Op::RegisterOrg, "post", "/v1/orgs", "identity", "RegisterOrg", Some("RegisterOrg"), "Register (or update) the caller's organisation: MSP id, CA certificates, container policy. Admin role."),
-    read(Op::GetOrg, "/v1/orgs/{id}", "GetOrg", &[path("id", &ID, "MSP id")], "Org", "A registered organisation."),
-    write(Op::IdentifyDevice, "post", "/v1/devices", "identity", "IdentifyDevice", Some("IdentifyDeviceBody"), "A device joins: certificate chain and signed nonce (IDENTITY + PROV-ID-create)."),
-    Route { params: &[path("id", &ID, "device id"), REASON], ..write(Op::TerminateDevice, "delete", "/v1/devices/{id}", "identity", "TerminateDevice", None, "A device leaves (PROV-ID-delete); refused while containers are placed on it.") },
-    write(Op::IdentifyContainer, "post", "/v1/containers", "identity", "IdentifyContainer", Some("IdentifyContainer"), "A container joins with its image digest, publisher signature and workload certificate (PROV-ID-create)."),
-    Route { params: &[path("id", &ID, "container id"), REASON], ..write(Op::TerminateContainer, "delete", "/v1/containers/{id}", "orchestration", "TerminateContainer", None, "A container leaves (PROV-ID-delete) and, with an orchestrator, is removed.") },
-    write(Op::PlaceContainer, "post", "/v1/placements", "orchestration", "PlaceContainer", Some("PlaceContainer"), "ORCHESTRATE(deployed, location): place a container on a device; with an orchestrator, also run it and record the outcome."),
-    write(Op::RecordOutcome, "post", "/v1/outcomes", "orchestration", "RecordOutcome", Some("RecordOutcome"), "Report whether an authorised placement runs or failed, or a removal completed."),
-    write(Op::RecordDrift, "post", "/v1/drifts", "orchestration", "RecordDrift", Some("RecordDrift"), "Record orchestrator state that differs from what the ledger authorised."),
-    write(Op::DefineContract, "post", "/v1/contracts", "contracts", "DefineContract", Some("DefineContract"), "Contract an activity to USE inputs and GENERATE outputs by a deadline; grants its credential."),
-    Route { params: &[path("id", &ID, "contract id")], ..write(Op::EvaluateContract, "post", "/v1/contracts/{id}/evaluate", "contracts", "EvaluateContract", None, "Settle a contract whose deadline passed unfulfilled as violated.") },
-    write(Op::RecordData, "post", "/v1/data", "provenance", "RecordData", Some("RecordData"), "Data leaves a sensor or activity: PROV-DATA with the generator's signed claim (DSSE envelope over an in-toto statement binding every field and the ledger). Submitted by the generator itself or an orchestrator acting for its organisation."),
-    write(Op::ExecContract, "post", "/v1/executions", "provenance", "ExecContract", Some("ExecContract"), "Data joins an activity under its contract (EXEC, PROV-ORCH)."),
-    read(Op::GetEntity, "/v1/entities/{id}", "GetEntity", &[ENTITY_ID], "Entity", "A device, container, data item or processing contract."),
-    read(Op::GetHistory, "/v1/entities/{id}/history", "GetHistory", &[ENTITY_ID], "History", "Every committed version of an entity or contract."),
-    read(Op::GetLineage, "/v1/lineage/{id}", "GetLineage", &[ENTITY_ID, DIRECTION, DEPTH], "Lineage", "Lineage of an entity: data, activities, devices, contracts and the records that link them."),
-    read(Op::ExportProv, "/v1/prov/{id}", "ExportProv", &[ENTITY_ID, DIRECTION, DEPTH], "ProvDocument", "The lineage as a W3C PROV-JSON document."),
+    write(Op::RegisterOrg, "post", "/v1/orgs", "identity", requests::RegisterOrg::NAME, Some("RegisterOrg"), "Register (or update) the caller's organisation: MSP id, CA certificates, container policy. Admin role."),
+    read(Op::GetOrg, "/v1/orgs/{id}", requests::GetOrg::NAME, &[path("id", &ID, "MSP id")], "A registered organisation."),
+    write(Op::IdentifyDevice, "post", "/v1/devices", "identity", requests::IdentifyDevice::NAME, Some("IdentifyDeviceBody"), "A device joins: certificate chain and signed nonce (IDENTITY + PROV-ID-create)."),
+    Route { params: &[path("id", &ID, "device id"), REASON], ..write(Op::TerminateDevice, "delete", "/v1/devices/{id}", "identity", requests::TerminateDevice::NAME, None, "A device leaves (PROV-ID-delete); refused while containers are placed on it.") },
+    write(Op::IdentifyContainer, "post", "/v1/containers", "identity", requests::IdentifyContainer::NAME, Some("IdentifyContainer"), "A container joins with its image digest, publisher signature and workload certificate (PROV-ID-create)."),
+    Route { params: &[path("id", &ID, "container id"), REASON], ..write(Op::TerminateContainer, "delete", "/v1/containers/{id}", "orchestration", requests::TerminateContainer::NAME, None, "A container leaves (PROV-ID-delete) and, with an orchestrator, is removed.") },
+    write(Op::PlaceContainer, "post", "/v1/placements", "orchestration", requests::PlaceContainer::NAME, Some("PlaceContainer"), "ORCHESTRATE(deployed, location): place a container on a device; with an orchestrator, also run it and record the outcome."),
+    write(Op::RecordOutcome, "post", "/v1/outcomes", "orchestration", requests::RecordOutcome::NAME, Some("RecordOutcome"), "Report whether an authorised placement runs or failed, or a removal completed."),
+    write(Op::RecordDrift, "post", "/v1/drifts", "orchestration", requests::RecordDrift::NAME, Some("RecordDrift"), "Record orchestrator state that differs from what the ledger authorised."),
+    write(Op::DefineContract, "post", "/v1/contracts", "contracts", requests::DefineContract::NAME, Some("DefineContract"), "Contract an activity to USE inputs and GENERATE outputs by a deadline; grants its credential."),
+    Route { params: &[path("id", &ID, "contract id")], ..write(Op::EvaluateContract, "post", "/v1/contracts/{id}/evaluate", "contracts", requests::EvaluateContract::NAME, None, "Settle a contract whose deadline passed unfulfilled as violated.") },
+    write(Op::RecordData, "post", "/v1/data", "provenance", requests::RecordData::NAME, Some("RecordData"), "Data leaves a sensor or activity: PROV-DATA with the generator's signed claim (DSSE envelope over an in-toto statement binding every field and the ledger). Submitted by the generator itself or an orchestrator acting for its organisation."),
+    write(Op::ExecContract, "post", "/v1/executions", "provenance", requests::ExecContract::NAME, Some("ExecContract"), "Data joins an activity under its contract (EXEC, PROV-ORCH)."),
+    read(Op::GetEntity, "/v1/entities/{id}", requests::GetEntity::NAME, &[ENTITY_ID], "A device, container, data item or processing contract."),
+    read(Op::GetHistory, "/v1/entities/{id}/history", requests::GetHistory::NAME, &[ENTITY_ID], "Every committed version of an entity or contract."),
+    read(Op::GetLineage, "/v1/lineage/{id}", requests::GetLineage::NAME, &[ENTITY_ID, DIRECTION, DEPTH], "Lineage of an entity: data, activities, devices, contracts and the records that link them."),
+    read(Op::ExportProv, "/v1/prov/{id}", requests::ExportProv::NAME, &[ENTITY_ID, DIRECTION, DEPTH], "The lineage as a W3C PROV-JSON document."),
     read(
         Op::QueryRecords,
         "/v1/records",
-        "QueryRecords",
+        requests::RecordsQuery::NAME,
         &[
             query("agent", Rule::Grammar(&AGENT), "only this agent's records (<msp_id>/<common name>)"),
             query("entity", Rule::Grammar(&ID), "only records about this entity or contract"),
@@ -321,14 +326,13 @@ pub const ROUTES: &[Route] = &[
             query("page_size", Rule::Range(1, tom_contract::queries::MAX_PAGE), "records per page (default 100, at most 1000); a page also stops before 1 MiB of records and returns a bookmark"),
             BOOKMARK,
         ],
-        "RecordPage",
         "Ledger records by agent or entity in a time window, oldest first, paginated.",
     ),
-    read(Op::ListDevices, "/v1/devices", "ListDevices", &[query("org", Rule::Grammar(&ID), "only this organisation's devices (MSP id)"), values("state", &["joined", "left", "available", "unavailable"], "only devices in this state (joined = available or unavailable)"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Devices by organisation and state, ordered by state index (organisation, then id), paginated (an index scan, never a full scan)."),
-    read(Op::ListContainers, "/v1/containers", "ListContainers", &[query("device", Rule::Grammar(&ID), "only the containers placed on this device (give it alone)"), query("org", Rule::Grammar(&ID), "only this organisation's containers (MSP id)"), values("state", &["joined", "left"], "only containers in this state"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Containers placed on a device, or by organisation and state, ordered by id, paginated."),
-    read(Op::ListContracts, "/v1/contracts", "ListContracts", &[values("state", &["active", "fulfilled", "violated"], "only contracts in this effective state at the query's time (an active contract whose deadline passed is violated, settled or not)"), PAGE_SIZE, BOOKMARK], "InventoryPage", "Processing contracts by effective state, paginated; each item carries `effective_state`."),
-    read(Op::GetRecord, "/v1/transactions/{id}", "GetRecord", &[path("id", &TX_ID, "transaction id")], "LedgerRecord", "The ledger record a transaction wrote."),
-    read(Op::GetEvidence, "/v1/evidence/{id}", "GetLineage", &[ENTITY_ID, DIRECTION, DEPTH], "", "An evidence bundle (tom-evidence v1) for the lineage: every record, the committed transactions with their creators' certificates and signatures, the block proof to the newest block and the PROV-JSON; check it offline with tom audit verify-evidence."),
+    read(Op::ListDevices, "/v1/devices", requests::DevicesQuery::NAME, &[query("org", Rule::Grammar(&ID), "only this organisation's devices (MSP id)"), values("state", &["joined", "left", "available", "unavailable"], "only devices in this state (joined = available or unavailable)"), PAGE_SIZE, BOOKMARK], "Devices by organisation and state, ordered by state index (organisation, then id), paginated (an index scan, never a full scan)."),
+    read(Op::ListContainers, "/v1/containers", requests::ContainersQuery::NAME, &[query("device", Rule::Grammar(&ID), "only the containers placed on this device (give it alone)"), query("org", Rule::Grammar(&ID), "only this organisation's containers (MSP id)"), values("state", &["joined", "left"], "only containers in this state"), PAGE_SIZE, BOOKMARK], "Containers placed on a device, or by organisation and state, ordered by id, paginated."),
+    read(Op::ListContracts, "/v1/contracts", requests::ContractsQuery::NAME, &[values("state", &["active", "fulfilled", "violated"], "only contracts in this effective state at the query's time (an active contract whose deadline passed is violated, settled or not)"), PAGE_SIZE, BOOKMARK], "Processing contracts by effective state, paginated; each item carries `effective_state`."),
+    read(Op::GetRecord, "/v1/transactions/{id}", requests::GetRecord::NAME, &[path("id", &TX_ID, "transaction id")], "The ledger record a transaction wrote."),
+    Route { reply: Reply::Json(""), ..read(Op::GetEvidence, "/v1/evidence/{id}", requests::GetLineage::NAME, &[ENTITY_ID, DIRECTION, DEPTH], "An evidence bundle (tom-evidence v1) for the lineage: every record, the committed transactions with their creators' certificates and signatures, the block proof to the newest block and the PROV-JSON; check it offline with tom audit verify-evidence.") },
     Route { op: Op::Events, method: "get", path: "/v1/events", tag: "audit", summary: "Committed records as server-sent events (event = record kind, id = `<block>.<tx_id>`, data = the record's JSON), in commit order. Resume with `Last-Event-ID: <id>` (or `?after=<id>`): every committed event after that one is replayed first, then live ones, each exactly once. 400 when the id names no committed event.", auth: true, function: None, body: None, params: &[query("kind", Rule::Kinds, "comma-separated record kinds to stream, e.g. PROV-DATA,ORCHESTRATE (default: all)"), query("after", Rule::EventId, "resume after this event id (`<block>.<tx_id>`, as sent in an event's id); the Last-Event-ID header wins when both are sent")], reply: Reply::EventStream },
     Route { op: Op::SwarmUnauthorised, method: "get", path: "/v1/swarm/unauthorised", tag: "orchestration", summary: "Every service on the swarm that no TOM gateway authorised: services without TOM's labels or gateway-instance label (which gateways ignore by design), and TOM-labelled services that are not the placement the ledger records (wrong image, replicas, constraint, or, for this gateway's own, not the service it created). Needs an orchestrator (`tom serve --swarm`).", auth: true, function: None, body: None, params: &[], reply: Reply::Json("UnauthorisedServices") },
     Route { op: Op::Health, method: "get", path: "/healthz", tag: "service", summary: "Liveness: the process answers (no paths, no back-end detail).", auth: false, function: None, body: None, params: &[], reply: Reply::Json("Health") },

@@ -1,12 +1,37 @@
 //! The OpenAPI 3.0 document served at `/openapi.json`, built from [`super::ROUTES`] (so every
-//! route the router serves is documented) and hand-written component schemas mirroring the
-//! contract's request types (a test checks their fields against those types).
+//! route the router serves is documented).
+//!
+//! The component schemas of the request bodies and of the contract's answers are derived from
+//! the contract's own types by `schemars`: the request types (`tom_contract::requests`, with the
+//! model and claim types they hold) and each transaction's `Transaction::Response` (from the
+//! contract's registry, `transaction_schemas`). So the document's fields, required fields,
+//! types, enumerations and nesting are what the gateway and the contract decode and answer, and
+//! cannot drift from them. Why schemars rather than utoipa or
+//! aide: the types live in the pure contract crate, which must not depend on a web framework
+//! (`scripts/check-contract-purity.sh`); schemars depends on nothing but serde, follows the serde
+//! attributes the types already carry (`rename`, `default`, `deny_unknown_fields`), and emits
+//! an OpenAPI 3.0 dialect (`SchemaSettings::openapi3`); utoipa and aide would tie the contract
+//! to OpenAPI and axum. The document stays OpenAPI 3.0.3, which the independent validator of
+//! the tests (`scripts/setup/06-openapi-validator.sh`) and schemathesis both check.
+//!
+//! What a type cannot say is laid over the derived shapes here, field by field ([`rules`]): the
+//! bound each field is checked against before any ledger call (`tom_contract::bounds`: the id
+//! grammars, free-text and PEM byte bounds, list lengths) as `pattern`/`maxLength`/`maxItems`,
+//! and the descriptions written for callers. A test checks that every rule names a field the
+//! derived schema has, and another that every request example decodes into its request type
+//! and is valid against its schema. Paths, responses, security and examples are written here.
 
+use std::collections::BTreeMap;
+
+use schemars::generate::SchemaSettings;
+use schemars::Schema;
 use serde_json::{json, Map, Value};
+use tom_contract::transaction::transaction_schemas;
 
 use tom_contract::ids::{self, Grammar, ID, NONCE, TX_ID};
+use tom_contract::requests;
 
-use super::{Reply, Rule, ROUTES};
+use super::{Op, Reply, Rule, ROUTES};
 
 /// A string of at most `max` bytes. (`maxLength` counts characters; for the ASCII grammars the
 /// two agree, for free text the server's byte bound is the stricter and is stated in words.)
@@ -29,9 +54,23 @@ fn text(description: &str, max: usize) -> Value {
 /// control character or a noncharacter.
 const TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*[^\\s\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff][^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$";
 
+/// Text that may be empty: at most `max` bytes, no control characters or noncharacters.
+fn optional_text(description: &str, max: usize) -> Value {
+    json!({ "type": "string", "description": format!("{description} (at most {max} bytes, no control characters)"), "maxLength": max, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$" })
+}
+
 /// A string in one of the id grammars.
 fn grammar(g: &Grammar, description: &str) -> Value {
     json!({ "type": "string", "description": description, "pattern": g.pattern, "minLength": 1, "maxLength": g.max_len })
+}
+
+fn id(description: &str) -> Value {
+    grammar(
+        &ID,
+        &format!(
+            "{description} (a letter or digit, then letters, digits, '-', '_', '.'; at most 128)"
+        ),
+    )
 }
 
 fn pem(description: &str) -> Value {
@@ -46,19 +85,28 @@ fn digest(description: &str) -> Value {
     json!({ "type": "string", "description": description, "pattern": "^sha256:[0-9a-f]{64}$" })
 }
 
-/// An optional field that may also be sent as `null` (the contract's `Option` fields).
-fn nullable(mut schema: Value) -> Value {
-    schema["nullable"] = json!(true);
-    schema
+fn list(description: &str) -> Value {
+    json!({ "maxItems": ids::MAX_LIST, "description": description })
 }
 
-/// A DSSE envelope (the `DsseEnvelope` schema) with its own description.
-fn envelope(description: &str) -> Value {
-    json!({ "allOf": [{ "$ref": "#/components/schemas/DsseEnvelope" }], "description": description })
+/// A DSSE envelope as a request must carry it: in-toto, with exactly one signature. (The
+/// `Envelope` component also describes the empty envelopes of entities recorded before proofs
+/// were envelopes, so these two rules are the request's.)
+fn signed_envelope(description: &str) -> Value {
+    json!({
+        "allOf": [
+            { "$ref": "#/components/schemas/Envelope" },
+            { "properties": {
+                "payloadType": { "enum": [tom_contract::claims::IN_TOTO_PAYLOAD_TYPE] },
+                "signatures": { "minItems": 1 },
+            } },
+        ],
+        "description": description,
+    })
 }
 
-fn list(items: Value, description: &str) -> Value {
-    json!({ "type": "array", "items": items, "maxItems": ids::MAX_LIST, "description": description })
+fn describe(description: &str) -> Value {
+    json!({ "description": description })
 }
 
 /// The schema of a path or query parameter, from its rule.
@@ -85,213 +133,236 @@ pub fn param_schema(param: &super::Param) -> Value {
     }
 }
 
-/// A closed object schema: `required` fields first, then optional ones.
-fn object(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
-    let mut properties = Map::new();
-    for (name, schema) in required.iter().chain(optional) {
-        properties.insert((*name).to_owned(), schema.clone());
-    }
-    let names: Vec<&str> = required.iter().map(|(n, _)| *n).collect();
-    let mut schema =
-        json!({ "type": "object", "properties": properties, "additionalProperties": false });
-    // OpenAPI 3.0 forbids an empty `required` list.
-    if !names.is_empty() {
-        schema["required"] = json!(names);
-    }
-    schema
-}
-
 fn free(description: &str) -> Value {
     json!({ "type": "object", "description": description, "additionalProperties": true })
 }
 
 const PEM: &str = "X.509 certificate, PEM";
 const SIG: &str = "base64 DER ECDSA P-256/SHA-256 signature";
+const MSP_ID: &str = "MSP id";
+
+/// The component name of each request body and the contract type it is derived from. The
+/// device's body keeps its own name: it is the contract's `IdentifyDevice`, whose `node_id` only
+/// a gateway with an orchestrator accepts.
+const IDENTIFY_DEVICE_BODY: &str = "IdentifyDeviceBody";
+
+/// What the contract's types give the document: the component schemas of every request body
+/// and answer (and every type they hold), which of them the request bodies use, and each
+/// transaction's answer schema by function name.
+struct Derived {
+    schemas: Map<String, Value>,
+    requests: Vec<String>,
+    answers: BTreeMap<&'static str, Value>,
+}
+
+/// The schemas derived from the contract's types (OpenAPI 3.0 dialect: `nullable`, references
+/// under `#/components/schemas/`).
+fn derived() -> Derived {
+    let mut generator = SchemaSettings::openapi3()
+        .with(|s| s.meta_schema = None)
+        .into_generator();
+    // Each call registers the type, and every named type it holds, as a component.
+    generator.subschema_for::<requests::RegisterOrg>();
+    generator.subschema_for::<requests::IdentifyDevice>();
+    generator.subschema_for::<requests::IdentifyContainer>();
+    generator.subschema_for::<requests::PlaceContainer>();
+    generator.subschema_for::<requests::RecordOutcome>();
+    generator.subschema_for::<requests::RecordDrift>();
+    generator.subschema_for::<requests::DefineContract>();
+    generator.subschema_for::<requests::RecordData>();
+    generator.subschema_for::<requests::ExecContract>();
+    let rename = |name: &str| match name {
+        "IdentifyDevice" => IDENTIFY_DEVICE_BODY.to_owned(),
+        other => other.to_owned(),
+    };
+    let requests: Vec<String> = generator.definitions().keys().map(|n| rename(n)).collect();
+    // Every transaction's answer, from the contract's registry.
+    let answers: Vec<(&'static str, Value)> = transaction_schemas(&mut generator)
+        .into_iter()
+        .map(|t| (t.name, t.response.to_value()))
+        .collect();
+    let mut schemas = generator.take_definitions(true);
+    if let Some(device) = schemas.remove("IdentifyDevice") {
+        schemas.insert(IDENTIFY_DEVICE_BODY.into(), device);
+    }
+    // The answers were taken before the transforms ran on the definitions: run the same ones
+    // on them (a `$ref` is untouched; an inline array of references becomes OpenAPI 3.0).
+    let answers = answers
+        .into_iter()
+        .map(|(name, answer)| {
+            let mut schema = Schema::try_from(answer).unwrap_or_default();
+            for transform in generator.transforms_mut() {
+                transform.transform(&mut schema);
+            }
+            (name, schema.to_value())
+        })
+        .collect();
+    Derived {
+        schemas,
+        requests,
+        answers,
+    }
+}
+
+/// The derived schemas with [`rules`] laid over the request bodies'.
+fn request_schemas(derived: &Derived) -> Map<String, Value> {
+    let mut schemas = derived.schemas.clone();
+    for (name, pointer, rule) in rules() {
+        if !derived.requests.iter().any(|r| r == name) {
+            continue;
+        }
+        if let Some(target) = schemas
+            .get_mut(name)
+            .and_then(|schema| schema.pointer_mut(pointer))
+        {
+            lay_over(target, rule);
+        }
+    }
+    // A contract must USE or GENERATE something.
+    if let Some(contract) = schemas.get_mut("DefineContract") {
+        contract["anyOf"] = json!([
+            { "required": ["uses"], "properties": { "uses": { "minItems": 1 } } },
+            { "required": ["generates"], "properties": { "generates": { "minItems": 1 } } },
+        ]);
+    }
+    schemas
+}
+
+/// Add `rule`'s keywords to the derived `target` (a `null` keyword removes the derived one). A
+/// reference takes no siblings in OpenAPI 3.0, so a described reference becomes
+/// `allOf: [reference]` beside its description.
+fn lay_over(target: &mut Value, rule: Value) {
+    let Value::Object(rule) = rule else { return };
+    if target.get("$ref").is_some() {
+        *target = json!({ "allOf": [target.take()] });
+    }
+    if let Value::Object(target) = target {
+        for (keyword, value) in rule {
+            if value.is_null() {
+                target.remove(&keyword);
+            } else {
+                target.insert(keyword, value);
+            }
+        }
+    }
+}
+
+/// What each request field must be beyond its type (its bound in `tom_contract::bounds`) and
+/// what it means: (component, JSON pointer into it, keywords laid over the derived schema).
+fn rules() -> Vec<(&'static str, &'static str, Value)> {
+    let string = |what: &str| text(what, ids::MAX_TEXT);
+    // A set on the contract's side, but a repeated MSP id is accepted (and kept once), so the
+    // document does not demand unique items.
+    let consent = |what: &str| json!({ "maxItems": ids::MAX_LIST, "uniqueItems": null, "description": format!("MSP ids of other organisations {what}") });
+    let device_proof = "the device's proof of key possession: a DSSE envelope signed by the certificate's key over an in-toto Statement v1 whose subject is {name: device_id, digest: {sha256: <hex SHA-256 of the certificate's DER>}}, predicateType urn:tom:predicate:identity-proof:v1, predicate {ledger: <channel>, entity_type: \"device\", org, kind, nonce}";
+    vec![
+        ("RegisterOrg", "/properties/msp_id", id("the caller's own MSP id")),
+        ("RegisterOrg", "/properties/name", optional_text("display name", ids::MAX_NAME)),
+        ("RegisterOrg", "/properties/ca_certificates", json!({ "maxItems": ids::MAX_CA_CERTIFICATES, "description": "PEM CA certificates that issue the organisation's identities" })),
+        ("RegisterOrg", "/properties/ca_certificates/items", pem("CA certificate")),
+        ("RegisterOrg", "/properties/policy", describe("what the organisation demands of its containers and which other organisations it consents to (all empty by default)")),
+        ("OrgPolicy", "/properties/publishers", json!({ "maxProperties": ids::MAX_PUBLISHERS, "description": "publisher name (an id: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$) -> certificate PEM" })),
+        ("OrgPolicy", "/properties/publishers/additionalProperties", pem("publisher certificate")),
+        ("OrgPolicy", "/properties/orchestrators", consent("whose orchestrators may act on this organisation's devices, containers, contracts and data")),
+        ("OrgPolicy", "/properties/orchestrators/items", grammar(&ID, MSP_ID)),
+        ("OrgPolicy", "/properties/hosts_containers_of", consent("whose containers may be placed on this organisation's devices")),
+        ("OrgPolicy", "/properties/hosts_containers_of/items", grammar(&ID, MSP_ID)),
+        ("OrgPolicy", "/properties/shares_data_with", consent("whose activities may use or derive from this organisation's data")),
+        ("OrgPolicy", "/properties/shares_data_with/items", grammar(&ID, MSP_ID)),
+        (IDENTIFY_DEVICE_BODY, "/properties/device_id", id("device id")),
+        (IDENTIFY_DEVICE_BODY, "/properties/org", id("MSP id of the device's organisation")),
+        (IDENTIFY_DEVICE_BODY, "/properties/kind", id("sensor, actuator, gateway, compute, vehicle, ...")),
+        (IDENTIFY_DEVICE_BODY, "/properties/certificate", pem(PEM)),
+        (IDENTIFY_DEVICE_BODY, "/properties/nonce", grammar(&NONCE, "single-use nonce chosen by the device")),
+        (IDENTIFY_DEVICE_BODY, "/properties/proof", signed_envelope(device_proof)),
+        (IDENTIFY_DEVICE_BODY, "/properties/node_id", text("gateway-only: the orchestrator's node for this device; a gateway without an orchestrator answers 400 when it is given", ids::MAX_ID_LEN)),
+        ("IdentifyContainer", "/properties/container_id", id("container id")),
+        ("IdentifyContainer", "/properties/org", id(MSP_ID)),
+        ("IdentifyContainer", "/properties/image", string("image reference")),
+        ("IdentifyContainer", "/properties/digest", digest("sha256:<64 lowercase hex>")),
+        ("IdentifyContainer", "/properties/certificate", pem("workload certificate (PEM, tom.role=device) whose key signs the data it generates; needs nonce and proof")),
+        ("IdentifyContainer", "/properties/nonce", grammar(&NONCE, "single-use nonce of the workload's proof")),
+        ("IdentifyContainer", "/properties/proof", describe("the workload's proof of key possession: as a device's, with entity_type \"container\" and kind = the image digest")),
+        ("PublisherSignature", "/properties/publisher", id("a publisher in the org's policy")),
+        ("PublisherSignature", "/properties/signature", signature(SIG)),
+        ("Envelope", "", describe("a DSSE envelope (the JSON encoding of the DSSE protocol) over an in-toto Statement v1, with exactly one signature")),
+        ("Envelope", "/properties/payloadType", json!({ "maxLength": 64, "description": format!("{} in every request (a stored entity recorded before envelopes has an empty envelope)", tom_contract::claims::IN_TOTO_PAYLOAD_TYPE) })),
+        ("Envelope", "/properties/payload", json!({ "description": "base64 of the in-toto Statement v1 JSON", "pattern": "^[A-Za-z0-9+/=]*$", "maxLength": tom_contract::claims::MAX_PAYLOAD_BYTES * 4 / 3 + 4 })),
+        ("Envelope", "/properties/signatures", json!({ "maxItems": 1 })),
+        ("EnvelopeSignature", "/properties/sig", signature("base64 DER ECDSA P-256/SHA-256 signature over the DSSE pre-authentication encoding")),
+        ("EnvelopeSignature", "/properties/keyid", json!({ "description": "hex SHA-256 of the signer's certificate (a hint)", "pattern": "^[0-9a-fA-F]*$", "maxLength": 64 })),
+        ("PlaceContainer", "/properties/container_id", id("container id")),
+        ("PlaceContainer", "/properties/device_id", id("device id")),
+        ("RecordOutcome", "/properties/container_id", id("container id")),
+        ("RecordOutcome", "/properties/action", json!({ "enum": ["place", "terminate"] })),
+        ("RecordOutcome", "/properties/authorising_tx", grammar(&TX_ID, "the PLACE or TERMINATE transaction id")),
+        ("RecordOutcome", "/properties/outcome", json!({ "enum": ["running", "failed", "removed"] })),
+        ("RecordOutcome", "/properties/detail", optional_text("what happened", ids::MAX_DETAIL)),
+        ("RecordDrift", "/properties/service", text("orchestrator-side name", ids::MAX_NAME)),
+        ("RecordDrift", "/properties/description", string("what differs")),
+        ("RecordDrift", "/properties/container_id", id("container id")),
+        ("RecordDrift", "/properties/action_taken", string("what was done about it")),
+        ("RecordDrift", "/properties/placement_status", describe("set the container's placement status to what was observed (needs container_id; the placement must have an outcome)")),
+        ("RecordDrift", "/properties/authorising_tx", grammar(&TX_ID, "with placement_status: the placement it is about must be this, the current PLACE transaction")),
+        ("RecordDrift", "/properties/device_id", id("a device whose availability was observed (with device_status)")),
+        ("RecordDrift", "/properties/device_status", describe("unavailable: drained or down, not left (identity and placements stand)")),
+        ("DefineContract", "/properties/contract_id", id("contract id")),
+        ("DefineContract", "/properties/contractor", id("the activity: a container or actuator device")),
+        ("DefineContract", "/properties/deadline", json!({ "format": "date-time", "maxLength": ids::MAX_TIMESTAMP, "description": "RFC 3339, after the transaction time" })),
+        ("DefineContract", "/properties/uses", list("USE clauses")),
+        ("DefineContract", "/properties/generates", list("GENERATE clauses")),
+        ("UseClause", "/properties/kind", id("data kind")),
+        ("UseClause", "/properties/source", id("only from this generator")),
+        ("GenerateClause", "/properties/kind", id("data kind")),
+        ("RecordData", "/properties/data_id", id("data id")),
+        ("RecordData", "/properties/kind", id("data kind")),
+        ("RecordData", "/properties/hash", digest("sha256:<64 lowercase hex> of the off-chain bytes")),
+        ("RecordData", "/properties/size", json!({ "maximum": 9_007_199_254_740_991u64, "description": "bytes" })),
+        ("RecordData", "/properties/location", string("URI of the bytes")),
+        ("RecordData", "/properties/generated_by", id("generating device or container")),
+        ("RecordData", "/properties/claim", signed_envelope("the generator's signed claim: a DSSE envelope signed by the generator's key over an in-toto Statement v1 whose subject is {name: data_id, digest: {sha256: <hex of the bytes>}}, predicateType urn:tom:predicate:data-generation:v1, predicate {ledger: <channel>, kind, size, location, generated_by, derived_from}; every field must equal the request's")),
+        ("RecordData", "/properties/derived_from", list("input data ids")),
+        ("RecordData", "/properties/derived_from/items", id("input data id")),
+        ("ExecContract", "/properties/contract_id", id("contract id")),
+        ("ExecContract", "/properties/data_id", id("data id")),
+    ]
+}
 
 /// The component schemas, by name.
 pub fn schemas() -> Map<String, Value> {
-    let id = |what: &str| {
-        grammar(
-            &ID,
-            &format!(
-                "{what} (a letter or digit, then letters, digits, '-', '_', '.'; at most 128)"
-            ),
-        )
-    };
-    let string = |what: &str| text(what, ids::MAX_TEXT);
-    let mut s = Map::new();
-    s.insert(
-        "RegisterOrg".into(),
-        object(
-            &[
-                ("msp_id", id("the caller's own MSP id")),
-                (
-                    "ca_certificates",
-                    json!({ "type": "array", "items": pem("CA certificate"), "maxItems": ids::MAX_CA_CERTIFICATES, "description": "PEM CA certificates that issue the organisation's identities" }),
-                ),
-            ],
-            &[
-                ("name", json!({ "type": "string", "description": format!("display name (at most {} bytes, no control characters)", ids::MAX_NAME), "maxLength": ids::MAX_NAME, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$" })),
-                (
-                    "policy",
-                    object(&[], &[
-                        ("require_image_signature", json!({ "type": "boolean" })),
-                        ("publishers", json!({ "type": "object", "additionalProperties": pem("publisher certificate"), "maxProperties": ids::MAX_PUBLISHERS, "description": "publisher name (an id: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$) -> certificate PEM" })),
-                        ("orchestrators", list(grammar(&ID, "MSP id"), "MSP ids of other organisations whose orchestrators may act on this organisation's devices, containers, contracts and data")),
-                        ("hosts_containers_of", list(grammar(&ID, "MSP id"), "MSP ids of other organisations whose containers may be placed on this organisation's devices")),
-                        ("shares_data_with", list(grammar(&ID, "MSP id"), "MSP ids of other organisations whose activities may use or derive from this organisation's data")),
-                    ]),
-                ),
-            ],
-        ),
-    );
-    s.insert(
-        "IdentifyDeviceBody".into(),
-        object(
-            &[
-                ("device_id", id("device id")),
-                ("org", id("MSP id of the device's organisation")),
-                ("kind", id("sensor, actuator, gateway, compute, vehicle, ...")),
-                ("certificate", pem(PEM)),
-                ("nonce", grammar(&NONCE, "single-use nonce chosen by the device")),
-                ("proof", envelope("the device's proof of key possession: a DSSE envelope signed by the certificate's key over an in-toto Statement v1 whose subject is {name: device_id, digest: {sha256: <hex SHA-256 of the certificate's DER>}}, predicateType urn:tom:predicate:identity-proof:v1, predicate {ledger: <channel>, entity_type: \"device\", org, kind, nonce}")),
-            ],
-            &[("node_id", nullable(text("gateway-only: the orchestrator's node for this device; a gateway without an orchestrator answers 400 when it is given", ids::MAX_ID_LEN)))],
-        ),
-    );
-    s.insert(
-        "IdentifyContainer".into(),
-        object(
-            &[("container_id", id("container id")), ("org", id("MSP id")), ("image", string("image reference")), ("digest", digest("sha256:<64 lowercase hex>"))],
-            &[
-                ("publisher_signature", nullable(object(&[("publisher", id("a publisher in the org's policy")), ("signature", signature(SIG))], &[]))),
-                ("certificate", nullable(pem("workload certificate (PEM, tom.role=device) whose key signs the data it generates; needs nonce and proof"))),
-                ("nonce", nullable(grammar(&NONCE, "single-use nonce of the workload's proof"))),
-                ("proof", nullable(envelope("the workload's proof of key possession: as a device's, with entity_type \"container\" and kind = the image digest"))),
-            ],
-        ),
-    );
-    s.insert(
-        "DsseEnvelope".into(),
-        object(
-            &[
-                ("payloadType", json!({ "type": "string", "enum": [tom_contract::claims::IN_TOTO_PAYLOAD_TYPE] })),
-                ("payload", json!({ "type": "string", "description": "base64 of the in-toto Statement v1 JSON", "pattern": "^[A-Za-z0-9+/=]*$", "maxLength": tom_contract::claims::MAX_PAYLOAD_BYTES * 4 / 3 + 4 })),
-                ("signatures", json!({ "type": "array", "minItems": 1, "maxItems": 1, "items": object(&[("sig", signature("base64 DER ECDSA P-256/SHA-256 signature over the DSSE pre-authentication encoding"))], &[("keyid", json!({ "type": "string", "description": "hex SHA-256 of the signer's certificate (a hint)", "pattern": "^[0-9a-f]*$", "maxLength": 64 }))]) })),
-            ],
-            &[],
-        ),
-    );
+    schemas_of(&derived())
+}
+
+fn schemas_of(derived: &Derived) -> Map<String, Value> {
+    let mut s = request_schemas(derived);
+    let string = |what: &str| json!({ "type": "string", "description": what });
+    let nullable = |what: &str| json!({ "type": "string", "nullable": true, "description": what });
     s.insert(
         "UnauthorisedServices".into(),
-        object(
-            &[(
-                "services",
-                json!({ "type": "array", "items": object(
-                    &[
-                        ("service_id", string("swarm service id")),
-                        ("name", string("swarm service name")),
-                        ("image", string("the image the service runs")),
-                        ("why", string("why no TOM gateway authorised it")),
-                    ],
-                    &[
-                        ("container_id", json!({ "type": "string", "nullable": true, "description": "its tom.container label" })),
-                        ("gateway", json!({ "type": "string", "nullable": true, "description": "its tom.gateway label" })),
-                    ],
-                ) }),
-            )],
-            &[],
-        ),
+        json!({
+            "type": "object",
+            "required": ["services"],
+            "additionalProperties": false,
+            "properties": {
+                "services": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["service_id", "name", "image", "why"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "service_id": string("swarm service id"),
+                            "name": string("swarm service name"),
+                            "image": string("the image the service runs"),
+                            "why": string("why no TOM gateway authorised it"),
+                            "container_id": nullable("its tom.container label"),
+                            "gateway": nullable("its tom.gateway label"),
+                        },
+                    },
+                },
+            },
+        }),
     );
-    s.insert(
-        "PlaceContainer".into(),
-        object(
-            &[
-                ("container_id", id("container id")),
-                ("device_id", id("device id")),
-            ],
-            &[],
-        ),
-    );
-    s.insert(
-        "RecordOutcome".into(),
-        object(
-            &[
-                ("container_id", id("container id")),
-                (
-                    "action",
-                    json!({ "type": "string", "enum": ["place", "terminate"] }),
-                ),
-                (
-                    "authorising_tx",
-                    grammar(&TX_ID, "the PLACE or TERMINATE transaction id"),
-                ),
-                (
-                    "outcome",
-                    json!({ "type": "string", "enum": ["running", "failed", "removed"] }),
-                ),
-            ],
-            &[("detail", json!({ "type": "string", "description": format!("what happened (at most {} bytes, no control characters)", ids::MAX_DETAIL), "maxLength": ids::MAX_DETAIL, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff]*$" }))],
-        ),
-    );
-    s.insert(
-        "RecordDrift".into(),
-        object(
-            &[
-                ("service", text("orchestrator-side name", ids::MAX_NAME)),
-                ("description", string("what differs")),
-            ],
-            &[
-                ("container_id", nullable(id("container id"))),
-                ("action_taken", nullable(string("what was done about it"))),
-                ("placement_status", nullable(json!({ "type": "string", "enum": ["running", "missing", "stopped", "unavailable", "drifted"], "description": "set the container's placement status to what was observed (needs container_id; the placement must have an outcome)" }))),
-                ("authorising_tx", nullable(grammar(&TX_ID, "with placement_status: the placement it is about must be this, the current PLACE transaction"))),
-                ("device_id", nullable(id("a device whose availability was observed (with device_status)"))),
-                ("device_status", nullable(json!({ "type": "string", "enum": ["available", "unavailable"], "description": "unavailable: drained or down, not left (identity and placements stand)" }))),
-            ],
-        ),
-    );
-    s.insert(
-        "DefineContract".into(),
-        object(
-            &[("contract_id", id("contract id")), ("contractor", id("the activity: a container or actuator device")), ("deadline", json!({ "type": "string", "format": "date-time", "maxLength": ids::MAX_TIMESTAMP, "description": "RFC 3339, after the transaction time" }))],
-            &[
-                ("uses", list(object(&[("kind", id("data kind"))], &[("source", nullable(id("only from this generator")))]), "USE clauses")),
-                ("generates", list(object(&[("kind", id("data kind"))], &[]), "GENERATE clauses")),
-            ],
-        ),
-    );
-    // A contract must USE or GENERATE something.
-    s["DefineContract"]["anyOf"] = json!([
-        { "required": ["uses"], "properties": { "uses": { "minItems": 1 } } },
-        { "required": ["generates"], "properties": { "generates": { "minItems": 1 } } },
-    ]);
-    s.insert(
-        "RecordData".into(),
-        object(
-            &[
-                ("data_id", id("data id")),
-                ("kind", id("data kind")),
-                ("hash", digest("sha256:<64 lowercase hex> of the off-chain bytes")),
-                ("size", json!({ "type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991u64, "description": "bytes" })),
-                ("location", string("URI of the bytes")),
-                ("generated_by", id("generating device or container")),
-                ("claim", envelope("the generator's signed claim: a DSSE envelope signed by the generator's key over an in-toto Statement v1 whose subject is {name: data_id, digest: {sha256: <hex of the bytes>}}, predicateType urn:tom:predicate:data-generation:v1, predicate {ledger: <channel>, kind, size, location, generated_by, derived_from}; every field must equal the request's")),
-            ],
-            &[("derived_from", list(id("input data id"), "input data ids"))],
-        ),
-    );
-    s.insert(
-        "ExecContract".into(),
-        object(
-            &[
-                ("contract_id", id("contract id")),
-                ("data_id", id("data id")),
-            ],
-            &[],
-        ),
-    );
-    let string = |what: &str| json!({ "type": "string", "description": what });
     s.insert(
         "Committed".into(),
         json!({
@@ -301,7 +372,7 @@ pub fn schemas() -> Map<String, Value> {
                 "tx_id": string("transaction id"),
                 "status": { "type": "string", "enum": ["VALID"], "description": "commit status" },
                 "block": { "type": "integer", "description": "block that carries the transaction" },
-                "record": free("the ledger record the transaction wrote"),
+                "record": { "allOf": [{ "$ref": "#/components/schemas/LedgerRecord" }], "description": "the ledger record the transaction wrote" },
                 "outcome": { "$ref": "#/components/schemas/Committed" },
                 "detail": string("what the orchestrator did"),
             },
@@ -332,23 +403,6 @@ pub fn schemas() -> Map<String, Value> {
         }
     }));
     for (name, description) in [
-        ("Org", "a registered organisation"),
-        (
-            "Entity",
-            "a device, container or data item (tagged by `type`), or a processing contract",
-        ),
-        ("History", "array of {tx_id, timestamp, is_delete, value}"),
-        (
-            "Lineage",
-            "the entities, activities, contracts and records linked to an entity",
-        ),
-        ("ProvDocument", "W3C PROV-JSON document"),
-        ("RecordPage", "{records: [LedgerRecord], bookmark}; bookmark is opaque base64url, empty after the last page"),
-        ("InventoryPage", "{items: [Entity], bookmark}; bookmark is opaque base64url, empty after the last page"),
-        (
-            "LedgerRecord",
-            "{kind, tx_id, timestamp, agent, subjects, body}",
-        ),
         ("Health", "{status: \"ok\", version}"),
         (
             "Ready",
@@ -358,6 +412,95 @@ pub fn schemas() -> Map<String, Value> {
         s.insert(name.into(), free(description));
     }
     s
+}
+
+/// A PEM block as the examples show it (what a certificate looks like, not one that chains).
+const EXAMPLE_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBtzCCAV2gAwIBAgIUSl3bO0ZJ1l0i7vBpr6yGQ0a0m9MwCgYIKoZIzj0EAwIw\n-----END CERTIFICATE-----\n";
+
+/// A DSSE envelope as the examples show it (the shape; its signature does not verify).
+fn example_envelope() -> Value {
+    json!({
+        "payloadType": tom_contract::claims::IN_TOTO_PAYLOAD_TYPE,
+        "payload": "eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEifQ==",
+        "signatures": [{
+            "keyid": "9f2c4e1a7b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8",
+            "sig": "MEUCIQC3k1mWq0Zr8nqgB6y1dJx3s2fE5tR7uV9wXyZ0aBcDeQIgR2s4t6v8x0z2B4d6F8h0J2l4N6p8R0t2V4x6Z8b0d2E=",
+        }],
+    })
+}
+
+/// The request example of each write with a body: what a caller sends, in the paper's smart
+/// city. A test decodes each into its contract type and validates it against its schema.
+fn example(op: Op) -> Option<Value> {
+    let example = match op {
+        Op::RegisterOrg => json!({
+            "msp_id": "CityMSP",
+            "name": "City of Bolzano, traffic department",
+            "ca_certificates": [EXAMPLE_PEM],
+            "policy": {
+                "orchestrators": ["EdgeOpsMSP"],
+                "hosts_containers_of": ["EdgeOpsMSP"],
+                "shares_data_with": [],
+                "require_image_signature": false,
+                "publishers": {},
+            },
+        }),
+        Op::IdentifyDevice => json!({
+            "device_id": "traffic-light-1",
+            "org": "CityMSP",
+            "kind": "actuator",
+            "certificate": EXAMPLE_PEM,
+            "nonce": "7f3a9c1e-5b2d-4e8f-a6c0-1d2e3f4a5b6c",
+            "proof": example_envelope(),
+        }),
+        Op::IdentifyContainer => json!({
+            "container_id": "incident-analyser-1",
+            "org": "CityMSP",
+            "image": "tom-workload:analyser",
+            "digest": "sha256:3b9c2f1e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c",
+        }),
+        Op::PlaceContainer => json!({
+            "container_id": "incident-analyser-1",
+            "device_id": "edge-node-1",
+        }),
+        Op::RecordOutcome => json!({
+            "container_id": "incident-analyser-1",
+            "action": "place",
+            "authorising_tx": "5d41402abc4b2a76b9719d911017c592ae3e7b3f1c2d4e5f60718293a4b5c6d7",
+            "outcome": "running",
+            "detail": "service tom-incident-analyser-1 runs on node edge-node-1",
+        }),
+        Op::RecordDrift => json!({
+            "service": "tom-incident-analyser-1",
+            "container_id": "incident-analyser-1",
+            "description": "the service has no running task",
+            "action_taken": "reported; the service is left as it is",
+            "placement_status": "stopped",
+        }),
+        Op::DefineContract => json!({
+            "contract_id": "incident-analysis-1",
+            "contractor": "incident-analyser-1",
+            "uses": [{ "kind": "traffic-count", "source": "camera-1" }],
+            "generates": [{ "kind": "incident-report" }],
+            "deadline": "2030-01-01T00:00:00Z",
+        }),
+        Op::RecordData => json!({
+            "data_id": "traffic-count-0001",
+            "kind": "traffic-count",
+            "hash": "sha256:9e107d9d372bb6826bd81d3542a419d6e4c1f0b2a3d4c5e6f708192a3b4c5d6e",
+            "size": 512,
+            "location": "https://data.city.example/traffic-count-0001",
+            "generated_by": "camera-1",
+            "derived_from": [],
+            "claim": example_envelope(),
+        }),
+        Op::ExecContract => json!({
+            "contract_id": "incident-analysis-1",
+            "data_id": "traffic-count-0001",
+        }),
+        _ => return None,
+    };
+    Some(example)
 }
 
 fn error_response(description: &str) -> Value {
@@ -372,6 +515,7 @@ fn error_with_retry_after(description: &str) -> Value {
 
 /// The whole document.
 pub fn document() -> Value {
+    let derived = derived();
     let mut paths = Map::new();
     for route in ROUTES {
         let parameters: Vec<Value> = route
@@ -391,6 +535,14 @@ pub fn document() -> Value {
             Reply::Json(schema) => {
                 json!({ "description": "OK", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
             }
+            Reply::Answer => {
+                let answer = route
+                    .function
+                    .and_then(|f| derived.answers.get(f))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                json!({ "description": "OK: the contract's answer", "content": { "application/json": { "schema": answer } } })
+            }
             Reply::EventStream => {
                 json!({ "description": "event stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } })
             }
@@ -408,13 +560,13 @@ pub fn document() -> Value {
             "200"
         };
         responses.insert(ok_status.into(), ok);
-        if route.op == super::Op::Events {
+        if route.op == Op::Events {
             responses.insert(
                 "503".into(),
                 error_with_retry_after("resuming (`Last-Event-ID`/`after`) needs the ledger, which is unavailable: reconnect after `Retry-After` seconds"),
             );
         }
-        if route.op == super::Op::Ready {
+        if route.op == Op::Ready {
             responses.insert(
                 "503".into(),
                 json!({ "description": "not ready: `ledger.detail` says why (e.g. ledger storage full, commit thread stopped)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ready" } } } }),
@@ -429,7 +581,7 @@ pub fn document() -> Value {
                 error_response("bad input: malformed JSON, a repeated key, an unknown field or parameter, a value outside its rule (named in the message)"),
             );
         }
-        if route.op == super::Op::SwarmUnauthorised {
+        if route.op == Op::SwarmUnauthorised {
             responses.insert(
                 "400".into(),
                 error_response(
@@ -453,10 +605,7 @@ pub fn document() -> Value {
         }
         if matches!(
             route.op,
-            super::Op::PlaceContainer
-                | super::Op::TerminateContainer
-                | super::Op::IdentifyDevice
-                | super::Op::TerminateDevice
+            Op::PlaceContainer | Op::TerminateContainer | Op::IdentifyDevice | Op::TerminateDevice
         ) {
             responses.insert(
                 "502".into(),
@@ -496,7 +645,12 @@ pub fn document() -> Value {
             operation["security"] = json!([{ "bearer": [] }]);
         }
         if let Some(body) = route.body {
-            operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{body}") } } } });
+            let mut media = json!({ "schema": { "$ref": format!("#/components/schemas/{body}") } });
+            if let Some(example) = example(route.op) {
+                media["example"] = example;
+            }
+            operation["requestBody"] =
+                json!({ "required": true, "content": { "application/json": media } });
         }
         super::audit_page::document(route, &mut operation);
         let entry = paths
@@ -513,7 +667,7 @@ pub fn document() -> Value {
         },
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": schemas_of(&derived),
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "an API token issued by `tom identity add` (or the development bootstrap)" } },
         },
     })
@@ -522,135 +676,71 @@ pub fn document() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
-    use tom_contract::model::{OrgPolicy, UseClause};
-    use tom_contract::requests::*;
 
-    fn fields(value: impl serde::Serialize) -> BTreeSet<String> {
-        serde_json::to_value(value)
-            .unwrap()
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    fn schema_fields(name: &str) -> BTreeSet<String> {
-        schemas()[name]["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    /// Every request schema lists exactly the fields the contract's type has (all options set).
+    /// Every rule lands on a field the derived schema has: a renamed or removed field fails
+    /// here instead of leaving its rule silently unused.
     #[test]
-    fn request_schemas_match_contract_types() {
-        let s = || "x".to_owned();
-        let check = |name: &str, value: BTreeSet<String>| {
-            assert_eq!(schema_fields(name), value, "schema {name}")
-        };
-        check(
-            "RegisterOrg",
-            fields(RegisterOrg {
-                msp_id: s(),
-                name: s(),
-                ca_certificates: vec![],
-                policy: OrgPolicy::default(),
-            }),
-        );
-        let mut device = fields(IdentifyDevice {
-            device_id: s(),
-            org: s(),
-            kind: s(),
-            certificate: s(),
-            nonce: s(),
-            proof: Default::default(),
-            node_id: Some(s()),
-        });
-        device.insert("node_id".into());
-        check("IdentifyDeviceBody", device);
-        check(
-            "IdentifyContainer",
-            fields(IdentifyContainer {
-                container_id: s(),
-                org: s(),
-                image: s(),
-                digest: s(),
-                publisher_signature: Some(PublisherSignature {
-                    publisher: s(),
-                    signature: s(),
-                }),
-                certificate: Some(s()),
-                nonce: Some(s()),
-                proof: Some(Default::default()),
-            }),
-        );
-        check(
-            "PlaceContainer",
-            fields(PlaceContainer {
-                container_id: s(),
-                device_id: s(),
-            }),
-        );
-        check(
-            "RecordOutcome",
-            fields(RecordOutcome {
-                container_id: s(),
-                action: s().as_str().into(),
-                authorising_tx: s(),
-                outcome: s().as_str().into(),
-                detail: s(),
-            }),
-        );
-        check(
-            "RecordDrift",
-            fields(RecordDrift {
-                service: s(),
-                container_id: Some(s()),
-                description: s(),
-                action_taken: Some(s()),
-                placement_status: Some(tom_contract::model::PlacementStatus::Running),
-                authorising_tx: Some(s()),
-                device_id: Some(s()),
-                device_status: Some(tom_contract::model::DeviceStatus::Available),
-            }),
-        );
-        check(
-            "DefineContract",
-            fields(DefineContract {
-                contract_id: s(),
-                contractor: s(),
-                uses: vec![UseClause {
-                    kind: s(),
-                    source: None,
-                }],
-                generates: vec![],
-                deadline: s(),
-            }),
-        );
-        check(
-            "RecordData",
-            fields(RecordData {
-                data_id: s(),
-                kind: s(),
-                hash: s(),
-                size: 1,
-                location: s(),
-                generated_by: s(),
-                derived_from: vec![],
-                claim: Default::default(),
-            }),
-        );
-        check(
-            "ExecContract",
-            fields(ExecContract {
-                contract_id: s(),
-                data_id: s(),
-            }),
-        );
+    fn every_rule_names_a_field_of_its_derived_schema() {
+        let derived = derived();
+        for (name, pointer, _) in rules() {
+            assert!(
+                derived.requests.iter().any(|r| r == name),
+                "{name} is not a request body's type"
+            );
+            let schema = derived
+                .schemas
+                .get(name)
+                .unwrap_or_else(|| panic!("no derived schema {name}"));
+            assert!(
+                schema.pointer(pointer).is_some(),
+                "{name}{pointer} is not in the derived schema {schema:#}"
+            );
+        }
+    }
+
+    /// Every string, list and map of every request body (and every type it holds) states its
+    /// bound: a field added to a contract request type without a rule here fails.
+    #[test]
+    fn every_request_field_is_bounded() {
+        fn check(name: &str, schema: &Value) {
+            if let Some(all) = schema["allOf"].as_array() {
+                all.iter().for_each(|s| check(name, s));
+            }
+            if let Some(any) = schema["anyOf"].as_array() {
+                any.iter().for_each(|s| check(name, s));
+            }
+            match schema["type"].as_str() {
+                Some("string") => assert!(
+                    schema.get("maxLength").is_some()
+                        || schema.get("enum").is_some()
+                        || schema.get("pattern").is_some(),
+                    "{name}: unbounded string {schema}"
+                ),
+                Some("array") => {
+                    assert!(schema.get("maxItems").is_some(), "{name}: unbounded list");
+                    check(&format!("{name}[]"), &schema["items"]);
+                }
+                Some("object") => {
+                    for (field, s) in schema["properties"].as_object().into_iter().flatten() {
+                        check(&format!("{name}.{field}"), s);
+                    }
+                    if let Some(extra) = schema["additionalProperties"].as_object() {
+                        assert!(
+                            schema.get("maxProperties").is_some(),
+                            "{name}: unbounded map"
+                        );
+                        check(name, &Value::Object(extra.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let derived = derived();
+        let schemas = schemas();
+        assert!(derived.requests.len() >= 9, "{:?}", derived.requests);
+        for name in &derived.requests {
+            check(name, &schemas[name]);
+        }
     }
 
     #[test]
@@ -661,7 +751,7 @@ mod tests {
         for piece in text.split("#/components/schemas/").skip(1) {
             let name: String = piece
                 .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
             assert!(schemas.contains_key(&name), "dangling $ref {name}");
         }
