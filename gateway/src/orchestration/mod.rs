@@ -34,6 +34,7 @@ pub mod recovery;
 pub mod start;
 pub mod termination;
 
+use crate::clock::{Clock, SystemClock};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -187,14 +188,12 @@ pub struct Orchestrator {
     identity: SigningIdentity,
     config: OrchestratorConfig,
     pause: Option<PauseHook>,
+    /// Where "now" comes from (journal start times): the system clock unless a test injects one.
+    clock: Arc<dyn Clock>,
     /// Last seen state of each node, for the node watcher to diff against. A std Mutex: only
     /// touched in short synchronous sections.
     nodes: Mutex<BTreeMap<String, swarm::NodeInfo>>,
     node_changes: tokio::sync::broadcast::Sender<nodes::NodeChange>,
-}
-
-fn unix_now() -> i64 {
-    crate::ledger::memory::now().seconds
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, OrchestrationError> {
@@ -217,9 +216,21 @@ impl Orchestrator {
             identity,
             config,
             pause: None,
+            clock: Arc::new(SystemClock),
             nodes: Mutex::new(BTreeMap::new()),
             node_changes: tokio::sync::broadcast::channel(64).0,
         }
+    }
+
+    /// Take "now" from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Seconds since the epoch, from the injected clock.
+    fn unix_now(&self) -> i64 {
+        self.clock.now().seconds
     }
 
     pub fn swarm(&self) -> &Arc<dyn SwarmDriver> {

@@ -32,8 +32,7 @@ use tom_contract::requests;
 
 use super::failpoints::Failpoint;
 use super::{
-    unix_now, ActionKind, OrchestrationError, Orchestrator, Outcome, OutcomeAction, Step, Tracked,
-    Workload,
+    ActionKind, OrchestrationError, Orchestrator, Outcome, OutcomeAction, Step, Tracked, Workload,
 };
 use crate::ledger::{SigningIdentity, Submitted};
 use crate::swarm::{self, BindMount, ServiceRequest, SwarmError, TaskInfo, TaskPhase};
@@ -107,7 +106,7 @@ impl Orchestrator {
             container_id: container_id.to_owned(),
             device_id: device_id.to_owned(),
         };
-        let started = unix_now();
+        let started = self.unix_now();
         let mut action = self.journal_op(move |j| j.begin(kind, started)).await?;
 
         // (1) Authorise.

@@ -24,7 +24,7 @@ use tom_contract::model::Entity;
 use tom_contract::requests;
 
 use super::failpoints::Failpoint;
-use super::{unix_now, ActionKind, OrchestrationError, Orchestrator, Outcome, OutcomeAction, Step};
+use super::{ActionKind, OrchestrationError, Orchestrator, Outcome, OutcomeAction, Step};
 use crate::ledger::{SigningIdentity, Submitted};
 use crate::swarm::ServiceInfo;
 
@@ -65,7 +65,7 @@ impl Orchestrator {
             container_id: container_id.to_owned(),
             reason: reason.map(str::to_owned),
         };
-        let started = unix_now();
+        let started = self.unix_now();
         let mut action = self.journal_op(move |j| j.begin(kind, started)).await?;
         let request = requests::TerminateEntity {
             id: container_id.to_owned(),
