@@ -154,7 +154,7 @@ pub fn schemas() -> Map<String, Value> {
                 ("kind", id("sensor, actuator, gateway, compute, vehicle, ...")),
                 ("certificate", pem(PEM)),
                 ("nonce", grammar(&NONCE, "single-use nonce chosen by the device")),
-                ("proof", envelope("the device's proof of key possession: a DSSE envelope signed by the certificate's key over an in-toto Statement v1 whose subject is {name: device_id, digest: {sha256: <hex SHA-256 of the certificate's DER>}}, predicateType urn:tom:predicate:identity-proof:v1, predicate {ledger: <channel>, entity_type: \"device\", org, kind, nonce}")),
+                ("proof", envelope(include_str!("device_id_proof.md"))),
             ],
             &[("node_id", nullable(text("gateway-only: the orchestrator's node for this device; a gateway without an orchestrator answers 400 when it is given", ids::MAX_ID_LEN)))],
         ),
