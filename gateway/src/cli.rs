@@ -292,6 +292,10 @@ pub enum DemoCommand {
     Install {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// The Fabric connection profile the gateway will serve with (`tom serve --fabric`):
+        /// checked now, and named in the printed next steps with its channel.
+        #[arg(long)]
+        fabric: Option<PathBuf>,
     },
 }
 

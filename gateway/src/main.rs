@@ -47,14 +47,21 @@ async fn main() -> anyhow::Result<()> {
             credentials,
             ledger,
         }) => demo::smart_city(gateway.as_deref(), credentials.as_deref(), &ledger).await,
-        Command::Demo(DemoCommand::Install { data_dir }) => {
+        Command::Demo(DemoCommand::Install { data_dir, fabric }) => {
+            let fabric = fabric
+                .as_deref()
+                .map(demo::FabricTarget::load)
+                .transpose()?;
             let path = demo::install(&data_dir)?;
+            // On stderr too, so that it shows when stdout goes to a file or a pipe.
+            {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "{}", demo::PUBLIC_KEYS_WARNING);
+            }
             say!(
-                "demo identities added to {}; tokens in {}",
-                data_dir.display(),
-                path.display()
+                "{}",
+                demo::install_summary(&data_dir, &path, fabric.as_ref())
             );
-            say!("start the gateway with `tom serve --data-dir {}`, then run `tom demo smart-city --gateway http://127.0.0.1:8080 --credentials {}`", data_dir.display(), path.display());
             Ok(())
         }
     }

@@ -685,3 +685,97 @@ fn identity_changes_are_live_rotation_overlaps_and_revocation_bites() {
     assert_eq!(status(&third).0, 200);
     served.stop();
 }
+
+/// Issue 11: `tom demo install` warns that the fixture keys are public, and for a Fabric gateway
+/// (`--fabric PROFILE`) its next step names `--fabric` and the profile's channel.
+#[test]
+fn demo_install_warns_about_public_keys_and_its_next_step_names_fabric() {
+    let dir = tempfile::tempdir().unwrap();
+    let warned = |out: &str| {
+        out.lines().any(|l| {
+            l.starts_with("WARNING: ")
+                && l.contains("private keys")
+                && l.contains("published in TOM's source repository")
+                && l.contains("demo only")
+        })
+    };
+
+    let embedded = dir.path().join("embedded");
+    let (ok, out, err) = tom(&["demo", "install", "--data-dir", embedded.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(warned(&out), "no WARNING line on stdout: {out}");
+    assert!(warned(&err), "no WARNING line on stderr: {err}");
+    assert!(
+        out.contains(&format!(
+            "`tom serve --data-dir {}`, then run `tom demo smart-city --gateway",
+            embedded.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("--fabric"), "{out}");
+
+    let fabric = dir.path().join("fabric");
+    std::fs::create_dir_all(&fabric).unwrap();
+    let profile = fabric.join("profile.json");
+    let write = |channel: &str| {
+        std::fs::write(
+            &profile,
+            json!({
+                "peer_endpoint": "https://127.0.0.1:7051", "tls_ca_certificate": "tls-ca.pem",
+                "msp_id": "Org1MSP", "certificate": "cert.pem", "private_key": "key.pem",
+                "channel": channel, "chaincode": "tom"
+            })
+            .to_string(),
+        )
+        .unwrap()
+    };
+    write("city");
+    let (ok, out, err) = tom(&[
+        "demo",
+        "install",
+        "--data-dir",
+        fabric.to_str().unwrap(),
+        "--fabric",
+        profile.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(warned(&out) && warned(&err), "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "`tom serve --data-dir {} --fabric {}`",
+            fabric.display(),
+            profile.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("--ledger city`"), "{out}");
+    // The default channel needs no --ledger.
+    write("tom");
+    let (ok, out, _) = tom(&[
+        "demo",
+        "install",
+        "--data-dir",
+        fabric.to_str().unwrap(),
+        "--fabric",
+        profile.to_str().unwrap(),
+    ]);
+    assert!(
+        ok && out.contains("--fabric ") && !out.contains("--ledger"),
+        "{out}"
+    );
+
+    // A profile that does not load is refused before anything is installed, naming the field.
+    write("");
+    let fresh = dir.path().join("fresh");
+    let (ok, _, err) = tom(&[
+        "demo",
+        "install",
+        "--data-dir",
+        fresh.to_str().unwrap(),
+        "--fabric",
+        profile.to_str().unwrap(),
+    ]);
+    assert!(!ok, "an empty channel was accepted");
+    assert!(err.contains("channel"), "{err}");
+    assert!(!fresh.exists(), "installed despite the bad profile");
+}
