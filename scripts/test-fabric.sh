@@ -211,6 +211,40 @@ net launch events python3 -u -c "$sse_client" "$URL" "$AUDITOR"
 net launch events2 python3 -u -c "$sse_client" "$URL2" "$AUDITOR"
 sleep 1
 
+# ---------------------------------------------------------------------------------------------
+echo "==> README's Fabric quick start, run as written (only the variables README says to set)"
+# The block under ```sh title="fabric quick start"```, with ORGS, PEER, PEER_TLS_CA, DATA and
+# PORT set for this network and `tom` on PATH; its own gateway is stopped afterwards.
+quickstart() {
+    local block qs="$DIR/quickstart" out rc
+    block=$(awk '/^```sh title="fabric quick start"$/ { f = 1; next } /^```$/ { f = 0 } f' "$REPO/README.md")
+    [ -n "$block" ] || { echo "README.md has no \`\`\`sh title=\"fabric quick start\" block"; return 1; }
+    mkdir -p "$qs/bin"
+    ln -sf "$TOM" "$qs/bin/tom"
+    out=$(cd "$qs" && PATH="$qs/bin:$PATH" ORGS="$DIR/organizations/peerOrganizations" \
+        PEER="https://${PEER_ADDRESS[peer0.org1]}" PEER_TLS_CA="$(peer_tls_ca peer0.org1)" \
+        DATA="$qs/data" PORT="$(free_port)" bash -euo pipefail -c "$block" 2>&1); rc=$?
+    [ -f "$qs/data/serve.pid" ] && kill "$(cat "$qs/data/serve.pid")" 2>/dev/null
+    printf '%s\n' "$out" > "$qs/out.log"
+    [ "$rc" = 0 ] || { echo "the quick start stopped (exit $rc): $(tail -c 1500 <<< "$out")"; return 1; }
+    # Three writes committed (two registrations, the container), the read and the CLI history.
+    [ "$(grep -o '"status":"VALID"' <<< "$out" | wc -l)" -ge 3 ] || { echo "fewer than 3 VALID writes: $out"; return 1; }
+    grep -q '"ready":true' <<< "$out" || { echo "/readyz was not ready: $out"; return 1; }
+    python3 - "$out" <<'PY' || return 1
+import json, sys
+objs = []
+for line in sys.argv[1].splitlines():
+    try:
+        objs.append(json.loads(line))
+    except ValueError:
+        pass
+ent = [o for o in objs if isinstance(o, dict) and o.get("id") == "hello-1"]
+assert ent and ent[0].get("org") == "Org1MSP", f"no entity hello-1 of Org1MSP read back: {objs}"
+PY
+    grep -q 'hello-1' <<< "$(tail -n 20 <<< "$out")" || { echo "tom audit history printed nothing about hello-1: $out"; return 1; }
+}
+check "README's Fabric quick start: profile, identities, serve, both organisations registered, a container joins, reads as the auditor" quickstart
+
 echo "==> smart-city scenario through the REST gateway (tom demo smart-city --gateway)"
 t=$SECONDS
 if RUST_BACKTRACE=0 "$TOM" demo smart-city --gateway "$URL" --credentials "$GW/demo-credentials.json" > "$DIR/demo.log" 2>&1; then
@@ -355,6 +389,54 @@ PY
     check "tampered: Org2MSP's root certificates removed from the config block -> config-block" without_root
 else
     fail "evidence bundle of the ack on Fabric" "export or offline verification failed (see above)"
+fi
+
+echo "==> the audit page (/audit) on Fabric, as the auditor"
+# audit_page: /audit?id=<ack> lists every transaction of the ack's history (links to
+# /audit/tx/<tx>), and its evidence download link answers a bundle that verifies offline.
+audit_page() {
+    python3 - "$URL" "$AUDITOR" "$ACK" "$DIR/page" <<'PY' || return 1
+import html, json, os, re, sys, urllib.parse, urllib.request
+url, token, ack, out = sys.argv[1:]
+os.makedirs(out, exist_ok=True)
+def get(path):
+    req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.status, r.headers.get("Content-Type", ""), r.read()
+status, ctype, page = get("/audit?id=" + urllib.parse.quote(ack))
+page = page.decode()
+open(f"{out}/page.html", "w").write(page)
+assert status == 200 and ctype.startswith("text/html"), (status, ctype)
+def tx_ids(v, acc):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k == "tx_id" and isinstance(x, str):
+                acc.add(x)
+            tx_ids(x, acc)
+    elif isinstance(v, list):
+        for x in v:
+            tx_ids(x, acc)
+    return acc
+_, _, history = get("/v1/entities/" + urllib.parse.quote(ack) + "/history")
+txs = tx_ids(json.loads(history), set())
+assert txs, "the ack has no history"
+missing = [t for t in txs if f'href="/audit/tx/{t}"' not in page]
+assert not missing, f"the page does not link these transactions of {ack}: {missing}"
+link = re.search(r'id="download" href="([^"]+)"', page)
+assert link, "no evidence download link on the page"
+href = html.unescape(link.group(1))
+assert href.startswith("/audit/evidence/"), href
+status, ctype, body = get(href)
+assert status == 200, status
+bundle = json.loads(body)
+assert bundle["format"] == "tom-evidence" and bundle["subject"] == ack, (bundle["format"], bundle["subject"])
+open(f"{out}/bundle.json", "wb").write(body)
+print(f"{len(txs)} transactions linked; bundle {len(body)} bytes")
+PY
+    "$TOM" audit verify-evidence "$DIR/page/bundle.json" > /dev/null
+}
+if [ -n "$ACK" ]; then
+    check "GET /audit?id=$ACK (auditor token): every transaction of its history linked; the download link gives a bundle of it that verify-evidence accepts" audit_page
 fi
 
 echo "==> a refusal: terminating an unknown device"
