@@ -41,7 +41,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Verify { data_dir } => verify(&data_dir),
         Command::Identity(command) => identity(command),
-        Command::Audit { gateway, query } => cli::audit(&gateway, &query).await,
+        Command::Audit {
+            gateway,
+            output,
+            query,
+        } => cli::audit(&gateway, &output, &query).await,
         Command::Demo(DemoCommand::SmartCity {
             gateway,
             credentials,
