@@ -12,7 +12,9 @@
 # peer down: every write 503, never 500; the gateway's own peer down: 503 and /readyz 503, then
 # recovery; the chaincode process killed), and failover: a second gateway whose profile lists
 # both Org1 peers keeps writing, reading and streaming events through peer1 while peer0 is down,
-# with no event lost or repeated. Prints a pass/fail count.
+# with no event lost or repeated. Also: README's "Quick start on Fabric" block run as written
+# (only its variables set), /v1/events resumed at a good id and refused (400) at a foreign one,
+# and the audit page (/audit) with its evidence download. Prints a pass/fail count.
 #
 # Fabric binaries come from scripts/fabric-locate.sh (FABRIC_BIN, or ../shared's archive).
 # Without them the tests are skipped with a loud notice, or fail when TOM_REQUIRE_FABRIC=1 (CI).
