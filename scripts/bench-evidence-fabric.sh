@@ -8,6 +8,8 @@
 # registers Org1, joins one device per size and records the lineage through the peers (writes
 # endorsed by both organisations), then builds each bundle with the ledger query system
 # chaincode and verifies it offline. Without Fabric binaries it says so and exits 0.
+# TOM_BENCH_PROFILE=dev measures with the (unoptimised) dev build instead of building the
+# release one.
 set -uo pipefail
 SCRIPTS="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$SCRIPTS/.." && pwd)"
@@ -53,4 +55,4 @@ cat > "$DIR/profile.json" <<JSON
 JSON
 echo "==> cargo bench -p tom-gateway --bench evidence (Fabric, sizes ${TOM_BENCH_SIZES:-10,100})"
 TOM_BENCH_FABRIC_PROFILE="$DIR/profile.json" TOM_BENCH_SIZES="${TOM_BENCH_SIZES:-10,100}" \
-    cargo bench --locked -p tom-gateway --bench evidence
+    cargo bench --locked ${TOM_BENCH_PROFILE:+--profile "$TOM_BENCH_PROFILE"} -p tom-gateway --bench evidence

@@ -1,9 +1,11 @@
 //! Evidence bundles: size, export time and offline verification time for lineages of about 10,
 //! 100 and 1,000 records on the embedded ledger.
 //!
-//! The lineage is a fan-in: a traffic light records N-3 counts, then one summary derived from all
-//! of them; the bundle is the summary's upstream lineage (every count's PROV-DATA, the
-//! summary's, the light's join, and the organisation's registration when a key read names it).
+//! The lineage is a two-level fan-in: a traffic light records counts, groups of at most 64 of
+//! them (the contract's bound on `derived_from`) are summed into group totals, and one summary is
+//! derived from the group totals; the bundle is the summary's upstream lineage (every count's,
+//! total's and the summary's PROV-DATA, the light's join, and the organisation's registration
+//! when a key read names it), about N records in all.
 //!
 //! Run: `cargo bench -p tom-gateway --bench evidence` (`TOM_BENCH_SIZES=10,100` to choose).
 //!
@@ -87,9 +89,12 @@ async fn lineage_of(
         )
         .await
         .unwrap();
-    let counts: Vec<String> = (0..records.saturating_sub(3))
-        .map(|i| format!("count-{i}{suffix}"))
-        .collect();
+    // counts + group totals + summary + join + registration = records.
+    let mut n = records.saturating_sub(3);
+    while n > 0 && n + n.div_ceil(64) > records.saturating_sub(3) {
+        n -= 1;
+    }
+    let counts: Vec<String> = (0..n).map(|i| format!("count-{i}{suffix}")).collect();
     let device = signer("org1", fixture);
     // Submitted 64 at a time so blocks fill up as they would under load.
     for chunk in counts.chunks(64) {
@@ -108,12 +113,25 @@ async fn lineage_of(
             t.await.unwrap();
         }
     }
+    let mut totals = Vec::new();
+    for (g, group) in counts.chunks(64).enumerate() {
+        let total = format!("total-{g}{suffix}");
+        ledger
+            .submit(
+                &device,
+                "RecordData",
+                &data(&total, fixture, &device_id, group.to_vec()),
+            )
+            .await
+            .unwrap();
+        totals.push(total);
+    }
     let summary = format!("summary{suffix}");
     ledger
         .submit(
             &device,
             "RecordData",
-            &data(&summary, fixture, &device_id, counts),
+            &data(&summary, fixture, &device_id, totals),
         )
         .await
         .unwrap();
@@ -170,7 +188,7 @@ async fn main() {
         let query = LineageQuery {
             id: subject,
             direction: Direction::Up,
-            depth: Some(1),
+            depth: Some(2),
         };
         let auditor = signer("org1", "auditor");
         let started = Instant::now();
