@@ -12,7 +12,9 @@
 # peer down: every write 503, never 500; the gateway's own peer down: 503 and /readyz 503, then
 # recovery; the chaincode process killed), and failover: a second gateway whose profile lists
 # both Org1 peers keeps writing, reading and streaming events through peer1 while peer0 is down,
-# with no event lost or repeated. Prints a pass/fail count.
+# with no event lost or repeated. Also: README's "Quick start on Fabric" block run as written
+# (only its variables set), /v1/events resumed at a good id and refused (400) at a foreign one,
+# and the audit page (/audit) with its evidence download. Prints a pass/fail count.
 #
 # Fabric binaries come from scripts/fabric-locate.sh (FABRIC_BIN, or ../shared's archive).
 # Without them the tests are skipped with a loud notice, or fail when TOM_REQUIRE_FABRIC=1 (CI).
@@ -213,6 +215,41 @@ net launch events python3 -u -c "$sse_client" "$URL" "$AUDITOR"
 net launch events2 python3 -u -c "$sse_client" "$URL2" "$AUDITOR"
 sleep 1
 
+# ---------------------------------------------------------------------------------------------
+echo "==> README's Fabric quick start, run as written (only the variables README says to set)"
+# The block under ```sh title="fabric quick start"```, with ORGS, PEER, PEER_TLS_CA, DATA and
+# PORT set for this network and `tom` on PATH; its own gateway is stopped afterwards.
+quickstart() {
+    local block qs="$DIR/quickstart" out rc
+    block=$(awk '/^```sh title="fabric quick start"$/ { f = 1; next } /^```$/ { f = 0 } f' "$REPO/README.md")
+    [ -n "$block" ] || { echo "README.md has no \`\`\`sh title=\"fabric quick start\" block"; return 1; }
+    mkdir -p "$qs/bin"
+    ln -sf "$TOM" "$qs/bin/tom"
+    out=$(cd "$qs" && PATH="$qs/bin:$PATH" ORGS="$DIR/organizations/peerOrganizations" \
+        PEER="https://${PEER_ADDRESS[peer0.org1]}" PEER_TLS_CA="$(peer_tls_ca peer0.org1)" \
+        DATA="$qs/data" PORT="$(free_port)" bash -euo pipefail -c "$block" 2>&1); rc=$?
+    [ -f "$qs/data/serve.pid" ] && kill "$(cat "$qs/data/serve.pid")" 2>/dev/null
+    printf '%s\n' "$out" > "$qs/out.log"
+    [ "$rc" = 0 ] || { echo "the quick start stopped (exit $rc): $(tail -c 1500 <<< "$out")"; return 1; }
+    # Three writes committed (two registrations, the container), the read and the CLI history.
+    [ "$(grep -o '"status":"VALID"' <<< "$out" | wc -l)" -ge 3 ] || { echo "fewer than 3 VALID writes: $out"; return 1; }
+    grep -q '"ready":true' <<< "$out" || { echo "/readyz was not ready: $out"; return 1; }
+    python3 - "$out" <<'PY' || return 1
+import json, sys
+objs = []
+for line in sys.argv[1].splitlines():
+    try:
+        objs.append(json.loads(line))
+    except ValueError:
+        pass
+ent = [o for o in objs if isinstance(o, dict) and o.get("id") == "hello-1"]
+assert ent and ent[0].get("org") == "Org1MSP", f"no entity hello-1 of Org1MSP read back: {objs}"
+PY
+    # `tom audit history` into a pipe prints the gateway's JSON, pretty-printed.
+    grep -q '"id": "hello-1"' <<< "$out" || { echo "tom audit history printed nothing about hello-1: $out"; return 1; }
+}
+check "README's Fabric quick start: profile, identities, serve, both organisations registered, a container joins, reads as the auditor" quickstart
+
 echo "==> smart-city scenario through the REST gateway (tom demo smart-city --gateway)"
 t=$SECONDS
 if RUST_BACKTRACE=0 "$TOM" demo smart-city --gateway "$URL" --credentials "$GW/demo-credentials.json" > "$DIR/demo.log" 2>&1; then
@@ -242,6 +279,41 @@ if [ -n "$ACK" ]; then
 else
     fail "audit queries" "the demo printed no incident audit"
 fi
+
+# ---------------------------------------------------------------------------------------------
+echo "==> resuming GET /v1/events (Last-Event-ID / ?after=<block>.<tx_id>)"
+# resume: ?after=<the first event's id> replays the second event first; a resume point whose
+# transaction is of another block (or unknown to the channel) is a 400 naming it, as on the
+# embedded ledger, not a replay from the start of that block.
+resume() {
+    local ids first second got foreign
+    mapfile -t ids < <(sed -n 's/^id: *//p' "$DIR/logs/events.log")
+    [ "${#ids[@]}" -ge 2 ] || { echo "fewer than 2 events streamed so far"; return 1; }
+    first=${ids[0]}; second=""
+    for id in "${ids[@]:1}"; do
+        [ "${id%%.*}" != "${first%%.*}" ] && { second=$id; break; }
+    done
+    [ -n "$second" ] || { echo "all events in one block"; return 1; }
+    got=$(python3 - "$URL/v1/events" "$AUDITOR" "${first}" <<'PY'
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2], "Last-Event-ID": sys.argv[3]})
+with urllib.request.urlopen(req, timeout=30) as r:
+    for line in r:
+        line = line.decode().strip()
+        if line.startswith("id:"):
+            print(line[3:].strip()); break
+PY
+    ) || { echo "resuming after $first failed: $got"; return 1; }
+    [ "$got" = "${ids[1]}" ] || { echo "resumed after $first, first event $got (expected ${ids[1]})"; return 1; }
+    foreign=$(printf 'ab%.0s' $(seq 32))
+    for id in "${second%%.*}.${first#*.}" "${first%%.*}.$foreign"; do
+        got=$(http GET "/v1/events?after=$id" "$AUDITOR")
+        [ "$(status_of "$got")" = 400 ] || { echo "?after=$id answered ${got:0:400} (expected 400)"; return 1; }
+        grep -q "event id $id names no committed event: block ${id%%.*} has no event of transaction ${id#*.}" <<< "$got" \
+            || { echo "?after=$id: the body does not say why: ${got:0:400}"; return 1; }
+    done
+}
+check "resume after an event id: the next event first; a transaction of another block or unknown: 400 naming it (qscc GetBlockByNumber)" resume
 
 # ---------------------------------------------------------------------------------------------
 echo "==> evidence bundle of the ack (qscc), verified offline, then tampered"
@@ -322,6 +394,54 @@ PY
     check "tampered: Org2MSP's root certificates removed from the config block -> config-block" without_root
 else
     fail "evidence bundle of the ack on Fabric" "export or offline verification failed (see above)"
+fi
+
+echo "==> the audit page (/audit) on Fabric, as the auditor"
+# audit_page: /audit?id=<ack> lists every transaction of the ack's history (links to
+# /audit/tx/<tx>), and its evidence download link answers a bundle that verifies offline.
+audit_page() {
+    python3 - "$URL" "$AUDITOR" "$ACK" "$DIR/page" <<'PY' || return 1
+import html, json, os, re, sys, urllib.parse, urllib.request
+url, token, ack, out = sys.argv[1:]
+os.makedirs(out, exist_ok=True)
+def get(path):
+    req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.status, r.headers.get("Content-Type", ""), r.read()
+status, ctype, page = get("/audit?id=" + urllib.parse.quote(ack))
+page = page.decode()
+open(f"{out}/page.html", "w").write(page)
+assert status == 200 and ctype.startswith("text/html"), (status, ctype)
+def tx_ids(v, acc):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k == "tx_id" and isinstance(x, str):
+                acc.add(x)
+            tx_ids(x, acc)
+    elif isinstance(v, list):
+        for x in v:
+            tx_ids(x, acc)
+    return acc
+_, _, history = get("/v1/entities/" + urllib.parse.quote(ack) + "/history")
+txs = tx_ids(json.loads(history), set())
+assert txs, "the ack has no history"
+missing = [t for t in txs if f'href="/audit/tx/{t}"' not in page]
+assert not missing, f"the page does not link these transactions of {ack}: {missing}"
+link = re.search(r'id="download" href="([^"]+)"', page)
+assert link, "no evidence download link on the page"
+href = html.unescape(link.group(1))
+assert href.startswith("/audit/evidence/"), href
+status, ctype, body = get(href)
+assert status == 200, status
+bundle = json.loads(body)
+assert bundle["format"] == "tom-evidence" and bundle["subject"] == ack, (bundle["format"], bundle["subject"])
+open(f"{out}/bundle.json", "wb").write(body)
+print(f"{len(txs)} transactions linked; bundle {len(body)} bytes")
+PY
+    "$TOM" audit verify-evidence "$DIR/page/bundle.json" > /dev/null
+}
+if [ -n "$ACK" ]; then
+    check "GET /audit?id=$ACK (auditor token): every transaction of its history linked; the download link gives a bundle of it that verify-evidence accepts" audit_page
 fi
 
 echo "==> a refusal: terminating an unknown device"

@@ -1,30 +1,79 @@
 //! The `tom audit` subcommands that do more than print one response: `evidence` (download a
-//! bundle to a file) and `verify-evidence` (check one offline).
+//! bundle to a file) and `verify-evidence` (check one offline); and how every answer is
+//! printed: for a person at a terminal as aligned, wrapped text ([`report::render_fields`],
+//! [`report::render_records`]), for scripts (stdout not a terminal, `--json`, `--format json`)
+//! as the gateway's JSON, exactly as before text existed.
 
 use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use crate::cli::{audit_path, encode, AuditQuery, Client, GatewayArgs};
+use crate::cli::{audit_path, encode, AuditQuery, Client, GatewayArgs, OutputArgs};
 use tom_gateway::evidence;
+use tom_gateway::report;
 
 /// Run `query` if it is one of these subcommands; `None` for the plain queries.
-pub async fn run(gateway: &GatewayArgs, query: &AuditQuery) -> Option<anyhow::Result<()>> {
+pub async fn run(
+    gateway: &GatewayArgs,
+    output: &OutputArgs,
+    query: &AuditQuery,
+) -> Option<anyhow::Result<()>> {
     match query {
         AuditQuery::Evidence { out, .. } => Some(download(gateway, &audit_path(query), out).await),
+        // These two print text unless JSON is asked for, also into a pipe, as they always did.
         AuditQuery::VerifyEvidence {
             file,
             trust,
             node_key,
             json,
-        } => Some(verify(file, trust, node_key.as_deref(), *json)),
-        AuditQuery::Report { id, depth, json } => Some(report(gateway, id, *depth, *json).await),
+        } => Some(verify(
+            file,
+            trust,
+            node_key.as_deref(),
+            *json || output.format == Some(crate::cli::OutputFormat::Json),
+        )),
+        AuditQuery::Report { id, depth, json } => Some(
+            report(
+                gateway,
+                id,
+                *depth,
+                *json || output.format == Some(crate::cli::OutputFormat::Json),
+            )
+            .await,
+        ),
         AuditQuery::Records { all: true, .. } => {
-            Some(all_records(gateway, &audit_path(query)).await)
+            Some(all_records(gateway, output, query, &audit_path(query)).await)
         }
         _ => None,
     }
+}
+
+/// Print the answer to a plain query: JSON (pretty, as always) or text for a person.
+pub fn print(
+    query: &AuditQuery,
+    output: &OutputArgs,
+    value: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let json_flag = match query {
+        AuditQuery::Entity { json, .. }
+        | AuditQuery::History { json, .. }
+        | AuditQuery::Lineage { json, .. }
+        | AuditQuery::Prov { json, .. }
+        | AuditQuery::Records { json, .. } => *json,
+        _ => true,
+    };
+    let text = if output.json(json_flag) {
+        format!("{}\n", serde_json::to_string_pretty(value)?)
+    } else {
+        match query {
+            AuditQuery::Records { .. } => report::render_records(value),
+            AuditQuery::History { .. } => report::render_history(value),
+            _ => report::render_fields(value),
+        }
+    };
+    let _ = write!(std::io::stdout(), "{text}");
+    Ok(())
 }
 
 fn token(gateway: &GatewayArgs) -> anyhow::Result<&str> {
@@ -173,15 +222,19 @@ async fn pages(client: &Client, path: &str) -> anyhow::Result<Vec<serde_json::Va
     }
 }
 
-async fn all_records(gateway: &GatewayArgs, path: &str) -> anyhow::Result<()> {
+async fn all_records(
+    gateway: &GatewayArgs,
+    output: &OutputArgs,
+    query: &AuditQuery,
+    path: &str,
+) -> anyhow::Result<()> {
     let client = Client::new(&gateway.gateway, token(gateway)?);
     let records = pages(&client, path).await?;
-    let _ = writeln!(
-        std::io::stdout(),
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({ "records": records, "bookmark": "" }))?
-    );
-    Ok(())
+    print(
+        query,
+        output,
+        &serde_json::json!({ "records": records, "bookmark": "" }),
+    )
 }
 
 async fn report(
@@ -190,7 +243,7 @@ async fn report(
     depth: Option<u32>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use tom_gateway::report::{self, Facts};
+    use tom_gateway::report::Facts;
     let client = Client::new(&gateway.gateway, token(gateway)?);
     let entity = client.get(&format!("/v1/entities/{}", encode(id))).await?;
     let depth = depth.map(|d| format!("&depth={d}")).unwrap_or_default();

@@ -36,6 +36,8 @@ pub enum Command {
     Audit {
         #[command(flatten)]
         gateway: GatewayArgs,
+        #[command(flatten)]
+        output: OutputArgs,
         #[command(subcommand)]
         query: AuditQuery,
     },
@@ -186,6 +188,35 @@ pub struct GatewayArgs {
     pub token: Option<String>,
 }
 
+/// How `tom audit` prints its answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people: aligned, wrapped.
+    Text,
+    /// For programs: the gateway's JSON.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// text (aligned and wrapped, the default when stdout is a terminal) or json (the default
+    /// otherwise, so scripts get JSON; the same as --json).
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<OutputFormat>,
+}
+
+impl OutputArgs {
+    /// JSON when asked (`--json`, `--format json`), text when asked, otherwise JSON unless
+    /// stdout is a terminal.
+    pub fn json(&self, json_flag: bool) -> bool {
+        match (json_flag, self.format) {
+            (true, _) | (false, Some(OutputFormat::Json)) => true,
+            (false, Some(OutputFormat::Text)) => false,
+            (false, None) => !std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DirectionArg {
     Up,
@@ -196,9 +227,19 @@ pub enum DirectionArg {
 #[derive(Debug, Subcommand)]
 pub enum AuditQuery {
     /// A device, container, data item or contract.
-    Entity { id: String },
+    Entity {
+        id: String,
+        /// Print the gateway's JSON (the default when stdout is not a terminal).
+        #[arg(long)]
+        json: bool,
+    },
     /// Every committed version of an entity.
-    History { id: String },
+    History {
+        id: String,
+        /// Print the gateway's JSON (the default when stdout is not a terminal).
+        #[arg(long)]
+        json: bool,
+    },
     /// Lineage of an entity.
     Lineage {
         id: String,
@@ -206,6 +247,9 @@ pub enum AuditQuery {
         direction: DirectionArg,
         #[arg(long)]
         depth: Option<u32>,
+        /// Print the gateway's JSON (the default when stdout is not a terminal).
+        #[arg(long)]
+        json: bool,
     },
     /// The lineage as W3C PROV-JSON.
     Prov {
@@ -214,6 +258,9 @@ pub enum AuditQuery {
         direction: DirectionArg,
         #[arg(long)]
         depth: Option<u32>,
+        /// Print the gateway's JSON (the default when stdout is not a terminal).
+        #[arg(long)]
+        json: bool,
     },
     /// Download an evidence bundle for an entity's lineage (check it with verify-evidence).
     Evidence {
@@ -268,6 +315,9 @@ pub enum AuditQuery {
         /// Follow the bookmarks and print every page's records as one list.
         #[arg(long, conflicts_with = "bookmark")]
         all: bool,
+        /// Print the gateway's JSON (the default when stdout is not a terminal).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -304,6 +354,10 @@ pub enum DemoCommand {
         /// holds anything of value.
         #[arg(long, requires = "fixture_pki")]
         insecure_public_demo_keys: bool,
+        /// The Fabric connection profile the gateway will serve with (`tom serve --fabric`):
+        /// checked now, and named in the printed next steps with its channel.
+        #[arg(long)]
+        fabric: Option<PathBuf>,
     },
 }
 
@@ -406,17 +460,19 @@ pub fn audit_path(query: &AuditQuery) -> String {
         path
     };
     match query {
-        AuditQuery::Entity { id } => format!("/v1/entities/{}", encode(id)),
-        AuditQuery::History { id } => format!("/v1/entities/{}/history", encode(id)),
+        AuditQuery::Entity { id, .. } => format!("/v1/entities/{}", encode(id)),
+        AuditQuery::History { id, .. } => format!("/v1/entities/{}/history", encode(id)),
         AuditQuery::Lineage {
             id,
             direction,
             depth,
+            ..
         } => lineage("/v1/lineage", id, *direction, *depth),
         AuditQuery::Prov {
             id,
             direction,
             depth,
+            ..
         } => lineage("/v1/prov", id, *direction, *depth),
         AuditQuery::Evidence {
             id,
@@ -458,8 +514,12 @@ pub fn audit_path(query: &AuditQuery) -> String {
     }
 }
 
-pub async fn audit(gateway: &GatewayArgs, query: &AuditQuery) -> anyhow::Result<()> {
-    if let Some(done) = crate::audit_cmd::run(gateway, query).await {
+pub async fn audit(
+    gateway: &GatewayArgs,
+    output: &OutputArgs,
+    query: &AuditQuery,
+) -> anyhow::Result<()> {
+    if let Some(done) = crate::audit_cmd::run(gateway, output, query).await {
         return done;
     }
     let Some(token) = &gateway.token else {
@@ -468,6 +528,5 @@ pub async fn audit(gateway: &GatewayArgs, query: &AuditQuery) -> anyhow::Result<
     let value = Client::new(&gateway.gateway, token)
         .get(&audit_path(query))
         .await?;
-    println!("{}", serde_json::to_string_pretty(&value)?);
-    Ok(())
+    crate::audit_cmd::print(query, output, &value)
 }

@@ -12,6 +12,9 @@
 //! this process on a temporary data directory; with it, the gateway's data directory must hold
 //! the demo identities (`tom demo install`), and ids get a per-run suffix so the demo can be
 //! repeated. Every step goes over HTTP, exactly as an orchestrator's would.
+//! With the public fixture PKI `tom demo install` says so in a WARNING line (stdout and
+//! stderr), and its next steps name `--fabric` (and the channel) when it installs for a Fabric
+//! gateway.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -186,6 +189,62 @@ pub fn install(data_dir: &Path, source: DemoPkiSource) -> anyhow::Result<PathBuf
     let json = serde_json::to_vec_pretty(&json!({ "tokens": tokens, "pki": pki_dir }))?;
     write_private(&path, &json)?;
     Ok(path)
+}
+
+/// Printed by `tom demo install`: the fixture organisations' keys are in TOM's public repository.
+pub const PUBLIC_KEYS_WARNING: &str = "WARNING: the demo identities are TOM's public test \
+     fixtures: their private keys (organisation CAs, admins, orchestrators, devices) are \
+     published in TOM's source repository, so anyone can sign as them. Use this data directory \
+     and any ledger that trusts these CAs for a demo only, never for real devices or data.";
+
+/// The Fabric network a demo data directory is meant for (`tom demo install --fabric`).
+pub struct FabricTarget {
+    profile: PathBuf,
+    channel: String,
+}
+
+impl FabricTarget {
+    /// Loads and checks the connection profile, so that a wrong path or field is reported
+    /// before anything is installed.
+    pub fn load(profile: &Path) -> anyhow::Result<FabricTarget> {
+        // `load` checks every field that needs no file access, naming the file and field.
+        let loaded = tom_gateway::ledger::fabric::ConnectionProfile::load(profile)
+            .context("tom demo install --fabric")?;
+        Ok(FabricTarget {
+            profile: profile.to_owned(),
+            channel: loaded.channel,
+        })
+    }
+}
+
+/// What `tom demo install` prints after installing: the warning when the organisations' keys
+/// are the public fixture PKI's, where the tokens are, and the two commands to run next (with
+/// `--fabric` and the channel for a Fabric gateway).
+pub fn install_summary(
+    data_dir: &Path,
+    credentials: &Path,
+    fabric: Option<&FabricTarget>,
+    public_keys: bool,
+) -> String {
+    let warning = if public_keys {
+        format!("{PUBLIC_KEYS_WARNING}\n")
+    } else {
+        String::new()
+    };
+    let serve_fabric = fabric
+        .map(|f| format!(" --fabric {}", f.profile.display()))
+        .unwrap_or_default();
+    let ledger = fabric
+        .filter(|f| f.channel != tom_contract::simulation::DEFAULT_CHANNEL)
+        .map(|f| format!(" --ledger {}", f.channel))
+        .unwrap_or_default();
+    format!(
+        "{warning}demo identities added to {data}; tokens in {creds}\nnext: start \
+         the gateway with `tom serve --data-dir {data}{serve_fabric}`, then run `tom demo \
+         smart-city --gateway http://127.0.0.1:8080 --credentials {creds}{ledger}`",
+        data = data_dir.display(),
+        creds = credentials.display(),
+    )
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -41,7 +41,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Verify { data_dir } => verify(&data_dir),
         Command::Identity(command) => identity(command),
-        Command::Audit { gateway, query } => cli::audit(&gateway, &query).await,
+        Command::Audit {
+            gateway,
+            output,
+            query,
+        } => cli::audit(&gateway, &output, &query).await,
         Command::Demo(DemoCommand::SmartCity {
             gateway,
             credentials,
@@ -51,7 +55,13 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             fixture_pki,
             insecure_public_demo_keys,
+            fabric,
         }) => {
+            let fabric = fabric
+                .as_deref()
+                .map(demo::FabricTarget::load)
+                .transpose()?;
+            let public_keys = fixture_pki.is_some();
             let pki = match fixture_pki {
                 None => demo::DemoPkiSource::Fresh,
                 Some(dir) if insecure_public_demo_keys => {
@@ -60,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
                         dir.display(),
                         data_dir.display()
                     );
+                    // The fuller warning, on stderr too so that it shows when stdout goes to a
+                    // file or a pipe.
+                    eprintln!("{}", demo::PUBLIC_KEYS_WARNING);
                     demo::DemoPkiSource::Public(dir)
                 }
                 Some(dir) => anyhow::bail!(
@@ -70,11 +83,9 @@ async fn main() -> anyhow::Result<()> {
             };
             let path = demo::install(&data_dir, pki)?;
             say!(
-                "demo identities added to {}; tokens in {}",
-                data_dir.display(),
-                path.display()
+                "{}",
+                demo::install_summary(&data_dir, &path, fabric.as_ref(), public_keys)
             );
-            say!("start the gateway with `tom serve --data-dir {}`, then run `tom demo smart-city --gateway http://127.0.0.1:8080 --credentials {}`", data_dir.display(), path.display());
             Ok(())
         }
     }

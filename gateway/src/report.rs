@@ -263,3 +263,183 @@ pub fn is_trouble(record: &Value) -> bool {
         _ => false,
     }
 }
+
+// --- the other `tom audit` answers, as text --------------------------------------------------
+
+/// Longest key column before values start further right only on their own line.
+const KEY_COLUMN: usize = 28;
+
+/// A JSON value as `(dotted.key[i], text)` pairs, depth first, in the value's own order.
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                flatten(&join(k), v, out);
+            }
+        }
+        Value::Array(items) if items.iter().any(|v| v.is_object() || v.is_array()) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), v, out);
+            }
+        }
+        Value::Array(items) => {
+            let words: Vec<String> = items.iter().map(scalar).collect();
+            out.push((
+                prefix.to_owned(),
+                if words.is_empty() {
+                    "(none)".into()
+                } else {
+                    words.join(", ")
+                },
+            ));
+        }
+        Value::Object(_) => out.push((prefix.to_owned(), "(none)".into())),
+        _ => out.push((prefix.to_owned(), scalar(value))),
+    }
+}
+
+/// A scalar as a person reads it; a PEM block shortened to its armour line and size.
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(text) if text.starts_with("-----BEGIN ") => format!(
+            "{} ({} bytes; --json shows it whole)",
+            text.lines().next().unwrap_or_default(),
+            text.len()
+        ),
+        Value::String(text) => text.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Aligned `key  value` lines, values wrapped to the report width, every line indented by
+/// `indent`.
+fn fields_indented(value: &Value, indent: usize) -> String {
+    let mut pairs = Vec::new();
+    flatten("", value, &mut pairs);
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.len())
+        .filter(|n| *n <= KEY_COLUMN)
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (key, text) in pairs {
+        let first = format!("{}{key:<width$}  ", " ".repeat(indent));
+        let column = if key.len() <= width {
+            indent + width + 2
+        } else {
+            indent + 4
+        };
+        if text.is_empty() {
+            out.push_str(first.trim_end());
+            out.push('\n');
+        } else {
+            wrap(&mut out, &first, column, &text);
+        }
+    }
+    out
+}
+
+/// `tom audit entity|lineage|prov` as text: every field on its own aligned line (nested
+/// objects as dotted keys, list items as `[i]`), long values wrapped.
+pub fn render_fields(value: &Value) -> String {
+    fields_indented(value, 0)
+}
+
+/// `tom audit history` as text: each version, oldest first, with its transaction and time, then
+/// its fields.
+pub fn render_history(value: &Value) -> String {
+    let Some(versions) = value.as_array() else {
+        return render_fields(value);
+    };
+    if versions.is_empty() {
+        return "no versions\n".into();
+    }
+    let mut out = String::new();
+    for (i, version) in versions.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "version {}  {}  tx {}{}",
+            i + 1,
+            s(&version["timestamp"]),
+            s(&version["tx_id"]),
+            if version["is_delete"] == json!(true) {
+                "  (deleted)"
+            } else {
+                ""
+            }
+        );
+        out.push_str(&fields_indented(&version["value"], 2));
+    }
+    out
+}
+
+/// `tom audit records` as text: one aligned row per record (time, kind, what, agent, short
+/// transaction id, subjects), then the count and how to get the next page.
+pub fn render_records(value: &Value) -> String {
+    let records = value["records"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<[String; 6]> = records
+        .iter()
+        .map(|r| {
+            let subjects: Vec<String> = r["subjects"]
+                .as_array()
+                .map(|a| a.iter().map(scalar).collect())
+                .unwrap_or_default();
+            [
+                s(&r["timestamp"]).to_owned(),
+                s(&r["kind"]).to_owned(),
+                s(&r["body"]["what"]).to_owned(),
+                s(&r["agent"]["id"]).to_owned(),
+                short(s(&r["tx_id"])).to_owned(),
+                subjects.join(", "),
+            ]
+        })
+        .collect();
+    let header = ["TIME", "KIND", "WHAT", "AGENT", "TX", "SUBJECTS"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: [&str; 6], out: &mut String| {
+        let mut first = String::new();
+        for (cell, w) in cells.iter().zip(widths).take(5) {
+            let _ = write!(first, "{cell:<w$}  ");
+        }
+        // Subjects wrap under their column while it leaves room; rows already wider than the
+        // report keep them on the line rather than a column of one word each.
+        if first.len() + cells[5].len() <= WIDTH || first.len() + 20 > WIDTH {
+            out.push_str(format!("{first}{}", cells[5]).trim_end());
+            out.push('\n');
+        } else {
+            wrap(out, &first, first.len(), cells[5]);
+        }
+    };
+    line(header, &mut out);
+    for row in &rows {
+        line(
+            [&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]],
+            &mut out,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} record{}",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
+    if let Some(next) = value["bookmark"].as_str().filter(|b| !b.is_empty()) {
+        let _ = writeln!(out, "more: add --bookmark {next} (or use --all)");
+    }
+    out
+}

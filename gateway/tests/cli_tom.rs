@@ -685,3 +685,272 @@ fn identity_changes_are_live_rotation_overlaps_and_revocation_bites() {
     assert_eq!(status(&third).0, 200);
     served.stop();
 }
+
+/// Issue 11: `tom demo install` warns that the fixture keys are public, and for a Fabric gateway
+/// (`--fabric PROFILE`) its next step names `--fabric` and the profile's channel.
+#[test]
+fn demo_install_warns_about_public_keys_and_its_next_step_names_fabric() {
+    let dir = tempfile::tempdir().unwrap();
+    let warned = |out: &str| {
+        out.lines().any(|l| {
+            l.starts_with("WARNING: ")
+                && l.contains("private keys")
+                && l.contains("published in TOM's source repository")
+                && l.contains("demo only")
+        })
+    };
+
+    let fixture_pki = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/pki");
+    let public = ["--fixture-pki", fixture_pki, "--insecure-public-demo-keys"];
+
+    // A fresh demo PKI (the default) has no public keys to warn about.
+    let fresh_pki = dir.path().join("fresh-pki");
+    let (ok, out, err) = tom(&["demo", "install", "--data-dir", fresh_pki.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(!warned(&out) && !warned(&err), "{out}\n{err}");
+
+    let embedded = dir.path().join("embedded");
+    let mut args = vec!["demo", "install", "--data-dir", embedded.to_str().unwrap()];
+    args.extend(public);
+    let (ok, out, err) = tom(&args);
+    assert!(ok, "{err}");
+    assert!(warned(&out), "no WARNING line on stdout: {out}");
+    assert!(warned(&err), "no WARNING line on stderr: {err}");
+    assert!(
+        out.contains(&format!(
+            "`tom serve --data-dir {}`, then run `tom demo smart-city --gateway",
+            embedded.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("--fabric"), "{out}");
+
+    let fabric = dir.path().join("fabric");
+    std::fs::create_dir_all(&fabric).unwrap();
+    let profile = fabric.join("profile.json");
+    let write = |channel: &str| {
+        std::fs::write(
+            &profile,
+            json!({
+                "peer_endpoint": "https://127.0.0.1:7051", "tls_ca_certificate": "tls-ca.pem",
+                "msp_id": "Org1MSP", "certificate": "cert.pem", "private_key": "key.pem",
+                "channel": channel, "chaincode": "tom"
+            })
+            .to_string(),
+        )
+        .unwrap()
+    };
+    write("city");
+    let (ok, out, err) = tom(&[
+        "demo",
+        "install",
+        "--data-dir",
+        fabric.to_str().unwrap(),
+        "--fabric",
+        profile.to_str().unwrap(),
+        public[0],
+        public[1],
+        public[2],
+    ]);
+    assert!(ok, "{err}");
+    assert!(warned(&out) && warned(&err), "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "`tom serve --data-dir {} --fabric {}`",
+            fabric.display(),
+            profile.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("--ledger city`"), "{out}");
+    // The default channel needs no --ledger.
+    write("tom");
+    let (ok, out, _) = tom(&[
+        "demo",
+        "install",
+        "--data-dir",
+        fabric.to_str().unwrap(),
+        "--fabric",
+        profile.to_str().unwrap(),
+        public[0],
+        public[1],
+        public[2],
+    ]);
+    assert!(
+        ok && out.contains("--fabric ") && !out.contains("--ledger"),
+        "{out}"
+    );
+
+    // A profile that does not load is refused before anything is installed, naming the field.
+    write("");
+    let fresh = dir.path().join("fresh");
+    let (ok, _, err) = tom(&[
+        "demo",
+        "install",
+        "--data-dir",
+        fresh.to_str().unwrap(),
+        "--fabric",
+        profile.to_str().unwrap(),
+        public[0],
+        public[1],
+        public[2],
+    ]);
+    assert!(!ok, "an empty channel was accepted");
+    assert!(err.contains("channel"), "{err}");
+    assert!(!fresh.exists(), "installed despite the bad profile");
+}
+
+/// Issue 12: `tom audit entity|history|lineage|records` print aligned, wrapped text for a person
+/// (forced here with `--format text`; the default on a terminal) and the gateway's JSON into a
+/// pipe or with `--json`, as scripts always got.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_subcommands_print_text_for_people_and_json_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&data);
+    let t = tokens(&data);
+    let (orchestrator, auditor) = (
+        t["orchestrator"].as_str().unwrap().to_owned(),
+        t["auditor"].as_str().unwrap().to_owned(),
+    );
+    let mut txs = Vec::new();
+    for name in ["c-1", "c-2"] {
+        let container = json!({ "container_id": name, "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) });
+        let (status, committed) = call(
+            reqwest::Method::POST,
+            format!("{}/v1/containers", served.url),
+            &orchestrator,
+            Some(container),
+        )
+        .await;
+        assert_eq!(status, 201, "{committed}");
+        txs.push(committed["tx_id"].as_str().unwrap().to_owned());
+    }
+    let audit = |args: &[&str]| {
+        let mut all = vec!["audit", "--gateway", &served.url, "--token", &auditor];
+        all.extend_from_slice(args);
+        let (ok, out, err) = tom(&all);
+        assert!(ok, "tom {all:?}: {err}");
+        assert!(!out.contains('\u{1b}'), "colour codes: {out:?}");
+        out
+    };
+
+    // Into a pipe (as here) the default is the gateway's JSON, the same as --json and
+    // --format json.
+    for query in [
+        &["entity", "c-1"][..],
+        &["history", "c-1"],
+        &["lineage", "c-1"],
+        &["records", "--agent", "DevOrgMSP/orchestrator"],
+    ] {
+        let piped = audit(query);
+        let value: Value = serde_json::from_str(&piped)
+            .unwrap_or_else(|e| panic!("{query:?}: not JSON ({e}): {piped}"));
+        assert!(!value.is_null());
+        assert_eq!(piped, audit(&[query, &["--json"]].concat()), "{query:?}");
+        assert_eq!(
+            piped,
+            audit(&[&["--format", "json"], query].concat()),
+            "{query:?}"
+        );
+    }
+
+    // entity: one aligned `key  value` line per field, nested keys dotted, PEM shortened.
+    let text = audit(&["--format", "text", "entity", "c-1"]);
+    assert!(!text.trim_start().starts_with('{'), "{text}");
+    let column = |line: &str| {
+        line.find("  ")
+            .map(|i| i + line[i..].len() - line[i..].trim_start().len())
+    };
+    let value_of = |key: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .map(|l| l[key.len()..].trim().to_owned())
+    };
+    assert_eq!(value_of("id").as_deref(), Some("c-1"), "{text}");
+    assert_eq!(value_of("type").as_deref(), Some("container"), "{text}");
+    assert_eq!(
+        value_of("joined.by.id").as_deref(),
+        Some("DevOrgMSP/orchestrator"),
+        "{text}"
+    );
+    assert_eq!(
+        value_of("joined.tx_id").as_deref(),
+        Some(txs[0].as_str()),
+        "{text}"
+    );
+    let columns: std::collections::BTreeSet<Option<usize>> = text
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .map(column)
+        .collect();
+    assert_eq!(columns.len(), 1, "values start in one column:\n{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.len() <= 100 || l.split_whitespace().count() <= 2),
+        "wrapped to 100 columns (a longer line is a key and one unbreakable word):\n{text}"
+    );
+
+    // history: each version with its time and transaction, then its fields, indented.
+    let text = audit(&["history", "c-1", "--format", "text"]);
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with("version 1  ") && first.ends_with(&format!("tx {}", txs[0])),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("  id ") && l.trim_end().ends_with("c-1")),
+        "{text}"
+    );
+
+    // records: a table with a header, one row per record, the count, and the next page.
+    let text = audit(&[
+        "--format",
+        "text",
+        "records",
+        "--agent",
+        "DevOrgMSP/orchestrator",
+    ]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("TIME") && lines[0].contains("KIND") && lines[0].contains("SUBJECTS"),
+        "{text}"
+    );
+    for (tx, name) in txs.iter().zip(["c-1", "c-2"]) {
+        let row = lines
+            .iter()
+            .find(|l| l.contains(&tx[..12]))
+            .unwrap_or_else(|| panic!("no row for {tx}:\n{text}"));
+        assert!(
+            row.contains("PROV-ID-create")
+                && row.contains("DevOrgMSP/orchestrator")
+                && row.trim_end().ends_with(name),
+            "{row}"
+        );
+        assert_eq!(
+            row.find("PROV-ID-create"),
+            lines[0].find("KIND"),
+            "aligned under KIND:\n{text}"
+        );
+    }
+    assert_eq!(lines.last().unwrap().to_owned(), "2 records", "{text}");
+    let text = audit(&[
+        "--format",
+        "text",
+        "records",
+        "--agent",
+        "DevOrgMSP/orchestrator",
+        "--page-size",
+        "1",
+    ]);
+    assert!(text.contains("1 record\nmore: add --bookmark "), "{text}");
+
+    // lineage: fields, not JSON.
+    let text = audit(&["--format", "text", "lineage", "c-1"]);
+    assert!(
+        !text.trim_start().starts_with('{') && text.contains("c-1"),
+        "{text}"
+    );
+    served.stop();
+}

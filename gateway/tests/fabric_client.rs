@@ -47,6 +47,9 @@ const METADATA: &str = "org.hyperledger.fabric:GetMetadata";
 struct Block {
     number: u64,
     events: Vec<peer::ChaincodeEvent>,
+    /// The submitted envelopes, in order, and their validation codes (qscc GetBlockByNumber).
+    envelopes: Vec<Vec<u8>>,
+    codes: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -56,6 +59,8 @@ struct PeerState {
     endorsed: HashMap<String, (Endorsed, Vec<u8>)>,
     /// Submitted, waiting for the block cut.
     queue: Vec<Endorsed>,
+    /// tx id → the signed envelope submitted, until its block is cut.
+    envelopes: HashMap<String, Vec<u8>>,
     /// tx id → (validation code, block).
     statuses: HashMap<String, (i32, u64)>,
     blocks: Vec<Block>,
@@ -124,6 +129,8 @@ struct Proposal {
     timestamp: TxTimestamp,
     function: String,
     argument: Vec<u8>,
+    /// Arguments after the first (only qscc takes them: GetBlockByNumber <channel> <number>).
+    more: Vec<Vec<u8>>,
     header: common::Header,
     payload: Vec<u8>,
 }
@@ -198,9 +205,10 @@ fn check_proposal(
         .ok_or_else(|| Status::invalid_argument("no chaincode input"))?
         .args
         .into_iter();
-    let (function, argument, rest) = (args.next(), args.next(), args.next());
+    let (function, argument) = (args.next(), args.next());
+    let more: Vec<Vec<u8>> = args.collect();
     // A contract's GetMetadata takes no argument (the client's readiness probe).
-    let (Some(function), argument, None) = (function, argument, rest) else {
+    let (Some(function), true) = (function, more.is_empty() || chaincode == QSCC) else {
         return Err(Status::invalid_argument(
             "expected args [function, argument]",
         ));
@@ -228,6 +236,7 @@ fn check_proposal(
                 ))
             }
         },
+        more,
         header,
         payload: proposal.payload,
     })
@@ -392,10 +401,13 @@ impl TestPeer {
         let events_before = state.ledger.events().len();
         let outcomes = state.ledger.commit_block(queued);
         let number = state.ledger.height();
+        let mut envelopes = Vec::new();
+        let mut codes = Vec::new();
         for (tx_id, outcome) in tx_ids.iter().zip(&outcomes) {
-            state
-                .statuses
-                .insert(tx_id.clone(), (validation_code(outcome) as i32, number));
+            let code = validation_code(outcome);
+            state.statuses.insert(tx_id.clone(), (code as i32, number));
+            envelopes.push(state.envelopes.remove(tx_id).unwrap_or_default());
+            codes.push(code as u8);
         }
         let events = state.ledger.events()[events_before..]
             .iter()
@@ -406,7 +418,12 @@ impl TestPeer {
                 payload: e.event.payload.clone(),
             })
             .collect();
-        let block = Block { number, events };
+        let block = Block {
+            number,
+            events,
+            envelopes,
+            codes,
+        };
         state.blocks.push(block.clone());
         let _ = self.live_blocks.send(block);
         self.height.send_replace(number);
@@ -540,6 +557,9 @@ impl Gateway for PeerService {
                 "the envelope payload differs from the prepared transaction",
             ));
         }
+        state
+            .envelopes
+            .insert(request.transaction_id.clone(), envelope.encode_to_vec());
         state.queue.push(endorsed);
         if state.queue.len() >= self.batch_size.load(Ordering::SeqCst) {
             self.cut_block(&mut state);
@@ -602,19 +622,60 @@ impl Gateway for PeerService {
         let state = self.state.lock().unwrap();
         if proposal.chaincode == QSCC {
             // qscc GetChainInfo <channel>: the height is the number of the next block (block 0,
-            // the genesis block, is implicit here).
-            if proposal.function != "GetChainInfo" || proposal.argument != CHANNEL.as_bytes() {
-                return Err(Status::unimplemented("only qscc GetChainInfo <channel>"));
-            }
-            let info = common::BlockchainInfo {
-                height: state.ledger.height() + 1,
-                ..Default::default()
+            // the genesis block, is implicit here). GetBlockByNumber <channel> <n>: the block
+            // with the envelopes as submitted and their codes as its TRANSACTIONS_FILTER.
+            let payload = match (proposal.function.as_str(), &proposal.more[..]) {
+                ("GetChainInfo", []) if proposal.argument == CHANNEL.as_bytes() => {
+                    common::BlockchainInfo {
+                        height: state.ledger.height() + 1,
+                        ..Default::default()
+                    }
+                    .encode_to_vec()
+                }
+                ("GetBlockByNumber", [number]) if proposal.argument == CHANNEL.as_bytes() => {
+                    let number: u64 = std::str::from_utf8(number)
+                        .ok()
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| Status::invalid_argument("block number"))?;
+                    let block = state.blocks.iter().find(|b| b.number == number);
+                    if number > 0 && block.is_none() {
+                        return Ok(Response::new(gateway::EvaluateResponse {
+                            result: Some(peer::Response {
+                                status: 500,
+                                message: format!("Failed to get block number {number}"),
+                                payload: Vec::new(),
+                            }),
+                        }));
+                    }
+                    common::Block {
+                        header: Some(common::BlockHeader {
+                            number,
+                            ..Default::default()
+                        }),
+                        data: Some(common::BlockData {
+                            data: block.map(|b| b.envelopes.clone()).unwrap_or_default(),
+                        }),
+                        metadata: Some(common::BlockMetadata {
+                            metadata: vec![
+                                Vec::new(),
+                                Vec::new(),
+                                block.map(|b| b.codes.clone()).unwrap_or_default(),
+                            ],
+                        }),
+                    }
+                    .encode_to_vec()
+                }
+                _ => {
+                    return Err(Status::unimplemented(
+                        "only qscc GetChainInfo <channel> and GetBlockByNumber <channel> <n>",
+                    ))
+                }
             };
             return Ok(Response::new(gateway::EvaluateResponse {
                 result: Some(peer::Response {
                     status: 200,
                     message: String::new(),
-                    payload: info.encode_to_vec(),
+                    payload,
                 }),
             }));
         }
@@ -1703,5 +1764,32 @@ async fn events_replay_from_just_after_an_event() {
     .unwrap()
     .unwrap();
     assert!(none.is_empty(), "{none:?}");
+    // A resume point whose transaction is not in that block (one of another block, or one
+    // this channel never saw) is refused as on the embedded ledger (qscc GetBlockByNumber),
+    // not replayed from the start of the block.
+    let foreign = "cd".repeat(32);
+    for (block, tx_id) in [
+        (seen[1].block, seen[0].tx_id.as_str()),
+        (seen[0].block, seen[1].tx_id.as_str()),
+        (seen[0].block, foreign.as_str()),
+    ] {
+        let qscc_before = network.peer.calls("qscc");
+        match ledger.replay_after(block, tx_id).await {
+            Err(LedgerError::Rejected { status, message }) => {
+                assert_eq!(status, 400, "{message}");
+                let LedgerError::Rejected { message: want, .. } =
+                    tom_gateway::ledger::no_committed_event(block, tx_id)
+                else {
+                    unreachable!()
+                };
+                assert_eq!(message, want);
+            }
+            other => panic!("resuming at {block}.{tx_id} was not refused: {other:?}"),
+        }
+        assert!(
+            network.peer.calls("qscc") >= qscc_before + 2,
+            "the height and the block come from qscc"
+        );
+    }
     network.stop().await;
 }

@@ -15,7 +15,9 @@
 //! including across a resume: the live subscription is opened before the replay reads the log,
 //! and live events of blocks the replay already covered are dropped (a block is committed and
 //! broadcast as a whole, so a block the replay saw holds all of its events). With `kind`, the
-//! filter applies to replayed events too.
+//! filter applies to replayed events too. An id whose transaction committed no event in that
+//! block (one from another ledger or channel, or of another block) is a 400 on every back end
+//! ([`crate::ledger::no_committed_event`]), never a replay from a guessed position.
 //!
 //! `?kind=PROV-DATA,ORCHESTRATE` keeps only those record kinds (an unknown kind is a 400, so a
 //! typo never yields a silently empty stream).

@@ -254,7 +254,8 @@ fn rules() -> Vec<(&'static str, &'static str, Value)> {
     // A set on the contract's side, but a repeated MSP id is accepted (and kept once), so the
     // document does not demand unique items.
     let consent = |what: &str| json!({ "maxItems": ids::MAX_LIST, "uniqueItems": null, "description": format!("MSP ids of other organisations {what}") });
-    let device_proof = "the device's proof of key possession: a DSSE envelope signed by the certificate's key over an in-toto Statement v1 whose subject is {name: device_id, digest: {sha256: <hex SHA-256 of the certificate's DER>}}, predicateType urn:tom:predicate:identity-proof:v1, predicate {ledger: <channel>, entity_type: \"device\", org, kind, nonce}";
+    // Written out with a worked openssl example in device_id_proof.md (a test runs it).
+    let device_proof = include_str!("device_id_proof.md");
     vec![
         ("RegisterOrg", "/properties/msp_id", id("the caller's own MSP id")),
         ("RegisterOrg", "/properties/name", optional_text("display name", ids::MAX_NAME)),

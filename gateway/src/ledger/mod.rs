@@ -217,9 +217,8 @@ pub trait Ledger: Send + Sync + 'static {
     }
 }
 
-/// What [`Ledger::readiness`] reports.
 /// The events of `events` (in commit order, from block `block` on) after transaction `tx_id` of
-/// block `block`: a 400 if `tx_id` is not among that block's events.
+/// block `block`: a 400 ([`no_committed_event`]) if `tx_id` is not among that block's events.
 pub fn events_after(
     events: Vec<CommittedEvent>,
     block: u64,
@@ -229,16 +228,25 @@ pub fn events_after(
         .iter()
         .position(|e| e.block == block && e.tx_id == tx_id)
     else {
-        return Err(LedgerError::Rejected {
-            status: 400,
-            message: format!(
-                "event id {block}.{tx_id} names no committed event: block {block} has no event of transaction {tx_id}"
-            ),
-        });
+        return Err(no_committed_event(block, tx_id));
     };
     Ok(events.into_iter().skip(at + 1).collect())
 }
 
+/// The refusal of a resume point (`<block>.<tx_id>`) that names no committed event, the same on
+/// every back end: the consumer holds an id from elsewhere (another channel or ledger, a
+/// transaction of another block) and must start over rather than get a silently wrong replay.
+pub fn no_committed_event(block: u64, tx_id: &str) -> LedgerError {
+    LedgerError::Rejected {
+        status: 400,
+        message: format!(
+            "event id {block}.{tx_id} names no committed event: block {block} has no event of \
+             transaction {tx_id}"
+        ),
+    }
+}
+
+/// What [`Ledger::readiness`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
     pub ready: bool,

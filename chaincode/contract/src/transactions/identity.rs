@@ -44,6 +44,16 @@ fn check_possession(
             )
         })?;
     if let Some(field) = claims::mismatch(&signed, expected) {
+        // The usual mistake is the digest of the PEM text: say which digest was expected.
+        let field = match (signed.subject.as_slice(), expected.subject.as_slice()) {
+            ([s], [e]) if field.starts_with("subject") && s.name == e.name => format!(
+                "subject[0].digest differs: signed {:?}, but the certificate's SHA-256 is {} (the \
+                 digest of its DER encoding, as `openssl x509 -outform DER | sha256sum` prints \
+                 it, not of its PEM text)",
+                s.digest, certificate.info.sha256
+            ),
+            _ => field,
+        };
         return Err(ContractError::proof(
             f,
             format!("id-proof for {entity} was signed for another claim: {field}"),

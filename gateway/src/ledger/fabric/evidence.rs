@@ -114,7 +114,11 @@ impl FabricLedger {
         Ok(result.payload)
     }
 
-    async fn block(&self, identity: &SigningIdentity, number: u64) -> Result<Vec<u8>, LedgerError> {
+    pub(super) async fn block(
+        &self,
+        identity: &SigningIdentity,
+        number: u64,
+    ) -> Result<Vec<u8>, LedgerError> {
         self.qscc(
             identity,
             &[

@@ -32,6 +32,7 @@ pub mod errors;
 mod evidence;
 pub mod profile;
 pub mod proposal;
+mod replay;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -632,8 +633,9 @@ impl Ledger for FabricLedger {
         self.events.subscribe()
     }
 
-    /// A `ChaincodeEvents` stream opened just after the event, read until the batch of the
-    /// last committed block (the channel height read first) or until no batch arrives for
+    /// A 400 unless `tx_id` committed an event of this chaincode in `block` (`qscc
+    /// GetBlockByNumber`, [`replay`]); then a `ChaincodeEvents` stream opened just after the
+    /// event, read until the batch of the last committed block (the channel height read first) or until no batch arrives for
     /// [`REPLAY_IDLE`] (blocks without events send nothing).
     async fn replay_after(
         &self,
@@ -647,6 +649,8 @@ impl Ledger for FabricLedger {
                 message: format!("event id {block}.{tx_id} names block {block}, beyond the channel height {height}"),
             });
         }
+        // The Gateway would skip the block's events up to a transaction that is not there.
+        self.check_resume_point(block, tx_id).await?;
         let from = EventsFrom::After {
             block,
             tx_id: tx_id.to_owned(),
