@@ -140,6 +140,48 @@ pub fn history_of<T: ReadableTable<(&'static str, u64, u32), &'static [u8]>>(
     Ok(out)
 }
 
+/// Where the bytes of one redb table go (see [`space_report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpace {
+    pub name: String,
+    pub entries: u64,
+    /// Keys and values as inserted.
+    pub stored_bytes: u64,
+    /// Branch-page keys and other B-tree metadata.
+    pub metadata_bytes: u64,
+    /// Unused space inside the table's pages.
+    pub fragmented_bytes: u64,
+}
+
+impl TableSpace {
+    /// The bytes the table occupies in the file.
+    pub fn total(&self) -> u64 {
+        self.stored_bytes + self.metadata_bytes + self.fragmented_bytes
+    }
+}
+
+/// Where the store file's bytes go, table by table, for benchmarks and capacity planning.
+/// Opens the store read-only, so the ledger must not be open.
+pub fn space_report(path: &std::path::Path) -> Result<Vec<TableSpace>, String> {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+    let db = redb::ReadOnlyDatabase::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for handle in txn.list_tables().map_err(|e| e.to_string())? {
+        let name = handle.name().to_owned();
+        let table = txn.open_untyped_table(handle).map_err(|e| e.to_string())?;
+        let stats = table.stats().map_err(|e| e.to_string())?;
+        out.push(TableSpace {
+            name,
+            entries: table.len().map_err(|e| e.to_string())?,
+            stored_bytes: stats.stored_bytes(),
+            metadata_bytes: stats.metadata_bytes(),
+            fragmented_bytes: stats.fragmented_bytes(),
+        });
+    }
+    Ok(out)
+}
+
 /// Committed state as of one read transaction: what simulations run against. Many may exist
 /// at once, on any threads; each sees the ledger as of the last block committed before it began.
 pub struct Snapshot {
