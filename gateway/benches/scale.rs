@@ -211,7 +211,8 @@ async fn submit_all(
 ) -> Vec<Duration> {
     let mut tasks = Vec::new();
     for actions in per_worker {
-        let (ledger, devices, orchestrator) = (ledger.clone(), devices.clone(), orchestrator.clone());
+        let (ledger, devices, orchestrator) =
+            (ledger.clone(), devices.clone(), orchestrator.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(actions.len());
             for a in actions {
@@ -319,7 +320,11 @@ fn issue_devices(
         .collect()
 }
 
-fn identify_request(org: &tom_fixtures::Org, device: &Device, issued: &tom_fixtures::pki::IssuedIdentity) -> Vec<u8> {
+fn identify_request(
+    org: &tom_fixtures::Org,
+    device: &Device,
+    issued: &tom_fixtures::pki::IssuedIdentity,
+) -> Vec<u8> {
     let request = IdentifyDevice::signed(
         &device.id,
         org.msp_id,
@@ -363,7 +368,8 @@ fn main() {
 
     // --- the signature bound, measured first on an idle process --------------------------------
     let orchestrator = signer("org1", "orchestrator");
-    let message = b"tom/v1 scale benchmark: a proposal is about this long, give or take a certificate";
+    let message =
+        b"tom/v1 scale benchmark: a proposal is about this long, give or take a certificate";
     let sign = rate(Duration::from_secs(1), || {
         std::hint::black_box(orchestrator.sign(message));
     });
@@ -437,7 +443,10 @@ fn main() {
         .collect();
     let mut slices = Vec::new();
     let mut middle = now();
-    println!("\n{:>6} {:>9} {:>10} {:>8} {:>8}", "slice", "records", "records/s", "p50 ms", "p99 ms");
+    println!(
+        "\n{:>6} {:>9} {:>10} {:>8} {:>8}",
+        "slice", "records", "records/s", "p50 ms", "p99 ms"
+    );
     for slice in 0..10 {
         let n = growth / 10 + usize::from(slice < growth % 10);
         let per_worker: Vec<Vec<Action>> = workers
@@ -452,8 +461,7 @@ fn main() {
             middle = now();
         }
         let t = Instant::now();
-        let latencies =
-            runtime.block_on(submit_all(&ledger, &devices, &orchestrator, per_worker));
+        let latencies = runtime.block_on(submit_all(&ledger, &devices, &orchestrator, per_worker));
         let wall = t.elapsed();
         let per_second = n as f64 / wall.as_secs_f64();
         println!(
@@ -469,16 +477,22 @@ fn main() {
 
     // --- queries ----------------------------------------------------------------------------------
     let auditor = signer("org1", "auditor");
-    let all_data: Vec<String> = workers.iter().flat_map(|w| w.data.iter().cloned()).collect();
+    let all_data: Vec<String> = workers
+        .iter()
+        .flat_map(|w| w.data.iter().cloned())
+        .collect();
     let mut rng = Rng(42);
     let mut lineage = Vec::new();
     for depth in [5u32, 20] {
         let picks: Vec<String> = (0..SAMPLES)
             .map(|_| all_data[rng.below(all_data.len())].clone())
             .collect();
-        let (l, bytes) = runtime.block_on(sample(&ledger, &auditor, "GetLineage", |i| {
-            json!({ "id": picks[i], "direction": "up", "depth": depth })
-        }));
+        let (l, bytes) = runtime.block_on(sample(
+            &ledger,
+            &auditor,
+            "GetLineage",
+            |i| json!({ "id": picks[i], "direction": "up", "depth": depth }),
+        ));
         lineage.push((depth, l, bytes));
     }
     let orchestrator_agent = format!("{}/orchestrator", org.msp_id);
@@ -491,9 +505,12 @@ fn main() {
         }
     };
     let agents: Vec<String> = (0..SAMPLES).map(|i| agent_of(i, &mut rng)).collect();
-    let (first_page, first_bytes) = runtime.block_on(sample(&ledger, &auditor, "QueryRecords", |i| {
-        json!({ "agent": agents[i], "page_size": 100 })
-    }));
+    let (first_page, first_bytes) = runtime.block_on(sample(
+        &ledger,
+        &auditor,
+        "QueryRecords",
+        |i| json!({ "agent": agents[i], "page_size": 100 }),
+    ));
     let far = Timestamp::from_seconds(253_402_300_799);
     let (deep_page, _) = runtime.block_on(sample(&ledger, &auditor, "QueryRecords", |i| {
         // A bookmark in the middle of the agent's records, as a client paging through gets.
@@ -502,9 +519,17 @@ fn main() {
     }));
 
     // --- durable IdentifyDevice/s at 64 submitters, against the signature bound -------------------
-    let bodies: Vec<Vec<u8>> = fresh.iter().map(|(d, i)| identify_request(&org, d, i)).collect();
+    let bodies: Vec<Vec<u8>> = fresh
+        .iter()
+        .map(|(d, i)| identify_request(&org, d, i))
+        .collect();
     let t = Instant::now();
-    let identify_latencies = runtime.block_on(submit_parallel(&ledger, &orchestrator, "IdentifyDevice", bodies));
+    let identify_latencies = runtime.block_on(submit_parallel(
+        &ledger,
+        &orchestrator,
+        "IdentifyDevice",
+        bodies,
+    ));
     let identify_rate = n_identify as f64 / t.elapsed().as_secs_f64();
     let total_records = total_records + n_identify;
     ledger.shutdown();
@@ -512,7 +537,9 @@ fn main() {
 
     // --- disk ---------------------------------------------------------------------------------------
     let disk = disk_bytes(dir.path());
-    let store = dir.path().join(tom_gateway::ledger::embedded::store::STORE_FILE);
+    let store = dir
+        .path()
+        .join(tom_gateway::ledger::embedded::store::STORE_FILE);
     let space = tom_gateway::ledger::embedded::store::space_report(&store).unwrap();
 
     // --- tom verify in a child process ----------------------------------------------------------------
@@ -524,27 +551,59 @@ fn main() {
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("VERIFY "))
-        .unwrap_or_else(|| panic!("verify child failed: {}", String::from_utf8_lossy(&output.stderr)));
-    let fields: Vec<f64> = line.split_whitespace().map(|f| f.parse().unwrap()).collect();
+        .unwrap_or_else(|| {
+            panic!(
+                "verify child failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
     let (verify_tx, verify_s, verify_kib) = (fields[0], fields[1], fields[2]);
 
     // --- the table -------------------------------------------------------------------------------------
-    println!("\nwhere the bytes go ({} in the data directory, store file {:.1} MiB):", human(disk), std::fs::metadata(&store).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0);
-    println!("{:<24} {:>10} {:>12} {:>12} {:>12} {:>12} {:>10}", "table", "entries", "stored", "metadata", "fragmented", "total", "B/record");
+    println!(
+        "\nwhere the bytes go ({} in the data directory, store file {:.1} MiB):",
+        human(disk),
+        std::fs::metadata(&store).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0
+    );
+    println!(
+        "{:<24} {:>10} {:>12} {:>12} {:>12} {:>12} {:>10}",
+        "table", "entries", "stored", "metadata", "fragmented", "total", "B/record"
+    );
     let mut tables_total = 0;
     for t in &space {
         tables_total += t.total();
         println!(
             "{:<24} {:>10} {:>12} {:>12} {:>12} {:>12} {:>10.0}",
-            t.name, t.entries, t.stored_bytes, t.metadata_bytes, t.fragmented_bytes, t.total(),
+            t.name,
+            t.entries,
+            t.stored_bytes,
+            t.metadata_bytes,
+            t.fragmented_bytes,
+            t.total(),
             t.total() as f64 / total_records as f64
         );
     }
-    println!("{:<24} {:>10} {:>12} {:>12} {:>12} {:>12} {:>10.0}", "(tables)", "", "", "", "", tables_total, tables_total as f64 / total_records as f64);
+    println!(
+        "{:<24} {:>10} {:>12} {:>12} {:>12} {:>12} {:>10.0}",
+        "(tables)",
+        "",
+        "",
+        "",
+        "",
+        tables_total,
+        tables_total as f64 / total_records as f64
+    );
 
     let first = slices.first().unwrap().0;
     let last = slices.last().unwrap().0;
-    println!("\n## {total_records} records, {cores} cores ({:.0}s in all)\n", started.elapsed().as_secs_f64());
+    println!(
+        "\n## {total_records} records, {cores} cores ({:.0}s in all)\n",
+        started.elapsed().as_secs_f64()
+    );
     println!("| what | measured | goal |\n|---|---|---|");
     println!(
         "| disk per record | {} for {total_records}: **{:.0} B per record** | ≤ 2 KB |",
