@@ -13,7 +13,9 @@ use std::path::Path;
 
 use embedded_common::*;
 use tom_gateway::ledger::embedded::codec::RawBlock;
-use tom_gateway::ledger::embedded::store::{BLOCKS, STORE_FILE};
+use tom_gateway::ledger::embedded::store::{
+    read_block as read_stored_block, BLOCKS, CERTS, STORE_FILE,
+};
 use tom_gateway::ledger::embedded::{
     verify, verify_with_public_key, EmbeddedLedger, EmbeddedOptions, TamperKind, VerifyError,
 };
@@ -71,7 +73,9 @@ fn read_block(dir: &Path, number: u64) -> Vec<u8> {
     let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
     let txn = db.begin_read().unwrap();
     let table = txn.open_table(BLOCKS).unwrap();
-    let value = table.get(number).unwrap().unwrap().value().to_vec();
+    let certs = txn.open_table(CERTS).unwrap();
+    // The canonical bytes (the store keeps blocks compact); written back as they are.
+    let value = read_stored_block(&table, &certs, number).unwrap().unwrap();
     value
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use embedded_common::*;
 use tom_gateway::ledger::embedded::codec::RawBlock;
-use tom_gateway::ledger::embedded::store::{BLOCKS, STORE_FILE};
+use tom_gateway::ledger::embedded::store::{read_block, BLOCKS, CERTS, STORE_FILE};
 use tom_gateway::ledger::embedded::{verify, EmbeddedLedger, EmbeddedOptions};
 
 /// Blocks 0 (genesis), 1 (RegisterOrg), 2 (IdentifyDevice), 3, 4 (RecordData).
@@ -37,7 +37,9 @@ fn flip_transaction_byte(dir: &Path, number: u64) {
     let mut block = {
         let txn = db.begin_read().unwrap();
         let table = txn.open_table(BLOCKS).unwrap();
-        let value = table.get(number).unwrap().unwrap().value().to_vec();
+        let certs = txn.open_table(CERTS).unwrap();
+        // The canonical bytes (the store keeps blocks compact); written back as they are.
+        let value = read_block(&table, &certs, number).unwrap().unwrap();
         value
     };
     let offset = {

@@ -33,6 +33,19 @@ pub trait CommittedState {
     fn get(&self, key: &str) -> Result<Option<VersionedValue>, LedgerError>;
     /// Keys in `[start, end)` ascending; an empty `end` means unbounded.
     fn range(&self, start: &str, end: &str) -> Result<Vec<(String, VersionedValue)>, LedgerError>;
+    /// The first `limit` keys of [`CommittedState::range`]. Paged queries read through this, so
+    /// a page costs what it returns, not what follows it in the range; a store that can stop a
+    /// scan early should override the default, which reads the whole range.
+    fn range_limited(
+        &self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, VersionedValue)>, LedgerError> {
+        let mut rows = self.range(start, end)?;
+        rows.truncate(limit);
+        Ok(rows)
+    }
     fn history(&self, key: &str) -> Result<Vec<KeyModification>, LedgerError>;
 }
 
@@ -228,7 +241,13 @@ impl<S: CommittedState + ?Sized> LedgerStub for TxSimulator<'_, S> {
         } else {
             bookmark
         };
-        let mut rows = self.state.range(from, end)?;
+        // One row past the page tells whether there is a next page and where it starts.
+        let mut rows = if page_size > 0 {
+            self.state
+                .range_limited(from, end, page_size as usize + 1)?
+        } else {
+            self.state.range(from, end)?
+        };
         let next = if page_size > 0 && rows.len() > page_size as usize {
             let next = rows[page_size as usize].0.clone();
             rows.truncate(page_size as usize);
@@ -291,10 +310,13 @@ pub fn validate<S: CommittedState + ?Sized>(
         }
     }
     for range in &rwset.range_reads {
-        let mut now = state.range(&range.start, &range.end)?;
-        if let Some(last) = &range.last_key {
-            now.retain(|(k, _)| k < last);
-        }
+        // A paged read saw `[start, last_key)`; re-read only that, not the rest of the range.
+        let now = match &range.last_key {
+            Some(last) if last.as_str() <= range.end.as_str() || range.end.is_empty() => {
+                state.range(&range.start, last)?
+            }
+            _ => state.range(&range.start, &range.end)?,
+        };
         let now: Vec<(String, Version)> = now.into_iter().map(|(k, v)| (k, v.version)).collect();
         if now != range.seen {
             return Ok(Err(MvccConflict::PhantomRead {

@@ -392,6 +392,9 @@ impl Committer {
             let mut blocks = wtx
                 .open_table(store::BLOCKS)
                 .map_err(|e| store_error("open blocks", e))?;
+            let mut certs = wtx
+                .open_table(store::CERTS)
+                .map_err(|e| store_error("open certs", e))?;
             let mut in_block = HashSet::with_capacity(batch.len());
             for Ordered { endorsement: e, .. } in batch {
                 let tx_id = e.tx_id.as_str();
@@ -436,8 +439,8 @@ impl Committer {
                                     .map_err(|e| store_error("delete state", e))?;
                             }
                         }
-                        let modification =
-                            store::encode_modification(tx_id, e.timestamp, value.as_deref());
+                        // The value, tx id and timestamp are in this block's transaction.
+                        let modification = store::encode_modification(value.as_deref());
                         history
                             .insert((key.as_str(), number, index), modification.as_slice())
                             .map_err(|e| store_error("write history", e))?;
@@ -469,8 +472,7 @@ impl Committer {
             header_bytes = header.encode();
             let block =
                 RawBlock::encode(&header_bytes, &transactions, &self.key.sign(&header_bytes)?);
-            blocks
-                .insert(number, block.as_slice())
+            store::put_block(&mut blocks, &mut certs, number, &block)
                 .map_err(|e| store_error("write block", e))?;
         }
         wtx.commit().map_err(|e| store_error("commit block", e))?;
@@ -505,13 +507,21 @@ fn open_tip(
             .map_err(|e| store_error("open history", e))?;
         wtx.open_table(store::TX_IDS)
             .map_err(|e| store_error("open tx_ids", e))?;
+        let mut certs = wtx
+            .open_table(store::CERTS)
+            .map_err(|e| store_error("open certs", e))?;
         let last = blocks
             .last()
             .map_err(|e| store_error("read last block", e))?;
         match last {
             Some((number, bytes)) => {
                 let number = number.value();
-                let raw = RawBlock::decode(bytes.value()).map_err(|e| {
+                let bytes = store::expand_block(&certs, bytes.value()).map_err(|e| {
+                    LedgerError::Internal(format!(
+                        "last block {number} is unreadable (run tom verify): {e}"
+                    ))
+                })?;
+                let raw = RawBlock::decode(&bytes).map_err(|e| {
                     LedgerError::Internal(format!(
                         "last block {number} is undecodable (run tom verify): {e}"
                     ))
@@ -538,8 +548,7 @@ fn open_tip(
                 };
                 let header_bytes = header.encode();
                 let block = RawBlock::encode(&header_bytes, &[], &key.sign(&header_bytes)?);
-                blocks
-                    .insert(0u64, block.as_slice())
+                store::put_block(&mut blocks, &mut certs, 0, &block)
                     .map_err(|e| store_error("write genesis block", e))?;
                 (1, sha256(&header_bytes))
             }

@@ -40,6 +40,9 @@ pub(super) fn build(
     let blocks = txn
         .open_table(store::BLOCKS)
         .map_err(|e| internal("open blocks", e))?;
+    let certs = txn
+        .open_table(store::CERTS)
+        .map_err(|e| internal("open certs", e))?;
 
     let argument = serde_json::to_vec(&query).map_err(|e| internal("query", e))?;
     let mut simulator = TxSimulator::new(&snapshot, "evidence", now, creator.clone());
@@ -100,8 +103,9 @@ pub(super) fn build(
     {
         let (number, bytes) = row.map_err(|e| internal("read blocks", e))?;
         let number = number.value();
-        let raw =
-            RawBlock::decode(bytes.value()).map_err(|e| internal(&format!("block {number}"), e))?;
+        let bytes = store::expand_block(&certs, bytes.value())
+            .map_err(|e| internal(&format!("block {number}"), e))?;
+        let raw = RawBlock::decode(&bytes).map_err(|e| internal(&format!("block {number}"), e))?;
         while let Some(&&(block, index)) = wanted.peek() {
             if block != number {
                 break;

@@ -38,7 +38,8 @@
 //!
 //! # Files in the data directory
 //!
-//! * `ledger.redb`: the block log, world state, key history and transaction index ([`store`]);
+//! * `ledger.redb`: the block log, creator certificates, world state, key history, transaction
+//!   index and the storage format version ([`store`]; older formats are migrated on open);
 //!   one process at a time (a second open fails with [`LedgerError::Unavailable`]).
 //! * `node.key.pem`: the node's block-signing key (PKCS#8 P-256, mode 0600), made on first start.
 //! * `node.pub.pem`: its public key, what `tom verify` checks block signatures with (an auditor
@@ -49,7 +50,9 @@
 //! The fsync is amortised by group commit, so throughput is bound by CPU: per transaction one
 //! creator signature, the contract's ECDSA verifications and certificate parsing. Simulations run
 //! on at most [`EmbeddedOptions::endorsers`] threads so the committer is never starved. The
-//! benchmark is `cargo bench -p tom-gateway --bench embedded`.
+//! benchmark is `cargo bench -p tom-gateway --bench embedded`; how the ledger behaves as it
+//! grows (bytes per record, ingest per slice, query latency, `tom verify`) is
+//! `cargo bench -p tom-gateway --bench scale`.
 //!
 //! # What this module must never do
 //!
@@ -170,6 +173,11 @@ impl Endorsement {
         &self.tx_id
     }
 
+    /// The proposal's timestamp (the contract's clock for this transaction).
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
     /// What the transaction read and would write.
     pub fn rwset(&self) -> &ReadWriteSet {
         &self.rwset
@@ -264,6 +272,12 @@ impl EmbeddedLedger {
                     path.display()
                 )),
             })?;
+        // An older layout is migrated (a newer one refused) before anything reads the store.
+        let format = store::upgrade(&db)
+            .map_err(|e| LedgerError::Internal(format!("ledger store {}: {e}", path.display())))?;
+        if format != store::FORMAT_VERSION {
+            tracing::info!(from = format, to = store::FORMAT_VERSION, store = %path.display(), "ledger store migrated to the current format");
+        }
         // Never extend a log `tom verify` rejects: check it first (incrementally from the last
         // signed checkpoint for the per-transaction checks).
         let started = std::time::Instant::now();
@@ -481,13 +495,15 @@ impl EmbeddedLedger {
         let blocks = txn
             .open_table(store::BLOCKS)
             .map_err(|e| store_error("open blocks", e))?;
-        let Some(bytes) = blocks
-            .get(number)
-            .map_err(|e| store_error("read block", e))?
+        let certs = txn
+            .open_table(store::CERTS)
+            .map_err(|e| store_error("open certs", e))?;
+        let Some(bytes) = store::read_block(&blocks, &certs, number)
+            .map_err(|e| store_error(&format!("read block {number}"), e))?
         else {
             return Ok(None);
         };
-        decode_block(bytes.value())
+        decode_block(&bytes)
             .map(Some)
             .map_err(|e| LedgerError::Internal(format!("block {number} is undecodable: {e}")))
     }
@@ -502,6 +518,9 @@ impl EmbeddedLedger {
         let blocks = txn
             .open_table(store::BLOCKS)
             .map_err(|e| store_error("open blocks", e))?;
+        let certs = txn
+            .open_table(store::CERTS)
+            .map_err(|e| store_error("open certs", e))?;
         let mut events = Vec::new();
         for row in blocks
             .range(from_block..)
@@ -509,7 +528,9 @@ impl EmbeddedLedger {
         {
             let (number, bytes) = row.map_err(|e| store_error("read blocks", e))?;
             let number = number.value();
-            let block = decode_block(bytes.value()).map_err(|e| {
+            let bytes = store::expand_block(&certs, bytes.value())
+                .map_err(|e| store_error(&format!("read block {number}"), e))?;
+            let block = decode_block(&bytes).map_err(|e| {
                 LedgerError::Internal(format!("block {number} is undecodable: {e}"))
             })?;
             for tx in block.transactions {
