@@ -399,13 +399,13 @@ fn main() {
     let n_devices = (records * 3 / 10_000).clamp(20, 300);
     let n_containers = (records * 2 / 10_000).clamp(10, 200);
     let n_identify = (records / 20).clamp(500, 2_000);
-    let issued = issue_devices(&org, "dev", n_devices);
-    let fresh = issue_devices(&org, "late", n_identify);
+    let issued = issue_devices(org, "dev", n_devices);
+    let fresh = issue_devices(org, "late", n_identify);
     let mut setup_records = 0usize;
     runtime.block_on(async {
         let arg = json!({ "msp_id": org.msp_id, "name": "org1", "ca_certificates": [org.ca_cert_pem] });
         ledger.submit(&signer("org1", "admin"), "RegisterOrg", &serde_json::to_vec(&arg).unwrap()).await.unwrap();
-        let bodies = issued.iter().map(|(d, i)| identify_request(&org, d, i)).collect();
+        let bodies = issued.iter().map(|(d, i)| identify_request(org, d, i)).collect();
         submit_parallel(&ledger, &orchestrator, "IdentifyDevice", bodies).await;
         let digest = format!("sha256:{}", "ab".repeat(32));
         let bodies = (0..n_containers)
@@ -498,7 +498,7 @@ fn main() {
     let orchestrator_agent = format!("{}/orchestrator", org.msp_id);
     let agent_of = |i: usize, rng: &mut Rng| {
         // Half the queries ask for the busiest agent (every execution), half for a device.
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             orchestrator_agent.clone()
         } else {
             format!("{}/dev-{}", org.msp_id, rng.below(n_devices))
@@ -521,7 +521,7 @@ fn main() {
     // --- durable IdentifyDevice/s at 64 submitters, against the signature bound -------------------
     let bodies: Vec<Vec<u8>> = fresh
         .iter()
-        .map(|(d, i)| identify_request(&org, d, i))
+        .map(|(d, i)| identify_request(org, d, i))
         .collect();
     let t = Instant::now();
     let identify_latencies = runtime.block_on(submit_parallel(

@@ -75,8 +75,7 @@ fn read_block(dir: &Path, number: u64) -> Vec<u8> {
     let table = txn.open_table(BLOCKS).unwrap();
     let certs = txn.open_table(CERTS).unwrap();
     // The canonical bytes (the store keeps blocks compact); written back as they are.
-    let value = read_stored_block(&table, &certs, number).unwrap().unwrap();
-    value
+    read_stored_block(&table, &certs, number).unwrap().unwrap()
 }
 
 fn write_block(dir: &Path, number: u64, bytes: &[u8]) {

@@ -8,7 +8,7 @@
 //! Needs `openssl`, `jq` and `curl` (`scripts/setup/11-openssl-jq-curl.sh`).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;

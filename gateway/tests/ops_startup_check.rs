@@ -39,8 +39,7 @@ fn flip_transaction_byte(dir: &Path, number: u64) {
         let table = txn.open_table(BLOCKS).unwrap();
         let certs = txn.open_table(CERTS).unwrap();
         // The canonical bytes (the store keeps blocks compact); written back as they are.
-        let value = read_block(&table, &certs, number).unwrap().unwrap();
-        value
+        read_block(&table, &certs, number).unwrap().unwrap()
     };
     let offset = {
         let raw = RawBlock::decode(&block).unwrap();

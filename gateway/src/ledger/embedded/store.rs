@@ -162,11 +162,13 @@ fn certificate_spans(canonical: &[u8]) -> Result<Vec<(usize, usize)>, codec::Dec
     Ok(spans)
 }
 
+/// A compact stored block and the certificates (hash, PEM) it refers to, borrowed from the
+/// canonical bytes it was cut from.
+pub type CompactBlock<'a> = (Vec<u8>, Vec<(Hash, &'a [u8])>);
+
 /// A block's stored form: its canonical bytes with the certificates cut out, and the
 /// certificates (hash, PEM) it refers to, which must be in `certs`.
-pub fn compact_block(
-    canonical: &[u8],
-) -> Result<(Vec<u8>, Vec<(Hash, &[u8])>), codec::DecodeError> {
+pub fn compact_block(canonical: &[u8]) -> Result<CompactBlock<'_>, codec::DecodeError> {
     let spans = certificate_spans(canonical)?;
     let cut: usize = spans.iter().map(|(_, len)| len).sum();
     let mut w = Writer::with_capacity(canonical.len() - cut + 9 + 36 * spans.len());
@@ -221,7 +223,7 @@ pub fn expand_block<T: ReadableTable<&'static [u8], &'static [u8]>>(
     let mut out = Vec::with_capacity(rest.len() + 1024 * refs.len());
     let mut from = 0;
     for (offset, hash) in refs {
-        if !found.contains_key(&hash) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = found.entry(hash) {
             let certificate = certs
                 .get(hash.as_slice())
                 .map_err(|e| format!("certs: {e}"))?
@@ -233,7 +235,7 @@ pub fn expand_block<T: ReadableTable<&'static [u8], &'static [u8]>>(
                 })?
                 .value()
                 .to_vec();
-            found.insert(hash, certificate);
+            slot.insert(certificate);
         }
         // `offset` is where the certificate starts in the canonical bytes.
         let take = offset
