@@ -157,9 +157,25 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            // The client may write its head and its body in separate segments: read until the
+            // whole body its Content-Length announces has arrived.
+            let mut seen = Vec::new();
             let mut buf = [0u8; 4096];
-            let n = s.read(&mut buf).unwrap();
-            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let request = loop {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the client closed before its request was complete");
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if seen.len() >= end + 4 + length {
+                        break text;
+                    }
+                }
+            };
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
                 .unwrap();
             request

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use tom_contract::requests::{IdentifyDevice, PlaceContainer, TerminateEntity};
+use tom_contract::transaction::Transaction as _;
 
 use super::port::{ActionError, ActionReport, ContainerActions};
 use super::{OrchestrationError, Orchestrator};
@@ -58,7 +59,13 @@ impl ContainerActions for SwarmActions {
         let argument = serde_json::to_vec(request).map_err(|e| {
             ActionError::Ledger(LedgerError::Internal(format!("cannot encode request: {e}")))
         })?;
-        let authorising = ledger.submit(caller, "IdentifyDevice", &argument).await?;
+        let authorising = ledger
+            .submit(
+                caller,
+                tom_contract::requests::IdentifyDevice::NAME,
+                &argument,
+            )
+            .await?;
         let Some(node) = node_id else {
             return Ok(ActionReport::ledger_only(authorising));
         };
@@ -135,7 +142,13 @@ impl ContainerActions for SwarmActions {
         let argument = serde_json::to_vec(request).map_err(|e| {
             ActionError::Ledger(LedgerError::Internal(format!("cannot encode request: {e}")))
         })?;
-        let authorising = ledger.submit(caller, "TerminateDevice", &argument).await?;
+        let authorising = ledger
+            .submit(
+                caller,
+                tom_contract::requests::TerminateDevice::NAME,
+                &argument,
+            )
+            .await?;
         match self.orchestrator.unbind_device(&request.id).await {
             Ok(nodes) => Ok(ActionReport {
                 authorising,

@@ -42,6 +42,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tom_contract::model::Entity;
 use tom_contract::requests;
+use tom_contract::transaction::Transaction as _;
 
 use crate::ledger::{Ledger, LedgerError, SigningIdentity, Submitted};
 use crate::swarm::{self, BindMount, ServiceInfo, SwarmDriver, SwarmError};
@@ -294,7 +295,7 @@ impl Orchestrator {
         let request = json(&requests::ById { id: id.to_owned() })?;
         match self
             .ledger
-            .evaluate(&self.identity, "GetEntity", &request)
+            .evaluate(&self.identity, requests::GetEntity::NAME, &request)
             .await
         {
             // A reply that does not decode is an error, never "no such entity": reading a
@@ -341,7 +342,8 @@ impl Orchestrator {
             outcome: outcome.as_str().into(),
             detail: truncate(detail, 4000),
         };
-        self.submit(&self.identity, "RecordOutcome", &request).await
+        self.submit(&self.identity, requests::RecordOutcome::NAME, &request)
+            .await
     }
 
     /// The TOM services this gateway instance created (others' are none of its business).

@@ -31,6 +31,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tom_contract::model::{DeviceStatus, Entity, Lifecycle};
 use tom_contract::requests;
+use tom_contract::transaction::Transaction as _;
 
 use super::{OrchestrationError, Orchestrator};
 use crate::swarm::{Availability, NodeInfo, LABEL_DEVICE};
@@ -332,7 +333,7 @@ impl Orchestrator {
                     reason: Some(reason.to_owned()),
                 };
                 match self
-                    .submit(&self.identity, "TerminateDevice", &request)
+                    .submit(&self.identity, requests::TerminateDevice::NAME, &request)
                     .await
                 {
                     Ok(submitted) => leave_tx = Some(submitted.tx_id),

@@ -29,6 +29,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tom_contract::model::Entity;
 use tom_contract::requests;
+use tom_contract::transaction::Transaction as _;
 
 use super::failpoints::Failpoint;
 use super::{
@@ -115,7 +116,12 @@ impl Orchestrator {
             device_id: device_id.to_owned(),
         };
         let authorising = self
-            .authorise(action.id, identity, "PlaceContainer", &request)
+            .authorise(
+                action.id,
+                identity,
+                requests::PlaceContainer::NAME,
+                &request,
+            )
             .await?;
         // (Crash tests: PLACE committed, but the journal does not know its tx id yet.)
         self.checkpoint(Failpoint::Submitted).await;

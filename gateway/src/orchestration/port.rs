@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use tom_contract::requests::{IdentifyDevice, PlaceContainer, TerminateEntity};
+use tom_contract::transaction::Transaction as _;
 
 use crate::ledger::{Ledger, LedgerError, SigningIdentity, Submitted};
 
@@ -101,7 +102,11 @@ pub trait ContainerActions: Send + Sync + 'static {
     ) -> Result<ActionReport, ActionError> {
         Ok(ActionReport::ledger_only(
             ledger
-                .submit(caller, "TerminateDevice", &json(request)?)
+                .submit(
+                    caller,
+                    tom_contract::requests::TerminateDevice::NAME,
+                    &json(request)?,
+                )
                 .await?,
         ))
     }
@@ -138,7 +143,11 @@ impl ContainerActions for LedgerOnly {
         }
         Ok(ActionReport::ledger_only(
             ledger
-                .submit(caller, "IdentifyDevice", &json(request)?)
+                .submit(
+                    caller,
+                    tom_contract::requests::IdentifyDevice::NAME,
+                    &json(request)?,
+                )
                 .await?,
         ))
     }
@@ -151,7 +160,11 @@ impl ContainerActions for LedgerOnly {
     ) -> Result<ActionReport, ActionError> {
         Ok(ActionReport::ledger_only(
             ledger
-                .submit(caller, "PlaceContainer", &json(request)?)
+                .submit(
+                    caller,
+                    tom_contract::requests::PlaceContainer::NAME,
+                    &json(request)?,
+                )
                 .await?,
         ))
     }
@@ -164,7 +177,11 @@ impl ContainerActions for LedgerOnly {
     ) -> Result<ActionReport, ActionError> {
         Ok(ActionReport::ledger_only(
             ledger
-                .submit(caller, "TerminateContainer", &json(request)?)
+                .submit(
+                    caller,
+                    tom_contract::requests::TerminateContainer::NAME,
+                    &json(request)?,
+                )
                 .await?,
         ))
     }

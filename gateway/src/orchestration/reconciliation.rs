@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tom_contract::model::{DeviceStatus, Entity, Lifecycle, Placement, PlacementStatus};
 use tom_contract::requests;
+use tom_contract::transaction::Transaction as _;
 
 use super::{truncate, OrchestrationError, Orchestrator, Tracked};
 use crate::swarm::{self, ServiceInfo, TaskPhase};
@@ -569,7 +570,7 @@ impl Orchestrator {
             device_status: update.device_status,
         };
         let tx = self
-            .submit(&self.identity, "RecordDrift", &request)
+            .submit(&self.identity, requests::RecordDrift::NAME, &request)
             .await?
             .tx_id;
         if let Some(key) = journal_key {

@@ -22,6 +22,7 @@
 use serde::Serialize;
 use tom_contract::model::Entity;
 use tom_contract::requests;
+use tom_contract::transaction::Transaction as _;
 
 use super::failpoints::Failpoint;
 use super::{ActionKind, OrchestrationError, Orchestrator, Outcome, OutcomeAction, Step};
@@ -72,7 +73,12 @@ impl Orchestrator {
             reason: reason.map(str::to_owned),
         };
         let authorising = self
-            .authorise(action.id, identity, "TerminateContainer", &request)
+            .authorise(
+                action.id,
+                identity,
+                requests::TerminateContainer::NAME,
+                &request,
+            )
             .await?;
         action.step = Step::Authorised {
             tx_id: authorising.tx_id.clone(),
