@@ -10,11 +10,10 @@
 use std::sync::Arc;
 
 use tom_contract::requests::{IdentifyDevice, PlaceContainer, TerminateEntity};
-use tom_contract::transaction::Transaction as _;
 
-use super::port::{ActionError, ActionReport, ContainerActions};
+use super::port::{submit_as, ActionError, ActionReport, ContainerActions};
 use super::{OrchestrationError, Orchestrator};
-use crate::ledger::{Ledger, LedgerError, SigningIdentity};
+use crate::ledger::{Ledger, SigningIdentity};
 
 /// [`ContainerActions`] carried out on Docker Swarm.
 pub struct SwarmActions {
@@ -56,16 +55,8 @@ impl ContainerActions for SwarmActions {
             request.node_id = Some(node.to_owned());
         }
         let request = &request;
-        let argument = serde_json::to_vec(request).map_err(|e| {
-            ActionError::Ledger(LedgerError::Internal(format!("cannot encode request: {e}")))
-        })?;
-        let authorising = ledger
-            .submit(
-                caller,
-                tom_contract::requests::IdentifyDevice::NAME,
-                &argument,
-            )
-            .await?;
+        let authorising =
+            submit_as::<tom_contract::requests::IdentifyDevice>(ledger, caller, request).await?;
         let Some(node) = node_id else {
             return Ok(ActionReport::ledger_only(authorising));
         };
@@ -139,16 +130,8 @@ impl ContainerActions for SwarmActions {
         caller: &SigningIdentity,
         request: &TerminateEntity,
     ) -> Result<ActionReport, ActionError> {
-        let argument = serde_json::to_vec(request).map_err(|e| {
-            ActionError::Ledger(LedgerError::Internal(format!("cannot encode request: {e}")))
-        })?;
-        let authorising = ledger
-            .submit(
-                caller,
-                tom_contract::requests::TerminateDevice::NAME,
-                &argument,
-            )
-            .await?;
+        let authorising =
+            submit_as::<tom_contract::requests::TerminateDevice>(ledger, caller, request).await?;
         match self.orchestrator.unbind_device(&request.id).await {
             Ok(nodes) => Ok(ActionReport {
                 authorising,

@@ -19,7 +19,6 @@
 use std::sync::Arc;
 
 use tom_contract::requests::{IdentifyDevice, PlaceContainer, TerminateEntity};
-use tom_contract::transaction::Transaction as _;
 
 use crate::ledger::{Ledger, LedgerError, SigningIdentity, Submitted};
 
@@ -53,6 +52,28 @@ pub enum ActionError {
     /// The orchestrator failed; the message says what the ledger now records (answered 502).
     #[error("{0}")]
     Orchestrator(String),
+}
+
+/// Submit `T`'s transaction with `request` as its argument: the authorising step every action
+/// starts with.
+pub(super) async fn submit_as<T: tom_contract::transaction::Transaction>(
+    ledger: &Arc<dyn Ledger>,
+    caller: &SigningIdentity,
+    request: &impl serde::Serialize,
+) -> Result<Submitted, ActionError> {
+    Ok(ledger.submit(caller, T::NAME, &json(request)?).await?)
+}
+
+/// The one step [`LedgerOnly`] (and the default `terminate_device`) takes: the authorising
+/// transaction, reported.
+async fn record_only<T: tom_contract::transaction::Transaction>(
+    ledger: &Arc<dyn Ledger>,
+    caller: &SigningIdentity,
+    request: &impl serde::Serialize,
+) -> Result<ActionReport, ActionError> {
+    Ok(ActionReport::ledger_only(
+        submit_as::<T>(ledger, caller, request).await?,
+    ))
 }
 
 fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, ActionError> {
@@ -100,15 +121,7 @@ pub trait ContainerActions: Send + Sync + 'static {
         caller: &SigningIdentity,
         request: &TerminateEntity,
     ) -> Result<ActionReport, ActionError> {
-        Ok(ActionReport::ledger_only(
-            ledger
-                .submit(
-                    caller,
-                    tom_contract::requests::TerminateDevice::NAME,
-                    &json(request)?,
-                )
-                .await?,
-        ))
+        record_only::<tom_contract::requests::TerminateDevice>(ledger, caller, request).await
     }
 
     /// `GET /v1/swarm/unauthorised`: every service on the orchestrator that no TOM gateway
@@ -141,15 +154,7 @@ impl ContainerActions for LedgerOnly {
             // Dropping it silently would let a caller believe the node is now bound to the device.
             return Err(ActionError::Rejected(format!("node_id {node:?} given, but this gateway has no container orchestrator to bind it to; omit node_id")));
         }
-        Ok(ActionReport::ledger_only(
-            ledger
-                .submit(
-                    caller,
-                    tom_contract::requests::IdentifyDevice::NAME,
-                    &json(request)?,
-                )
-                .await?,
-        ))
+        record_only::<tom_contract::requests::IdentifyDevice>(ledger, caller, request).await
     }
 
     async fn place(
@@ -158,15 +163,7 @@ impl ContainerActions for LedgerOnly {
         caller: &SigningIdentity,
         request: &PlaceContainer,
     ) -> Result<ActionReport, ActionError> {
-        Ok(ActionReport::ledger_only(
-            ledger
-                .submit(
-                    caller,
-                    tom_contract::requests::PlaceContainer::NAME,
-                    &json(request)?,
-                )
-                .await?,
-        ))
+        record_only::<tom_contract::requests::PlaceContainer>(ledger, caller, request).await
     }
 
     async fn terminate(
@@ -175,15 +172,7 @@ impl ContainerActions for LedgerOnly {
         caller: &SigningIdentity,
         request: &TerminateEntity,
     ) -> Result<ActionReport, ActionError> {
-        Ok(ActionReport::ledger_only(
-            ledger
-                .submit(
-                    caller,
-                    tom_contract::requests::TerminateContainer::NAME,
-                    &json(request)?,
-                )
-                .await?,
-        ))
+        record_only::<tom_contract::requests::TerminateContainer>(ledger, caller, request).await
     }
 
     fn describe(&self) -> String {

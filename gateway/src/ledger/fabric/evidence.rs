@@ -30,6 +30,20 @@ struct Endorsed {
     reads: Vec<(String, u64, u64)>,
 }
 
+/// The chaincode action an endorser transaction's payload data carries: transaction → first
+/// action → endorsed action → proposal response payload → its extension.
+pub(super) fn chaincode_action(payload_data: &[u8]) -> Result<peer::ChaincodeAction, String> {
+    let transaction = peer::Transaction::decode(payload_data).map_err(|e| e.to_string())?;
+    let action = transaction.actions.first().ok_or("no action")?;
+    let action_payload = peer::ChaincodeActionPayload::decode(action.payload.as_slice())
+        .map_err(|e| e.to_string())?;
+    let endorsed = action_payload.action.ok_or("no endorsed action")?;
+    let response =
+        peer::ProposalResponsePayload::decode(endorsed.proposal_response_payload.as_slice())
+            .map_err(|e| e.to_string())?;
+    peer::ChaincodeAction::decode(response.extension.as_slice()).map_err(|e| e.to_string())
+}
+
 /// The endorsed action of an envelope: its response payload and the chaincode namespace's
 /// key-value read-write set.
 fn endorsed_action(
@@ -38,17 +52,7 @@ fn endorsed_action(
 ) -> Result<(Vec<u8>, Option<kvrwset::KvrwSet>), String> {
     let payload =
         common::Payload::decode(envelope.payload.as_slice()).map_err(|e| e.to_string())?;
-    let transaction =
-        peer::Transaction::decode(payload.data.as_slice()).map_err(|e| e.to_string())?;
-    let action = transaction.actions.first().ok_or("no action")?;
-    let action_payload = peer::ChaincodeActionPayload::decode(action.payload.as_slice())
-        .map_err(|e| e.to_string())?;
-    let endorsed = action_payload.action.ok_or("no endorsed action")?;
-    let response =
-        peer::ProposalResponsePayload::decode(endorsed.proposal_response_payload.as_slice())
-            .map_err(|e| e.to_string())?;
-    let chaincode_action =
-        peer::ChaincodeAction::decode(response.extension.as_slice()).map_err(|e| e.to_string())?;
+    let chaincode_action = chaincode_action(&payload.data)?;
     let results = rwset::TxReadWriteSet::decode(chaincode_action.results.as_slice())
         .map_err(|e| e.to_string())?;
     let mut kv = None;

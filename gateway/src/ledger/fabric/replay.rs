@@ -75,19 +75,10 @@ fn chaincode_action_of(bytes: &[u8], tx_id: &str) -> Option<Result<peer::Chainco
     if header.tx_id != tx_id {
         return None;
     }
-    let decode = || -> Result<peer::ChaincodeAction, String> {
-        let transaction =
-            peer::Transaction::decode(payload.data.as_slice()).map_err(|e| e.to_string())?;
-        let action = transaction.actions.first().ok_or("no action")?;
-        let action_payload = peer::ChaincodeActionPayload::decode(action.payload.as_slice())
-            .map_err(|e| e.to_string())?;
-        let endorsed = action_payload.action.ok_or("no endorsed action")?;
-        let response =
-            peer::ProposalResponsePayload::decode(endorsed.proposal_response_payload.as_slice())
-                .map_err(|e| e.to_string())?;
-        peer::ChaincodeAction::decode(response.extension.as_slice()).map_err(|e| e.to_string())
-    };
-    Some(decode().map_err(|e| format!("not a chaincode transaction: {e}")))
+    Some(
+        super::evidence::chaincode_action(&payload.data)
+            .map_err(|e| format!("not a chaincode transaction: {e}")),
+    )
 }
 
 impl FabricLedger {
