@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use tom_contract::transaction::Transaction as _;
 
 use base64::Engine;
 use serde_json::Value;
@@ -643,8 +644,16 @@ pub(crate) fn content(bundle: &Bundle, txs: &[CommittedTx]) -> Result<usize, Fai
     let replay = Replay(state);
     let mut simulator = TxSimulator::new(&replay, "evidence-verify", timestamp, creator);
     for (function, bundled, check) in [
-        ("GetLineage", &bundle.lineage, "lineage"),
-        ("ExportProv", &bundle.prov, "prov"),
+        (
+            tom_contract::requests::GetLineage::NAME,
+            &bundle.lineage,
+            "lineage",
+        ),
+        (
+            tom_contract::requests::ExportProv::NAME,
+            &bundle.prov,
+            "prov",
+        ),
     ] {
         let derived =
             tom_contract::invoke(&mut simulator, function, &[&argument]).map_err(|e| {

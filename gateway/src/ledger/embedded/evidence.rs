@@ -7,6 +7,7 @@
 //! of their blocks to the newest block and the node's signature on the newest one.
 
 use std::collections::BTreeSet;
+use tom_contract::transaction::Transaction as _;
 
 use base64::Engine;
 use redb::ReadableTable;
@@ -46,8 +47,16 @@ pub(super) fn build(
 
     let argument = serde_json::to_vec(&query).map_err(|e| internal("query", e))?;
     let mut simulator = TxSimulator::new(&snapshot, "evidence", now, creator.clone());
-    let lineage = tom_contract::invoke(&mut simulator, "GetLineage", &[&argument])?;
-    let prov = tom_contract::invoke(&mut simulator, "ExportProv", &[&argument])?;
+    let lineage = tom_contract::invoke(
+        &mut simulator,
+        tom_contract::requests::GetLineage::NAME,
+        &[&argument],
+    )?;
+    let prov = tom_contract::invoke(
+        &mut simulator,
+        tom_contract::requests::ExportProv::NAME,
+        &[&argument],
+    )?;
     let rwset = simulator.into_rwset();
     let lineage: serde_json::Value =
         serde_json::from_slice(&lineage).map_err(|e| internal("lineage", e))?;

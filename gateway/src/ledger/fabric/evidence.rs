@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use tom_contract::transaction::Transaction as _;
 
 use base64::Engine;
 use prost::Message;
@@ -199,10 +200,20 @@ impl FabricLedger {
         let argument = serde_json::to_vec(query).map_err(|e| internal("query", e))?;
         let now = self.timestamp();
         let lineage = self
-            .endorse_only(identity, "GetLineage", &argument, now)
+            .endorse_only(
+                identity,
+                tom_contract::requests::GetLineage::NAME,
+                &argument,
+                now,
+            )
             .await?;
         let prov = self
-            .endorse_only(identity, "ExportProv", &argument, now)
+            .endorse_only(
+                identity,
+                tom_contract::requests::ExportProv::NAME,
+                &argument,
+                now,
+            )
             .await?;
         let lineage_json: serde_json::Value =
             serde_json::from_slice(&lineage.result).map_err(|e| internal("lineage", e))?;
