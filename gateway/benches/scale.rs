@@ -598,6 +598,29 @@ fn main() {
         tables_total as f64 / total_records as f64
     );
 
+    let content = tom_gateway::ledger::embedded::store::content_report(&store).unwrap();
+    let canonical: u64 = content.block_parts.iter().map(|(_, b)| b).sum();
+    println!(
+        "\nthe block log: {:.0} B/record canonical, {:.0} B/record stored",
+        canonical as f64 / total_records as f64,
+        content.blocks_stored as f64 / total_records as f64
+    );
+    for (part, bytes) in &content.block_parts {
+        println!(
+            "  {part:<40} {:>8.0} B/record",
+            *bytes as f64 / total_records as f64
+        );
+    }
+    println!("the world state by object type (keys and values as inserted, per record):");
+    for (object_type, keys, key_bytes, value_bytes) in &content.state_types {
+        println!(
+            "  {object_type:<28} {:>6.2} keys {:>8.0} B keys {:>8.0} B values",
+            *keys as f64 / total_records as f64,
+            *key_bytes as f64 / total_records as f64,
+            *value_bytes as f64 / total_records as f64
+        );
+    }
+
     let first = slices.first().unwrap().0;
     let last = slices.last().unwrap().0;
     println!(

@@ -1,5 +1,6 @@
 //! The embedded ledger's storage format version: a format-1 data directory (blocks stored whole,
-//! history entries holding their values, no `meta` table) is migrated in place when the ledger
+//! history entries holding their values, no `meta` table) or a format-2 one (state values without
+//! an encoding, history keyed by the whole key) is migrated in place when the ledger
 //! opens, and answers and verifies as before; a store of a newer format is refused, by
 //! `EmbeddedLedger::open` and by `tom verify`, with a message naming the format found.
 
@@ -12,7 +13,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde_json::json;
 use tom_gateway::ledger::embedded::codec::{RawBlock, Transaction};
 use tom_gateway::ledger::embedded::store::{
-    self, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, META, STORE_FILE,
+    self, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, META, STATE, STORE_FILE,
 };
 use tom_gateway::ledger::embedded::{verify, EmbeddedLedger, EmbeddedOptions};
 use tom_gateway::ledger::Ledger;
@@ -35,11 +36,15 @@ async fn build(dir: &Path) -> serde_json::Value {
     history
 }
 
-/// Rewrite a store as format 1 wrote it: canonical blocks, history entries with the transaction
-/// id, timestamp and value, and no `meta` or `certs` table.
-fn downgrade_to_format_1(dir: &Path) {
+/// Rewrite a store as format `format` (1 or 2) wrote it. Format 1: canonical blocks, history
+/// entries keyed by the whole key holding the transaction id, timestamp and value, state values
+/// without an encoding byte, no `meta` or `certs` table. Format 2: the same state, history
+/// entries of a flag and a value hash, and compact blocks without compression (here with no
+/// certificate cut out, which format 2 also reads).
+fn downgrade(dir: &Path, format: u64) {
     let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
     let mut blocks = Vec::new();
+    let mut state = Vec::new();
     {
         let txn = db.begin_read().unwrap();
         let table = txn.open_table(BLOCKS).unwrap();
@@ -51,13 +56,30 @@ fn downgrade_to_format_1(dir: &Path) {
                 .unwrap();
             blocks.push((number.value(), canonical));
         }
+        for row in txn.open_table(STATE).unwrap().iter().unwrap() {
+            let (key, value) = row.unwrap();
+            let found = store::decode_versioned(key.value(), value.value()).unwrap();
+            state.push((
+                key.value().to_owned(),
+                store::encode_versioned_format_2(found.version, &found.value),
+            ));
+        }
     }
     let txn = db.begin_write().unwrap();
     {
         let mut table = txn.open_table(BLOCKS).unwrap();
-        let mut history = txn.open_table(HISTORY).unwrap();
+        let mut history = txn.open_table(store::HISTORY_FORMAT_2).unwrap();
         for (number, canonical) in &blocks {
-            table.insert(*number, canonical.as_slice()).unwrap();
+            if format == 1 {
+                table.insert(*number, canonical.as_slice()).unwrap();
+            } else {
+                // "TOMZ" 1, no certificate references, the canonical bytes.
+                let mut stored = b"TOMZ\x01".to_vec();
+                stored.extend_from_slice(&0u32.to_be_bytes());
+                stored.extend_from_slice(&(canonical.len() as u32).to_be_bytes());
+                stored.extend_from_slice(canonical);
+                table.insert(*number, stored.as_slice()).unwrap();
+            }
             let raw = RawBlock::decode(canonical).unwrap();
             for (index, tx) in raw.transactions.iter().enumerate() {
                 let tx = Transaction::decode(tx).unwrap();
@@ -65,20 +87,34 @@ fn downgrade_to_format_1(dir: &Path) {
                     continue;
                 }
                 for (key, value) in &tx.rwset.writes {
-                    let entry = store::encode_modification_v1(
-                        &tx.proposal.tx_id,
-                        tx.proposal.timestamp,
-                        value.as_deref(),
-                    );
+                    let entry = if format == 1 {
+                        store::encode_modification_v1(
+                            &tx.proposal.tx_id,
+                            tx.proposal.timestamp,
+                            value.as_deref(),
+                        )
+                    } else {
+                        store::encode_modification(value.as_deref()).to_vec()
+                    };
                     history
                         .insert((key.as_str(), *number, index as u32), entry.as_slice())
                         .unwrap();
                 }
             }
         }
+        let mut old_state = txn.open_table(store::STATE_FORMAT_2).unwrap();
+        for (key, value) in &state {
+            old_state.insert(key.as_str(), value.as_slice()).unwrap();
+        }
     }
-    txn.delete_table(META).unwrap();
-    txn.delete_table(CERTS).unwrap();
+    txn.delete_table(STATE).unwrap();
+    txn.delete_table(HISTORY).unwrap();
+    if format == 1 {
+        txn.delete_table(META).unwrap();
+        txn.delete_table(CERTS).unwrap();
+    } else {
+        txn.open_table(META).unwrap().insert("format", 2).unwrap();
+    }
     txn.commit().unwrap();
 }
 
@@ -87,24 +123,20 @@ fn format_in(dir: &Path) -> Option<u64> {
     store::format_of(&db).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_format_1_store_is_migrated_on_open_and_answers_as_before() {
+async fn an_old_store_is_migrated_on_open_and_answers_as_before(format: u64) {
     let dir = tempfile::tempdir().unwrap();
     let history = build(dir.path()).await;
     assert_eq!(format_in(dir.path()), Some(FORMAT_VERSION));
     verify(dir.path()).unwrap();
 
-    downgrade_to_format_1(dir.path());
-    assert_eq!(format_in(dir.path()), Some(1));
+    downgrade(dir.path(), format);
+    assert_eq!(format_in(dir.path()), Some(format));
     // Verification only reads: it says what to do instead of misreading the old layout.
     let err = verify(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("storage format 1") && err.contains("tom serve"),
+        err.contains(&format!("storage format {format}")) && err.contains("tom serve"),
         "{err}"
     );
-    let old_size = std::fs::metadata(dir.path().join(STORE_FILE))
-        .unwrap()
-        .len();
 
     let ledger = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap();
     assert_eq!(
@@ -125,7 +157,21 @@ async fn a_format_1_store_is_migrated_on_open_and_answers_as_before() {
     assert_eq!(format_in(dir.path()), Some(FORMAT_VERSION));
     let report = verify(dir.path()).unwrap();
     assert_eq!(report.transactions, 6, "{report}");
-    assert!(old_size > 0);
+    // The old tables are gone, not left beside the new ones.
+    let db = redb::Database::open(dir.path().join(STORE_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert!(txn.open_table(store::STATE_FORMAT_2).is_err());
+    assert!(txn.open_table(store::HISTORY_FORMAT_2).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_1_store_is_migrated_on_open_and_answers_as_before() {
+    an_old_store_is_migrated_on_open_and_answers_as_before(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_2_store_is_migrated_on_open_and_answers_as_before() {
+    an_old_store_is_migrated_on_open_and_answers_as_before(2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -306,8 +306,9 @@ async fn bytes_flipped_in_the_raw_store_file_fail_verification() {
     let dir = copy_dir(template.path());
     let path = dir.path().join(STORE_FILE);
     let mut file = std::fs::read(&path).unwrap();
-    // The marker is in block 4's transaction (argument, write set, response, event) and in
-    // the world state; copy-on-write may have left older copies too. Flip every occurrence.
+    // The marker is in the world state's keys (index entries) and values, and in block 4's
+    // transaction, which is stored compressed (so its bytes may not show the marker);
+    // copy-on-write may have left older copies too. Flip every occurrence.
     let marker = b"tamper-marker-7f3a";
     let mut flipped = 0;
     let mut i = 0;
@@ -333,6 +334,12 @@ async fn bytes_flipped_in_the_raw_store_file_fail_verification() {
                 (4, Some(0), TamperKind::TransactionHash),
                 "{t}"
             );
+        }
+        // The flipped index key is in the state but no transaction wrote it.
+        Err(VerifyError::Index(m)) => {
+            eprintln!("raw flip detected by the index checks: {m:?}");
+            assert_eq!(m.table, "state");
+            assert!(m.key.contains("tamper-larker-7f3a"), "{m:?}");
         }
         // redb's own page checksums may catch it first: that is a failed verification too.
         Err(VerifyError::Store { detail, .. }) => {
@@ -374,7 +381,7 @@ async fn verify_explains_what_it_cannot_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
     use redb::{ReadableDatabase, ReadableTable};
-    use tom_gateway::ledger::embedded::store::{HISTORY, STATE, TX_IDS};
+    use tom_gateway::ledger::embedded::store::{self, HISTORY, STATE, TX_IDS};
     let template = tempfile::tempdir().unwrap();
     build_log(template.path()).await;
     let report = verify(template.path()).unwrap();
@@ -405,17 +412,17 @@ async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
     // The device "rejoined" by editing its state value (version kept).
     let err = edit(&|txn| {
         let mut state = txn.open_table(STATE).unwrap();
-        let mut value = state
+        let stored = state
             .get(entity_key.as_str())
             .unwrap()
             .unwrap()
             .value()
             .to_vec();
-        let text = String::from_utf8(value[12..].to_vec())
+        let found = store::decode_versioned(&entity_key, &stored).unwrap();
+        let text = String::from_utf8(found.value)
             .unwrap()
             .replace("sensor", "camera");
-        value.truncate(12);
-        value.extend_from_slice(text.as_bytes());
+        let value = store::encode_versioned(found.version, text.as_bytes());
         state.insert(entity_key.as_str(), value.as_slice()).unwrap();
     });
     expect(err, "state", &entity_key);
@@ -461,10 +468,9 @@ async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
         let mut history = txn.open_table(HISTORY).unwrap();
         let key = {
             let (first, _) = history.first().unwrap().unwrap();
-            let (k, block, tx) = first.value();
-            (k.to_owned(), block, tx)
+            first.value()
         };
-        history.remove((key.0.as_str(), key.1, key.2)).unwrap();
+        history.remove(key).unwrap();
     });
     expect(err, "history", "");
 }

@@ -442,7 +442,10 @@ impl Committer {
                         // The value, tx id and timestamp are in this block's transaction.
                         let modification = store::encode_modification(value.as_deref());
                         history
-                            .insert((key.as_str(), number, index), modification.as_slice())
+                            .insert(
+                                (store::key_hash(key), number, index),
+                                modification.as_slice(),
+                            )
                             .map_err(|e| store_error("write history", e))?;
                     }
                 }

@@ -49,14 +49,33 @@ use tom_contract::Timestamp;
 use super::codec::{self, sha256, Hash, RawBlock, Reader, Transaction, Writer};
 
 pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
-pub const HISTORY: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("history");
+/// The world state (format 3): key → `u64 block ‖ u32 tx ‖ encoded value` ([`encode_versioned`]).
+pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("world_state");
+/// The key history (format 3): `(key hash, block, tx)` → [`encode_modification`].
+pub const HISTORY: TableDefinition<(KeyHash, u64, u32), &[u8]> =
+    TableDefinition::new("key_history");
+/// Formats 1 and 2's world state: key → `u64 block ‖ u32 tx ‖ value`. Read by [`upgrade`] only
+/// (and by tests that make old stores).
+pub const STATE_FORMAT_2: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+/// Formats 1 and 2's key history, keyed by the whole key. Read by [`upgrade`] only.
+pub const HISTORY_FORMAT_2: TableDefinition<(&str, u64, u32), &[u8]> =
+    TableDefinition::new("history");
+
+/// The first 128 bits of SHA-256 of a key: what the history is keyed by, so an entry costs 28
+/// bytes of key whatever the key's length. [`history_of`] still checks that the transaction an
+/// entry names wrote the key itself.
+pub type KeyHash = u128;
+
+pub fn key_hash(key: &str) -> KeyHash {
+    let digest = sha256(key.as_bytes());
+    u128::from_be_bytes(digest[..16].try_into().expect("16 of 32 bytes"))
+}
 pub const TX_IDS: TableDefinition<&str, (u64, u32, u8)> = TableDefinition::new("tx_ids");
 pub const CERTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("certs");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The storage layout this build writes (see the module documentation).
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 const FORMAT_KEY: &str = "format";
 
 /// The name of the store file inside the data directory.
@@ -66,25 +85,119 @@ pub fn stub_error(context: &str, e: impl std::fmt::Display) -> StubError {
     StubError(format!("embedded ledger store: {context}: {e}"))
 }
 
+// --- world-state values ---------------------------------------------------------------------------
+
+/// How a state value's bytes are kept after its version (format 3). The contract's values are
+/// JSON documents (entities with their signed envelopes, ledger records) and index entries whose
+/// value is a transaction id in hex; storing them as they are was most of the state's size.
+const VALUE_AS_IS: u8 = 0;
+/// 64 lowercase hex digits (a transaction id) kept as their 32 bytes.
+const VALUE_HEX_64: u8 = 1;
+/// zstd-compressed (values of [`COMPRESS_FROM`] bytes or more, when that is smaller).
+const VALUE_ZSTD: u8 = 2;
+/// Below this a value is not worth a compression frame.
+const COMPRESS_FROM: usize = 160;
+/// zstd's level for single values: small documents gain little from higher levels.
+const VALUE_COMPRESSION_LEVEL: i32 = 3;
+
+thread_local! {
+    /// One compression context per committing thread: making one per value costs more than
+    /// compressing a small document.
+    static VALUE_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static VALUE_DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn is_lower_hex_64(value: &[u8]) -> bool {
+    value.len() == 64 && value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A state value as stored: `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes` (see [`VALUE_AS_IS`]).
 pub fn encode_versioned(version: Version, value: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(13 + value.len());
+    w.version(version);
+    if is_lower_hex_64(value) {
+        w.u8(VALUE_HEX_64);
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(value, &mut raw).expect("checked: 64 hex digits");
+        w.buf.extend_from_slice(&raw);
+        return w.buf;
+    }
+    if value.len() >= COMPRESS_FROM {
+        let compressed = VALUE_COMPRESSOR.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let compressor = match slot.as_mut() {
+                Some(c) => c,
+                None => slot.insert(zstd::bulk::Compressor::new(VALUE_COMPRESSION_LEVEL).ok()?),
+            };
+            compressor.compress(value).ok()
+        });
+        if let Some(compressed) = compressed.filter(|c| c.len() < value.len()) {
+            w.u8(VALUE_ZSTD);
+            w.buf.extend_from_slice(&compressed);
+            return w.buf;
+        }
+    }
+    w.u8(VALUE_AS_IS);
+    w.buf.extend_from_slice(value);
+    w.buf
+}
+
+/// The version and value of a stored state value ([`encode_versioned`]).
+pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubError> {
+    if bytes.len() < 13 {
+        return Err(StubError(format!(
+            "embedded ledger store: value of key {key:?} is {} bytes, shorter than its version and encoding",
+            bytes.len()
+        )));
+    }
+    let mut r = Reader::new("state value", &bytes[..12]);
+    let version = r.version().map_err(|e| stub_error(key, e))?;
+    let stored = &bytes[13..];
+    let value = match bytes[12] {
+        VALUE_AS_IS => stored.to_vec(),
+        VALUE_HEX_64 if stored.len() == 32 => hex::encode(stored).into_bytes(),
+        VALUE_ZSTD => decompress_value(stored).map_err(|e| stub_error(key, e))?,
+        other => {
+            return Err(stub_error(
+                key,
+                format!(
+                    "unknown value encoding {other} (or a damaged value of {} bytes)",
+                    stored.len()
+                ),
+            ))
+        }
+    };
+    Ok(VersionedValue { value, version })
+}
+
+/// A format-2 state value (`u64 block ‖ u32 tx ‖ value`): read by [`upgrade`], written by tests
+/// that make old stores.
+pub fn encode_versioned_format_2(version: Version, value: &[u8]) -> Vec<u8> {
     let mut w = Writer::with_capacity(12 + value.len());
     w.version(version);
     w.buf.extend_from_slice(value);
     w.buf
 }
 
-pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubError> {
-    if bytes.len() < 12 {
-        return Err(StubError(format!(
-            "embedded ledger store: value of key {key:?} is {} bytes, shorter than its version",
-            bytes.len()
-        )));
+fn decompress_value(compressed: &[u8]) -> Result<Vec<u8>, String> {
+    let size = zstd::zstd_safe::get_frame_content_size(compressed)
+        .ok()
+        .flatten()
+        .ok_or_else(|| "compressed value without a readable size".to_owned())?;
+    if size > MAX_STORED_BLOCK {
+        return Err(format!("compressed value claims {size} bytes"));
     }
-    let mut r = Reader::new("state value", &bytes[..12]);
-    let version = r.version().map_err(|e| stub_error(key, e))?;
-    Ok(VersionedValue {
-        value: bytes[12..].to_vec(),
-        version,
+    VALUE_DECOMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let decompressor = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?),
+        };
+        decompressor
+            .decompress(compressed, size as usize)
+            .map_err(|e| format!("compressed value does not inflate: {e}"))
     })
 }
 
@@ -130,7 +243,17 @@ pub const HISTORY_ENTRY_LEN: usize = 17;
 
 // --- stored blocks ------------------------------------------------------------------------------
 
+/// Format 2's stored block: certificates cut out, the rest as is.
 const COMPACT_TAG: &[u8; 4] = b"TOMZ";
+/// Format 3's stored block: certificates cut out, the rest compressed with zstd.
+const COMPRESSED_TAG: &[u8; 4] = b"TOMC";
+/// zstd's level for stored blocks: measured by the scale bench, level 3 (zstd's default) takes
+/// a 64-transaction block from ~390 KB to ~XX KB in about a millisecond; higher levels cost more
+/// time on the commit path for a few percent.
+const BLOCK_COMPRESSION_LEVEL: i32 = 3;
+/// No block the node writes comes near this (a block holds at most a few hundred transactions of
+/// at most a few MiB each); a stored block inflating beyond it is damaged.
+const MAX_STORED_BLOCK: u64 = 1 << 30;
 
 /// Where each transaction's certificate lies in a block's canonical bytes: `(offset, length)`.
 /// A transaction that does not decode keeps its bytes as they are.
@@ -166,13 +289,28 @@ fn certificate_spans(canonical: &[u8]) -> Result<Vec<(usize, usize)>, codec::Dec
 /// canonical bytes it was cut from.
 pub type CompactBlock<'a> = (Vec<u8>, Vec<(Hash, &'a [u8])>);
 
-/// A block's stored form: its canonical bytes with the certificates cut out, and the
-/// certificates (hash, PEM) it refers to, which must be in `certs`.
+/// A block's stored form: its canonical bytes with the certificates cut out and the rest
+/// compressed, and the certificates (hash, PEM) it refers to, which must be in `certs`.
+///
+/// `"TOMC" 1 ‖ u32 n ‖ (u32 offset ‖ hash certificate)* ‖ bytes zstd(canonical without them)`.
 pub fn compact_block(canonical: &[u8]) -> Result<CompactBlock<'_>, codec::DecodeError> {
     let spans = certificate_spans(canonical)?;
     let cut: usize = spans.iter().map(|(_, len)| len).sum();
-    let mut w = Writer::with_capacity(canonical.len() - cut + 9 + 36 * spans.len());
-    w.tag(COMPACT_TAG);
+    let mut rest = Vec::with_capacity(canonical.len() - cut);
+    let mut at = 0;
+    for &(offset, len) in &spans {
+        rest.extend_from_slice(&canonical[at..offset]);
+        at = offset + len;
+    }
+    rest.extend_from_slice(&canonical[at..]);
+    let compressed =
+        zstd::bulk::compress(&rest, BLOCK_COMPRESSION_LEVEL).map_err(|e| codec::DecodeError {
+            what: "stored block",
+            offset: 0,
+            detail: format!("zstd: {e}"),
+        })?;
+    let mut w = Writer::with_capacity(compressed.len() + 9 + 36 * spans.len());
+    w.tag(COMPRESSED_TAG);
     w.count(spans.len());
     let mut certificates = Vec::with_capacity(spans.len());
     for &(offset, len) in &spans {
@@ -182,22 +320,17 @@ pub fn compact_block(canonical: &[u8]) -> Result<CompactBlock<'_>, codec::Decode
         w.hash(&hash);
         certificates.push((hash, certificate));
     }
-    w.count(canonical.len() - cut);
-    let mut at = 0;
-    for &(offset, len) in &spans {
-        w.buf.extend_from_slice(&canonical[at..offset]);
-        at = offset + len;
-    }
-    w.buf.extend_from_slice(&canonical[at..]);
+    w.bytes(&compressed);
     Ok((w.buf, certificates))
 }
 
-/// The certificate references and the rest of a compact stored block.
+/// The certificate references and the rest of a compact stored block (either tag).
 #[allow(clippy::type_complexity, reason = "a private helper's pair of parts")]
 fn parse_compact<'a>(
     r: &mut Reader<'a>,
+    tag: &[u8; 4],
 ) -> Result<(Vec<(usize, Hash)>, &'a [u8]), codec::DecodeError> {
-    r.tag(COMPACT_TAG)?;
+    r.tag(tag)?;
     let n = r.count(36)?;
     let mut refs = Vec::with_capacity(n);
     for _ in 0..n {
@@ -207,18 +340,31 @@ fn parse_compact<'a>(
 }
 
 /// The canonical bytes of a stored block (see [`compact_block`]); a block stored canonical
-/// (format 1) is returned as it is. Fails if the stored form is damaged or names a certificate
-/// `certs` does not hold.
+/// (format 1) or compact without compression (format 2) is read in its own form. Fails if the
+/// stored form is damaged or names a certificate `certs` does not hold.
 pub fn expand_block<T: ReadableTable<&'static [u8], &'static [u8]>>(
     certs: &T,
     stored: &[u8],
 ) -> Result<Vec<u8>, String> {
-    if !stored.starts_with(COMPACT_TAG) {
+    let compressed = stored.starts_with(COMPRESSED_TAG);
+    if !compressed && !stored.starts_with(COMPACT_TAG) {
         return Ok(stored.to_vec());
     }
     let mut r = Reader::new("stored block", stored);
-    let (refs, rest) = parse_compact(&mut r).map_err(|e| e.to_string())?;
+    let tag = if compressed {
+        COMPRESSED_TAG
+    } else {
+        COMPACT_TAG
+    };
+    let (refs, rest) = parse_compact(&mut r, tag).map_err(|e| e.to_string())?;
     r.finish().map_err(|e| e.to_string())?;
+    let inflated;
+    let rest = if compressed {
+        inflated = decompress_block(rest)?;
+        inflated.as_slice()
+    } else {
+        rest
+    };
     let mut found: HashMap<Hash, Vec<u8>> = HashMap::new();
     let mut out = Vec::with_capacity(rest.len() + 1024 * refs.len());
     let mut from = 0;
@@ -248,6 +394,22 @@ pub fn expand_block<T: ReadableTable<&'static [u8], &'static [u8]>>(
     }
     out.extend_from_slice(&rest[from..]);
     Ok(out)
+}
+
+/// Inflate a stored block's compressed part, refusing one that claims to be larger than any
+/// block the node writes (a damaged or hostile length must not make a reader allocate it).
+fn decompress_block(compressed: &[u8]) -> Result<Vec<u8>, String> {
+    let size = zstd::zstd_safe::get_frame_content_size(compressed)
+        .ok()
+        .flatten()
+        .ok_or_else(|| "stored block: the compressed part has no readable size".to_owned())?;
+    if size > MAX_STORED_BLOCK {
+        return Err(format!(
+            "stored block: the compressed part claims {size} bytes, more than the {MAX_STORED_BLOCK} a block may hold"
+        ));
+    }
+    zstd::bulk::decompress(compressed, size as usize)
+        .map_err(|e| format!("stored block: the compressed part does not inflate: {e}"))
 }
 
 /// Store block `number` from its canonical bytes: the compact form in `blocks`, any certificate
@@ -329,12 +491,13 @@ pub fn history_of<H, B, C>(
     key: &str,
 ) -> Result<Vec<KeyModification>, StubError>
 where
-    H: ReadableTable<(&'static str, u64, u32), &'static [u8]>,
+    H: ReadableTable<(KeyHash, u64, u32), &'static [u8]>,
     B: ReadableTable<u64, &'static [u8]>,
     C: ReadableTable<&'static [u8], &'static [u8]>,
 {
+    let hash = key_hash(key);
     let rows = history
-        .range((key, 0u64, 0u32)..=(key, u64::MAX, u32::MAX))
+        .range((hash, 0u64, 0u32)..=(hash, u64::MAX, u32::MAX))
         .map_err(|e| stub_error("history", e))?;
     let mut out = Vec::new();
     let mut block: Option<(u64, Vec<u8>)> = None;
@@ -364,25 +527,18 @@ where
             )
         })?;
         let tx = Transaction::decode(tx).map_err(|e| stub_error(key, e))?;
-        let written = tx.rwset.writes.get(key).ok_or_else(|| {
-            stub_error(
-                key,
-                format!(
-                    "history names transaction {} (block {number}), which did not write it",
-                    tx.proposal.tx_id
-                ),
-            )
-        })?;
-        let stored = value.value();
-        let is_delete = match stored.len() {
-            HISTORY_ENTRY_LEN => stored[0] == 1,
-            // A format-1 entry not migrated yet.
-            _ => {
-                v1_entry(stored)
-                    .ok_or_else(|| stub_error(key, "undecodable history entry"))?
-                    .0
-            }
+        // Another key with the same 128-bit hash (never seen; the entry is not this key's).
+        let Some(written) = tx.rwset.writes.get(key) else {
+            continue;
         };
+        let stored = value.value();
+        if stored.len() != HISTORY_ENTRY_LEN {
+            return Err(stub_error(
+                key,
+                format!("history entry at block {number} transaction {index} is {} bytes, not {HISTORY_ENTRY_LEN}", stored.len()),
+            ));
+        }
+        let is_delete = stored[0] == 1;
         if is_delete != written.is_none() {
             return Err(stub_error(key, format!("history entry at block {number} transaction {index} disagrees with the log on whether it was a delete")));
         }
@@ -438,10 +594,140 @@ pub fn space_report(path: &std::path::Path) -> Result<Vec<TableSpace>, String> {
     Ok(out)
 }
 
+/// Bytes by what they are, summed over a store: the parts of the block log's transactions and the
+/// world state by object type. For the scale benchmark and capacity planning (where to cut).
+#[derive(Debug, Clone, Default)]
+pub struct ContentReport {
+    /// `(part, bytes)` of the canonical block log, in a fixed order.
+    pub block_parts: Vec<(&'static str, u64)>,
+    /// Bytes of the blocks as stored (compact form).
+    pub blocks_stored: u64,
+    /// `(object type, keys, key bytes, value bytes)` of the world state.
+    pub state_types: Vec<(String, u64, u64, u64)>,
+}
+
+/// Read the whole store and say what its bytes are (see [`ContentReport`]). Read-only.
+pub fn content_report(path: &std::path::Path) -> Result<ContentReport, String> {
+    use redb::ReadableDatabase;
+    let db = redb::ReadOnlyDatabase::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let blocks = txn.open_table(BLOCKS).map_err(|e| e.to_string())?;
+    let certs = txn.open_table(CERTS).map_err(|e| e.to_string())?;
+    const PARTS: [&str; 12] = [
+        "header, node signature, framing",
+        "proposal: certificate",
+        "proposal: argument",
+        "proposal: tx id, nonce, time, names",
+        "creator signature",
+        "reads",
+        "range reads",
+        "write keys",
+        "write values",
+        "event",
+        "response",
+        "tx framing",
+    ];
+    let mut sums = [0u64; 12];
+    let mut stored = 0u64;
+    for entry in blocks.iter().map_err(|e| e.to_string())? {
+        let (_, value) = entry.map_err(|e| e.to_string())?;
+        stored += value.value().len() as u64;
+        let canonical = expand_block(&certs, value.value())?;
+        let raw = RawBlock::decode(&canonical).map_err(|e| e.to_string())?;
+        let mut in_txs = 0u64;
+        for tx_bytes in &raw.transactions {
+            in_txs += tx_bytes.len() as u64;
+            let Ok(tx) = Transaction::decode(tx_bytes) else {
+                continue;
+            };
+            let p = &tx.proposal;
+            sums[1] += p.creator.certificate_pem.len() as u64;
+            sums[2] += p.argument.len() as u64;
+            sums[3] += (tx.proposal_bytes.len()
+                - p.creator.certificate_pem.len()
+                - p.argument.len()) as u64;
+            sums[4] += tx.creator_signature.len() as u64;
+            let reads: u64 = tx
+                .rwset
+                .reads
+                .iter()
+                .map(|(k, v)| k.len() as u64 + if v.is_some() { 17 } else { 5 })
+                .sum();
+            sums[5] += reads;
+            let ranges: u64 = tx
+                .rwset
+                .range_reads
+                .iter()
+                .map(|r| {
+                    (r.start.len()
+                        + r.end.len()
+                        + r.last_key.as_ref().map_or(0, |k| k.len() + 4)
+                        + 13) as u64
+                        + r.seen.iter().map(|(k, _)| k.len() as u64 + 16).sum::<u64>()
+                })
+                .sum();
+            sums[6] += ranges;
+            let keys: u64 = tx.rwset.writes.keys().map(|k| k.len() as u64 + 5).sum();
+            let values: u64 = tx
+                .rwset
+                .writes
+                .values()
+                .map(|v| v.as_ref().map_or(0, |v| v.len() as u64 + 4))
+                .sum();
+            sums[7] += keys;
+            sums[8] += values;
+            let event = tx
+                .rwset
+                .event
+                .as_ref()
+                .map_or(1, |e| (e.name.len() + e.payload.len() + 9) as u64);
+            sums[9] += event;
+            sums[10] += tx.response.len() as u64;
+            sums[11] += tx_bytes.len() as u64
+                - (tx.proposal_bytes.len() + tx.creator_signature.len() + tx.response.len()) as u64
+                - reads
+                - ranges
+                - keys
+                - values
+                - event;
+        }
+        sums[0] += canonical.len() as u64 - in_txs;
+    }
+    let state = txn.open_table(STATE).map_err(|e| e.to_string())?;
+    let mut types: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+    for entry in state.iter().map_err(|e| e.to_string())? {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let key = key.value();
+        let object_type = match key.strip_prefix('\u{0}') {
+            Some(rest) => rest.split('\u{0}').next().unwrap_or_default(),
+            None => key.split(['\u{0}', ':', '/']).next().unwrap_or_default(),
+        };
+        let slot = types.entry(object_type.to_owned()).or_default();
+        slot.0 += 1;
+        slot.1 += key.len() as u64;
+        slot.2 += value.value().len() as u64;
+    }
+    Ok(ContentReport {
+        block_parts: PARTS.iter().copied().zip(sums).collect(),
+        blocks_stored: stored,
+        state_types: types
+            .into_iter()
+            .map(|(t, (n, k, v))| (t, n, k, v))
+            .collect(),
+    })
+}
+
 /// Bring the store to [`FORMAT_VERSION`] before anything reads it: a new store is stamped; a
-/// format-1 store (no `meta` table) is migrated in place, a batch of blocks or history entries
-/// per write transaction, so memory stays bounded and an interrupted migration resumes where
-/// it stopped; a store of a newer format is refused. Returns the format found.
+/// format-1 or format-2 store is migrated in place, a batch of rows per write transaction, so
+/// memory stays bounded and an interrupted migration resumes where it stopped (each batch moves
+/// rows from the old table to the new one in one transaction); a store of a newer format is
+/// refused. Returns the format found.
+///
+/// * Format 1 → 2 (blocks): canonical blocks become stored ones ([`compact_block`]).
+/// * Formats 1 and 2 → 3 (state, history): `state` becomes `world_state` with encoded values
+///   ([`encode_versioned`]); `history`, keyed by the whole key and (format 1) holding values,
+///   becomes `key_history`, keyed by the key's hash, holding [`encode_modification`]. Format 2's
+///   blocks (compact, uncompressed) stay as they are: readers take every stored form.
 pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
     let found = format_of(db)?;
     match found {
@@ -450,12 +736,117 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
             return Ok(FORMAT_VERSION);
         }
         Some(FORMAT_VERSION) => return Ok(FORMAT_VERSION),
-        Some(1) => {}
+        Some(1 | 2) => {}
         Some(other) => return Err(unsupported_format(other)),
     }
+    let from = found.expect("matched above");
     let started = std::time::Instant::now();
-    tracing::info!(from = 1, to = FORMAT_VERSION, "migrating the ledger store");
-    // Blocks: canonical bytes become compact ones, 64 blocks per transaction.
+    tracing::info!(from, to = FORMAT_VERSION, "migrating the ledger store");
+    if from == 1 {
+        compact_format_1_blocks(db)?;
+    }
+    // World state: each value re-encoded, 10,000 keys per transaction.
+    move_rows(db, STATE_FORMAT_2, STATE, |key, value, to| {
+        let old = decode_format_2_value(key, value)?;
+        to.insert(key, encode_versioned(old.version, &old.value).as_slice())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    // History: keyed by the key's hash; a format-1 entry keeps only its delete flag and hash.
+    move_rows(
+        db,
+        HISTORY_FORMAT_2,
+        HISTORY,
+        |(key, block, tx), value, to| {
+            let entry =
+                if value.len() == HISTORY_ENTRY_LEN {
+                    let mut entry = [0u8; HISTORY_ENTRY_LEN];
+                    entry.copy_from_slice(value);
+                    entry
+                } else {
+                    let (is_delete, written) = v1_entry(value).ok_or_else(|| {
+                format!("history entry {key:?} at block {block} transaction {tx} is undecodable")
+            })?;
+                    encode_modification((!is_delete).then_some(written))
+                };
+            to.insert((key_hash(key), block, tx), entry.as_slice())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )?;
+    write_format(db)?;
+    tracing::info!(
+        from,
+        to = FORMAT_VERSION,
+        seconds = started.elapsed().as_secs_f64(),
+        "ledger store migrated"
+    );
+    Ok(from)
+}
+
+fn decode_format_2_value(key: &str, bytes: &[u8]) -> Result<VersionedValue, String> {
+    if bytes.len() < 12 {
+        return Err(format!(
+            "format-2 state value of {key:?} is {} bytes",
+            bytes.len()
+        ));
+    }
+    let version = Reader::new("state value", &bytes[..12])
+        .version()
+        .map_err(|e| e.to_string())?;
+    Ok(VersionedValue {
+        value: bytes[12..].to_vec(),
+        version,
+    })
+}
+
+/// Move every row of `old` into `new`, converted, 10,000 rows per write transaction (each
+/// removes the rows it moved, so an interrupted move resumes), then drop `old`. Nothing if `old`
+/// does not exist.
+fn move_rows<OK, NK>(
+    db: &redb::Database,
+    old: TableDefinition<OK, &'static [u8]>,
+    new: TableDefinition<NK, &'static [u8]>,
+    convert: impl Fn(
+        OK::SelfType<'_>,
+        &[u8],
+        &mut redb::Table<'_, NK, &'static [u8]>,
+    ) -> Result<(), String>,
+) -> Result<(), String>
+where
+    OK: redb::Key + 'static,
+    NK: redb::Key + 'static,
+{
+    loop {
+        let wtx = db.begin_write().map_err(|e| e.to_string())?;
+        let moved = {
+            let mut from = match wtx.open_table(old) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut to = wtx.open_table(new).map_err(|e| e.to_string())?;
+            let mut moved = 0usize;
+            while moved < 10_000 {
+                let Some((key, value)) = from.pop_first().map_err(|e| e.to_string())? else {
+                    break;
+                };
+                convert(key.value(), value.value(), &mut to)?;
+                moved += 1;
+            }
+            moved
+        };
+        if moved == 0 {
+            wtx.delete_table(old).map_err(|e| e.to_string())?;
+            wtx.commit().map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        wtx.commit().map_err(|e| e.to_string())?;
+    }
+}
+
+/// Format 1 → 2: canonical blocks become stored ones, 64 blocks per transaction.
+fn compact_format_1_blocks(db: &redb::Database) -> Result<(), String> {
     let mut next = 0u64;
     loop {
         let batch: Vec<u64> = {
@@ -466,7 +857,9 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
             for row in blocks.range(next..).map_err(|e| e.to_string())? {
                 let (number, bytes) = row.map_err(|e| e.to_string())?;
                 next = number.value() + 1;
-                if !bytes.value().starts_with(COMPACT_TAG) {
+                if !bytes.value().starts_with(COMPACT_TAG)
+                    && !bytes.value().starts_with(COMPRESSED_TAG)
+                {
                     batch.push(number.value());
                 }
                 if batch.len() == 64 {
@@ -476,7 +869,7 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
             batch
         };
         if batch.is_empty() {
-            break;
+            return Ok(());
         }
         let wtx = db.begin_write().map_err(|e| e.to_string())?;
         {
@@ -494,69 +887,12 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
         }
         wtx.commit().map_err(|e| e.to_string())?;
     }
-    // History: each entry keeps only its delete flag, 10,000 entries per transaction.
-    let mut after: Option<(String, u64, u32)> = None;
-    loop {
-        let batch: Vec<((String, u64, u32), [u8; HISTORY_ENTRY_LEN])> = {
-            use redb::ReadableDatabase;
-            let txn = db.begin_read().map_err(|e| e.to_string())?;
-            let history = txn.open_table(HISTORY).map_err(|e| e.to_string())?;
-            let rows = match &after {
-                None => history.iter(),
-                Some((k, b, t)) => history.range((k.as_str(), *b, *t)..),
-            }
-            .map_err(|e| e.to_string())?;
-            let mut batch = Vec::new();
-            for row in rows {
-                let (key, value) = row.map_err(|e| e.to_string())?;
-                let (k, b, t) = key.value();
-                let position = (k.to_owned(), b, t);
-                if after.as_ref() == Some(&position) {
-                    continue;
-                }
-                let value = value.value();
-                if value.len() != HISTORY_ENTRY_LEN {
-                    let (is_delete, written) = v1_entry(value).ok_or_else(|| {
-                        format!("history entry {k:?} at block {b} transaction {t} is undecodable")
-                    })?;
-                    let entry = encode_modification((!is_delete).then_some(written));
-                    batch.push((position.clone(), entry));
-                }
-                after = Some(position);
-                if batch.len() == 10_000 {
-                    break;
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            batch
-        };
-        let wtx = db.begin_write().map_err(|e| e.to_string())?;
-        {
-            let mut history = wtx.open_table(HISTORY).map_err(|e| e.to_string())?;
-            for ((k, b, t), entry) in batch {
-                history
-                    .insert((k.as_str(), b, t), entry.as_slice())
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        wtx.commit().map_err(|e| e.to_string())?;
-    }
-    write_format(db)?;
-    tracing::info!(
-        from = 1,
-        to = FORMAT_VERSION,
-        seconds = started.elapsed().as_secs_f64(),
-        "ledger store migrated"
-    );
-    Ok(1)
 }
 
 /// The message for a store this build cannot read.
 pub fn unsupported_format(found: u64) -> String {
     format!(
-        "the ledger store has storage format {found}, but this tom reads formats 1 to          {FORMAT_VERSION} (format {found} was written by a newer tom): run that newer tom on          this data directory, or restore a backup written by this version"
+        "the ledger store has storage format {found}, but this tom reads formats 1 to {FORMAT_VERSION} (format {found} was written by a newer tom): run that newer tom on this data directory, or restore a backup written by this version"
     )
 }
 
@@ -594,7 +930,7 @@ fn write_format(db: &redb::Database) -> Result<(), String> {
 /// at once, on any threads; each sees the ledger as of the last block committed before it began.
 pub struct Snapshot {
     state: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    history: redb::ReadOnlyTable<(&'static str, u64, u32), &'static [u8]>,
+    history: redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
     tx_ids: redb::ReadOnlyTable<&'static str, (u64, u32, u8)>,
     blocks: redb::ReadOnlyTable<u64, &'static [u8]>,
     certs: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
@@ -709,6 +1045,43 @@ mod tests {
         );
         assert!(decode_versioned("k", &bytes[..5]).is_err());
 
+        // A transaction id (an index entry's value) is kept as its 32 bytes.
+        let tx_id = hex::encode(sha256(b"tx"));
+        let bytes = encode_versioned(v, tx_id.as_bytes());
+        assert_eq!((bytes.len(), bytes[12]), (13 + 32, VALUE_HEX_64));
+        assert_eq!(
+            decode_versioned("k", &bytes).unwrap().value,
+            tx_id.as_bytes()
+        );
+        // Upper-case or shorter hex is not a transaction id: kept as it is.
+        let upper = tx_id.to_uppercase();
+        assert_eq!(encode_versioned(v, upper.as_bytes())[12], VALUE_AS_IS);
+        // A document is compressed, and reads back whole.
+        let document = serde_json::to_vec(&serde_json::json!({
+            "id": "reading-1", "kind": "vehicle-count", "generated_by": "tl-1",
+            "derived_from": ["reading-0"], "location": "crossing 4, north approach",
+            "recorded": { "tx_id": tx_id, "by": { "id": "Org1MSP/traffic-light-1" } },
+        }))
+        .unwrap();
+        assert!(document.len() >= COMPRESS_FROM);
+        let bytes = encode_versioned(v, &document);
+        assert_eq!(bytes[12], VALUE_ZSTD);
+        assert!(bytes.len() < 13 + document.len());
+        assert_eq!(decode_versioned("k", &bytes).unwrap().value, document);
+        // Damaged bytes are an error that names the key, never a wrong value.
+        let mut damaged = bytes.clone();
+        damaged.truncate(damaged.len() - 3);
+        let err = decode_versioned("doc-key", &damaged)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("doc-key"), "{err}");
+        let mut unknown = bytes.clone();
+        unknown[12] = 9;
+        let err = decode_versioned("doc-key", &unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown value encoding 9"), "{err}");
+
         assert_eq!(encode_modification(None)[0], 1);
         assert_eq!(encode_modification(Some(b"v"))[1..], sha256(b"v")[..16]);
         let v1 = encode_modification_v1("tx1", Timestamp::from_seconds(3), None);
@@ -754,9 +1127,17 @@ mod tests {
         let canonical = RawBlock::encode(b"header", &txs, b"signature");
         let (stored, certificates) = compact_block(&canonical).unwrap();
         assert_eq!(certificates.len(), 3);
-        // The certificates are cut out; each leaves a 36-byte reference (offset and hash).
+        // The certificates are cut out (each leaves a 36-byte reference: offset and hash) and
+        // the rest is compressed.
+        assert!(stored.starts_with(COMPRESSED_TAG));
+        let mut r = Reader::new("stored block", &stored);
+        let (refs, compressed) = parse_compact(&mut r, COMPRESSED_TAG).unwrap();
+        assert_eq!(refs.len(), 3);
         let cut = 2 * creator.certificate_pem.len() + other.certificate_pem.len();
-        assert_eq!(stored.len(), canonical.len() - cut + 5 + 4 + 3 * 36 + 4);
+        assert_eq!(
+            decompress_block(compressed).unwrap().len(),
+            canonical.len() - cut
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("t.redb")).unwrap();

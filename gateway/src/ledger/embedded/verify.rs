@@ -11,7 +11,8 @@
 //! Then the derived tables, which queries and endorsements read, are checked against the log:
 //! the key history as a multiset digest of the valid transactions' writes (each entry carries
 //! the hash of the value written), the world state key by key against the last history entry of
-//! each key (version and value hash; both tables are sorted by key, so this is a merge), and the
+//! each key (version and value hash; the history is keyed by the key's hash, so each state key is
+//! a point lookup), with as many keys live in the history as the state holds, and the
 //! transaction index by looking each transaction of the log up in it. So editing the state
 //! behind the log's back (say, marking a device joined again) is caught too.
 //!
@@ -32,8 +33,8 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::codec::{sha256, BlockHeader, Hash, RawBlock, Transaction};
 use super::node_key::{public_key_point, PUBLIC_KEY_FILE};
 use super::store::{
-    decode_versioned, encode_modification, expand_block, format_of, unsupported_format, BLOCKS,
-    CERTS, FORMAT_VERSION, HISTORY, STATE, STORE_FILE, TX_IDS,
+    decode_versioned, encode_modification, expand_block, format_of, key_hash, read_block,
+    unsupported_format, KeyHash, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, STATE, STORE_FILE, TX_IDS,
 };
 use tom_contract::simulation::Version;
 
@@ -302,17 +303,15 @@ fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyErro
         })?;
     match format_of(&db).map_err(|e| store_error(path, e))? {
         Some(FORMAT_VERSION) | None => {}
-        Some(1) => {
-            return Err(store_error(
-                path,
-                format!(
-                    "the store has storage format 1 (written by an older tom); this tom verifies \
+        Some(old @ (1 | 2)) => return Err(store_error(
+            path,
+            format!(
+                "the store has storage format {old} (written by an older tom); this tom verifies \
                      format {FORMAT_VERSION}: start `tom serve` on this data directory once (it \
                      migrates the store in place and checks the log), stop it, then run tom \
                      verify again"
-                ),
-            ))
-        }
+            ),
+        )),
         Some(other) => return Err(store_error(path, unsupported_format(other))),
     }
     let txn = db.begin_read().map_err(|e| store_error(path, e))?;
@@ -746,8 +745,11 @@ impl<'k> Checker<'k> {
     fn apply(&mut self, block: u64, index: u32, tx: &Transaction) {
         let version = Version { block, tx: index };
         for (key, value) in &tx.rwset.writes {
-            self.history
-                .add(key, version, &encode_modification(value.as_deref()));
+            self.history.add(
+                key_hash(key),
+                version,
+                &encode_modification(value.as_deref()),
+            );
         }
     }
 }
@@ -802,10 +804,9 @@ struct MultisetDigest {
 }
 
 impl MultisetDigest {
-    fn add(&mut self, key: &str, version: Version, modification: &[u8]) {
+    fn add(&mut self, key: KeyHash, version: Version, modification: &[u8]) {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(&(key.len() as u64).to_be_bytes());
-        ctx.update(key.as_bytes());
+        ctx.update(&key.to_be_bytes());
         ctx.update(&version.block.to_be_bytes());
         ctx.update(&version.tx.to_be_bytes());
         ctx.update(modification);
@@ -823,36 +824,80 @@ impl MultisetDigest {
     }
 }
 
-type HistoryRow<'a> = Result<
-    (
-        redb::AccessGuard<'a, (&'static str, u64, u32)>,
-        redb::AccessGuard<'a, &'static [u8]>,
-    ),
-    redb::StorageError,
->;
-
-/// The last history entry of the next key: `(key, version, entry)`.
-fn last_of_next_key<'a>(
-    rows: &mut std::iter::Peekable<impl Iterator<Item = HistoryRow<'a>>>,
+/// How many keys the history leaves live (last change not a delete), in one pass over it.
+fn live_keys(
+    history: &redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
     path: &Path,
-) -> Result<Option<(String, Version, Vec<u8>)>, VerifyError> {
-    let mut last: Option<(String, Version, Vec<u8>)> = None;
-    loop {
-        let same_key = match (rows.peek(), &last) {
-            (None, _) => break,
-            (Some(Ok((key, _))), Some((previous, _, _))) => key.value().0 == previous.as_str(),
+) -> Result<u64, VerifyError> {
+    let mut live = 0u64;
+    let mut current: Option<(KeyHash, bool)> = None;
+    let mut close = |group: Option<(KeyHash, bool)>| {
+        if let Some((_, true)) = group {
+            live += 1;
+        }
+    };
+    for row in history.iter().map_err(|e| store_error(path, e))? {
+        let (position, entry) = row.map_err(|e| store_error(path, e))?;
+        let (h, _, _) = position.value();
+        let is_live = entry.value().first() != Some(&1);
+        match &mut current {
+            Some((current_hash, state)) if *current_hash == h => *state = is_live,
+            _ => {
+                close(current.take());
+                current = Some((h, is_live));
+            }
+        }
+    }
+    close(current);
+    Ok(live)
+}
+
+/// The first key the history leaves live that the state does not hold, read from the
+/// transaction that last wrote it (the error path of [`check_indexes`] only).
+fn missing_live_key(
+    path: &Path,
+    txn: &redb::ReadTransaction,
+    history: &redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
+    state: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+) -> Result<Option<String>, VerifyError> {
+    let blocks = txn.open_table(BLOCKS).map_err(|e| store_error(path, e))?;
+    let certs = txn.open_table(CERTS).map_err(|e| store_error(path, e))?;
+    let mut rows = history.iter().map_err(|e| store_error(path, e))?.peekable();
+    while let Some(row) = rows.next() {
+        let (position, entry) = row.map_err(|e| store_error(path, e))?;
+        let (h, block, tx) = position.value();
+        let last_of_key = match rows.peek() {
+            Some(Ok((next, _))) => next.value().0 != h,
             _ => true,
         };
-        if !same_key {
-            break;
+        if !last_of_key || entry.value().first() == Some(&1) {
+            continue;
         }
-        let Some(row) = rows.next() else { break };
-        let (key, value) = row.map_err(|e| store_error(path, e))?;
-        let (k, block, tx) = key.value();
-        let version = Version { block, tx };
-        last = Some((k.to_owned(), version, value.value().to_vec()));
+        let Ok(Some(bytes)) = read_block(&blocks, &certs, block) else {
+            continue;
+        };
+        let Ok(raw) = RawBlock::decode(&bytes) else {
+            continue;
+        };
+        let Some(Ok(tx)) = raw
+            .transactions
+            .get(tx as usize)
+            .map(|t| Transaction::decode(t))
+        else {
+            continue;
+        };
+        for key in tx.rwset.writes.keys() {
+            if key_hash(key) == h
+                && state
+                    .get(key.as_str())
+                    .map_err(|e| store_error(path, e))?
+                    .is_none()
+            {
+                return Ok(Some(key.clone()));
+            }
+        }
     }
-    Ok(last)
+    Ok(None)
 }
 
 /// Compare the derived tables with what the verified log produces, in memory that does not
@@ -893,82 +938,67 @@ fn check_indexes(
         ));
     }
 
-    // World state: each key's value and version must be its last history entry's.
+    // World state: each key's value and version must be its key's last history entry (a point
+    // lookup: the history is ordered by key hash, the state by key), and as many keys must be
+    // live in the history (last change not a delete) as the state holds.
     let state = txn.open_table(STATE).map_err(|e| store_error(path, e))?;
-    let mut rows = history.iter().map_err(|e| store_error(path, e))?.peekable();
     let mut state_keys = 0u64;
-    let mut state_rows = state.iter().map_err(|e| store_error(path, e))?;
-    let mut state_row = state_rows.next();
-    loop {
-        let expected = loop {
-            match last_of_next_key(&mut rows, path)? {
-                // A key whose last change is a delete is not in the state.
-                Some((_, _, entry)) if entry.first() == Some(&1) => continue,
-                other => break other,
-            }
+    for row in state.iter().map_err(|e| store_error(path, e))? {
+        let (key, value) = row.map_err(|e| store_error(path, e))?;
+        let key = key.value();
+        let found = decode_versioned(key, value.value())
+            .map_err(|e| mismatch("state", key, format!("undecodable value: {e}")))?;
+        state_keys += 1;
+        let h = key_hash(key);
+        let last = history
+            .range((h, 0u64, 0u32)..=(h, u64::MAX, u32::MAX))
+            .map_err(|e| store_error(path, e))?
+            .next_back()
+            .transpose()
+            .map_err(|e| store_error(path, e))?;
+        let Some((position, entry)) = last else {
+            return Err(mismatch(
+                "state",
+                key,
+                "in the state but never written by the log".into(),
+            ));
         };
-        let current = match state_row.take() {
-            None => None,
-            Some(row) => {
-                let (key, value) = row.map_err(|e| store_error(path, e))?;
-                let key = key.value().to_owned();
-                let found = decode_versioned(&key, value.value())
-                    .map_err(|e| mismatch("state", &key, format!("undecodable value: {e}")))?;
-                state_row = state_rows.next();
-                state_keys += 1;
-                Some((key, found))
-            }
-        };
-        match (expected, current) {
-            (None, None) => break,
-            (Some((k, _, _)), None) => {
-                return Err(mismatch(
-                    "state",
-                    &k,
-                    "written by the log but missing from the state".into(),
-                ))
-            }
-            (None, Some((key, _))) => {
-                return Err(mismatch(
-                    "state",
-                    &key,
-                    "in the state but never written by the log".into(),
-                ))
-            }
-            (Some((k, version, entry)), Some((key, found))) => {
-                if k < key {
-                    return Err(mismatch(
-                        "state",
-                        &k,
-                        "written by the log but missing from the state".into(),
-                    ));
-                }
-                if key < k {
-                    return Err(mismatch(
-                        "state",
-                        &key,
-                        "in the state but never written by the log".into(),
-                    ));
-                }
-                if version != found.version {
-                    return Err(mismatch(
-                        "state",
-                        &key,
-                        format!(
-                            "the log wrote it at {version:?}, the state says {:?}",
-                            found.version
-                        ),
-                    ));
-                }
-                if entry != encode_modification(Some(&found.value)) {
-                    return Err(mismatch(
-                        "state",
-                        &key,
-                        "value differs from the one the log wrote".into(),
-                    ));
-                }
-            }
+        let (_, block, tx) = position.value();
+        let version = Version { block, tx };
+        if entry.value().first() == Some(&1) {
+            return Err(mismatch(
+                "state",
+                key,
+                format!("the log deleted it at {version:?}, but it is in the state"),
+            ));
         }
+        if version != found.version {
+            return Err(mismatch(
+                "state",
+                key,
+                format!(
+                    "the log wrote it at {version:?}, the state says {:?}",
+                    found.version
+                ),
+            ));
+        }
+        if entry.value() != encode_modification(Some(&found.value)) {
+            return Err(mismatch(
+                "state",
+                key,
+                "value differs from the one the log wrote".into(),
+            ));
+        }
+    }
+    let live = live_keys(&history, path)?;
+    if live != state_keys {
+        // Name a key the log left live that the state lacks (read from the log: only here).
+        let missing = missing_live_key(path, txn, &history, &state)?;
+        return Err(mismatch(
+            "state",
+            &missing.unwrap_or_default(),
+            format!("written by the log but missing from the state ({live} keys live in the log, {state_keys} in the state)"),
+        ));
     }
     // Transaction index: every transaction of the log was found where it is; nothing else.
     if let Some(m) = &checker.index_mismatch {
