@@ -15,7 +15,7 @@ use redb::ReadableTable;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tom_contract::simulation::{validate, MvccConflict, Version};
 
-use super::codec::{self, sha256, BlockHeader, Hash, RawBlock, ValidationCode};
+use super::codec::{sha256, BlockHeader, Hash, RawBlock, ValidationCode};
 use super::health::{classify, open_fault, Shared};
 use super::node_key::NodeKey;
 use super::store::{self, BlockInProgress};
@@ -423,13 +423,13 @@ impl Committer {
                         block: number,
                         tx: index,
                     };
-                    for (key, value) in &e.rwset.writes {
-                        match value {
-                            Some(value) => {
+                    for ((key, _), prepared) in e.rwset.writes.iter().zip(&e.prepared) {
+                        match &prepared.encoded {
+                            Some(encoded) => {
                                 state
                                     .insert(
                                         key.as_str(),
-                                        store::encode_versioned(version, value).as_slice(),
+                                        store::with_version(version, encoded).as_slice(),
                                     )
                                     .map_err(|e| store_error("write state", e))?;
                             }
@@ -440,11 +440,10 @@ impl Committer {
                             }
                         }
                         // The value, tx id and timestamp are in this block's transaction.
-                        let modification = store::encode_modification(value.as_deref());
                         history
                             .insert(
-                                (store::key_hash(key), number, index),
-                                modification.as_slice(),
+                                (prepared.key_hash, number, index),
+                                prepared.history_entry.as_slice(),
                             )
                             .map_err(|e| store_error("write history", e))?;
                     }
@@ -452,9 +451,14 @@ impl Committer {
                 tx_ids
                     .insert(tx_id, (number, index, code as u8))
                     .map_err(|e| store_error("write tx_ids", e))?;
-                let bytes =
-                    codec::encode_tx(&e.proposal_bytes, &e.signature, &e.rwset, &e.response, code);
-                tx_hashes.push(sha256(&bytes));
+                // Encoded and hashed at endorsement as valid; the last byte is the code.
+                let mut bytes = e.tx_bytes.clone();
+                if code.is_valid() {
+                    tx_hashes.push(e.tx_hash);
+                } else {
+                    *bytes.last_mut().expect("a transaction is never empty") = code as u8;
+                    tx_hashes.push(sha256(&bytes));
+                }
                 transactions.push(bytes);
                 outcomes.push(match verdict {
                     Ok(()) => Outcome::Valid,

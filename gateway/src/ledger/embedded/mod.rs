@@ -162,10 +162,15 @@ impl EmbeddedOptions {
 pub struct Endorsement {
     tx_id: String,
     timestamp: Timestamp,
-    proposal_bytes: Vec<u8>,
-    signature: Vec<u8>,
     rwset: ReadWriteSet,
     response: Vec<u8>,
+    /// The rwset's writes in its order, prepared for the store ([`store::PreparedWrite`]).
+    prepared: Vec<store::PreparedWrite>,
+    /// The transaction's block bytes if it validates ([`codec::encode_tx`]: proposal, creator
+    /// signature, rwset, response), and their hash:
+    /// computed here, on the endorsing thread, rather than on the single committer thread.
+    tx_bytes: Vec<u8>,
+    tx_hash: codec::Hash,
 }
 
 impl Endorsement {
@@ -650,13 +655,28 @@ fn endorse_blocking(
         proposal.creator.clone(),
     );
     let response = tom_contract::invoke(&mut simulator, &proposal.function, &[&proposal.argument])?;
+    let rwset = simulator.into_rwset();
+    let prepared = rwset
+        .writes
+        .iter()
+        .map(|(key, value)| store::PreparedWrite::of(key, value.as_deref()))
+        .collect();
+    let tx_bytes = codec::encode_tx(
+        &proposal_bytes,
+        &signature,
+        &rwset,
+        &response,
+        ValidationCode::Valid,
+    );
+    let tx_hash = codec::sha256(&tx_bytes);
     Ok(Endorsement {
         tx_id: proposal.tx_id,
         timestamp: proposal.timestamp,
-        proposal_bytes,
-        signature,
-        rwset: simulator.into_rwset(),
+        rwset,
         response,
+        prepared,
+        tx_bytes,
+        tx_hash,
     })
 }
 

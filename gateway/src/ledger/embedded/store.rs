@@ -115,14 +115,24 @@ fn is_lower_hex_64(value: &[u8]) -> bool {
 
 /// A state value as stored: `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes` (see [`VALUE_AS_IS`]).
 pub fn encode_versioned(version: Version, value: &[u8]) -> Vec<u8> {
-    let mut w = Writer::with_capacity(13 + value.len());
+    with_version(version, &encode_value(value))
+}
+
+/// `u64 block ‖ u32 tx ‖ encoded`: an [`encode_value`] result placed at its version.
+pub fn with_version(version: Version, encoded: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(12 + encoded.len());
     w.version(version);
+    w.buf.extend_from_slice(encoded);
+    w.buf
+}
+
+/// `u8 encoding ‖ bytes`: how a value is kept, whatever version it gets.
+pub fn encode_value(value: &[u8]) -> Vec<u8> {
     if is_lower_hex_64(value) {
-        w.u8(VALUE_HEX_64);
-        let mut raw = [0u8; 32];
-        hex::decode_to_slice(value, &mut raw).expect("checked: 64 hex digits");
-        w.buf.extend_from_slice(&raw);
-        return w.buf;
+        let mut encoded = vec![0u8; 33];
+        encoded[0] = VALUE_HEX_64;
+        hex::decode_to_slice(value, &mut encoded[1..]).expect("checked: 64 hex digits");
+        return encoded;
     }
     if value.len() >= COMPRESS_FROM {
         let compressed = VALUE_COMPRESSOR.with(|slot| {
@@ -134,14 +144,38 @@ pub fn encode_versioned(version: Version, value: &[u8]) -> Vec<u8> {
             compressor.compress(value).ok()
         });
         if let Some(compressed) = compressed.filter(|c| c.len() < value.len()) {
-            w.u8(VALUE_ZSTD);
-            w.buf.extend_from_slice(&compressed);
-            return w.buf;
+            let mut encoded = Vec::with_capacity(1 + compressed.len());
+            encoded.push(VALUE_ZSTD);
+            encoded.extend_from_slice(&compressed);
+            return encoded;
         }
     }
-    w.u8(VALUE_AS_IS);
-    w.buf.extend_from_slice(value);
-    w.buf
+    let mut encoded = Vec::with_capacity(1 + value.len());
+    encoded.push(VALUE_AS_IS);
+    encoded.extend_from_slice(value);
+    encoded
+}
+
+/// One write of a transaction, prepared while it is endorsed (on any core) so the single
+/// committer thread only places it: everything about a write that does not depend on the block
+/// and position it lands at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedWrite {
+    pub key_hash: KeyHash,
+    /// [`encode_value`] of the value; `None` for a delete.
+    pub encoded: Option<Vec<u8>>,
+    /// [`encode_modification`] of the value.
+    pub history_entry: [u8; HISTORY_ENTRY_LEN],
+}
+
+impl PreparedWrite {
+    pub fn of(key: &str, value: Option<&[u8]>) -> PreparedWrite {
+        PreparedWrite {
+            key_hash: key_hash(key),
+            encoded: value.map(encode_value),
+            history_entry: encode_modification(value),
+        }
+    }
 }
 
 /// The version and value of a stored state value ([`encode_versioned`]).
