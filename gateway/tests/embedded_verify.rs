@@ -422,7 +422,7 @@ async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
         let text = String::from_utf8(found.value)
             .unwrap()
             .replace("sensor", "camera");
-        let value = store::encode_versioned(found.version, text.as_bytes());
+        let value = store::encode_versioned(&entity_key, found.version, text.as_bytes());
         state.insert(entity_key.as_str(), value.as_slice()).unwrap();
     });
     expect(err, "state", &entity_key);

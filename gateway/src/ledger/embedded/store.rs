@@ -4,40 +4,55 @@
 //! commits a block atomically with the world state, key history and transaction index it
 //! produces: after a crash either all of a block is there or none of it.
 //!
-//! | table     | key                       | value                                                   |
-//! |-----------|---------------------------|---------------------------------------------------------|
-//! | `blocks`  | block number (`u64`)      | the block, stored compact (below)                       |
-//! | `certs`   | SHA-256 of a certificate  | the creator certificate (PEM), once per certificate     |
-//! | `state`   | key (`&str`)              | `u64 block ‖ u32 tx ‖ value`: the version that wrote it, then the value |
-//! | `history` | `(key, block, tx)`        | `u8 is_delete`: the rest is in the transaction at `(block, tx)` |
-//! | `tx_ids`  | transaction id (`&str`)   | `(block, tx index, validation code)`                    |
-//! | `meta`    | `"format"`                | [`FORMAT_VERSION`] of this layout                      |
+//! | table         | key                          | value                                                |
+//! |---------------|------------------------------|------------------------------------------------------|
+//! | `blocks`      | block number (`u64`)         | the block, stored compressed (below)                 |
+//! | `certs`       | SHA-256 of a certificate     | the creator certificate (PEM), once per certificate  |
+//! | `world_state` | key (`&str`)                 | `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes`: the version that wrote it, then the value ([`encode_versioned`]) |
+//! | `key_history` | `(key hash u128, block, tx)` | `u8 is_delete ‖ 16 bytes of the value's SHA-256`: the rest is in the transaction at `(block, tx)` |
+//! | `tx_ids`      | transaction id (`&str`)      | `(block, tx index, validation code)`                 |
+//! | `meta`        | `"format"`                   | [`FORMAT_VERSION`] of this layout                    |
 //!
-//! The block log is the record; `state`, `history` and `tx_ids` are indexes derived from it (a
-//! Fabric peer's state and history databases), kept in the same file so they never disagree.
+//! The block log is the record; `world_state`, `key_history` and `tx_ids` are indexes derived
+//! from it (a Fabric peer's state and history databases), kept in the same file so they never
+//! disagree, and `tom verify` re-derives them from the log.
 //!
-//! # Why this layout (format 2)
+//! # Why this layout (format 3)
 //!
-//! Format 1 stored each block's canonical bytes whole and a copy of every written value, with
-//! the transaction id and timestamp, in `history`. Measured at 100k records (the scale bench,
-//! `cargo bench -p tom-gateway --bench scale`), history was the largest table and the creator's
-//! certificate (~0.8 KB of PEM, the same few certificates over and over) a large part of every
-//! transaction. Format 2 changes only how bytes are stored, never what is hashed or signed:
+//! Every change here is to how bytes are stored, never to what is hashed or signed: readers get
+//! the canonical bytes ([`super::codec`]) back, so verification, evidence bundles and event
+//! replay are unchanged. The scale bench (`cargo bench -p tom-gateway --bench scale`) prints
+//! where each record's bytes go; these choices follow its figures.
 //!
-//! * A stored block is its canonical bytes ([`super::codec`]) with each transaction's
-//!   certificate cut out and named by its SHA-256 instead:
-//!   `"TOMZ" 1 ‖ u32 n ‖ (u32 offset ‖ hash certificate)* ‖ canonical bytes without them`.
-//!   [`expand_block`] puts them back, so readers (verification, evidence bundles, event replay)
-//!   see exactly the bytes that were hashed and signed, and a changed certificate breaks the
-//!   transaction's hash in the signed header as before. A stored block that starts with the
-//!   canonical tag `TOMB` is read as is.
-//! * A history entry says only whether it was a delete; [`history_of`] reads the transaction id,
-//!   timestamp and value from the transaction at `(block, tx)` in the log, as a Fabric peer's
-//!   history database points into its block store. History costs a key per write, not a value.
+//! * **Blocks** (format 2, then 3): the creator's certificate (~0.8 KB of PEM, the same few
+//!   certificates over and over) is cut out of each transaction and named by its SHA-256 (kept
+//!   once in `certs`), and the rest is compressed with zstd:
+//!   `"TOMC" 1 ‖ u32 n ‖ (u32 offset ‖ hash certificate)* ‖ bytes zstd(canonical without them)`.
+//!   A transaction carries its record's JSON several times (argument, written value, event,
+//!   response) and its transaction id in every index key, so a block compresses about 9:1
+//!   (5.8 KB → 0.64 KB per record in the bench). [`expand_block`] restores the canonical bytes;
+//!   a changed certificate or a damaged frame breaks the transaction's hash in the signed header
+//!   as before. Format 2's `"TOMZ"` blocks (cut, not compressed) and format 1's canonical
+//!   `"TOMB"` blocks are read as they are.
+//! * **World state values**: one byte says how the value is kept. An index entry whose value
+//!   repeats its key's last attribute (the time-ordered record indexes end with the transaction
+//!   id they hold) stores nothing more; another transaction id (64 lowercase hex digits: the
+//!   other index entries' values) is kept as its 32 bytes; a value of 160 bytes or more (the
+//!   entities and records, JSON with signed envelopes) is compressed with zstd when that is
+//!   smaller; anything else is kept as it is.
+//! * **History** keeps per write only whether it was a delete and a hash of the value, and is
+//!   keyed by a 128-bit hash of the key instead of the key (28 bytes of key whatever the key's
+//!   length); [`history_of`] reads the transaction id, timestamp and value from the transaction
+//!   at `(block, tx)`, as a Fabric peer's history database points into its block store, and skips
+//!   an entry whose transaction did not write the key (a hash collision, never seen).
+//! * Writes are prepared (key hash, encoded value, history entry) and each transaction's bytes
+//!   encoded and hashed while it is endorsed, on any core ([`PreparedWrite`]); the single
+//!   committer thread only places them.
 //!
-//! A store without a `meta` table is format 1; opening it migrates it in place ([`upgrade`]),
-//! in batches of blocks, resumably (each block and history entry says which form it is in).
-//! A store of a newer format is refused with a message naming both versions.
+//! A store of format 1 (no `meta` table) or 2 is migrated in place when the ledger opens
+//! ([`upgrade`]), in batches, resumably; `tom verify` only reads, so it refuses an old format
+//! and says to start `tom serve` once. A store of a newer format is refused with a message
+//! naming both versions.
 
 use std::collections::HashMap;
 
@@ -95,6 +110,9 @@ const VALUE_AS_IS: u8 = 0;
 const VALUE_HEX_64: u8 = 1;
 /// zstd-compressed (values of [`COMPRESS_FROM`] bytes or more, when that is smaller).
 const VALUE_ZSTD: u8 = 2;
+/// The value is the key's last attribute (an index entry `…\0<tx id>\0` whose value is that
+/// transaction id): nothing more is stored.
+const VALUE_LAST_ATTRIBUTE: u8 = 3;
 /// Below this a value is not worth a compression frame.
 const COMPRESS_FROM: usize = 160;
 /// zstd's level for single values: small documents gain little from higher levels.
@@ -109,13 +127,32 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// Whether `value` is the last attribute of the composite key `key` (`\0type\0a\0…\0value\0`):
+/// the contract's time-ordered indexes end with the transaction id their value repeats.
+fn is_last_attribute(key: &str, value: &[u8]) -> bool {
+    let key = key.as_bytes();
+    !value.is_empty()
+        && !value.contains(&0)
+        && key.len() > value.len() + 2
+        && key.ends_with(&[0])
+        && key[..key.len() - 1].ends_with(value)
+        && key[key.len() - value.len() - 2] == 0
+}
+
+/// The last attribute of a composite key (see [`is_last_attribute`]).
+fn last_attribute(key: &str) -> Option<&[u8]> {
+    let body = key.as_bytes().strip_suffix(&[0])?;
+    let start = body.iter().rposition(|b| *b == 0)? + 1;
+    Some(&body[start..]).filter(|a| !a.is_empty())
+}
+
 fn is_lower_hex_64(value: &[u8]) -> bool {
     value.len() == 64 && value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A state value as stored: `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes` (see [`VALUE_AS_IS`]).
-pub fn encode_versioned(version: Version, value: &[u8]) -> Vec<u8> {
-    with_version(version, &encode_value(value))
+pub fn encode_versioned(key: &str, version: Version, value: &[u8]) -> Vec<u8> {
+    with_version(version, &encode_value(key, value))
 }
 
 /// `u64 block ‖ u32 tx ‖ encoded`: an [`encode_value`] result placed at its version.
@@ -126,8 +163,11 @@ pub fn with_version(version: Version, encoded: &[u8]) -> Vec<u8> {
     w.buf
 }
 
-/// `u8 encoding ‖ bytes`: how a value is kept, whatever version it gets.
-pub fn encode_value(value: &[u8]) -> Vec<u8> {
+/// `u8 encoding ‖ bytes`: how the value of `key` is kept, whatever version it gets.
+pub fn encode_value(key: &str, value: &[u8]) -> Vec<u8> {
+    if is_last_attribute(key, value) {
+        return vec![VALUE_LAST_ATTRIBUTE];
+    }
     if is_lower_hex_64(value) {
         let mut encoded = vec![0u8; 33];
         encoded[0] = VALUE_HEX_64;
@@ -172,7 +212,7 @@ impl PreparedWrite {
     pub fn of(key: &str, value: Option<&[u8]>) -> PreparedWrite {
         PreparedWrite {
             key_hash: key_hash(key),
-            encoded: value.map(encode_value),
+            encoded: value.map(|value| encode_value(key, value)),
             history_entry: encode_modification(value),
         }
     }
@@ -193,6 +233,14 @@ pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubE
         VALUE_AS_IS => stored.to_vec(),
         VALUE_HEX_64 if stored.len() == 32 => hex::encode(stored).into_bytes(),
         VALUE_ZSTD => decompress_value(stored).map_err(|e| stub_error(key, e))?,
+        VALUE_LAST_ATTRIBUTE if stored.is_empty() => last_attribute(key)
+            .ok_or_else(|| {
+                stub_error(
+                    key,
+                    "value stored as the key's last attribute, which it lacks",
+                )
+            })?
+            .to_vec(),
         other => {
             return Err(stub_error(
                 key,
@@ -782,9 +830,12 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
     // World state: each value re-encoded, 10,000 keys per transaction.
     move_rows(db, STATE_FORMAT_2, STATE, |key, value, to| {
         let old = decode_format_2_value(key, value)?;
-        to.insert(key, encode_versioned(old.version, &old.value).as_slice())
-            .map(drop)
-            .map_err(|e| e.to_string())
+        to.insert(
+            key,
+            encode_versioned(key, old.version, &old.value).as_slice(),
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
     })?;
     // History: keyed by the key's hash; a format-1 entry keeps only its delete flag and hash.
     move_rows(
@@ -1069,7 +1120,7 @@ mod tests {
     #[test]
     fn values_and_modifications_round_trip() {
         let v = Version { block: 7, tx: 3 };
-        let bytes = encode_versioned(v, b"hello");
+        let bytes = encode_versioned("k", v, b"hello");
         assert_eq!(
             decode_versioned("k", &bytes).unwrap(),
             VersionedValue {
@@ -1081,7 +1132,7 @@ mod tests {
 
         // A transaction id (an index entry's value) is kept as its 32 bytes.
         let tx_id = hex::encode(sha256(b"tx"));
-        let bytes = encode_versioned(v, tx_id.as_bytes());
+        let bytes = encode_versioned("k", v, tx_id.as_bytes());
         assert_eq!((bytes.len(), bytes[12]), (13 + 32, VALUE_HEX_64));
         assert_eq!(
             decode_versioned("k", &bytes).unwrap().value,
@@ -1089,7 +1140,28 @@ mod tests {
         );
         // Upper-case or shorter hex is not a transaction id: kept as it is.
         let upper = tx_id.to_uppercase();
-        assert_eq!(encode_versioned(v, upper.as_bytes())[12], VALUE_AS_IS);
+        assert_eq!(encode_versioned("k", v, upper.as_bytes())[12], VALUE_AS_IS);
+        // An index entry whose value is its key's last attribute stores nothing more.
+        let index_key = format!("\0tom.by-time\0{}\0{tx_id}\0", "01796053047149528857");
+        let bytes = encode_versioned(&index_key, v, tx_id.as_bytes());
+        assert_eq!((bytes.len(), bytes[12]), (13, VALUE_LAST_ATTRIBUTE));
+        assert_eq!(
+            decode_versioned(&index_key, &bytes).unwrap().value,
+            tx_id.as_bytes()
+        );
+        // Not when the value only ends the last attribute, or the key is not composite.
+        let partial = format!("\0tom.by-time\0x{tx_id}\0");
+        assert_ne!(
+            encode_versioned(&partial, v, tx_id.as_bytes())[12],
+            VALUE_LAST_ATTRIBUTE
+        );
+        assert_ne!(
+            encode_versioned(&tx_id, v, tx_id.as_bytes())[12],
+            VALUE_LAST_ATTRIBUTE
+        );
+        // The same bytes under a key without that attribute are refused, not made up.
+        let err = decode_versioned("plain", &bytes).unwrap_err().to_string();
+        assert!(err.contains("last attribute"), "{err}");
         // A document is compressed, and reads back whole.
         let document = serde_json::to_vec(&serde_json::json!({
             "id": "reading-1", "kind": "vehicle-count", "generated_by": "tl-1",
@@ -1098,7 +1170,7 @@ mod tests {
         }))
         .unwrap();
         assert!(document.len() >= COMPRESS_FROM);
-        let bytes = encode_versioned(v, &document);
+        let bytes = encode_versioned("k", v, &document);
         assert_eq!(bytes[12], VALUE_ZSTD);
         assert!(bytes.len() < 13 + document.len());
         assert_eq!(decode_versioned("k", &bytes).unwrap().value, document);

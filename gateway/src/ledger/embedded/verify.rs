@@ -303,15 +303,17 @@ fn verify_store(path: &Path, node_key: &[u8]) -> Result<VerifyReport, VerifyErro
         })?;
     match format_of(&db).map_err(|e| store_error(path, e))? {
         Some(FORMAT_VERSION) | None => {}
-        Some(old @ (1 | 2)) => return Err(store_error(
-            path,
-            format!(
+        Some(old @ (1 | 2)) => {
+            return Err(store_error(
+                path,
+                format!(
                 "the store has storage format {old} (written by an older tom); this tom verifies \
                      format {FORMAT_VERSION}: start `tom serve` on this data directory once (it \
                      migrates the store in place and checks the log), stop it, then run tom \
                      verify again"
             ),
-        )),
+            ))
+        }
         Some(other) => return Err(store_error(path, unsupported_format(other))),
     }
     let txn = db.begin_read().map_err(|e| store_error(path, e))?;
