@@ -259,7 +259,7 @@ fn print_dev_welcome(created: &DevCredentials, addr: std::net::SocketAddr) {
 fn verify(args: &cli::VerifyArgs) -> anyhow::Result<()> {
     use tom_gateway::ledger::embedded::{
         node_key::PUBLIC_KEY_FILE, open_checkpoint, verify_from_checkpoint, verify_with_public_key,
-        AuditorKey, AuditorPublicKey,
+        AuditorKey, AuditorPublicKey, MAX_CHECKPOINT_BYTES,
     };
     if args.node_public_key.is_none() && args.resume.is_none() && args.checkpoint_out.is_none() {
         return config::verify_embedded(&args.data_dir);
@@ -288,8 +288,18 @@ fn verify(args: &cli::VerifyArgs) -> anyhow::Result<()> {
             let key = AuditorPublicKey::from_pem(&read(public, "--checkpoint-public-key")?)
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("--checkpoint-public-key {}", public.display()))?;
-            let envelope = std::fs::read(resume)
-                .with_context(|| format!("cannot read --resume {}", resume.display()))?;
+            // Bounded: the file is the auditor's, but may be anything by mistake.
+            let envelope = {
+                use std::io::Read as _;
+                let mut bytes = Vec::new();
+                std::fs::File::open(resume)
+                    .and_then(|f| {
+                        f.take(MAX_CHECKPOINT_BYTES as u64 + 1)
+                            .read_to_end(&mut bytes)
+                    })
+                    .with_context(|| format!("cannot read --resume {}", resume.display()))?;
+                bytes
+            };
             let checkpoint = open_checkpoint(&envelope, &key)
                 .with_context(|| format!("--resume {}", resume.display()))?;
             verify_from_checkpoint(&dir, &node_key, &checkpoint)

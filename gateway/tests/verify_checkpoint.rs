@@ -395,6 +395,8 @@ async fn checkpoints_that_do_not_vouch_for_this_log_are_refused() {
     );
     let err = resume(dir.path(), b"{\"not\": \"an envelope\"}").unwrap_err();
     assert!(err.to_string().contains("not a DSSE envelope"), "{err}");
+    let err = resume(dir.path(), &vec![b' '; 100_000]).unwrap_err();
+    assert!(err.to_string().contains("100000 bytes"), "{err}");
 
     // A checkpoint of another ledger whose node key differs: refused before any block is read.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -528,6 +530,23 @@ async fn tom_verify_writes_and_resumes_from_a_checkpoint() {
     assert!(
         err.contains("checkpoint.json") && err.contains("does not verify with the auditor key"),
         "{err}"
+    );
+
+    // The auditor's own copy of the node key: the right one verifies, another is caught at
+    // the genesis block's signature.
+    let kept = files.path().join("node.pub.pem");
+    std::fs::copy(ledger_dir.join("node.pub.pem"), &kept).unwrap();
+    let (ok, out, err) = tom(&["--node-public-key".as_ref(), kept.as_os_str()]);
+    assert!(
+        ok && out.contains("blocks 0..=4 fully checked"),
+        "{out}{err}"
+    );
+    let wrong = files.path().join("wrong.pub.pem");
+    std::fs::write(&wrong, public_key_pem_of_fixture("org2")).unwrap();
+    let (ok, out, err) = tom(&["--node-public-key".as_ref(), wrong.as_os_str()]);
+    assert!(
+        !ok && err.contains("block 0") && err.contains("node's block signature"),
+        "{out}{err}"
     );
 
     // The options come in pairs.

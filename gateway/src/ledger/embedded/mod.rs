@@ -81,6 +81,7 @@ pub use verify::{
     checkpoint_subject, open_checkpoint, verify, verify_from_checkpoint, verify_with_public_key,
     AuditorKey, AuditorPublicKey, Checkpoint, CheckpointPredicate, HistoryDigest, IndexMismatch,
     PinnedBy, TamperKind, Tampering, VerifyError, VerifyReport, CHECKPOINT_PREDICATE,
+    MAX_CHECKPOINT_BYTES,
 };
 
 use super::{CommittedEvent, Ledger, LedgerError, Readiness, SigningIdentity, Submitted};

@@ -21,6 +21,37 @@
 //! pass would report. `tom serve` at start-up resumes from a node-signed checkpoint
 //! ([`CHECKPOINT_FILE`]): only the blocks after it get the per-transaction checks.
 //!
+//! # Resuming from an auditor's checkpoint
+//!
+//! The node's own checkpoint is no use to an auditor: the node is the party audited. So after
+//! a successful run the auditor signs what it found with their own key
+//! ([`AuditorKey::sign_checkpoint`], `tom verify --checkpoint-out`): a DSSE envelope over an
+//! in-toto Statement v1, the same envelope and PAE code as the contract's signed claims
+//! (`tom_contract::claims`), whose subject is `tom-ledger:<channel>` pinned by the SHA-256 of
+//! the last verified block's header and whose predicate ([`CHECKPOINT_PREDICATE`],
+//! [`CheckpointPredicate`]) says the height, counts, the key history's multiset digest, the
+//! node key the blocks were verified against, when, and with which tool. A standard format, so
+//! the auditor's statement can be checked with any DSSE implementation.
+//!
+//! The next run ([`open_checkpoint`], [`verify_from_checkpoint`], `tom verify --resume`) first
+//! checks the envelope with the key the auditor names (refused if the signature does not
+//! verify, if it is not this predicate about this ledger, or if it names another node key),
+//! then walks the whole log as before, except that for the blocks the checkpoint pins
+//! (`0..height`) it checks only what SHA-256 can: each header links to the previous one, its
+//! data hash, every transaction's bytes against the header's hash for it, and block
+//! `height - 1`'s header hash against the signed one. Together that fixes every pinned byte
+//! to what the auditor verified, so no node or creator signature (the ECDSA that makes a full
+//! run expensive) is checked again there, and their writes are not replayed: the history digest
+//! continues from the checkpoint's. An old block edited later is still caught (its hash no
+//! longer matches its header, or its header no longer links: a pinned header's edit shows as a
+//! broken link at the block after it, since its own signature is not checked), a log replaced
+//! by another one signed with the same node key fails at block `height - 1`, and a log shorter
+//! than the checkpoint is refused ([`TamperKind::CheckpointTip`], [`TamperKind::Truncated`]).
+//! Blocks from `height` on get every check; the pinned transactions are still decoded and
+//! looked up in the transaction index, and the derived tables are checked over the whole
+//! store as in a full run (merges and a digest, no signatures). The report says which blocks
+//! were pinned, by whose key and when, and how many creator signatures were verified.
+//!
 //! Verification only reads: it opens the store read-only, so it must run while no node has the
 //! store open (stop the gateway first).
 
@@ -829,12 +860,15 @@ impl AuditorPublicKey {
     }
 }
 
-/// A checkpoint whose signature verified with the auditor's key, ready to resume from.
+/// The largest checkpoint file read (its statement is well under a kilobyte).
+pub const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
+
+/// A checkpoint whose signature verified with the auditor's key, ready to resume from. Only
+/// [`open_checkpoint`] makes one, and nothing changes it afterwards.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
-    pub predicate: CheckpointPredicate,
-    /// The fingerprint of the key it verified with.
-    pub signer: String,
+    predicate: CheckpointPredicate,
+    signer: String,
     tip: Hash,
     history: MultisetDigest,
 }
@@ -848,6 +882,12 @@ pub fn open_checkpoint(
     key: &AuditorPublicKey,
 ) -> Result<Checkpoint, VerifyError> {
     let refuse = |detail: String| VerifyError::Checkpoint(detail);
+    if envelope_json.len() > MAX_CHECKPOINT_BYTES {
+        return Err(refuse(format!(
+            "it is {} bytes; a checkpoint is a small JSON envelope (at most {MAX_CHECKPOINT_BYTES})",
+            envelope_json.len()
+        )));
+    }
     let envelope: Envelope = serde_json::from_slice(envelope_json)
         .map_err(|e| refuse(format!("not a DSSE envelope (JSON): {e}")))?;
     let signer = key.fingerprint();
@@ -922,6 +962,17 @@ pub fn open_checkpoint(
 }
 
 impl Checkpoint {
+    /// What the auditor signed.
+    pub fn predicate(&self) -> &CheckpointPredicate {
+        &self.predicate
+    }
+
+    /// The fingerprint (`sha256:<hex>` of the SubjectPublicKeyInfo) of the key its signature
+    /// verified with.
+    pub fn signer(&self) -> &str {
+        &self.signer
+    }
+
     /// Once the pinned blocks are re-hashed: the last one's header is the one the auditor
     /// signed, and they hold what the checkpoint says.
     fn check_pinned(&self, checker: &Checker<'_>) -> Result<(), VerifyError> {
