@@ -363,8 +363,8 @@ fn verify_dir(
             return Err(VerifyError::Checkpoint(format!(
                 "it was made against node key {}, this verification uses node key {}: a \
                  checkpoint only vouches for blocks signed by the key it names",
-                short_fingerprint(&checkpoint.predicate.node_public_key),
-                short_fingerprint(&node_public_key)
+                fingerprint_of_hex(&checkpoint.predicate.node_public_key),
+                fingerprint_of_hex(&node_public_key)
             )));
         }
     }
@@ -494,7 +494,8 @@ fn verify_store(
                 kind: TamperKind::Truncated {
                     checkpoint_height: checkpoint.predicate.height,
                 },
-                intact_blocks: checker.blocks,
+                // Consistent among themselves, but none is linked to the header signed.
+                intact_blocks: 0,
             }));
         }
     }
@@ -725,7 +726,7 @@ fn fingerprint(spki: &[u8]) -> String {
 }
 
 /// The fingerprint of a key given as hex SubjectPublicKeyInfo (as checkpoints carry node keys).
-fn short_fingerprint(spki_hex: &str) -> String {
+fn fingerprint_of_hex(spki_hex: &str) -> String {
     hex::decode(spki_hex).map_or_else(|_| format!("{spki_hex:?}"), |der| fingerprint(&der))
 }
 
