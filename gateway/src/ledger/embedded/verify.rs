@@ -51,6 +51,9 @@
 //! looked up in the transaction index, and the derived tables are checked over the whole
 //! store as in a full run (merges and a digest, no signatures). The report says which blocks
 //! were pinned, by whose key and when, and how many creator signatures were verified.
+//! `cargo run --release -p tom-gateway --example verify_resume` measures the saving (10 000
+//! transactions plus 1 % on 2 cores, release: full 1.3–1.45 s, resumed 0.28–0.57 s, the rest
+//! being re-hashing and the merge of the derived tables; README has the figures).
 //!
 //! Verification only reads: it opens the store read-only, so it must run while no node has the
 //! store open (stop the gateway first).
