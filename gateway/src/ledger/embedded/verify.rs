@@ -784,7 +784,9 @@ impl AuditorKey {
 
     /// A DSSE envelope over an in-toto Statement v1 saying what `report` found, signed by this
     /// key, for [`open_checkpoint`] and [`verify_from_checkpoint`]. `verified_at` is when the
-    /// verification ran.
+    /// verification ran. The signature's `keyid` is the hex SHA-256 of this key's
+    /// SubjectPublicKeyInfo (an auditor need not have a certificate); it is only a hint, the
+    /// verifier uses the key it is given.
     pub fn sign_checkpoint(
         &self,
         report: &VerifyReport,
