@@ -25,10 +25,7 @@ pub enum Command {
     /// Run the gateway's REST API (embedded ledger by default; --fabric PROFILE for a network).
     Serve(ServeArgs),
     /// Check the embedded ledger's files: block hashes, signatures and state, end to end.
-    Verify {
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
-    },
+    Verify(VerifyArgs),
     /// Manage the ledger identities and API tokens the gateway holds.
     #[command(subcommand)]
     Identity(IdentityCommand),
@@ -44,6 +41,33 @@ pub enum Command {
     /// Run a demonstration scenario.
     #[command(subcommand)]
     Demo(DemoCommand),
+}
+
+/// `tom verify`. An auditor who verified the log before resumes from their own signed
+/// checkpoint: the blocks it pins are re-hashed (no signature checked), only later blocks get
+/// every check.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The gateway's data directory (the ledger is in its `ledger/`).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The node's public key (SubjectPublicKeyInfo PEM) as the auditor keeps it; default: the
+    /// `node.pub.pem` in the ledger directory.
+    #[arg(long, value_name = "PUB.pem")]
+    pub node_public_key: Option<PathBuf>,
+    /// After a successful verification, write a checkpoint (DSSE envelope over an in-toto
+    /// statement) signed with --checkpoint-key, to resume from next time.
+    #[arg(long, value_name = "FILE", requires = "checkpoint_key")]
+    pub checkpoint_out: Option<PathBuf>,
+    /// The auditor's private key (PKCS#8 ECDSA P-256 PEM) that signs --checkpoint-out.
+    #[arg(long, value_name = "KEY.pem", requires = "checkpoint_out")]
+    pub checkpoint_key: Option<PathBuf>,
+    /// Resume from this checkpoint: blocks it pins are re-hashed, later ones fully checked.
+    #[arg(long, value_name = "FILE", requires = "checkpoint_public_key")]
+    pub resume: Option<PathBuf>,
+    /// The auditor's public key (PUBLIC KEY PEM) or certificate that must have signed --resume.
+    #[arg(long, value_name = "PUB.pem", requires = "resume")]
+    pub checkpoint_public_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

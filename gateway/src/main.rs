@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
-        Command::Verify { data_dir } => verify(&data_dir),
+        Command::Verify(args) => verify(&args),
         Command::Identity(command) => identity(command),
         Command::Audit {
             gateway,
@@ -254,8 +254,88 @@ fn print_dev_welcome(created: &DevCredentials, addr: std::net::SocketAddr) {
     say!("Devices and workloads that sign their own data: `tom identity issue --name NAME --role device` (takes effect at once).");
 }
 
-fn verify(data_dir: &Path) -> anyhow::Result<()> {
-    config::verify_embedded(data_dir)
+/// `tom verify`; with a checkpoint to resume from or to write, or the auditor's own copy of
+/// the node key, the auditor's path, else the plain check.
+fn verify(args: &cli::VerifyArgs) -> anyhow::Result<()> {
+    use tom_gateway::ledger::embedded::{
+        node_key::PUBLIC_KEY_FILE, open_checkpoint, verify_from_checkpoint, verify_with_public_key,
+        AuditorKey, AuditorPublicKey, MAX_CHECKPOINT_BYTES,
+    };
+    if args.node_public_key.is_none() && args.resume.is_none() && args.checkpoint_out.is_none() {
+        return config::verify_embedded(&args.data_dir);
+    }
+    let read = |path: &Path, what: &str| {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {what} {}", path.display()))
+    };
+    let dir = config::ledger_dir(&args.data_dir);
+    // The signing key is loaded first: a bad one must not be found after an hour of checking.
+    let signer = match &args.checkpoint_key {
+        Some(path) => Some(
+            AuditorKey::from_pkcs8_pem(&read(path, "--checkpoint-key")?)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--checkpoint-key {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let node_key_path = args
+        .node_public_key
+        .clone()
+        .unwrap_or_else(|| dir.join(PUBLIC_KEY_FILE));
+    let node_key = read(&node_key_path, "the node public key")?;
+    let report = match (&args.resume, &args.checkpoint_public_key) {
+        (Some(resume), Some(public)) => {
+            let key = AuditorPublicKey::from_pem(&read(public, "--checkpoint-public-key")?)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--checkpoint-public-key {}", public.display()))?;
+            // Bounded: the file is the auditor's, but may be anything by mistake.
+            let envelope = {
+                use std::io::Read as _;
+                let mut bytes = Vec::new();
+                std::fs::File::open(resume)
+                    .and_then(|f| {
+                        f.take(MAX_CHECKPOINT_BYTES as u64 + 1)
+                            .read_to_end(&mut bytes)
+                    })
+                    .with_context(|| format!("cannot read --resume {}", resume.display()))?;
+                bytes
+            };
+            let checkpoint = open_checkpoint(&envelope, &key)
+                .with_context(|| format!("--resume {}", resume.display()))?;
+            verify_from_checkpoint(&dir, &node_key, &checkpoint)
+        }
+        _ => verify_with_public_key(&dir, &node_key),
+    }
+    .with_context(|| format!("verifying the ledger in {}", dir.display()))?;
+    say!("{report}");
+    if let (Some(signer), Some(out)) = (signer, &args.checkpoint_out) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the system clock is before 1970")?;
+        let verified_at = tom_contract::Timestamp {
+            seconds: i64::try_from(now.as_secs()).context("the system clock is out of range")?,
+            nanos: 0,
+        };
+        let envelope = signer
+            .sign_checkpoint(&report, verified_at)
+            .map_err(anyhow::Error::msg)?;
+        let mut json = serde_json::to_vec_pretty(&envelope)?;
+        json.push(b'\n');
+        // Written beside the target and renamed, so an interrupted write never leaves half a
+        // checkpoint where the last good one was.
+        let temporary = out.with_extension("partial");
+        std::fs::write(&temporary, json)
+            .and_then(|()| std::fs::rename(&temporary, out))
+            .with_context(|| format!("cannot write --checkpoint-out {}", out.display()))?;
+        say!(
+            "checkpoint written to {}: blocks 0..={} (tip {}), signed by {}",
+            out.display(),
+            report.blocks.saturating_sub(1),
+            report.tip_hash,
+            signer.fingerprint()
+        );
+    }
+    Ok(())
 }
 
 fn identity(command: IdentityCommand) -> anyhow::Result<()> {

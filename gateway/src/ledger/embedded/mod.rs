@@ -78,7 +78,10 @@ use tom_contract::Timestamp;
 
 pub use codec::{BlockHeader, Proposal, Transaction, ValidationCode};
 pub use verify::{
-    verify, verify_with_public_key, IndexMismatch, TamperKind, Tampering, VerifyError, VerifyReport,
+    checkpoint_subject, open_checkpoint, verify, verify_from_checkpoint, verify_with_public_key,
+    AuditorKey, AuditorPublicKey, Checkpoint, CheckpointPredicate, HistoryDigest, IndexMismatch,
+    PinnedBy, TamperKind, Tampering, VerifyError, VerifyReport, CHECKPOINT_PREDICATE,
+    MAX_CHECKPOINT_BYTES,
 };
 
 use super::{CommittedEvent, Ledger, LedgerError, Readiness, SigningIdentity, Submitted};
