@@ -465,9 +465,13 @@ pub const DEFAULT_LINEAGE_LIMIT: u32 = 500;
 pub const DEFAULT_FAN_OUT: u32 = 100;
 /// The largest `fan_out` a caller may ask for.
 pub const MAX_FAN_OUT: u32 = 1000;
-/// The longest lineage bookmark, in bytes: the frontier plus 11 characters per data item
-/// already walked, so paging stops with a clear error after roughly 20,000 walked items.
-pub const MAX_LINEAGE_BOOKMARK: usize = 256 * 1024;
+/// The longest lineage bookmark, in bytes: it must fit in a URL (HTTP stacks refuse URIs past
+/// 64 KiB). An answer stops before its bookmark would pass [`FRONTIER_BUDGET`].
+pub const MAX_LINEAGE_BOOKMARK: usize = 48 * 1024;
+/// What an answer lets its bookmark grow to (estimated), leaving room below the maximum.
+const FRONTIER_BUDGET: usize = 32 * 1024;
+/// Estimated bookmark bytes per walked mark (8 bytes, base64 twice).
+const MARK_BYTES: usize = 15;
 /// The most cursors a bookmark's frontier may hold (a real one holds at most about one per
 /// node of the answer that produced it, plus one continuation per cut fan-out).
 const MAX_FRONTIER: usize = 4 * MAX_LINEAGE_NODES;
@@ -570,6 +574,18 @@ enum Step {
     Derived,
 }
 
+impl Cursor {
+    /// About what this cursor adds to a bookmark (JSON, then base64).
+    fn cost(&self) -> usize {
+        let activity = match &self.step {
+            Step::ExecOf { activity } => activity.len() + 24,
+            _ => 0,
+        };
+        // An index-key tail holds `\0`s, which JSON writes as six characters.
+        (self.id.len() + 6 * self.at.len() + activity + 44) * 4 / 3
+    }
+}
+
 impl Step {
     /// Whether following this step finds data items to walk (so cutting it short must not
     /// let deeper levels run first, or a node could be reached the long way round).
@@ -579,8 +595,10 @@ impl Step {
 }
 
 /// What a bookmark holds (base64url of this as JSON): the query it continues, the frontier in
-/// walk order, and 8-byte SHA-256 prefixes of every data item (and EXEC lookup) already
-/// walked, so no later part walks one twice.
+/// walk order, and 8-byte SHA-256 prefixes of the data items (and EXEC lookups) already
+/// walked that another path could reach again (the merge points of the DAG), so no later part
+/// walks one twice. Items only one path reaches (a tree, e.g. a device's many readings) need
+/// no mark, which keeps a bookmark small.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Frontier {
@@ -622,6 +640,7 @@ struct LineageBuilder<'c, 'a> {
     contracts: BTreeMap<String, Option<ProcessingContract>>,
     /// Data items (and EXEC lookups) walked in this or an earlier part.
     seen: BTreeSet<Mark>,
+    root: String,
     up: bool,
     depth: u32,
     limit: usize,
@@ -630,6 +649,8 @@ struct LineageBuilder<'c, 'a> {
     /// take: a part whose neighbours add no new nodes still stops.
     steps: usize,
     max_steps: usize,
+    /// The estimated bookmark bytes of the cursors still to run (see [`Cursor::cost`]).
+    queued: usize,
     // The step in progress, undone if it overfills the answer.
     added_nodes: Vec<String>,
     added_relations: Vec<Relation>,
@@ -648,7 +669,9 @@ impl LineageBuilder<'_, '_> {
     /// End a step: keep it, or (when it took the answer past `limit` and is not the answer's
     /// first step) undo it and report `false`, so that the step is the next part's first.
     fn settle(&mut self, queue: &mut VecDeque<Cursor>) -> bool {
-        if self.nodes.len() > self.limit && self.steps > 0 {
+        let pushed: usize = self.pushed.iter().map(Cursor::cost).sum();
+        let bookmark = self.queued + pushed + self.seen.len() * MARK_BYTES;
+        if (self.nodes.len() > self.limit || bookmark > FRONTIER_BUDGET) && self.steps > 0 {
             for id in self.added_nodes.drain(..) {
                 self.nodes.remove(&id);
             }
@@ -662,6 +685,7 @@ impl LineageBuilder<'_, '_> {
             return false;
         }
         self.steps += 1;
+        self.queued += pushed;
         queue.extend(self.pushed.drain(..));
         self.begin();
         true
@@ -686,12 +710,46 @@ impl LineageBuilder<'_, '_> {
         }
     }
 
-    /// Queue `step` of `id` unless the walk has taken it already (`mark`).
-    fn push_once(&mut self, mark: Mark, cursor: Cursor) {
-        if self.seen.insert(mark) {
-            self.added_marks.push(mark);
+    /// Queue `cursor` unless the walk has taken it already (`mark`). Only a step that another
+    /// path may reach again (`merge`) is remembered; any other is reached exactly once.
+    fn push_once(&mut self, mark: Mark, merge: bool, cursor: Cursor) {
+        if self.first_time(mark, merge) {
             self.pushed.push(cursor);
         }
+    }
+
+    /// Whether the walk reaches `mark` for the first time (remembering it if `merge`).
+    fn first_time(&mut self, mark: Mark, merge: bool) -> bool {
+        if !merge {
+            return !self.seen.contains(&mark);
+        }
+        if self.seen.insert(mark) {
+            self.added_marks.push(mark);
+            return true;
+        }
+        false
+    }
+
+    /// Whether a data item reached downstream may be reached again: by another of its inputs,
+    /// or by both an input and the activity root that generated it.
+    fn merges_down(&mut self, data: &str) -> Result<bool, ContractError> {
+        Ok(match self.read_entity(data)? {
+            Some(Entity::Data(d)) => {
+                d.derived_from.len() + usize::from(d.generated_by == self.root) > 1
+            }
+            _ => false,
+        })
+    }
+
+    /// Whether an input reached upstream may be reached again: it has more than one output
+    /// (two entries of `tom.derived` tell; no more are read).
+    fn merges_up(&mut self, input: &str) -> Result<bool, ContractError> {
+        let (start, end) = keys::prefix_range(keys::DERIVED, &[input])?;
+        let (rows, next) = self
+            .ctx
+            .stub
+            .get_state_by_range_with_pagination(&start, &end, 2, "")?;
+        Ok(rows.len() > 1 || !next.is_empty())
     }
 
     fn agent(&mut self, agent: &AgentRef) {
@@ -861,19 +919,21 @@ impl LineageBuilder<'_, '_> {
         Ok(())
     }
 
-    /// Walk one data item up or down (one step).
-    fn walk(&mut self, cursor: &Cursor) -> Result<(), ContractError> {
-        let Some(Entity::Data(data)) = self.entity(&cursor.id)? else {
+    /// Walk one data item up or down: its own facts now, its neighbours as cursors. A
+    /// neighbour step with nothing to follow is not queued (a leaf, the common case of a wide
+    /// fan-out, leaves nothing in the bookmark), so the frontier holds only what goes on.
+    fn walk(&mut self, id: &str, level: u32, up: bool) -> Result<(), ContractError> {
+        let Some(Entity::Data(data)) = self.entity(id)? else {
             return Ok(());
         };
         let next = |step| Cursor {
             id: data.id.clone(),
-            level: cursor.level,
+            level,
             step,
             at: String::new(),
         };
-        if cursor.step == Step::Up {
-            if cursor.level == self.depth {
+        if up {
+            if level == self.depth {
                 return Ok(());
             }
             self.generation(&data)?;
@@ -886,18 +946,35 @@ impl LineageBuilder<'_, '_> {
                     &data.recorded.tx_id,
                 );
             }
-            self.pushed.push(next(Step::Inputs));
+            if !data.derived_from.is_empty() {
+                self.pushed.push(next(Step::Inputs));
+            }
         } else {
-            if cursor.level > 0 || !self.up {
+            if level > 0 || !self.up {
                 // The generation of each downstream item (and of the root, when not going up).
                 self.generation(&data)?;
             }
-            if cursor.level < self.depth {
-                self.pushed.push(next(Step::Users));
-                self.pushed.push(next(Step::Derived));
+            if level < self.depth {
+                for step in [Step::Users, Step::Derived] {
+                    if self.has_entries(&step, &data.id)? {
+                        self.pushed.push(next(step));
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether a neighbour step's index has any entry (one row is read).
+    fn has_entries(&self, step: &Step, id: &str) -> Result<bool, ContractError> {
+        let Some((start, end)) = Self::index_of(step, id)? else {
+            return Ok(false);
+        };
+        let (rows, _) = self
+            .ctx
+            .stub
+            .get_state_by_range_with_pagination(&start, &end, 1, "")?;
+        Ok(!rows.is_empty())
     }
 
     /// The index a neighbour step reads, as a `[start, end)` key range.
@@ -928,15 +1005,10 @@ impl LineageBuilder<'_, '_> {
                 let data = second()?;
                 self.entity(&data)?;
                 if self.depth >= 1 {
-                    self.push_once(
-                        mark(b'd', &data),
-                        Cursor {
-                            id: data,
-                            level: 1,
-                            step: Step::Down,
-                            at: String::new(),
-                        },
-                    );
+                    let merge = self.merges_down(&data)?;
+                    if self.first_time(mark(b'd', &data), merge) {
+                        self.walk(&data, 1, false)?;
+                    }
                 }
             }
             Step::Contracts => {
@@ -962,15 +1034,10 @@ impl LineageBuilder<'_, '_> {
                     &cursor.id,
                     &String::from_utf8_lossy(value),
                 );
-                self.push_once(
-                    mark(b'd', &output),
-                    Cursor {
-                        id: output,
-                        level: cursor.level + 1,
-                        step: Step::Down,
-                        at: String::new(),
-                    },
-                );
+                let merge = self.merges_down(&output)?;
+                if self.first_time(mark(b'd', &output), merge) {
+                    self.walk(&output, cursor.level + 1, false)?;
+                }
             }
             Step::Up | Step::Down | Step::Inputs => {}
         }
@@ -987,18 +1054,14 @@ impl LineageBuilder<'_, '_> {
             input,
             &data.recorded.tx_id,
         );
-        self.push_once(
-            mark(b'd', input),
-            Cursor {
-                id: input.to_owned(),
-                level: cursor.level + 1,
-                step: Step::Up,
-                at: String::new(),
-            },
-        );
+        let merge = self.merges_up(input)?;
+        if self.first_time(mark(b'd', input), merge) {
+            self.walk(input, cursor.level + 1, true)?;
+        }
         // How the generator came to use it: its EXEC of the input.
         self.push_once(
             mark(b'x', &format!("{input}\u{0}{}", data.generated_by)),
+            merge,
             Cursor {
                 id: input.to_owned(),
                 level: cursor.level,
@@ -1068,7 +1131,7 @@ impl LineageBuilder<'_, '_> {
             return Ok(Run::Done);
         }
         self.begin();
-        self.walk(&cursor)?;
+        self.walk(&cursor.id, cursor.level, cursor.step == Step::Up)?;
         if !self.settle(queue) {
             return Ok(Run::Full(cursor));
         }
@@ -1211,12 +1274,14 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
         entities: BTreeMap::new(),
         contracts: BTreeMap::new(),
         seen: BTreeSet::new(),
+        root: req.id.clone(),
         up,
         depth,
         limit: limit as usize,
         fan_out,
         steps: 0,
         max_steps: 2 * limit as usize,
+        queued: 0,
         added_nodes: Vec::new(),
         added_relations: Vec::new(),
         added_marks: Vec::new(),
@@ -1235,7 +1300,6 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
                 kind: "entity",
                 id: req.id.clone(),
             })?;
-            b.seen.insert(mark(b'd', &req.id));
             // Seeds: a data item itself, or for an activity the data it generated
             // (downstream) and the contracts it acts under (upstream).
             match root {
@@ -1260,6 +1324,7 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
         }
         Some(text) => (queue, b.seen) = decode_bookmark(f, text, &req, depth)?,
     }
+    b.queued = queue.iter().map(Cursor::cost).sum();
 
     let mut deferred = Vec::new();
     let mut resume = None;
@@ -1271,9 +1336,11 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
             queue.push_front(cursor);
             break;
         }
+        b.queued = b.queued.saturating_sub(cursor.cost());
         match b.run(cursor, &mut queue)? {
             Run::Done => {}
             Run::FanOut(rest) => {
+                b.queued += rest.cost();
                 if rest.step.discovers() {
                     cut = Some(cut.map_or(rest.level, |c| c.min(rest.level)));
                 }
@@ -1292,6 +1359,17 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
     } else {
         String::new()
     };
+    if bookmark.len() > MAX_LINEAGE_BOOKMARK {
+        // Only a lineage with thousands of merge points (items reached by several paths) can
+        // get here: each must be remembered to walk it once.
+        return Err(ContractError::bad(
+            f,
+            format!(
+                "the lineage of {} within depth {depth} has too many items reached by several paths to continue in a bookmark of at most {MAX_LINEAGE_BOOKMARK} bytes; ask for a smaller depth or one direction",
+                req.id
+            ),
+        ));
+    }
     Ok(Lineage {
         root: req.id,
         direction: req.direction,

@@ -498,3 +498,56 @@ fn a_truncated_prov_export_says_it_is_partial_and_reads_back_with_python_prov() 
         "{read:#}"
     );
 }
+
+#[test]
+fn a_device_with_many_readings_pages_to_the_end_with_bookmarks_that_fit_a_url() {
+    let n = 1200;
+    let mut w = World::with_orgs();
+    let light = id("org1", "traffic-light-1");
+    w.identify_device("traffic-light-1", light, "sensor")
+        .unwrap();
+    for i in 0..n {
+        w.record_data(
+            light,
+            light,
+            &format!("reading-{i:05}"),
+            "count",
+            "traffic-light-1",
+            &[],
+        )
+        .unwrap();
+    }
+    let mut generated = BTreeSet::new();
+    let mut parts = 0;
+    let mut longest = 0;
+    let mut bookmark = String::new();
+    loop {
+        // The widest answer a caller may ask for: the bookmark, not the limit, stops it.
+        let mut q =
+            json!({ "id": "traffic-light-1", "direction": "down", "limit": 2000, "fan_out": 1000 });
+        if !bookmark.is_empty() {
+            q["bookmark"] = json!(bookmark);
+        }
+        let part = w.query(auditor(), "GetLineage", q).unwrap();
+        parts += 1;
+        for r in relations_of(&part, "wasGeneratedBy") {
+            assert!(
+                generated.insert(r["from"].as_str().unwrap().to_owned()),
+                "{r} twice"
+            );
+        }
+        bookmark = part["bookmark"].as_str().unwrap_or_default().to_owned();
+        longest = longest.max(bookmark.len());
+        if bookmark.is_empty() {
+            break;
+        }
+        assert!(parts < 100, "paging does not end");
+    }
+    eprintln!("{n} readings: {parts} parts, longest bookmark {longest} bytes");
+    assert_eq!(generated.len(), n);
+    assert!(parts >= 2, "{parts} parts");
+    assert!(
+        longest <= tom_contract::queries::MAX_LINEAGE_BOOKMARK,
+        "a bookmark of {longest} bytes"
+    );
+}
