@@ -1058,7 +1058,15 @@ impl LineageBuilder<'_, '_> {
         if self.first_time(mark(b'd', input), merge) {
             self.walk(input, cursor.level + 1, true)?;
         }
-        // How the generator came to use it: its EXEC of the input.
+        // How the generator came to use it: its EXEC of the input, first under the contracts
+        // the output fulfils (point reads, and the keys evidence bundles made before bounded
+        // walks hold), then under any other contract of the generator (a paged scan).
+        for contract in &data.fulfils {
+            let used = keys::key(keys::USED, &[input, contract])?;
+            if let Some(tx) = self.ctx.stub.get_state(&used)? {
+                self.exec(input, &used, &tx, Some(&data.generated_by))?;
+            }
+        }
         self.push_once(
             mark(b'x', &format!("{input}\u{0}{}", data.generated_by)),
             merge,
