@@ -1,6 +1,16 @@
 //! The audit queries (read-only transactions): entities, history, lineage, records by agent or
 //! time window. Every answer is built from ordered scans and `BTreeMap`/`BTreeSet`s, so every peer
 //! returns the same bytes.
+//!
+//! Every query's cost depends on its answer, not on the ledger: records and inventories are
+//! paged index scans, and the lineage walk (issue 13) reads each index in pages of `fan_out`
+//! entries and stops at `limit` nodes, handing back a bookmark of its frontier instead of
+//! reading on (see [`get_lineage`]). Reads go through `get_state_by_range_with_pagination`, the
+//! one bounded range read both Fabric's shim (evaluate transactions) and the ledgers that
+//! simulate the contract themselves (`CommittedState::range_limited`) serve without reading
+//! past the page. An answer also re-reads exactly what it reads, so an evidence bundle's replay
+//! of a truncated lineage gives the same part: the entry that tells a step to stop is one the
+//! walk read, not one it peeked at.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -745,11 +755,11 @@ impl LineageBuilder<'_, '_> {
     /// (two entries of `tom.derived` tell; no more are read).
     fn merges_up(&mut self, input: &str) -> Result<bool, ContractError> {
         let (start, end) = keys::prefix_range(keys::DERIVED, &[input])?;
-        let (rows, next) = self
+        let (rows, _) = self
             .ctx
             .stub
             .get_state_by_range_with_pagination(&start, &end, 2, "")?;
-        Ok(rows.len() > 1 || !next.is_empty())
+        Ok(rows.len() > 1)
     }
 
     fn agent(&mut self, agent: &AgentRef) {
