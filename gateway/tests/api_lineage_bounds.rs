@@ -240,3 +240,38 @@ fn url_encode(text: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn the_audit_page_says_a_lineage_is_partial_and_how_to_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gw::start(dir.path()).await;
+    // One reading more than the default fan-out follows.
+    populate(&gw, tom_contract::queries::DEFAULT_FAN_OUT as usize + 1).await;
+    let page = |query: &'static str| {
+        let url = format!("{}/audit?id=light-1&{query}", gw.running.url());
+        let http = gw.http.clone();
+        async move {
+            let response = http
+                .get(url)
+                .bearer_auth(token("auditor"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.text().await.unwrap()
+        }
+    };
+    let html = page("direction=down&depth=1").await;
+    assert!(
+        html.contains("id=\"lineage-truncated\""),
+        "no truncation note"
+    );
+    assert!(
+        html.contains("tom audit lineage light-1 --direction down --depth 1 --bookmark "),
+        "no continuation command"
+    );
+    assert!(html.contains("href=\"/v1/lineage/light-1?direction=down&amp;depth=1&amp;bookmark="));
+    // Upstream of the device is small and complete: no note.
+    let html = page("direction=up").await;
+    assert!(!html.contains("lineage-truncated"));
+}

@@ -1245,11 +1245,15 @@ fn decode_bookmark(
 
 /// `GetLineage`: a breadth-first walk from `id` up (what it came from), down (what came of
 /// it) or both, to `depth` derivation steps. The walk reads indexes in pages of `fan_out`
-/// entries and stops at `limit` nodes, so an answer costs what it holds; a cut answer is
-/// `truncated` and its `bookmark` (the frontier still to walk, in order, and the data items
-/// already walked) continues it, each data item being walked in exactly one part. A part
-/// never lets a deeper level run ahead of a cut fan-out, so the parts together are exactly
-/// the lineage an unbounded walk would give.
+/// entries and stops at `limit` nodes, at `2 × limit` steps (a step: one data item walked or
+/// one index entry followed) or before its bookmark passes [`FRONTIER_BUDGET`], so an answer
+/// costs what it holds. A step that would overfill the answer is undone and becomes the next
+/// part's first, except an answer's first step, which is always kept so paging always moves
+/// (a `limit` below one item's immediate context, a handful of nodes, can be exceeded by it).
+/// A cut answer is `truncated` and its `bookmark` (the frontier still to walk, in order, and
+/// the merge points already walked) continues it, each data item being walked in exactly one
+/// part. A part never lets a deeper level run ahead of a cut fan-out, so the parts together
+/// are exactly the lineage an unbounded walk would give.
 pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, ContractError> {
     let f = ctx.function;
     ctx.caller()?;

@@ -551,3 +551,84 @@ fn a_device_with_many_readings_pages_to_the_end_with_bookmarks_that_fit_a_url() 
         "a bookmark of {longest} bytes"
     );
 }
+
+/// Latency of bounded lineage on a ledger with many records (issue 13's figures; run in release:
+/// `cargo test --release -p tom-contract --test lineage_paging -- --ignored --nocapture`).
+/// The in-memory state is a B-tree, so a walk's cost grows with the log of the ledger's size;
+/// what the walk reads is what it answers.
+#[test]
+#[ignore = "a measurement, not a check: run in release with --ignored"]
+fn lineage_latency_on_a_large_ledger() {
+    use std::time::Instant;
+    let filler: usize = std::env::var("TOM_LINEAGE_FILLER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut w = popular(1000);
+    let light = id("org1", "traffic-light-1");
+    w.record_data(light, light, "chain-00", "count", "traffic-light-1", &[])
+        .unwrap();
+    for i in 1..=25 {
+        let input = format!("chain-{:02}", i - 1);
+        w.record_data(
+            light,
+            light,
+            &format!("chain-{i:02}"),
+            "count",
+            "traffic-light-1",
+            &[&input],
+        )
+        .unwrap();
+    }
+    for i in 0..filler {
+        w.record_data(
+            light,
+            light,
+            &format!("filler-{i:07}"),
+            "count",
+            "traffic-light-1",
+            &[],
+        )
+        .unwrap();
+    }
+    let keys = w.ledger.dump().count();
+    let records = w
+        .ledger
+        .dump()
+        .filter(|(k, _)| k.starts_with("\u{0}tom.record\u{0}"))
+        .count();
+    let mut measure = |name: &str, arg: Value| {
+        let mut times = Vec::new();
+        let mut nodes = 0;
+        for _ in 0..200 {
+            let started = Instant::now();
+            let answer = w.query(auditor(), "GetLineage", arg.clone()).unwrap();
+            times.push(started.elapsed());
+            nodes = answer["nodes"].as_object().unwrap().len();
+        }
+        times.sort();
+        let (_, reads) = counted(&mut w, "GetLineage", arg);
+        eprintln!(
+            "{name}: {nodes} nodes, {reads} reads, p50 {:.2} ms, p99 {:.2} ms",
+            times[100].as_secs_f64() * 1e3,
+            times[197].as_secs_f64() * 1e3
+        );
+    };
+    eprintln!("ledger: {keys} keys, {records} records");
+    measure(
+        "up depth 20",
+        json!({ "id": "chain-25", "direction": "up", "depth": 20 }),
+    );
+    measure(
+        "up depth 5",
+        json!({ "id": "chain-25", "direction": "up", "depth": 5 }),
+    );
+    measure(
+        "down from the device (fan_out 100)",
+        json!({ "id": "traffic-light-1", "direction": "down", "depth": 1 }),
+    );
+    measure(
+        "down from an item with 1000 users (fan_out 100)",
+        json!({ "id": "count-1", "direction": "down" }),
+    );
+}

@@ -510,9 +510,14 @@ fn truncated_note(lineage: &Value, id: &str, dir: &str, depth_q: &str) -> String
         return String::new();
     }
     let shown = lineage["nodes"].as_object().map_or(0, |n| n.len());
+    let depth_arg = depth_q
+        .strip_prefix("&depth=")
+        .map(|d| format!(" --depth {d}"))
+        .unwrap_or_default();
     format!(
-        "<p class=\"truncated\" id=\"lineage-truncated\"><strong>Truncated:</strong> the lineage is larger than one answer; {shown} nodes are shown. Continue with <code>tom audit lineage {} --direction {dir} --bookmark {}</code> or <a href=\"/v1/lineage/{}?direction={dir}{}&amp;bookmark={}\">the next part (JSON)</a>.</p>",
+        "<p class=\"truncated\" id=\"lineage-truncated\"><strong>Truncated:</strong> the lineage is larger than one answer; {shown} nodes are shown. Continue with <code>tom audit lineage {} --direction {dir}{} --bookmark {}</code> or <a href=\"/v1/lineage/{}?direction={dir}{}&amp;bookmark={}\">the next part (JSON)</a>.</p>",
         esc(id),
+        esc(&depth_arg),
         esc(bookmark),
         enc(id),
         esc(depth_q),
