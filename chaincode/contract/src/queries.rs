@@ -1347,16 +1347,24 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
         Some(text) => (queue, b.seen) = decode_bookmark(f, text, &req, depth)?,
     }
     b.queued = queue.iter().map(Cursor::cost).sum();
+    // Steps that find no data items may run in any order: run them first, so a frontier that
+    // filled the last part's bookmark shrinks before anything can grow it again.
+    let (settled, finding): (VecDeque<Cursor>, VecDeque<Cursor>) =
+        queue.into_iter().partition(|c| !c.step.discovers());
+    queue = settled;
+    queue.extend(finding);
 
     let mut deferred = Vec::new();
     let mut resume = None;
-    // The level of the first discovering step cut short by `fan_out`: nothing deeper may run
-    // in this answer (its rest could reach nodes at a shallower level than a deeper step).
+    // The level of the first discovering step cut short by `fan_out`: no deeper step that
+    // finds data items may run in this answer (its rest could reach nodes at a shallower level
+    // than a deeper step); those wait, in order, in `held`.
     let mut cut: Option<u32> = None;
+    let mut held = Vec::new();
     while let Some(cursor) = queue.pop_front() {
-        if cut.is_some_and(|c| cursor.level > c) {
-            queue.push_front(cursor);
-            break;
+        if cursor.step.discovers() && cut.is_some_and(|c| cursor.level > c) {
+            held.push(cursor);
+            continue;
         }
         b.queued = b.queued.saturating_sub(cursor.cost());
         match b.run(cursor, &mut queue)? {
@@ -1374,7 +1382,12 @@ pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, Co
             }
         }
     }
-    let frontier: Vec<Cursor> = resume.into_iter().chain(deferred).chain(queue).collect();
+    let frontier: Vec<Cursor> = resume
+        .into_iter()
+        .chain(deferred)
+        .chain(held)
+        .chain(queue)
+        .collect();
     let truncated = !frontier.is_empty();
     let bookmark = if truncated {
         b.encode(&req, frontier)
