@@ -189,6 +189,7 @@ async fn main() {
             id: subject,
             direction: Direction::Up,
             depth: Some(2),
+            ..LineageQuery::default()
         };
         let auditor = signer("org1", "auditor");
         let started = Instant::now();

@@ -73,7 +73,71 @@ pub fn print(
         }
     };
     let _ = write!(std::io::stdout(), "{text}");
+    if let Some(note) = continuation(query, value) {
+        // On stderr, so the JSON on stdout stays one document.
+        let _ = writeln!(std::io::stderr(), "{note}");
+    }
     Ok(())
+}
+
+/// For a lineage (or its PROV document) cut short by its bounds: that it is partial and the
+/// command that continues it. `None` for a complete answer or any other query.
+pub fn continuation(query: &AuditQuery, value: &serde_json::Value) -> Option<String> {
+    let (name, id, bookmark) = match query {
+        AuditQuery::Lineage { id, .. } => (
+            "lineage",
+            id,
+            value
+                .get("truncated")
+                .and_then(serde_json::Value::as_bool)
+                .filter(|t| *t)
+                .and(value.get("bookmark")),
+        ),
+        AuditQuery::Prov { id, .. } => {
+            let marker = tom_contract::prov::partial_qn(id);
+            (
+                "prov",
+                id,
+                value
+                    .get("entity")
+                    .and_then(|e| e.get(&marker))
+                    .and_then(|m| m.get("tom:bookmark")),
+            )
+        }
+        _ => return None,
+    };
+    let bookmark = bookmark.and_then(serde_json::Value::as_str)?;
+    let (direction, depth, bounds) = match query {
+        AuditQuery::Lineage {
+            direction,
+            depth,
+            bounds,
+            ..
+        }
+        | AuditQuery::Prov {
+            direction,
+            depth,
+            bounds,
+            ..
+        } => (*direction, *depth, bounds),
+        _ => return None,
+    };
+    let mut command = format!(
+        "tom audit {name} {id} --direction {}",
+        crate::cli::direction(direction)
+    );
+    if let Some(depth) = depth {
+        command.push_str(&format!(" --depth {depth}"));
+    }
+    if let Some(limit) = bounds.limit {
+        command.push_str(&format!(" --limit {limit}"));
+    }
+    if let Some(fan_out) = bounds.fan_out {
+        command.push_str(&format!(" --fan-out {fan_out}"));
+    }
+    Some(format!(
+        "truncated: this is part of the lineage; continue with --bookmark {bookmark}\n  {command} --bookmark {bookmark}"
+    ))
 }
 
 fn token(gateway: &GatewayArgs) -> anyhow::Result<&str> {

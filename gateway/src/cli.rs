@@ -271,6 +271,8 @@ pub enum AuditQuery {
         direction: DirectionArg,
         #[arg(long)]
         depth: Option<u32>,
+        #[command(flatten)]
+        bounds: LineageBounds,
         /// Print the gateway's JSON (the default when stdout is not a terminal).
         #[arg(long)]
         json: bool,
@@ -282,6 +284,8 @@ pub enum AuditQuery {
         direction: DirectionArg,
         #[arg(long)]
         depth: Option<u32>,
+        #[command(flatten)]
+        bounds: LineageBounds,
         /// Print the gateway's JSON (the default when stdout is not a terminal).
         #[arg(long)]
         json: bool,
@@ -454,11 +458,41 @@ impl Client {
     }
 }
 
-fn direction(d: DirectionArg) -> &'static str {
+pub(crate) fn direction(d: DirectionArg) -> &'static str {
     match d {
         DirectionArg::Up => "up",
         DirectionArg::Down => "down",
         DirectionArg::Both => "both",
+    }
+}
+
+/// How much of a lineage one answer holds, and where a truncated one continues.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LineageBounds {
+    /// At most this many nodes in the answer (default 500, at most 2000).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// At most this many neighbours followed per node and relation kind (default 100).
+    #[arg(long)]
+    pub fan_out: Option<u32>,
+    /// Continue a truncated answer (the bookmark it printed; same id, direction and depth).
+    #[arg(long)]
+    pub bookmark: Option<String>,
+}
+
+impl LineageBounds {
+    fn query(&self) -> String {
+        let mut q = String::new();
+        if let Some(limit) = self.limit {
+            q.push_str(&format!("&limit={limit}"));
+        }
+        if let Some(fan_out) = self.fan_out {
+            q.push_str(&format!("&fan_out={fan_out}"));
+        }
+        if let Some(bookmark) = &self.bookmark {
+            q.push_str(&format!("&bookmark={}", encode(bookmark)));
+        }
+        q
     }
 }
 
@@ -490,14 +524,16 @@ pub fn audit_path(query: &AuditQuery) -> String {
             id,
             direction,
             depth,
+            bounds,
             ..
-        } => lineage("/v1/lineage", id, *direction, *depth),
+        } => lineage("/v1/lineage", id, *direction, *depth) + &bounds.query(),
         AuditQuery::Prov {
             id,
             direction,
             depth,
+            bounds,
             ..
-        } => lineage("/v1/prov", id, *direction, *depth),
+        } => lineage("/v1/prov", id, *direction, *depth) + &bounds.query(),
         AuditQuery::Evidence {
             id,
             direction,

@@ -140,6 +140,7 @@ async fn fixture() -> Fixture {
         id: "plan-1".into(),
         direction: Direction::Up,
         depth: None,
+        ..LineageQuery::default()
     };
     let bundle = ledger
         .evidence(&signer("org1", "auditor"), &query)
@@ -156,6 +157,7 @@ async fn fixture() -> Fixture {
             id: id.into(),
             direction,
             depth: None,
+            ..LineageQuery::default()
         };
         let bundle = ledger
             .evidence(&signer("org1", "auditor"), &query)
@@ -165,6 +167,23 @@ async fn fixture() -> Fixture {
         evidence::verify(&bytes, &Options::default())
             .unwrap_or_else(|f| panic!("{id} {direction:?}: {f}"));
     }
+    // A lineage cut short by its bounds verifies too: the replay reads the same index pages
+    // (including the entry that told the walk to stop) and gives the same partial answer.
+    let query = LineageQuery {
+        id: "light-1".into(),
+        direction: Direction::Both,
+        limit: Some(4),
+        fan_out: Some(1),
+        ..LineageQuery::default()
+    };
+    let partial = ledger
+        .evidence(&signer("org1", "auditor"), &query)
+        .await
+        .unwrap();
+    let lineage = serde_json::to_value(&partial.lineage).unwrap();
+    assert_eq!(lineage["truncated"], true, "{lineage:#}");
+    evidence::verify(&serde_json::to_vec(&partial).unwrap(), &Options::default())
+        .unwrap_or_else(|f| panic!("truncated lineage: {f}"));
     ledger.shutdown();
     Fixture {
         dir,
@@ -526,6 +545,7 @@ async fn a_back_end_without_evidence_says_so() {
         id: "x".into(),
         direction: Direction::Up,
         depth: None,
+        ..LineageQuery::default()
     };
     match ledger.evidence(&signer("org1", "auditor"), &query).await {
         Err(tom_gateway::ledger::LedgerError::Rejected { status, message }) => {

@@ -497,8 +497,22 @@ impl Bounded for LineageQuery {
             id,
             direction: _,
             depth: _,
+            limit: _,
+            fan_out: _,
+            bookmark,
         } = self;
-        ID.check("id", id)
+        ID.check("id", id)?;
+        // Depth, limit and fan-out are checked by the query itself, with their defaults.
+        if let Some(bookmark) = bookmark {
+            let max = crate::queries::MAX_LINEAGE_BOOKMARK;
+            if bookmark.len() > max {
+                return Err(format!(
+                    "bookmark is {} bytes; at most {max} are allowed",
+                    bookmark.len()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

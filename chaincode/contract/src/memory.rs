@@ -188,6 +188,17 @@ impl CommittedState for MemoryLedger {
     }
 
     fn range(&self, start: &str, end: &str) -> Result<Vec<(String, VersionedValue)>, LedgerError> {
+        self.range_limited(start, end, usize::MAX)
+    }
+
+    /// Stops after `limit` keys: a paged read (a lineage step, a page of records) costs what it
+    /// returns, however many keys follow in the range.
+    fn range_limited(
+        &self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, VersionedValue)>, LedgerError> {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let upper = if end.is_empty() {
             Unbounded
@@ -200,6 +211,7 @@ impl CommittedState for MemoryLedger {
         Ok(self
             .state
             .range::<str, _>((Included(start), upper))
+            .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }

@@ -18,6 +18,12 @@
 //! | device identified by an orchestrator  | `actedOnBehalfOf(device, orchestrator)`          |
 //!
 //! Relations are deduplicated by their end points; records keep the first transaction id.
+//!
+//! A lineage that was cut short (`truncated`, see `queries::get_lineage`) must not pass for
+//! the whole graph: its document carries one more entity, `tom:lineage.<root>` of type
+//! `tom:PartialLineage`, with `tom:truncated` = true and the `tom:bookmark` that continues it.
+//! (PROV-JSON has no place for attributes of the document itself, and the Python `prov`
+//! reader refuses unknown top-level keys, so the statement is an entity.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,6 +54,11 @@ fn agent_qn(agent_id: &str) -> String {
 
 fn activity_qn(id: &str) -> String {
     format!("tom:activity.{id}")
+}
+
+/// The PROV id of the statement that a document holds only part of `root`'s lineage.
+pub fn partial_qn(root: &str) -> String {
+    format!("tom:lineage.{root}")
 }
 
 fn typed(value: &str) -> Value {
@@ -245,6 +256,20 @@ pub fn to_prov_json(lineage: &Lineage) -> Value {
                 }
             }
         }
+    }
+
+    if lineage.truncated {
+        entities.insert(
+            partial_qn(&lineage.root),
+            json!({
+                "prov:type": typed("tom:PartialLineage"),
+                "tom:root": qn(&lineage.root),
+                "tom:direction": lineage.direction,
+                "tom:depth": lineage.depth,
+                "tom:truncated": true,
+                "tom:bookmark": lineage.bookmark,
+            }),
+        );
     }
 
     let mut doc = Map::new();

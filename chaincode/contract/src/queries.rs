@@ -1,6 +1,16 @@
 //! The audit queries (read-only transactions): entities, history, lineage, records by agent or
 //! time window. Every answer is built from ordered scans and `BTreeMap`/`BTreeSet`s, so every peer
 //! returns the same bytes.
+//!
+//! Every query's cost depends on its answer, not on the ledger: records and inventories are
+//! paged index scans, and the lineage walk (issue 13) reads each index in pages of `fan_out`
+//! entries and stops at `limit` nodes, handing back a bookmark of its frontier instead of
+//! reading on (see [`get_lineage`]). Reads go through `get_state_by_range_with_pagination`, the
+//! one bounded range read both Fabric's shim (evaluate transactions) and the ledgers that
+//! simulate the contract themselves (`CommittedState::range_limited`) serve without reading
+//! past the page. An answer also re-reads exactly what it reads, so an evidence bundle's replay
+//! of a truncated lineage gives the same part: the entry that tells a step to stop is one the
+//! walk read, not one it peeked at.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -18,8 +28,8 @@ use crate::transactions::check_id;
 
 pub const DEFAULT_DEPTH: u32 = 8;
 pub const MAX_DEPTH: u32 = 64;
-/// The most nodes one lineage answer holds (a few MiB at most): a wider lineage is refused
-/// with the advice to ask for less depth, so no query can build an unbounded response.
+/// The most nodes one lineage answer holds (a few MiB at most): a caller asking for a larger
+/// `limit` is refused; a wider lineage comes in parts (`truncated`, `bookmark`).
 pub const MAX_LINEAGE_NODES: usize = 2_000;
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
@@ -459,6 +469,23 @@ pub fn list_contracts(
 
 // --- lineage ----------------------------------------------------------------------------------
 
+/// The nodes one answer holds when the caller gives no `limit`.
+pub const DEFAULT_LINEAGE_LIMIT: u32 = 500;
+/// The neighbours followed per node and relation kind when the caller gives no `fan_out`.
+pub const DEFAULT_FAN_OUT: u32 = 100;
+/// The largest `fan_out` a caller may ask for.
+pub const MAX_FAN_OUT: u32 = 1000;
+/// The longest lineage bookmark, in bytes: it must fit in a URL (HTTP stacks refuse URIs past
+/// 64 KiB). An answer stops before its bookmark would pass [`FRONTIER_BUDGET`].
+pub const MAX_LINEAGE_BOOKMARK: usize = 48 * 1024;
+/// What an answer lets its bookmark grow to (estimated), leaving room below the maximum.
+const FRONTIER_BUDGET: usize = 32 * 1024;
+/// Estimated bookmark bytes per walked mark (8 bytes, base64 twice).
+const MARK_BYTES: usize = 15;
+/// The most cursors a bookmark's frontier may hold (a real one holds at most about one per
+/// node of the answer that produced it, plus one continuation per cut fan-out).
+const MAX_FRONTIER: usize = 4 * MAX_LINEAGE_NODES;
+
 /// A node of a lineage graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "node", rename_all = "snake_case")]
@@ -507,58 +534,264 @@ pub struct Lineage {
     pub root: String,
     pub direction: Direction,
     pub depth: u32,
-    /// Node id → node. Entity and contract ids as given; agents by `<msp>/<cn>`.
+    /// Node id → node. Entity and contract ids as given; agents by `<msp>/<cn>`. Every node a
+    /// relation of this answer names is here (so a page of a paged walk stands alone).
     pub nodes: BTreeMap<String, LineageNode>,
     pub relations: BTreeSet<Relation>,
+    /// The walk stopped at `limit` nodes or at `fan_out` neighbours of some node: this is part
+    /// of the lineage, and `bookmark` continues it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// Pass back as `bookmark` (with the same id, direction and depth) for the next part;
+    /// empty when the lineage is complete.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bookmark: String,
+}
+
+/// One step of the walk still to be taken: a data item to walk up or down, or an index (or
+/// list) of neighbours to follow from `at` on. A bookmark carries a queue of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cursor {
+    id: String,
+    level: u32,
+    step: Step,
+    /// Where a neighbour step continues: the tail of the index key after the step's prefix,
+    /// or for `inputs` the position in `derived_from`. Empty: from the start.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Step {
+    /// Walk a data item upstream: its generation and contracts, then its inputs.
+    Up,
+    /// Walk a data item downstream: its generation (below the root), then users and outputs.
+    Down,
+    /// The data an activity root generated (`tom.generated`), walked downstream.
+    Generated,
+    /// The contracts an activity root is the contractor of (`tom.contract-by-contractor`).
+    Contracts,
+    /// A data item's inputs (`derived_from`), walked upstream.
+    Inputs,
+    /// The EXEC in which `activity` used the data `id`, looked up through `activity`'s
+    /// contracts (`tom.used` is keyed by data and contract), so a popular input costs nothing.
+    ExecOf { activity: String },
+    /// The executions that used a data item (`tom.used`).
+    Users,
+    /// The data derived from a data item (`tom.derived`), walked downstream.
+    Derived,
+}
+
+impl Cursor {
+    /// About what this cursor adds to a bookmark (JSON, then base64).
+    fn cost(&self) -> usize {
+        let activity = match &self.step {
+            Step::ExecOf { activity } => activity.len() + 24,
+            _ => 0,
+        };
+        // An index-key tail holds `\0`s, which JSON writes as six characters.
+        (self.id.len() + 6 * self.at.len() + activity + 44) * 4 / 3
+    }
+}
+
+impl Step {
+    /// Whether following this step finds data items to walk (so cutting it short must not
+    /// let deeper levels run first, or a node could be reached the long way round).
+    fn discovers(&self) -> bool {
+        matches!(self, Step::Inputs | Step::Derived | Step::Generated)
+    }
+}
+
+/// What a bookmark holds (base64url of this as JSON): the query it continues, the frontier in
+/// walk order, and 8-byte SHA-256 prefixes of the data items (and EXEC lookups) already
+/// walked that another path could reach again (the merge points of the DAG), so no later part
+/// walks one twice. Items only one path reaches (a tree, e.g. a device's many readings) need
+/// no mark, which keeps a bookmark small.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Frontier {
+    root: String,
+    direction: Direction,
+    depth: u32,
+    queue: Vec<Cursor>,
+    seen: String,
+}
+
+/// How running one cursor ended.
+enum Run {
+    Done,
+    /// `fan_out` neighbours followed; the rest continue in the next answer.
+    FanOut(Cursor),
+    /// The answer is full (`limit` nodes or the step budget); continue here.
+    Full(Cursor),
+}
+
+type Mark = [u8; 8];
+
+/// The walk's dedup mark of a data item (`d`) or an EXEC lookup (`x`).
+fn mark(tag: u8, text: &str) -> Mark {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&[tag]);
+    ctx.update(text.as_bytes());
+    let digest = ctx.finish();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest.as_ref()[..8]);
+    out
 }
 
 struct LineageBuilder<'c, 'a> {
     ctx: &'c Ctx<'a>,
     nodes: BTreeMap<String, LineageNode>,
     relations: BTreeSet<Relation>,
+    /// Reads already made in this answer (a node repeated by many neighbours is read once).
+    entities: BTreeMap<String, Option<Entity>>,
+    contracts: BTreeMap<String, Option<ProcessingContract>>,
+    /// Data items (and EXEC lookups) walked in this or an earlier part.
+    seen: BTreeSet<Mark>,
+    root: String,
+    up: bool,
+    depth: u32,
+    limit: usize,
+    fan_out: u32,
+    /// Steps (a walk of one data item, or one neighbour) taken, and the most one answer may
+    /// take: a part whose neighbours add no new nodes still stops.
+    steps: usize,
+    max_steps: usize,
+    /// The estimated bookmark bytes of the cursors still to run (see [`Cursor::cost`]).
+    queued: usize,
+    // The step in progress, undone if it overfills the answer.
+    added_nodes: Vec<String>,
+    added_relations: Vec<Relation>,
+    added_marks: Vec<Mark>,
+    pushed: Vec<Cursor>,
 }
 
 impl LineageBuilder<'_, '_> {
-    /// Refuse a lineage that has grown past [`MAX_LINEAGE_NODES`].
-    fn check_size(&self, root: &str, depth: u32) -> Result<(), ContractError> {
-        if self.nodes.len() <= MAX_LINEAGE_NODES {
-            return Ok(());
+    fn begin(&mut self) {
+        self.added_nodes.clear();
+        self.added_relations.clear();
+        self.added_marks.clear();
+        self.pushed.clear();
+    }
+
+    /// End a step: keep it, or (when it took the answer past `limit` and is not the answer's
+    /// first step) undo it and report `false`, so that the step is the next part's first.
+    fn settle(&mut self, queue: &mut VecDeque<Cursor>) -> bool {
+        let pushed: usize = self.pushed.iter().map(Cursor::cost).sum();
+        let bookmark = self.queued + pushed + self.seen.len() * MARK_BYTES;
+        if (self.nodes.len() > self.limit || bookmark > FRONTIER_BUDGET) && self.steps > 0 {
+            for id in self.added_nodes.drain(..) {
+                self.nodes.remove(&id);
+            }
+            for relation in self.added_relations.drain(..) {
+                self.relations.remove(&relation);
+            }
+            for m in self.added_marks.drain(..) {
+                self.seen.remove(&m);
+            }
+            self.pushed.clear();
+            return false;
         }
-        Err(ContractError::bad(
-            self.ctx.function,
-            format!(
-                "the lineage of {root} within depth {depth} has more than {MAX_LINEAGE_NODES} nodes; ask for a smaller depth or one direction"
-            ),
-        ))
+        self.steps += 1;
+        self.queued += pushed;
+        queue.extend(self.pushed.drain(..));
+        self.begin();
+        true
+    }
+
+    fn insert_node(&mut self, id: &str, node: LineageNode) {
+        if !self.nodes.contains_key(id) {
+            self.nodes.insert(id.to_owned(), node);
+            self.added_nodes.push(id.to_owned());
+        }
     }
 
     fn relate(&mut self, relation: RelationKind, from: &str, to: &str, tx_id: &str) {
-        self.relations.insert(Relation {
+        let relation = Relation {
             relation,
             from: from.to_owned(),
             to: to.to_owned(),
             tx_id: tx_id.to_owned(),
-        });
+        };
+        if self.relations.insert(relation.clone()) {
+            self.added_relations.push(relation);
+        }
+    }
+
+    /// Queue `cursor` unless the walk has taken it already (`mark`). Only a step that another
+    /// path may reach again (`merge`) is remembered; any other is reached exactly once.
+    fn push_once(&mut self, mark: Mark, merge: bool, cursor: Cursor) {
+        if self.first_time(mark, merge) {
+            self.pushed.push(cursor);
+        }
+    }
+
+    /// Whether the walk reaches `mark` for the first time (remembering it if `merge`).
+    fn first_time(&mut self, mark: Mark, merge: bool) -> bool {
+        if !merge {
+            return !self.seen.contains(&mark);
+        }
+        if self.seen.insert(mark) {
+            self.added_marks.push(mark);
+            return true;
+        }
+        false
+    }
+
+    /// Whether a data item reached downstream may be reached again: by another of its inputs,
+    /// or by both an input and the activity root that generated it.
+    fn merges_down(&mut self, data: &str) -> Result<bool, ContractError> {
+        Ok(match self.read_entity(data)? {
+            Some(Entity::Data(d)) => {
+                d.derived_from.len() + usize::from(d.generated_by == self.root) > 1
+            }
+            _ => false,
+        })
+    }
+
+    /// Whether an input reached upstream may be reached again: it has more than one output
+    /// (two entries of `tom.derived` tell; no more are read).
+    fn merges_up(&mut self, input: &str) -> Result<bool, ContractError> {
+        let (start, end) = keys::prefix_range(keys::DERIVED, &[input])?;
+        let (rows, _) = self
+            .ctx
+            .stub
+            .get_state_by_range_with_pagination(&start, &end, 2, "")?;
+        Ok(rows.len() > 1)
     }
 
     fn agent(&mut self, agent: &AgentRef) {
-        self.nodes
-            .entry(agent.id.clone())
-            .or_insert_with(|| LineageNode::Agent {
-                agent: agent.clone(),
-            });
+        if !self.nodes.contains_key(&agent.id) {
+            self.insert_node(
+                &agent.id,
+                LineageNode::Agent {
+                    agent: agent.clone(),
+                },
+            );
+        }
+    }
+
+    fn read_entity(&mut self, id: &str) -> Result<Option<Entity>, ContractError> {
+        if let Some(known) = self.entities.get(id) {
+            return Ok(known.clone());
+        }
+        let entity = self.ctx.entity(id)?;
+        self.entities.insert(id.to_owned(), entity.clone());
+        Ok(entity)
     }
 
     /// Add an entity node (and, for activities, where they ran and who orchestrated them).
     fn entity(&mut self, id: &str) -> Result<Option<Entity>, ContractError> {
-        if let Some(LineageNode::Entity { entity }) = self.nodes.get(id) {
-            return Ok(Some(entity.clone()));
-        }
-        let Some(entity) = self.ctx.entity(id)? else {
+        let Some(entity) = self.read_entity(id)? else {
             return Ok(None);
         };
-        self.nodes.insert(
-            id.to_owned(),
+        if self.nodes.contains_key(id) {
+            return Ok(Some(entity));
+        }
+        self.insert_node(
+            id,
             LineageNode::Entity {
                 entity: entity.clone(),
             },
@@ -600,7 +833,15 @@ impl LineageBuilder<'_, '_> {
         if self.nodes.contains_key(id) {
             return Ok(());
         }
-        if let Some(contract) = self.ctx.contract(id)? {
+        let contract = match self.contracts.get(id) {
+            Some(known) => known.clone(),
+            None => {
+                let read = self.ctx.contract(id)?;
+                self.contracts.insert(id.to_owned(), read.clone());
+                read
+            }
+        };
+        if let Some(contract) = contract {
             self.agent(&contract.defined.by);
             self.relate(
                 RelationKind::WasAssociatedWith,
@@ -608,14 +849,13 @@ impl LineageBuilder<'_, '_> {
                 &contract.defined.by.id,
                 &contract.defined.tx_id,
             );
-            self.nodes
-                .insert(id.to_owned(), LineageNode::Contract { contract });
+            self.insert_node(id, LineageNode::Contract { contract });
         }
         Ok(())
     }
 
-    /// How a data item came to be: generator, host device, contracts, recorder, inputs.
-    fn data_upstream(&mut self, data: &Data) -> Result<Vec<String>, ContractError> {
+    /// How a data item came to be: generator, host device, recorder.
+    fn generation(&mut self, data: &Data) -> Result<(), ContractError> {
         let tx = &data.recorded.tx_id;
         self.entity(&data.generated_by)?;
         self.relate(
@@ -635,218 +875,544 @@ impl LineageBuilder<'_, '_> {
             &data.recorded.by.id,
             tx,
         );
-        for contract in &data.fulfils {
-            self.contract(contract)?;
-            self.relate(
-                RelationKind::UnderContract,
-                &data.generated_by,
-                contract,
-                tx,
-            );
-        }
-        for input in &data.derived_from {
-            self.relate(RelationKind::WasDerivedFrom, &data.id, input, tx);
-            self.uses(input, Some(&data.generated_by))?;
-        }
-        Ok(data.derived_from.clone())
+        Ok(())
     }
 
-    /// The EXECs in which `data` joined an activity (all, or only `activity`'s).
-    fn uses(&mut self, data: &str, activity: Option<&str>) -> Result<Vec<String>, ContractError> {
-        let mut users = Vec::new();
-        for (key, tx) in self.ctx.scan(keys::USED, &[data])? {
-            let tx_id = String::from_utf8_lossy(&tx).into_owned();
-            let Some(record) = self
-                .ctx
-                .get::<LedgerRecord>(&keys::key(keys::RECORD, &[&tx_id])?)?
-            else {
-                return Err(ContractError::CorruptState {
-                    key,
-                    detail: format!("index names missing record {tx_id}"),
-                });
-            };
-            let RecordBody::ExecContract {
-                activity: user,
-                contract,
-                host_device,
-                ..
-            } = &record.body
-            else {
-                continue;
-            };
-            if activity.is_some_and(|a| a != user) {
-                continue;
+    /// One EXEC (by its index entry `key` → `tx`) in which an activity used `data`: the
+    /// activity, its contract, where it ran and who orchestrated it. `only`: skip EXECs of
+    /// other activities.
+    fn exec(
+        &mut self,
+        data: &str,
+        key: &str,
+        tx: &[u8],
+        only: Option<&str>,
+    ) -> Result<(), ContractError> {
+        let tx_id = String::from_utf8_lossy(tx).into_owned();
+        let Some(record) = self
+            .ctx
+            .get::<LedgerRecord>(&keys::key(keys::RECORD, &[&tx_id])?)?
+        else {
+            return Err(ContractError::CorruptState {
+                key: key.to_owned(),
+                detail: format!("index names missing record {tx_id}"),
+            });
+        };
+        let RecordBody::ExecContract {
+            activity: user,
+            contract,
+            host_device,
+            ..
+        } = &record.body
+        else {
+            return Ok(());
+        };
+        if only.is_some_and(|a| a != user) {
+            return Ok(());
+        }
+        self.entity(data)?;
+        self.entity(user)?;
+        self.relate(RelationKind::Used, user, data, &tx_id);
+        self.contract(contract)?;
+        self.relate(RelationKind::UnderContract, user, contract, &tx_id);
+        if let Some(host) = host_device {
+            self.entity(host)?;
+            self.relate(RelationKind::PlacedOn, user, host, &tx_id);
+        }
+        self.agent(&record.agent);
+        self.relate(
+            RelationKind::WasAssociatedWith,
+            user,
+            &record.agent.id,
+            &tx_id,
+        );
+        Ok(())
+    }
+
+    /// Walk one data item up or down: its own facts now, its neighbours as cursors. A
+    /// neighbour step with nothing to follow is not queued (a leaf, the common case of a wide
+    /// fan-out, leaves nothing in the bookmark), so the frontier holds only what goes on.
+    fn walk(&mut self, id: &str, level: u32, up: bool) -> Result<(), ContractError> {
+        let Some(Entity::Data(data)) = self.entity(id)? else {
+            return Ok(());
+        };
+        let next = |step| Cursor {
+            id: data.id.clone(),
+            level,
+            step,
+            at: String::new(),
+        };
+        if up {
+            if level == self.depth {
+                return Ok(());
             }
-            self.entity(user)?;
-            self.relate(RelationKind::Used, user, data, &tx_id);
-            self.contract(contract)?;
-            self.relate(RelationKind::UnderContract, user, contract, &tx_id);
-            if let Some(host) = host_device {
-                self.entity(host)?;
-                self.relate(RelationKind::PlacedOn, user, host, &tx_id);
+            self.generation(&data)?;
+            for contract in &data.fulfils {
+                self.contract(contract)?;
+                self.relate(
+                    RelationKind::UnderContract,
+                    &data.generated_by,
+                    contract,
+                    &data.recorded.tx_id,
+                );
             }
-            self.agent(&record.agent);
-            self.relate(
-                RelationKind::WasAssociatedWith,
-                user,
-                &record.agent.id,
-                &tx_id,
-            );
-            users.push(user.clone());
-        }
-        Ok(users)
-    }
-
-    /// What came of a data item: who used it and what was derived from it.
-    fn data_downstream(&mut self, data: &Data) -> Result<Vec<String>, ContractError> {
-        self.uses(&data.id, None)?;
-        let mut derived = Vec::new();
-        for (key, tx) in self.ctx.scan(keys::DERIVED, &[&data.id])? {
-            let Some(output) =
-                split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned()))
-            else {
-                continue;
-            };
-            self.relate(
-                RelationKind::WasDerivedFrom,
-                &output,
-                &data.id,
-                &String::from_utf8_lossy(&tx),
-            );
-            derived.push(output);
-        }
-        Ok(derived)
-    }
-
-    /// Data an activity (device or container) generated.
-    fn generated_by(&mut self, activity: &str) -> Result<Vec<String>, ContractError> {
-        let mut out = Vec::new();
-        for (key, _) in self.ctx.scan(keys::GENERATED, &[activity])? {
-            if let Some(id) =
-                split_composite_key(&key).and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned()))
-            {
-                out.push(id);
+            if !data.derived_from.is_empty() {
+                self.pushed.push(next(Step::Inputs));
             }
-        }
-        Ok(out)
-    }
-}
-
-pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, ContractError> {
-    ctx.caller()?;
-    check_id(ctx.function, "id", &req.id)?;
-    let depth = req.depth.unwrap_or(DEFAULT_DEPTH);
-    if depth > MAX_DEPTH {
-        return Err(ContractError::bad(
-            ctx.function,
-            format!("depth must be at most {MAX_DEPTH}, got {depth}"),
-        ));
-    }
-    let mut b = LineageBuilder {
-        ctx,
-        nodes: BTreeMap::new(),
-        relations: BTreeSet::new(),
-    };
-    let root = b.entity(&req.id)?.ok_or_else(|| ContractError::NotFound {
-        kind: "entity",
-        id: req.id.clone(),
-    })?;
-    let up = matches!(req.direction, Direction::Up | Direction::Both);
-    let down = matches!(req.direction, Direction::Down | Direction::Both);
-
-    // Seeds: a data item itself, or for an activity the data it generated (downstream) and
-    // the inputs it used (upstream).
-    let mut up_queue: VecDeque<(String, u32)> = VecDeque::new();
-    let mut down_queue: VecDeque<(String, u32)> = VecDeque::new();
-    match &root {
-        Entity::Data(_) => {
-            up_queue.push_back((req.id.clone(), 0));
-            down_queue.push_back((req.id.clone(), 0));
-        }
-        Entity::Device(_) | Entity::Container(_) => {
-            if down {
-                for id in b.generated_by(&req.id)? {
-                    b.entity(&id)?;
-                    down_queue.push_back((id, 1));
-                }
+        } else {
+            if level > 0 || !self.up {
+                // The generation of each downstream item (and of the root, when not going up).
+                self.generation(&data)?;
             }
-            if up {
-                for (key, _) in ctx.scan(keys::CONTRACT_BY_CONTRACTOR, &[&req.id])? {
-                    if let Some(contract) = split_composite_key(&key)
-                        .and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned()))
-                    {
-                        b.contract(&contract)?;
-                        b.relate(RelationKind::UnderContract, &req.id, &contract, "");
+            if level < self.depth {
+                for step in [Step::Users, Step::Derived] {
+                    if self.has_entries(&step, &data.id)? {
+                        self.pushed.push(next(step));
                     }
                 }
             }
         }
+        Ok(())
     }
-    let mut seen_up = BTreeSet::new();
-    while let Some((id, level)) = up_queue.pop_front().filter(|_| up) {
-        b.check_size(&req.id, depth)?;
-        if level > depth || !seen_up.insert(id.clone()) {
-            continue;
-        }
-        let Some(Entity::Data(data)) = b.entity(&id)? else {
-            continue;
+
+    /// Whether a neighbour step's index has any entry (one row is read).
+    fn has_entries(&self, step: &Step, id: &str) -> Result<bool, ContractError> {
+        let Some((start, end)) = Self::index_of(step, id)? else {
+            return Ok(false);
         };
-        if level == depth {
-            continue;
-        }
-        for input in b.data_upstream(&data)? {
-            up_queue.push_back((input, level + 1));
-        }
+        let (rows, _) = self
+            .ctx
+            .stub
+            .get_state_by_range_with_pagination(&start, &end, 1, "")?;
+        Ok(!rows.is_empty())
     }
-    let mut seen_down = BTreeSet::new();
-    while let Some((id, level)) = down_queue.pop_front().filter(|_| down) {
-        b.check_size(&req.id, depth)?;
-        if level > depth || !seen_down.insert(id.clone()) {
-            continue;
-        }
-        let Some(Entity::Data(data)) = b.entity(&id)? else {
-            continue;
+
+    /// The index a neighbour step reads, as a `[start, end)` key range.
+    fn index_of(step: &Step, id: &str) -> Result<Option<(String, String)>, ContractError> {
+        let (object_type, attribute) = match step {
+            Step::Generated => (keys::GENERATED, id),
+            Step::Contracts => (keys::CONTRACT_BY_CONTRACTOR, id),
+            Step::ExecOf { activity } => (keys::CONTRACT_BY_CONTRACTOR, activity.as_str()),
+            Step::Users => (keys::USED, id),
+            Step::Derived => (keys::DERIVED, id),
+            Step::Up | Step::Down | Step::Inputs => return Ok(None),
         };
-        if level > 0 || !up {
-            // The generation of each downstream item (and of the root, when not going up).
-            b.entity(&data.generated_by)?;
-            b.relate(
-                RelationKind::WasGeneratedBy,
-                &data.id,
-                &data.generated_by,
-                &data.recorded.tx_id,
-            );
-            b.agent(&data.recorded.by);
-            b.relate(
-                RelationKind::WasAttributedTo,
-                &data.id,
-                &data.recorded.by.id,
-                &data.recorded.tx_id,
-            );
-            if let Some(host) = &data.host_device {
-                b.entity(host)?;
-                b.relate(
-                    RelationKind::PlacedOn,
-                    &data.generated_by,
-                    host,
-                    &data.recorded.tx_id,
+        Ok(Some(keys::prefix_range(object_type, &[attribute])?))
+    }
+
+    /// Follow one index entry of a neighbour step.
+    fn neighbour(&mut self, cursor: &Cursor, key: &str, value: &[u8]) -> Result<(), ContractError> {
+        let second = || {
+            split_composite_key(key)
+                .and_then(|(_, a)| a.get(1).map(|s| (*s).to_owned()))
+                .ok_or_else(|| ContractError::CorruptState {
+                    key: key.to_owned(),
+                    detail: "not a two-part index key".to_owned(),
+                })
+        };
+        match &cursor.step {
+            Step::Generated => {
+                let data = second()?;
+                self.entity(&data)?;
+                if self.depth >= 1 {
+                    let merge = self.merges_down(&data)?;
+                    if self.first_time(mark(b'd', &data), merge) {
+                        self.walk(&data, 1, false)?;
+                    }
+                }
+            }
+            Step::Contracts => {
+                let contract = second()?;
+                self.entity(&cursor.id)?;
+                self.contract(&contract)?;
+                self.relate(RelationKind::UnderContract, &cursor.id, &contract, "");
+            }
+            Step::ExecOf { activity } => {
+                let used = keys::key(keys::USED, &[&cursor.id, &second()?])?;
+                if let Some(tx) = self.ctx.stub.get_state(&used)? {
+                    self.exec(&cursor.id, &used, &tx, Some(activity))?;
+                }
+            }
+            Step::Users => self.exec(&cursor.id, key, value, None)?,
+            Step::Derived => {
+                let output = second()?;
+                self.entity(&cursor.id)?;
+                self.entity(&output)?;
+                self.relate(
+                    RelationKind::WasDerivedFrom,
+                    &output,
+                    &cursor.id,
+                    &String::from_utf8_lossy(value),
                 );
+                let merge = self.merges_down(&output)?;
+                if self.first_time(mark(b'd', &output), merge) {
+                    self.walk(&output, cursor.level + 1, false)?;
+                }
+            }
+            Step::Up | Step::Down | Step::Inputs => {}
+        }
+        Ok(())
+    }
+
+    /// Follow one input of a data item upstream.
+    fn input(&mut self, cursor: &Cursor, data: &Data, input: &str) -> Result<(), ContractError> {
+        self.entity(&data.id)?;
+        self.entity(input)?;
+        self.relate(
+            RelationKind::WasDerivedFrom,
+            &data.id,
+            input,
+            &data.recorded.tx_id,
+        );
+        let merge = self.merges_up(input)?;
+        if self.first_time(mark(b'd', input), merge) {
+            self.walk(input, cursor.level + 1, true)?;
+        }
+        // How the generator came to use it: its EXEC of the input, first under the contracts
+        // the output fulfils (point reads, and the keys evidence bundles made before bounded
+        // walks hold), then under any other contract of the generator (a paged scan).
+        for contract in &data.fulfils {
+            let used = keys::key(keys::USED, &[input, contract])?;
+            if let Some(tx) = self.ctx.stub.get_state(&used)? {
+                self.exec(input, &used, &tx, Some(&data.generated_by))?;
             }
         }
-        if level == depth {
-            continue;
+        self.push_once(
+            mark(b'x', &format!("{input}\u{0}{}", data.generated_by)),
+            merge,
+            Cursor {
+                id: input.to_owned(),
+                level: cursor.level,
+                step: Step::ExecOf {
+                    activity: data.generated_by.clone(),
+                },
+                at: String::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Run one cursor: a walk of one data item, or up to `fan_out` neighbours.
+    fn run(&mut self, cursor: Cursor, queue: &mut VecDeque<Cursor>) -> Result<Run, ContractError> {
+        let left = self.max_steps.saturating_sub(self.steps);
+        if left == 0 {
+            return Ok(Run::Full(cursor));
         }
-        for output in b.data_downstream(&data)? {
-            down_queue.push_back((output, level + 1));
+        let at = |position: String| Cursor {
+            at: position,
+            ..cursor.clone()
+        };
+        if let Some((start, end)) = Self::index_of(&cursor.step, &cursor.id)? {
+            // One entry more than this answer may follow tells whether the step goes on; it
+            // is read (and so part of the query's read set), which keeps a replay exact.
+            let n = self.fan_out.min(u32::try_from(left).unwrap_or(u32::MAX));
+            let from = format!("{start}{}", cursor.at);
+            let (rows, _) =
+                self.ctx
+                    .stub
+                    .get_state_by_range_with_pagination(&from, &end, n + 1, "")?;
+            for (i, row) in rows.iter().enumerate() {
+                let tail = row.key.get(start.len()..).unwrap_or_default().to_owned();
+                if i == n as usize {
+                    return Ok(if n == self.fan_out {
+                        Run::FanOut(at(tail))
+                    } else {
+                        Run::Full(at(tail))
+                    });
+                }
+                self.begin();
+                self.neighbour(&cursor, &row.key, &row.value)?;
+                if !self.settle(queue) {
+                    return Ok(Run::Full(at(tail)));
+                }
+            }
+            return Ok(Run::Done);
+        }
+        if cursor.step == Step::Inputs {
+            let Some(Entity::Data(data)) = self.read_entity(&cursor.id)? else {
+                return Ok(Run::Done);
+            };
+            let from: usize = cursor.at.parse().unwrap_or(0);
+            for (i, input) in data.derived_from.iter().enumerate().skip(from) {
+                if i - from == self.fan_out as usize {
+                    return Ok(Run::FanOut(at(i.to_string())));
+                }
+                if self.steps >= self.max_steps {
+                    return Ok(Run::Full(at(i.to_string())));
+                }
+                self.begin();
+                self.input(&cursor, &data, input)?;
+                if !self.settle(queue) {
+                    return Ok(Run::Full(at(i.to_string())));
+                }
+            }
+            return Ok(Run::Done);
+        }
+        self.begin();
+        self.walk(&cursor.id, cursor.level, cursor.step == Step::Up)?;
+        if !self.settle(queue) {
+            return Ok(Run::Full(cursor));
+        }
+        Ok(Run::Done)
+    }
+
+    fn encode(&self, req: &requests::LineageQuery, queue: Vec<Cursor>) -> String {
+        use base64::Engine;
+        let seen: Vec<u8> = self.seen.iter().flatten().copied().collect();
+        let frontier = Frontier {
+            root: req.id.clone(),
+            direction: req.direction,
+            depth: self.depth,
+            queue,
+            seen: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seen),
+        };
+        // Serialising plain strings and numbers cannot fail.
+        let json = serde_json::to_vec(&frontier).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+}
+
+/// The frontier and walked set a bookmark carries, checked against the query it claims to
+/// continue: every id by its grammar, every position inside its step's index, every level
+/// within the depth. A forged bookmark can ask for nothing a fresh query could not.
+fn decode_bookmark(
+    f: &'static str,
+    text: &str,
+    req: &requests::LineageQuery,
+    depth: u32,
+) -> Result<(VecDeque<Cursor>, BTreeSet<Mark>), ContractError> {
+    use base64::Engine;
+    let bad = |why: String| ContractError::bad(f, format!("bookmark {why}"));
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.as_bytes())
+        .map_err(|_| bad("is not a lineage bookmark: not unpadded base64url".into()))?;
+    let frontier: Frontier = serde_json::from_slice(&json)
+        .map_err(|e| bad(format!("is not a lineage bookmark: {e}")))?;
+    if frontier.root != req.id || frontier.direction != req.direction || frontier.depth != depth {
+        return Err(bad(format!(
+            "continues another query (the lineage of {} direction {:?} depth {}); give the same id, direction and depth",
+            frontier.root, frontier.direction, frontier.depth
+        )));
+    }
+    if frontier.queue.len() > MAX_FRONTIER {
+        return Err(bad(format!(
+            "holds {} steps; at most {MAX_FRONTIER} are possible",
+            frontier.queue.len()
+        )));
+    }
+    for cursor in &frontier.queue {
+        check_id(f, "bookmark", &cursor.id)?;
+        if cursor.level > depth {
+            return Err(bad(format!(
+                "names level {} beyond depth {depth}",
+                cursor.level
+            )));
+        }
+        if let Step::ExecOf { activity } = &cursor.step {
+            check_id(f, "bookmark", activity)?;
+        }
+        let position_ok = match (&cursor.step, cursor.at.as_str()) {
+            (_, "") => true,
+            (Step::Up | Step::Down, _) => false,
+            (Step::Inputs, at) => at.parse::<usize>().is_ok_and(|i| i < crate::ids::MAX_LIST),
+            (step, at) => match LineageBuilder::index_of(step, &cursor.id)? {
+                Some((start, end)) => format!("{start}{at}") < end,
+                None => false,
+            },
+        };
+        if !position_ok {
+            return Err(bad(format!(
+                "names a position {:?} outside the step it continues",
+                cursor.at
+            )));
         }
     }
-    b.check_size(&req.id, depth)?;
+    let seen = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(frontier.seen.as_bytes())
+        .ok()
+        .filter(|b| b.len() % 8 == 0)
+        .ok_or_else(|| bad("has a garbled walked set".into()))?;
+    let seen = seen
+        .chunks_exact(8)
+        .map(|c| {
+            let mut m = [0u8; 8];
+            m.copy_from_slice(c);
+            m
+        })
+        .collect();
+    Ok((frontier.queue.into(), seen))
+}
+
+/// `GetLineage`: a breadth-first walk from `id` up (what it came from), down (what came of
+/// it) or both, to `depth` derivation steps. The walk reads indexes in pages of `fan_out`
+/// entries and stops at `limit` nodes, at `2 × limit` steps (a step: one data item walked or
+/// one index entry followed) or before its bookmark passes [`FRONTIER_BUDGET`], so an answer
+/// costs what it holds. A step that would overfill the answer is undone and becomes the next
+/// part's first, except an answer's first step, which is always kept so paging always moves
+/// (a `limit` below one item's immediate context, a handful of nodes, can be exceeded by it).
+/// A cut answer is `truncated` and its `bookmark` (the frontier still to walk, in order, and
+/// the merge points already walked) continues it, each data item being walked in exactly one
+/// part. A part never lets a deeper level run ahead of a cut fan-out, so the parts together
+/// are exactly the lineage an unbounded walk would give.
+pub fn get_lineage(ctx: &Ctx, req: requests::LineageQuery) -> Result<Lineage, ContractError> {
+    let f = ctx.function;
+    ctx.caller()?;
+    check_id(f, "id", &req.id)?;
+    let depth = req.depth.unwrap_or(DEFAULT_DEPTH);
+    if depth > MAX_DEPTH {
+        return Err(ContractError::bad(
+            f,
+            format!("depth must be at most {MAX_DEPTH}, got {depth}"),
+        ));
+    }
+    let limit = req.limit.unwrap_or(DEFAULT_LINEAGE_LIMIT);
+    if limit as usize > MAX_LINEAGE_NODES {
+        return Err(ContractError::bad(
+            f,
+            format!(
+                "limit {limit}: a lineage answer has at most {MAX_LINEAGE_NODES} nodes; ask for a smaller depth or one direction, or continue a truncated answer with its bookmark"
+            ),
+        ));
+    }
+    if limit == 0 {
+        return Err(ContractError::bad(
+            f,
+            format!("limit must be 1 to {MAX_LINEAGE_NODES}, got 0"),
+        ));
+    }
+    let fan_out = req.fan_out.unwrap_or(DEFAULT_FAN_OUT);
+    if fan_out == 0 || fan_out > MAX_FAN_OUT {
+        return Err(ContractError::bad(
+            f,
+            format!("fan_out must be 1 to {MAX_FAN_OUT}, got {fan_out}"),
+        ));
+    }
+    let up = matches!(req.direction, Direction::Up | Direction::Both);
+    let down = matches!(req.direction, Direction::Down | Direction::Both);
+    let mut b = LineageBuilder {
+        ctx,
+        nodes: BTreeMap::new(),
+        relations: BTreeSet::new(),
+        entities: BTreeMap::new(),
+        contracts: BTreeMap::new(),
+        seen: BTreeSet::new(),
+        root: req.id.clone(),
+        up,
+        depth,
+        limit: limit as usize,
+        fan_out,
+        steps: 0,
+        max_steps: 2 * limit as usize,
+        queued: 0,
+        added_nodes: Vec::new(),
+        added_relations: Vec::new(),
+        added_marks: Vec::new(),
+        pushed: Vec::new(),
+    };
+    let cursor = |step| Cursor {
+        id: req.id.clone(),
+        level: 0,
+        step,
+        at: String::new(),
+    };
+    let mut queue = VecDeque::new();
+    match req.bookmark.as_deref() {
+        None | Some("") => {
+            let root = b.entity(&req.id)?.ok_or_else(|| ContractError::NotFound {
+                kind: "entity",
+                id: req.id.clone(),
+            })?;
+            // Seeds: a data item itself, or for an activity the data it generated
+            // (downstream) and the contracts it acts under (upstream).
+            match root {
+                Entity::Data(_) => {
+                    if up {
+                        queue.push_back(cursor(Step::Up));
+                    }
+                    if down {
+                        queue.push_back(cursor(Step::Down));
+                    }
+                }
+                Entity::Device(_) | Entity::Container(_) => {
+                    if down {
+                        queue.push_back(cursor(Step::Generated));
+                    }
+                    if up {
+                        queue.push_back(cursor(Step::Contracts));
+                    }
+                }
+            }
+            b.begin();
+        }
+        Some(text) => (queue, b.seen) = decode_bookmark(f, text, &req, depth)?,
+    }
+    b.queued = queue.iter().map(Cursor::cost).sum();
+    // Steps that find no data items may run in any order: run them first, so a frontier that
+    // filled the last part's bookmark shrinks before anything can grow it again.
+    let (settled, finding): (VecDeque<Cursor>, VecDeque<Cursor>) =
+        queue.into_iter().partition(|c| !c.step.discovers());
+    queue = settled;
+    queue.extend(finding);
+
+    let mut deferred = Vec::new();
+    let mut resume = None;
+    // The level of the first discovering step cut short by `fan_out`: no deeper step that
+    // finds data items may run in this answer (its rest could reach nodes at a shallower level
+    // than a deeper step); those wait, in order, in `held`.
+    let mut cut: Option<u32> = None;
+    let mut held = Vec::new();
+    while let Some(cursor) = queue.pop_front() {
+        if cursor.step.discovers() && cut.is_some_and(|c| cursor.level > c) {
+            held.push(cursor);
+            continue;
+        }
+        b.queued = b.queued.saturating_sub(cursor.cost());
+        match b.run(cursor, &mut queue)? {
+            Run::Done => {}
+            Run::FanOut(rest) => {
+                b.queued += rest.cost();
+                if rest.step.discovers() {
+                    cut = Some(cut.map_or(rest.level, |c| c.min(rest.level)));
+                }
+                deferred.push(rest);
+            }
+            Run::Full(rest) => {
+                resume = Some(rest);
+                break;
+            }
+        }
+    }
+    let frontier: Vec<Cursor> = resume
+        .into_iter()
+        .chain(deferred)
+        .chain(held)
+        .chain(queue)
+        .collect();
+    let truncated = !frontier.is_empty();
+    let bookmark = if truncated {
+        b.encode(&req, frontier)
+    } else {
+        String::new()
+    };
+    if bookmark.len() > MAX_LINEAGE_BOOKMARK {
+        // Only a lineage with thousands of merge points (items reached by several paths) can
+        // get here: each must be remembered to walk it once.
+        return Err(ContractError::bad(
+            f,
+            format!(
+                "the lineage of {} within depth {depth} has too many items reached by several paths to continue in a bookmark of at most {MAX_LINEAGE_BOOKMARK} bytes; ask for a smaller depth or one direction",
+                req.id
+            ),
+        ));
+    }
     Ok(Lineage {
         root: req.id,
         direction: req.direction,
         depth,
         nodes: b.nodes,
         relations: b.relations,
+        truncated,
+        bookmark,
     })
 }
 

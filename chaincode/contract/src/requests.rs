@@ -356,7 +356,10 @@ pub enum Direction {
     Both,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// A lineage walk. Its cost is bounded by what it answers, not by the ledger: an answer holds
+/// at most `limit` nodes and follows at most `fan_out` neighbours of a node per relation kind;
+/// a walk cut short says `truncated` and returns a `bookmark` that continues it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineageQuery {
     pub id: String,
@@ -365,6 +368,16 @@ pub struct LineageQuery {
     /// How many derivation steps to follow (default 8, at most 64).
     #[serde(default)]
     pub depth: Option<u32>,
+    /// At most this many nodes in one answer (default 500, at most 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// At most this many neighbours followed per node and relation kind in one answer
+    /// (default 100, at most 1000); the rest come with the bookmark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan_out: Option<u32>,
+    /// The `bookmark` of a truncated answer to this query: continues the walk where it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bookmark: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]

@@ -184,7 +184,7 @@ fn a_page_of_records_stops_at_its_byte_budget_and_resumes_at_its_bookmark() {
 }
 
 #[test]
-fn a_lineage_wider_than_its_node_bound_is_refused_not_built() {
+fn a_lineage_wider_than_its_node_bound_comes_in_parts_and_a_larger_limit_is_refused() {
     let mut w = World::with_orgs();
     let light = id("org1", "traffic-light-1");
     w.identify_device("tl-1", light, "sensor").unwrap();
@@ -195,14 +195,30 @@ fn a_lineage_wider_than_its_node_bound_is_refused_not_built() {
         w.record_data(light, light, &format!("d-{i}"), "count", "tl-1", &["root"])
             .unwrap();
     }
+    // Asked for more than one answer may hold: refused, with the advice.
     query_refused(
         &mut w,
         "GetLineage",
-        json!({ "id": "root", "direction": "down", "depth": 1 }),
+        json!({ "id": "root", "direction": "down", "depth": 1, "limit": wide + 1 }),
         &[&format!(
-            "has more than {wide} nodes; ask for a smaller depth"
+            "a lineage answer has at most {wide} nodes; ask for a smaller depth"
         )],
     );
+    // Otherwise answered in part: the first part within the bounds, saying so.
+    let part = w
+        .query(
+            auditor(),
+            "GetLineage",
+            json!({ "id": "root", "direction": "down", "depth": 1 }),
+        )
+        .unwrap();
+    let nodes = part["nodes"].as_object().unwrap().len();
+    assert!(
+        nodes <= tom_contract::queries::DEFAULT_LINEAGE_LIMIT as usize,
+        "{nodes} nodes"
+    );
+    assert_eq!(part["truncated"], true);
+    assert!(!part["bookmark"].as_str().unwrap().is_empty());
     // Upstream of one of them stays small and is answered.
     let lineage = w
         .query(

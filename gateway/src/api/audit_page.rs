@@ -306,6 +306,7 @@ async fn entity_page(
         id: id.to_owned(),
         direction,
         depth,
+        ..LineageQuery::default()
     };
     let lineage = eval(s, who, &requests::GetLineage(lineage_query)).await?;
     let dir = direction_name(direction);
@@ -350,6 +351,7 @@ async fn entity_page(
         depth.unwrap_or(8)
     );
     main.push_str(&lineage_svg(&lineage));
+    main.push_str(&truncated_note(&lineage, id, dir, &depth_q));
     main.push_str(&relations_list(&lineage));
     main.push_str("</section>");
 
@@ -498,6 +500,29 @@ fn timeline(
     }
     out.push_str("</section>");
     out
+}
+
+/// For a lineage cut short by its bounds: that it is partial, and how to continue it (the
+/// CLI command and the next part as JSON). Empty for a complete lineage.
+fn truncated_note(lineage: &Value, id: &str, dir: &str, depth_q: &str) -> String {
+    let bookmark = str_of(&lineage["bookmark"]);
+    if lineage["truncated"] != Value::Bool(true) || bookmark.is_empty() {
+        return String::new();
+    }
+    let shown = lineage["nodes"].as_object().map_or(0, |n| n.len());
+    let depth_arg = depth_q
+        .strip_prefix("&depth=")
+        .map(|d| format!(" --depth {d}"))
+        .unwrap_or_default();
+    format!(
+        "<p class=\"truncated\" id=\"lineage-truncated\"><strong>Truncated:</strong> the lineage is larger than one answer; {shown} nodes are shown. Continue with <code>tom audit lineage {} --direction {dir}{} --bookmark {}</code> or <a href=\"/v1/lineage/{}?direction={dir}{}&amp;bookmark={}\">the next part (JSON)</a>.</p>",
+        esc(id),
+        esc(&depth_arg),
+        esc(bookmark),
+        enc(id),
+        esc(depth_q),
+        enc(bookmark)
+    )
 }
 
 /// `(label, kind, link)` of a lineage node.
@@ -720,6 +745,9 @@ async fn incident_report(
         id: id.to_owned(),
         direction: Direction::Up,
         depth,
+        limit: Some(tom_contract::queries::MAX_LINEAGE_NODES as u32),
+        fan_out: Some(tom_contract::queries::MAX_FAN_OUT),
+        bookmark: None,
     };
     match s.ledger.evidence(&who.signing, &query).await {
         Ok(bundle) => {
@@ -862,6 +890,9 @@ pub async fn audit_evidence(
         id,
         direction: q.direction,
         depth: q.depth,
+        limit: Some(tom_contract::queries::MAX_LINEAGE_NODES as u32),
+        fan_out: Some(tom_contract::queries::MAX_FAN_OUT),
+        bookmark: None,
     };
     let bundle = match s.ledger.evidence(&who.signing, &query).await {
         Ok(b) => b,

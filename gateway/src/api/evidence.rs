@@ -30,6 +30,10 @@ pub async fn get_evidence(
         id,
         direction: q.direction,
         depth: q.depth,
+        // Evidence covers as much as one answer may hold; a wider lineage is marked truncated.
+        limit: Some(tom_contract::queries::MAX_LINEAGE_NODES as u32),
+        fan_out: Some(tom_contract::queries::MAX_FAN_OUT),
+        bookmark: None,
     };
     let bundle = s.ledger.evidence(&c.signing, &query).await?;
     let bytes = serde_json::to_vec(&bundle)

@@ -219,6 +219,25 @@ pub struct LineageParams {
     direction: Direction,
     #[serde(default)]
     depth: Option<u32>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    fan_out: Option<u32>,
+    #[serde(default)]
+    bookmark: Option<String>,
+}
+
+impl LineageParams {
+    fn query(self, id: String) -> requests::LineageQuery {
+        requests::LineageQuery {
+            id,
+            direction: self.direction,
+            depth: self.depth,
+            limit: self.limit,
+            fan_out: self.fan_out,
+            bookmark: self.bookmark.filter(|b| !b.is_empty()),
+        }
+    }
 }
 
 pub async fn get_lineage(
@@ -227,15 +246,7 @@ pub async fn get_lineage(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<LineageParams>,
 ) -> Result<Response, AppError> {
-    s.evaluate(
-        &c,
-        &requests::GetLineage(requests::LineageQuery {
-            id,
-            direction: q.direction,
-            depth: q.depth,
-        }),
-    )
-    .await
+    s.evaluate(&c, &requests::GetLineage(q.query(id))).await
 }
 
 pub async fn export_prov(
@@ -244,15 +255,7 @@ pub async fn export_prov(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<LineageParams>,
 ) -> Result<Response, AppError> {
-    s.evaluate(
-        &c,
-        &requests::ExportProv(requests::LineageQuery {
-            id,
-            direction: q.direction,
-            depth: q.depth,
-        }),
-    )
-    .await
+    s.evaluate(&c, &requests::ExportProv(q.query(id))).await
 }
 
 pub async fn query_records(

@@ -226,6 +226,22 @@ const DEPTH: Param = query(
     "derivation steps to follow (default 8, at most 64)",
 );
 
+const LIMIT: Param = query(
+    "limit",
+    Rule::Range(1, tom_contract::queries::MAX_LINEAGE_NODES as u32),
+    "at most this many nodes in the answer (default 500, at most 2000); a wider lineage is truncated and returns a bookmark",
+);
+const FAN_OUT: Param = query(
+    "fan_out",
+    Rule::Range(1, tom_contract::queries::MAX_FAN_OUT),
+    "at most this many neighbours followed per node and relation kind (default 100, at most 1000)",
+);
+const LINEAGE_BOOKMARK: Param = query(
+    "bookmark",
+    Rule::MaxLen(tom_contract::queries::MAX_LINEAGE_BOOKMARK),
+    "the bookmark (base64url) of a truncated answer to the same id, direction and depth: continues it",
+);
+
 const PAGE_SIZE: Param = query(
     "page_size",
     Rule::Range(1, tom_contract::queries::MAX_PAGE),
@@ -312,8 +328,8 @@ pub const ROUTES: &[Route] = &[
     write(Op::ExecContract, "post", "/v1/executions", "provenance", requests::ExecContract::NAME, Some("ExecContract"), "Data joins an activity under its contract (EXEC, PROV-ORCH)."),
     read(Op::GetEntity, "/v1/entities/{id}", requests::GetEntity::NAME, &[ENTITY_ID], "A device, container, data item or processing contract."),
     read(Op::GetHistory, "/v1/entities/{id}/history", requests::GetHistory::NAME, &[ENTITY_ID], "Every committed version of an entity or contract."),
-    read(Op::GetLineage, "/v1/lineage/{id}", requests::GetLineage::NAME, &[ENTITY_ID, DIRECTION, DEPTH], "Lineage of an entity: data, activities, devices, contracts and the records that link them."),
-    read(Op::ExportProv, "/v1/prov/{id}", requests::ExportProv::NAME, &[ENTITY_ID, DIRECTION, DEPTH], "The lineage as a W3C PROV-JSON document."),
+    read(Op::GetLineage, "/v1/lineage/{id}", requests::GetLineage::NAME, &[ENTITY_ID, DIRECTION, DEPTH, LIMIT, FAN_OUT, LINEAGE_BOOKMARK], "Lineage of an entity: data, activities, devices, contracts and the records that link them. An answer holds at most `limit` nodes and follows at most `fan_out` neighbours per node and relation kind, so it costs what it holds; a cut answer has `truncated: true` and a `bookmark` that continues it."),
+    read(Op::ExportProv, "/v1/prov/{id}", requests::ExportProv::NAME, &[ENTITY_ID, DIRECTION, DEPTH, LIMIT, FAN_OUT, LINEAGE_BOOKMARK], "The lineage as a W3C PROV-JSON document. A truncated lineage carries the entity `tom:lineage.<id>` (type `tom:PartialLineage`) with `tom:truncated` and the `tom:bookmark` that continues it."),
     read(
         Op::QueryRecords,
         "/v1/records",
