@@ -424,28 +424,12 @@ impl Committer {
                         tx: index,
                     };
                     for ((key, _), prepared) in e.rwset.writes.iter().zip(&e.prepared) {
-                        match &prepared.encoded {
-                            Some(encoded) => {
-                                state
-                                    .insert(
-                                        key.as_str(),
-                                        store::with_version(version, encoded).as_slice(),
-                                    )
-                                    .map_err(|e| store_error("write state", e))?;
-                            }
-                            None => {
-                                state
-                                    .remove(key.as_str())
-                                    .map_err(|e| store_error("delete state", e))?;
-                            }
-                        }
                         // The value, tx id and timestamp are in this block's transaction.
-                        history
-                            .insert(
-                                (prepared.key_hash, number, index),
-                                prepared.history_entry.as_slice(),
-                            )
-                            .map_err(|e| store_error("write history", e))?;
+                        store::record_write(&mut state, &mut history, key, version, prepared)
+                            .map_err(|e| match e {
+                                store::WriteError::Store(context, e) => store_error(context, e),
+                                store::WriteError::Corrupt(e) => LedgerError::Internal(e.0),
+                            })?;
                     }
                 }
                 tx_ids

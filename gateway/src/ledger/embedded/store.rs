@@ -565,27 +565,49 @@ pub fn range_versioned<T: ReadableTable<&'static str, &'static [u8]>>(
 }
 
 /// Every committed change of `key`, oldest first, read from the transactions in the log that
-/// made them (each block is read once however many of the key's changes it holds).
-pub fn history_of<H, B, C>(
+/// made them (each block is read once however many of the key's changes it holds). A key the
+/// history holds no entry for was written once and never changed (see [`record_write`]): its
+/// one change is the state's version.
+pub fn history_of<H, S, B, C>(
     history: &H,
+    state: &S,
     blocks: &B,
     certs: &C,
     key: &str,
 ) -> Result<Vec<KeyModification>, StubError>
 where
     H: ReadableTable<(KeyHash, u64, u32), &'static [u8]>,
+    S: ReadableTable<&'static str, &'static [u8]>,
     B: ReadableTable<u64, &'static [u8]>,
     C: ReadableTable<&'static [u8], &'static [u8]>,
 {
     let hash = key_hash(key);
-    let rows = history
+    let mut positions = Vec::new();
+    for row in history
         .range((hash, 0u64, 0u32)..=(hash, u64::MAX, u32::MAX))
-        .map_err(|e| stub_error("history", e))?;
-    let mut out = Vec::new();
-    let mut block: Option<(u64, Vec<u8>)> = None;
-    for row in rows {
+        .map_err(|e| stub_error("history", e))?
+    {
         let (position, value) = row.map_err(|e| stub_error("history", e))?;
         let (_, number, index) = position.value();
+        let stored = value.value();
+        if stored.len() != HISTORY_ENTRY_LEN {
+            return Err(stub_error(
+                key,
+                format!("history entry at block {number} transaction {index} is {} bytes, not {HISTORY_ENTRY_LEN}", stored.len()),
+            ));
+        }
+        positions.push((number, index, Some(stored[0] == 1)));
+    }
+    if positions.is_empty() {
+        // Written once (or never): the state's version is the one change.
+        match get_versioned(state, key)? {
+            Some(current) => positions.push((current.version.block, current.version.tx, None)),
+            None => return Ok(Vec::new()),
+        }
+    }
+    let mut out = Vec::new();
+    let mut block: Option<(u64, Vec<u8>)> = None;
+    for (number, index, entry_is_delete) in positions {
         if block.as_ref().is_none_or(|(n, _)| *n != number) {
             let bytes = read_block(blocks, certs, number)
                 .map_err(|e| stub_error("history", e))?
@@ -609,19 +631,21 @@ where
             )
         })?;
         let tx = Transaction::decode(tx).map_err(|e| stub_error(key, e))?;
-        // Another key with the same 128-bit hash (never seen; the entry is not this key's).
-        let Some(written) = tx.rwset.writes.get(key) else {
-            continue;
-        };
-        let stored = value.value();
-        if stored.len() != HISTORY_ENTRY_LEN {
-            return Err(stub_error(
-                key,
-                format!("history entry at block {number} transaction {index} is {} bytes, not {HISTORY_ENTRY_LEN}", stored.len()),
-            ));
-        }
-        let is_delete = stored[0] == 1;
-        if is_delete != written.is_none() {
+        let written =
+            match (tx.rwset.writes.get(key), entry_is_delete) {
+                (Some(written), _) => written,
+                // Another key with the same 128-bit hash (never seen; the entry is not this key's).
+                (None, Some(_)) => continue,
+                (None, None) => return Err(stub_error(
+                    key,
+                    format!(
+                        "the state says transaction {} (block {number}) wrote it, which it did not",
+                        tx.proposal.tx_id
+                    ),
+                )),
+            };
+        let is_delete = written.is_none();
+        if entry_is_delete.is_some_and(|d| d != is_delete) {
             return Err(stub_error(key, format!("history entry at block {number} transaction {index} disagrees with the log on whether it was a delete")));
         }
         out.push(KeyModification {
@@ -632,6 +656,73 @@ where
         });
     }
     Ok(out)
+}
+
+/// Apply one valid write to the world state and the key history, in the block being written.
+///
+/// Most keys are written once and never changed (the contract's indexes and records: about
+/// four of five writes), so the history holds no entry for a key until it changes: a key
+/// without entries has exactly one change, the one at its state version ([`history_of`]).
+/// The first change of such a key writes the entry of its first write (from the state's old
+/// version and value) and its own; from then on every change adds its entry. A delete always
+/// leaves entries (the state no longer says anything about the key). This halves the B-tree
+/// inserts the single committer thread makes per transaction, and the history's size.
+pub fn record_write(
+    state: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    history: &mut redb::Table<'_, (KeyHash, u64, u32), &'static [u8]>,
+    key: &str,
+    version: Version,
+    write: &PreparedWrite,
+) -> Result<(), WriteError> {
+    let old = match &write.encoded {
+        Some(encoded) => state
+            .insert(key, with_version(version, encoded).as_slice())
+            .map_err(|e| WriteError::Store("write state", e.into()))?
+            .map(|old| old.value().to_vec()),
+        None => state
+            .remove(key)
+            .map_err(|e| WriteError::Store("delete state", e.into()))?
+            .map(|old| old.value().to_vec()),
+    };
+    let h = write.key_hash;
+    let has_entries = history
+        .range((h, 0u64, 0u32)..=(h, u64::MAX, u32::MAX))
+        .map_err(|e| WriteError::Store("read history", e.into()))?
+        .next()
+        .is_some();
+    if !has_entries {
+        match old {
+            // The first change of a key written once: its first write gets its entry now.
+            Some(old) => {
+                let old = decode_versioned(key, &old).map_err(WriteError::Corrupt)?;
+                history
+                    .insert(
+                        (h, old.version.block, old.version.tx),
+                        encode_modification(Some(&old.value)).as_slice(),
+                    )
+                    .map_err(|e| WriteError::Store("write history", e.into()))?;
+            }
+            // A new key: its one change is its state version, until it changes.
+            None if write.encoded.is_some() => return Ok(()),
+            // The delete of a key never written: recorded, as the log holds it.
+            None => {}
+        }
+    }
+    history
+        .insert(
+            (h, version.block, version.tx),
+            write.history_entry.as_slice(),
+        )
+        .map_err(|e| WriteError::Store("write history", e.into()))?;
+    Ok(())
+}
+
+/// Why [`record_write`] failed: the store (an I/O fault the committer recovers from) or a
+/// stored value that does not decode.
+#[derive(Debug)]
+pub enum WriteError {
+    Store(&'static str, redb::Error),
+    Corrupt(StubError),
 }
 
 /// Where the bytes of one redb table go (see [`space_report`]).
@@ -1078,7 +1169,7 @@ impl CommittedState for Snapshot {
     }
 
     fn history(&self, key: &str) -> Result<Vec<KeyModification>, StubError> {
-        history_of(&self.history, &self.blocks, &self.certs, key)
+        history_of(&self.history, &self.state, &self.blocks, &self.certs, key)
     }
 }
 

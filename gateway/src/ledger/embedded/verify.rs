@@ -1427,6 +1427,82 @@ fn live_keys(
     Ok(live)
 }
 
+/// The first key the log wrote once (no history entries) that the state does not hold as that
+/// write left it: the error path of [`check_indexes`] only, a pass over the whole log.
+fn contradicted_write_once_key(
+    path: &Path,
+    txn: &redb::ReadTransaction,
+    history: &redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
+    state: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+) -> Result<Option<(&'static str, String, String)>, VerifyError> {
+    let blocks = txn.open_table(BLOCKS).map_err(|e| store_error(path, e))?;
+    let certs = txn.open_table(CERTS).map_err(|e| store_error(path, e))?;
+    for row in blocks.iter().map_err(|e| store_error(path, e))? {
+        let (number, _) = row.map_err(|e| store_error(path, e))?;
+        let number = number.value();
+        let Ok(Some(bytes)) = read_block(&blocks, &certs, number) else {
+            continue;
+        };
+        let Ok(raw) = RawBlock::decode(&bytes) else {
+            continue;
+        };
+        for (index, tx) in raw.transactions.iter().enumerate() {
+            let Ok(tx) = Transaction::decode(tx) else {
+                continue;
+            };
+            if !tx.code.is_valid() {
+                continue;
+            }
+            let version = Version {
+                block: number,
+                tx: index as u32,
+            };
+            for (key, value) in &tx.rwset.writes {
+                let h = key_hash(key);
+                let has_entries = history
+                    .range((h, 0u64, 0u32)..=(h, u64::MAX, u32::MAX))
+                    .map_err(|e| store_error(path, e))?
+                    .next()
+                    .is_some();
+                if has_entries {
+                    continue;
+                }
+                if value.is_none() {
+                    // A delete always leaves history entries.
+                    return Ok(Some((
+                        "history",
+                        key.clone(),
+                        format!(
+                            "the log deleted it at {version:?}, but the history has no entry of it"
+                        ),
+                    )));
+                }
+                let current = match state.get(key.as_str()).map_err(|e| store_error(path, e))? {
+                    None => {
+                        return Ok(Some((
+                            "state",
+                            key.clone(),
+                            format!("written by the log at {version:?} but missing from the state"),
+                        )))
+                    }
+                    Some(stored) => decode_versioned(key, stored.value()).ok(),
+                };
+                let agrees = current.as_ref().is_some_and(|c| {
+                    c.version == version && Some(c.value.as_slice()) == value.as_deref()
+                });
+                if !agrees {
+                    return Ok(Some((
+                        "state",
+                        key.clone(),
+                        format!("the state differs from the one write the log made of it, at {version:?}"),
+                    )));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The first key the history leaves live that the state does not hold, read from the
 /// transaction that last wrote it (the error path of [`check_indexes`] only).
 fn missing_live_key(
@@ -1493,31 +1569,16 @@ fn check_indexes(
         }))
     };
 
-    // Key history: compared with the log as a multiset digest, first, because the world state
-    // is then checked against it.
+    // World state: a key with history entries must be at its last entry (a point lookup: the
+    // history is ordered by key hash, the state by key); a key without was written once and
+    // never changed (`store::record_write`), so its one change is the state's version and value,
+    // which joins the history digest. Then the history: its entries and those implied by the
+    // state must be, as a multiset, the valid transactions' writes.
     let history = txn.open_table(HISTORY).map_err(|e| store_error(path, e))?;
-    let mut found_history = MultisetDigest::default();
-    for row in history.iter().map_err(|e| store_error(path, e))? {
-        let (key, value) = row.map_err(|e| store_error(path, e))?;
-        let (key, block, tx) = key.value();
-        found_history.add(key, Version { block, tx }, value.value());
-    }
-    if found_history != checker.history {
-        return Err(mismatch(
-            "history",
-            "",
-            format!(
-                "{} entries differ from the {} the log produces (count or contents)",
-                found_history.count, checker.history.count
-            ),
-        ));
-    }
-
-    // World state: each key's value and version must be its key's last history entry (a point
-    // lookup: the history is ordered by key hash, the state by key), and as many keys must be
-    // live in the history (last change not a delete) as the state holds.
     let state = txn.open_table(STATE).map_err(|e| store_error(path, e))?;
+    let mut found_history = MultisetDigest::default();
     let mut state_keys = 0u64;
+    let mut keys_with_entries = 0u64;
     for row in state.iter().map_err(|e| store_error(path, e))? {
         let (key, value) = row.map_err(|e| store_error(path, e))?;
         let key = key.value();
@@ -1532,12 +1593,10 @@ fn check_indexes(
             .transpose()
             .map_err(|e| store_error(path, e))?;
         let Some((position, entry)) = last else {
-            return Err(mismatch(
-                "state",
-                key,
-                "in the state but never written by the log".into(),
-            ));
+            found_history.add(h, found.version, &encode_modification(Some(&found.value)));
+            continue;
         };
+        keys_with_entries += 1;
         let (_, block, tx) = position.value();
         let version = Version { block, tx };
         if entry.value().first() == Some(&1) {
@@ -1565,14 +1624,38 @@ fn check_indexes(
             ));
         }
     }
+    let mut entries = 0u64;
+    for row in history.iter().map_err(|e| store_error(path, e))? {
+        let (key, value) = row.map_err(|e| store_error(path, e))?;
+        let (key, block, tx) = key.value();
+        found_history.add(key, Version { block, tx }, value.value());
+        entries += 1;
+    }
+    if found_history != checker.history {
+        // Name the key if the log can tell (a second pass over the log: only here).
+        if let Some((table, key, detail)) =
+            contradicted_write_once_key(path, txn, &history, &state)?
+        {
+            return Err(mismatch(table, &key, detail));
+        }
+        return Err(mismatch(
+            "history",
+            "",
+            format!(
+                "{entries} entries and {} implied by the state differ from the {} writes the log holds (count or contents)",
+                found_history.count - entries,
+                checker.history.count
+            ),
+        ));
+    }
     let live = live_keys(&history, path)?;
-    if live != state_keys {
+    if live != keys_with_entries {
         // Name a key the log left live that the state lacks (read from the log: only here).
         let missing = missing_live_key(path, txn, &history, &state)?;
         return Err(mismatch(
             "state",
             &missing.unwrap_or_default(),
-            format!("written by the log but missing from the state ({live} keys live in the log, {state_keys} in the state)"),
+            format!("written by the log but missing from the state ({live} keys with history live in the log, {keys_with_entries} in the state)"),
         ));
     }
     // Transaction index: every transaction of the log was found where it is; nothing else.
