@@ -9,7 +9,7 @@
 //! | `blocks`      | block number (`u64`)         | the block, stored compressed (below)                 |
 //! | `certs`       | SHA-256 of a certificate     | the creator certificate (PEM), once per certificate  |
 //! | `world_state` | key (`&str`)                 | `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes`: the version that wrote it, then the value ([`encode_versioned`]) |
-//! | `key_history` | `(key hash u128, block, tx)` | `u8 is_delete ‖ 16 bytes of the value's SHA-256`: the rest is in the transaction at `(block, tx)` |
+//! | `key_history` | `(key hash u128, block, tx)` | `u8 is_delete ‖ 16 bytes of the value's SHA-256`, for keys that changed; the rest is in the transaction at `(block, tx)` |
 //! | `tx_ids`      | transaction id (`&str`)      | `(block, tx index, validation code)`                 |
 //! | `meta`        | `"format"`                   | [`FORMAT_VERSION`] of this layout                    |
 //!
@@ -40,11 +40,17 @@
 //!   other index entries' values) is kept as its 32 bytes; a value of 160 bytes or more (the
 //!   entities and records, JSON with signed envelopes) is compressed with zstd when that is
 //!   smaller; anything else is kept as it is.
-//! * **History** keeps per write only whether it was a delete and a hash of the value, and is
-//!   keyed by a 128-bit hash of the key instead of the key (28 bytes of key whatever the key's
-//!   length); [`history_of`] reads the transaction id, timestamp and value from the transaction
-//!   at `(block, tx)`, as a Fabric peer's history database points into its block store, and skips
-//!   an entry whose transaction did not write the key (a hash collision, never seen).
+//! * **History** holds entries only for keys that changed. Most keys are written once and never
+//!   changed (the contract's indexes and records: about four writes in five), and such a key's
+//!   one change is its state version, so it needs no entry until it changes: then its first
+//!   write gets its entry from the state's old version and value, and every change after adds
+//!   its own ([`record_write`]); a delete always leaves entries. An entry keeps only whether it
+//!   was a delete and a hash of the value, keyed by a 128-bit hash of the key (28 bytes of key
+//!   whatever the key's length); [`history_of`] reads the transaction id, timestamp and value
+//!   from the transaction at `(block, tx)`, as a Fabric peer's history database points into its
+//!   block store, and skips an entry whose transaction did not write the key (a hash collision,
+//!   never seen). This halves the B-tree inserts of the single committer thread per
+//!   transaction, which is what kept ingest from staying flat as the ledger grew.
 //! * Writes are prepared (key hash, encoded value, history entry) and each transaction's bytes
 //!   encoded and hashed while it is endorsed, on any core ([`PreparedWrite`]); the single
 //!   committer thread only places them.

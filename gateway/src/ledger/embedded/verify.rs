@@ -9,10 +9,12 @@
 //! certificate. The first failure is reported with its block, transaction and what failed.
 //!
 //! Then the derived tables, which queries and endorsements read, are checked against the log:
-//! the key history as a multiset digest of the valid transactions' writes (each entry carries
-//! the hash of the value written), the world state key by key against the last history entry of
-//! each key (version and value hash; the history is keyed by the key's hash, so each state key is
-//! a point lookup), with as many keys live in the history as the state holds, and the
+//! each world-state key against its key's last history entry (version and value hash; the
+//! history is keyed by the key's hash, so each state key is a point lookup) or, for a key the
+//! history holds no entry of (written once, never changed: see `store::record_write`), as the
+//! one change the history implies; the history's entries and those implied changes against the
+//! valid transactions' writes as a multiset digest (on a mismatch, a second pass over the log
+//! names the key); as many keys live in the history as the state holds with entries; and the
 //! transaction index by looking each transaction of the log up in it. So editing the state
 //! behind the log's back (say, marking a device joined again) is caught too.
 //!
