@@ -637,19 +637,20 @@ where
             )
         })?;
         let tx = Transaction::decode(tx).map_err(|e| stub_error(key, e))?;
-        let written =
-            match (tx.rwset.writes.get(key), entry_is_delete) {
-                (Some(written), _) => written,
-                // Another key with the same 128-bit hash (never seen; the entry is not this key's).
-                (None, Some(_)) => continue,
-                (None, None) => return Err(stub_error(
+        let written = match (tx.rwset.writes.get(key), entry_is_delete) {
+            (Some(written), _) => written,
+            // Another key with the same 128-bit hash (never seen; the entry is not this key's).
+            (None, Some(_)) => continue,
+            (None, None) => {
+                return Err(stub_error(
                     key,
                     format!(
                         "the state says transaction {} (block {number}) wrote it, which it did not",
                         tx.proposal.tx_id
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let is_delete = written.is_none();
         if entry_is_delete.is_some_and(|d| d != is_delete) {
             return Err(stub_error(key, format!("history entry at block {number} transaction {index} disagrees with the log on whether it was a delete")));
