@@ -954,3 +954,81 @@ async fn audit_subcommands_print_text_for_people_and_json_for_scripts() {
     );
     served.stop();
 }
+
+/// `tom audit lineage` with `--limit`, `--fan-out` and `--bookmark` against `tom serve`: a
+/// partial answer tells the person (on stderr, so stdout stays one JSON document) that it is
+/// truncated and the exact command that continues it; that command gets the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_lineage_prints_the_command_that_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&data);
+    let t = tokens(&data);
+    let (orchestrator, auditor) = (
+        t["orchestrator"].as_str().unwrap().to_owned(),
+        t["auditor"].as_str().unwrap().to_owned(),
+    );
+    let container = json!({ "container_id": "c-1", "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) });
+    let post = |path: &str, body: Value| {
+        call(
+            reqwest::Method::POST,
+            format!("{}{path}", served.url),
+            &orchestrator,
+            Some(body),
+        )
+    };
+    let (status, reply) = post("/v1/containers", container).await;
+    assert_eq!(status, 201, "{reply}");
+    let deadline =
+        tom_contract::Timestamp::from_seconds(tom_gateway::ledger::memory::now().seconds + 3600)
+            .to_rfc3339();
+    for k in ["k-1", "k-2"] {
+        let contract = json!({ "contract_id": k, "contractor": "c-1", "uses": [], "generates": [{ "kind": "plan" }], "deadline": deadline });
+        let (status, reply) = post("/v1/contracts", contract).await;
+        assert_eq!(status, 201, "{reply}");
+    }
+    let lineage = |extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "--gateway",
+            &served.url,
+            "--token",
+            &auditor,
+            "lineage",
+            "c-1",
+            "--direction",
+            "up",
+            "--fan-out",
+            "1",
+            "--json",
+        ];
+        args.extend(extra);
+        let (ok, out, err) = tom(&args);
+        assert!(ok, "{err}");
+        (serde_json::from_str::<Value>(&out).unwrap(), err)
+    };
+    let (first, note) = lineage(&[]);
+    assert_eq!(first["truncated"], true, "{first:#}");
+    let bookmark = first["bookmark"].as_str().unwrap();
+    assert!(
+        note.contains(&format!(
+            "truncated: this is part of the lineage; continue with --bookmark {bookmark}"
+        )),
+        "{note}"
+    );
+    assert!(
+        note.contains(&format!(
+            "tom audit lineage c-1 --direction up --fan-out 1 --bookmark {bookmark}"
+        )),
+        "{note}"
+    );
+    assert!(
+        first["nodes"].get("k-1").is_some() && first["nodes"].get("k-2").is_none(),
+        "{first:#}"
+    );
+    let (rest, note) = lineage(&["--bookmark", bookmark]);
+    assert!(rest.get("truncated").is_none(), "{rest:#}");
+    assert!(!note.contains("truncated"), "{note}");
+    assert!(rest["nodes"].get("k-2").is_some(), "{rest:#}");
+    served.stop();
+}

@@ -13,9 +13,7 @@ use std::path::Path;
 
 use embedded_common::*;
 use tom_gateway::ledger::embedded::codec::RawBlock;
-use tom_gateway::ledger::embedded::store::{
-    read_block as read_stored_block, BLOCKS, CERTS, STORE_FILE,
-};
+use tom_gateway::ledger::embedded::store::{BLOCKS, STORE_FILE};
 use tom_gateway::ledger::embedded::{
     verify, verify_with_public_key, EmbeddedLedger, EmbeddedOptions, TamperKind, VerifyError,
 };
@@ -57,35 +55,6 @@ async fn build_log(dir: &Path) {
         .await
         .unwrap();
     ledger.shutdown();
-}
-
-fn copy_dir(from: &Path) -> tempfile::TempDir {
-    let to = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
-    }
-    to
-}
-
-fn read_block(dir: &Path, number: u64) -> Vec<u8> {
-    use redb::ReadableDatabase;
-    let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
-    let txn = db.begin_read().unwrap();
-    let table = txn.open_table(BLOCKS).unwrap();
-    let certs = txn.open_table(CERTS).unwrap();
-    // The canonical bytes (the store keeps blocks compact); written back as they are.
-    read_stored_block(&table, &certs, number).unwrap().unwrap()
-}
-
-fn write_block(dir: &Path, number: u64, bytes: &[u8]) {
-    let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
-    let txn = db.begin_write().unwrap();
-    txn.open_table(BLOCKS)
-        .unwrap()
-        .insert(number, bytes)
-        .unwrap();
-    txn.commit().unwrap();
 }
 
 /// Where a part of a block starts inside the block's bytes.

@@ -16,7 +16,6 @@ use embedded_common::*;
 use tom_contract::claims::{Envelope, Statement};
 use tom_contract::Timestamp;
 use tom_gateway::ledger::embedded::codec::RawBlock;
-use tom_gateway::ledger::embedded::store::{read_block as read_stored_block, BLOCKS, CERTS};
 use tom_gateway::ledger::embedded::store::{STATE, STORE_FILE};
 use tom_gateway::ledger::embedded::{
     open_checkpoint, verify_from_checkpoint, verify_with_public_key, AuditorKey, AuditorPublicKey,
@@ -71,36 +70,6 @@ async fn grow(dir: &Path, first: usize, batches: usize) {
         }
     }
     ledger.shutdown();
-}
-
-fn copy_dir(from: &Path) -> tempfile::TempDir {
-    let to = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
-        }
-    }
-    to
-}
-
-fn read_block(dir: &Path, number: u64) -> Vec<u8> {
-    use redb::ReadableDatabase;
-    let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
-    let txn = db.begin_read().unwrap();
-    let table = txn.open_table(BLOCKS).unwrap();
-    let certs = txn.open_table(CERTS).unwrap();
-    read_stored_block(&table, &certs, number).unwrap().unwrap()
-}
-
-fn write_block(dir: &Path, number: u64, bytes: &[u8]) {
-    let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
-    let txn = db.begin_write().unwrap();
-    txn.open_table(BLOCKS)
-        .unwrap()
-        .insert(number, bytes)
-        .unwrap();
-    txn.commit().unwrap();
 }
 
 /// Flip one byte of block `number`, at an offset chosen from its layout.

@@ -98,3 +98,39 @@ pub async fn query(ledger: &dyn Ledger, function: &str, arg: Value) -> Value {
         .unwrap();
     serde_json::from_slice(&response).unwrap()
 }
+
+/// A copy of a data directory's files (to tamper with one and keep the original).
+pub fn copy_dir(from: &std::path::Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+/// Block `number`'s canonical bytes (the store keeps blocks compressed; written back as they
+/// are, [`write_block`] stores them canonical, which readers also take).
+pub fn read_block(dir: &std::path::Path, number: u64) -> Vec<u8> {
+    use redb::ReadableDatabase;
+    use tom_gateway::ledger::embedded::store::{self, BLOCKS, CERTS, STORE_FILE};
+    let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(BLOCKS).unwrap();
+    let certs = txn.open_table(CERTS).unwrap();
+    store::read_block(&table, &certs, number).unwrap().unwrap()
+}
+
+/// Replace block `number`'s stored bytes behind the ledger's back.
+pub fn write_block(dir: &std::path::Path, number: u64, bytes: &[u8]) {
+    use tom_gateway::ledger::embedded::store::{BLOCKS, STORE_FILE};
+    let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(BLOCKS)
+        .unwrap()
+        .insert(number, bytes)
+        .unwrap();
+    txn.commit().unwrap();
+}
