@@ -477,13 +477,14 @@ pub const DEFAULT_FAN_OUT: u32 = 100;
 pub const MAX_FAN_OUT: u32 = 1000;
 /// The longest lineage bookmark, in bytes. It travels in a URL, and a bookmark one character too
 /// long must still reach the gateway to be refused with a 400 that names it: percent-encoded as
-/// 4-byte UTF-8 (12 URL bytes a character), a bookmark just over 16 KiB is about 200 KB of
-/// request line, inside the HTTP server's 400 KB request buffer (beyond it the server answers
-/// 431 before any handler runs; schemathesis found that at 48 KiB). An answer stops before its
+/// 4-byte UTF-8 (12 URL bytes a character), a bookmark just over 4 KiB is about 50 KB of URI,
+/// under the HTTP server's 64 KiB limit (beyond it the server answers 414 or 431 before any
+/// handler runs; schemathesis found both, at 48 and 16 KiB). A real bookmark is base64url, one
+/// byte a character: a frontier of a few hundred merge points. An answer stops before its
 /// bookmark would pass [`FRONTIER_BUDGET`].
-pub const MAX_LINEAGE_BOOKMARK: usize = 16 * 1024;
+pub const MAX_LINEAGE_BOOKMARK: usize = 4 * 1024;
 /// What an answer lets its bookmark grow to (estimated), leaving room below the maximum.
-const FRONTIER_BUDGET: usize = 12 * 1024;
+const FRONTIER_BUDGET: usize = 3 * 1024;
 /// Estimated bookmark bytes per walked mark (8 bytes, base64 twice).
 const MARK_BYTES: usize = 15;
 /// The most cursors a bookmark's frontier may hold (a real one holds at most about one per

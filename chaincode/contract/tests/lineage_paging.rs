@@ -699,8 +699,9 @@ fn a_wide_level_whose_items_go_on_still_pages_in_a_few_parts() {
     }
     eprintln!("{n} used readings: {parts} parts");
     assert_eq!(used.len(), n);
-    // The first part stops when its bookmark is full; the second runs the waiting users
-    // first (shrinking the frontier) and then the rest of the readings. (Running the readings
-    // first would let each later part add only one reading to a full bookmark.)
-    assert!(parts <= 3, "{parts} parts");
+    // Each part stops when its bookmark is full (3 KiB of frontier); the next runs the
+    // waiting users first (shrinking the frontier) and then more of the readings, so 500 used
+    // readings take about a dozen parts. (Running the readings first would let each later part
+    // add only one reading to a full bookmark: hundreds of parts.)
+    assert!(parts <= 12, "{parts} parts");
 }
