@@ -87,6 +87,11 @@ pub const HISTORY_FORMAT_2: TableDefinition<(&str, u64, u32), &[u8]> =
 /// entry names wrote the key itself.
 pub type KeyHash = u128;
 
+/// Every history entry of the key whose hash is `h`, oldest first, as a range of the table.
+pub fn entries_of(h: KeyHash) -> std::ops::RangeInclusive<(KeyHash, u64, u32)> {
+    (h, 0, 0)..=(h, u64::MAX, u32::MAX)
+}
+
 pub fn key_hash(key: &str) -> KeyHash {
     let digest = sha256(key.as_bytes());
     u128::from_be_bytes(digest[..16].try_into().expect("16 of 32 bytes"))
@@ -129,7 +134,7 @@ thread_local! {
     /// compressing a small document.
     static VALUE_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
-    static VALUE_DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -238,7 +243,7 @@ pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubE
     let value = match bytes[12] {
         VALUE_AS_IS => stored.to_vec(),
         VALUE_HEX_64 if stored.len() == 32 => hex::encode(stored).into_bytes(),
-        VALUE_ZSTD => decompress_value(stored).map_err(|e| stub_error(key, e))?,
+        VALUE_ZSTD => inflate("state value", stored).map_err(|e| stub_error(key, e))?,
         VALUE_LAST_ATTRIBUTE if stored.is_empty() => last_attribute(key)
             .ok_or_else(|| {
                 stub_error(
@@ -269,15 +274,20 @@ pub fn encode_versioned_format_2(version: Version, value: &[u8]) -> Vec<u8> {
     w.buf
 }
 
-fn decompress_value(compressed: &[u8]) -> Result<Vec<u8>, String> {
+/// Inflate a zstd frame of a stored block or value (`what`, for the message), refusing one that
+/// claims to be larger than anything the node writes (a damaged or hostile length must not make
+/// a reader allocate it). One decompression context per thread, reused.
+fn inflate(what: &str, compressed: &[u8]) -> Result<Vec<u8>, String> {
     let size = zstd::zstd_safe::get_frame_content_size(compressed)
         .ok()
         .flatten()
-        .ok_or_else(|| "compressed value without a readable size".to_owned())?;
+        .ok_or_else(|| format!("{what}: the compressed part has no readable size"))?;
     if size > MAX_STORED_BLOCK {
-        return Err(format!("compressed value claims {size} bytes"));
+        return Err(format!(
+            "{what}: the compressed part claims {size} bytes, more than the {MAX_STORED_BLOCK} anything stored may hold"
+        ));
     }
-    VALUE_DECOMPRESSOR.with(|slot| {
+    DECOMPRESSOR.with(|slot| {
         let mut slot = slot.borrow_mut();
         let decompressor = match slot.as_mut() {
             Some(d) => d,
@@ -285,7 +295,7 @@ fn decompress_value(compressed: &[u8]) -> Result<Vec<u8>, String> {
         };
         decompressor
             .decompress(compressed, size as usize)
-            .map_err(|e| format!("compressed value does not inflate: {e}"))
+            .map_err(|e| format!("{what}: the compressed part does not inflate: {e}"))
     })
 }
 
@@ -448,7 +458,7 @@ pub fn expand_block<T: ReadableTable<&'static [u8], &'static [u8]>>(
     r.finish().map_err(|e| e.to_string())?;
     let inflated;
     let rest = if compressed {
-        inflated = decompress_block(rest)?;
+        inflated = inflate("stored block", rest)?;
         inflated.as_slice()
     } else {
         rest
@@ -482,22 +492,6 @@ pub fn expand_block<T: ReadableTable<&'static [u8], &'static [u8]>>(
     }
     out.extend_from_slice(&rest[from..]);
     Ok(out)
-}
-
-/// Inflate a stored block's compressed part, refusing one that claims to be larger than any
-/// block the node writes (a damaged or hostile length must not make a reader allocate it).
-fn decompress_block(compressed: &[u8]) -> Result<Vec<u8>, String> {
-    let size = zstd::zstd_safe::get_frame_content_size(compressed)
-        .ok()
-        .flatten()
-        .ok_or_else(|| "stored block: the compressed part has no readable size".to_owned())?;
-    if size > MAX_STORED_BLOCK {
-        return Err(format!(
-            "stored block: the compressed part claims {size} bytes, more than the {MAX_STORED_BLOCK} a block may hold"
-        ));
-    }
-    zstd::bulk::decompress(compressed, size as usize)
-        .map_err(|e| format!("stored block: the compressed part does not inflate: {e}"))
 }
 
 /// Store block `number` from its canonical bytes: the compact form in `blocks`, any certificate
@@ -590,7 +584,7 @@ where
     let hash = key_hash(key);
     let mut positions = Vec::new();
     for row in history
-        .range((hash, 0u64, 0u32)..=(hash, u64::MAX, u32::MAX))
+        .range(entries_of(hash))
         .map_err(|e| stub_error("history", e))?
     {
         let (position, value) = row.map_err(|e| stub_error("history", e))?;
@@ -693,7 +687,7 @@ pub fn record_write(
     };
     let h = write.key_hash;
     let has_entries = history
-        .range((h, 0u64, 0u32)..=(h, u64::MAX, u32::MAX))
+        .range(entries_of(h))
         .map_err(|e| WriteError::Store("read history", e.into()))?
         .next()
         .is_some();
@@ -1339,7 +1333,7 @@ mod tests {
         assert_eq!(refs.len(), 3);
         let cut = 2 * creator.certificate_pem.len() + other.certificate_pem.len();
         assert_eq!(
-            decompress_block(compressed).unwrap().len(),
+            inflate("stored block", compressed).unwrap().len(),
             canonical.len() - cut
         );
 

@@ -69,8 +69,9 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::codec::{sha256, BlockHeader, Hash, RawBlock, Transaction};
 use super::node_key::{public_key_point, PUBLIC_KEY_FILE};
 use super::store::{
-    decode_versioned, encode_modification, expand_block, format_of, key_hash, read_block,
-    unsupported_format, KeyHash, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, STATE, STORE_FILE, TX_IDS,
+    decode_versioned, encode_modification, entries_of, expand_block, format_of, key_hash,
+    read_block, unsupported_format, KeyHash, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, STATE,
+    STORE_FILE, TX_IDS,
 };
 use tom_contract::claims::{ClaimError, Envelope, Statement};
 use tom_contract::simulation::{Version, DEFAULT_CHANNEL};
@@ -1462,7 +1463,7 @@ fn contradicted_write_once_key(
             for (key, value) in &tx.rwset.writes {
                 let h = key_hash(key);
                 let has_entries = history
-                    .range((h, 0u64, 0u32)..=(h, u64::MAX, u32::MAX))
+                    .range(entries_of(h))
                     .map_err(|e| store_error(path, e))?
                     .next()
                     .is_some();
@@ -1589,7 +1590,7 @@ fn check_indexes(
         state_keys += 1;
         let h = key_hash(key);
         let last = history
-            .range((h, 0u64, 0u32)..=(h, u64::MAX, u32::MAX))
+            .range(entries_of(h))
             .map_err(|e| store_error(path, e))?
             .next_back()
             .transpose()
