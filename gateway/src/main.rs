@@ -180,6 +180,10 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     if let Some(started) = &swarm {
         state = state.with_actions(started.actions());
     }
+    // The stop signals are taken over before the address is announced: a service manager
+    // (or a script) may send SIGTERM the moment it reads that line, and a signal that
+    // arrives before tokio has installed its handler would kill the process uncleanly.
+    let stop = stop_requested()?;
     tracing::info!(%addr, ledger = %ledger.describe(), "TOM gateway listening");
     if let Some(created) = created {
         print_dev_welcome(&created, addr);
@@ -190,7 +194,7 @@ async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         ledger.describe()
     );
     app::serve_with(listener, state, serve_options, async {
-        stop_requested().await;
+        stop.await;
         tracing::info!("shutting down: finishing in-flight requests");
     })
     .await?;
@@ -217,19 +221,26 @@ impl std::io::Write for LossyStderr {
 }
 
 /// Ctrl-C, or SIGTERM (how service managers and container runtimes ask a process to stop).
-async fn stop_requested() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+/// The handlers are installed when this is called, not when the returned future is first
+/// polled, so a signal sent any time after the call is a request to stop, never a kill.
+#[cfg(unix)]
+fn stop_requested() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
         }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+#[cfg(not(unix))]
+fn stop_requested() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 fn read_dev_credentials(data_dir: &Path) -> anyhow::Result<Option<DevCredentials>> {
