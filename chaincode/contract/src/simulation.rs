@@ -47,6 +47,24 @@ pub trait CommittedState {
         Ok(rows)
     }
     fn history(&self, key: &str) -> Result<Vec<KeyModification>, LedgerError>;
+    /// The version of `key` alone: what MVCC validation compares. A store that keeps values
+    /// compressed should override the default, which reads (and decodes) the value too.
+    fn version(&self, key: &str) -> Result<Option<Version>, LedgerError> {
+        Ok(self.get(key)?.map(|v| v.version))
+    }
+    /// The keys in `[start, end)` with their versions alone: what phantom detection compares.
+    /// As [`CommittedState::version`], the default reads the values too.
+    fn range_versions(
+        &self,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, Version)>, LedgerError> {
+        Ok(self
+            .range(start, end)?
+            .into_iter()
+            .map(|(k, v)| (k, v.version))
+            .collect())
+    }
 }
 
 /// A range query as the simulator saw it, kept so that validation can detect phantoms.
@@ -300,7 +318,7 @@ pub fn validate<S: CommittedState + ?Sized>(
     state: &S,
 ) -> Result<Result<(), MvccConflict>, LedgerError> {
     for (key, read) in &rwset.reads {
-        let committed = state.get(key)?.map(|v| v.version);
+        let committed = state.version(key)?;
         if committed != *read {
             return Ok(Err(MvccConflict::ReadConflict {
                 key: key.clone(),
@@ -313,11 +331,10 @@ pub fn validate<S: CommittedState + ?Sized>(
         // A paged read saw `[start, last_key)`; re-read only that, not the rest of the range.
         let now = match &range.last_key {
             Some(last) if last.as_str() <= range.end.as_str() || range.end.is_empty() => {
-                state.range(&range.start, last)?
+                state.range_versions(&range.start, last)?
             }
-            _ => state.range(&range.start, &range.end)?,
+            _ => state.range_versions(&range.start, &range.end)?,
         };
-        let now: Vec<(String, Version)> = now.into_iter().map(|(k, v)| (k, v.version)).collect();
         if now != range.seen {
             return Ok(Err(MvccConflict::PhantomRead {
                 start: range.start.clone(),

@@ -136,6 +136,8 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+    static BLOCK_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Whether `value` is the last attribute of the composite key `key` (`\0type\0a\0…\0value\0`):
@@ -227,6 +229,19 @@ impl PreparedWrite {
             history_entry: encode_modification(value),
         }
     }
+}
+
+/// The version of a stored state value alone (its first 12 bytes; the value is not decoded).
+pub fn decode_version(key: &str, bytes: &[u8]) -> Result<Version, StubError> {
+    let prefix = bytes.get(..12).ok_or_else(|| {
+        StubError(format!(
+            "embedded ledger store: value of key {key:?} is {} bytes, shorter than its version",
+            bytes.len()
+        ))
+    })?;
+    Reader::new("state value", prefix)
+        .version()
+        .map_err(|e| stub_error(key, e))
 }
 
 /// The version and value of a stored state value ([`encode_versioned`]).
@@ -401,8 +416,18 @@ pub fn compact_block(canonical: &[u8]) -> Result<CompactBlock<'_>, codec::Decode
         at = offset + len;
     }
     rest.extend_from_slice(&canonical[at..]);
-    let compressed =
-        zstd::bulk::compress(&rest, BLOCK_COMPRESSION_LEVEL).map_err(|e| codec::DecodeError {
+    // One context per thread (the committer's), as for values: making one per block cost
+    // about as much as a small block's compression.
+    let compressed = BLOCK_COMPRESSOR
+        .with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let compressor = match slot.as_mut() {
+                Some(c) => c,
+                None => slot.insert(zstd::bulk::Compressor::new(BLOCK_COMPRESSION_LEVEL)?),
+            };
+            compressor.compress(&rest)
+        })
+        .map_err(|e| codec::DecodeError {
             what: "stored block",
             offset: 0,
             detail: format!("zstd: {e}"),
@@ -1184,6 +1209,32 @@ pub struct BlockInProgress<'a, 't> {
 impl CommittedState for BlockInProgress<'_, '_> {
     fn get(&self, key: &str) -> Result<Option<VersionedValue>, StubError> {
         get_versioned(self.state, key)
+    }
+
+    // Validation compares versions only: no value is decompressed for it.
+    fn version(&self, key: &str) -> Result<Option<Version>, StubError> {
+        match self.state.get(key).map_err(|e| stub_error("get", e))? {
+            None => Ok(None),
+            Some(guard) => decode_version(key, guard.value()).map(Some),
+        }
+    }
+
+    fn range_versions(&self, start: &str, end: &str) -> Result<Vec<(String, Version)>, StubError> {
+        let rows = if end.is_empty() {
+            self.state.range(start..)
+        } else if end <= start {
+            return Ok(Vec::new());
+        } else {
+            self.state.range(start..end)
+        }
+        .map_err(|e| stub_error("range", e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, value) = row.map_err(|e| stub_error("range", e))?;
+            let key = key.value();
+            out.push((key.to_owned(), decode_version(key, value.value())?));
+        }
+        Ok(out)
     }
 
     fn range(&self, start: &str, end: &str) -> Result<Vec<(String, VersionedValue)>, StubError> {
