@@ -78,6 +78,20 @@ fn tokens(data_dir: &Path) -> Value {
     serde_json::from_str::<Value>(&text).unwrap()["tokens"].clone()
 }
 
+/// The development organisation's orchestrator and auditor tokens.
+fn orchestrator_and_auditor(data_dir: &Path) -> (String, String) {
+    let t = tokens(data_dir);
+    (
+        t["orchestrator"].as_str().unwrap().to_owned(),
+        t["auditor"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A container of the development organisation, as `POST /v1/containers` takes it.
+fn container_body(id: &str) -> Value {
+    json!({ "container_id": id, "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) })
+}
+
 async fn call(
     method: reqwest::Method,
     url: String,
@@ -131,11 +145,7 @@ async fn first_start_bootstraps_a_dev_org_and_restart_keeps_everything() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "dev credentials are private");
     }
-    let t = tokens(&data);
-    let (orchestrator, auditor) = (
-        t["orchestrator"].as_str().unwrap().to_owned(),
-        t["auditor"].as_str().unwrap().to_owned(),
-    );
+    let (orchestrator, auditor) = orchestrator_and_auditor(&data);
 
     // The newcomer can call the API at once: the dev org is registered on the ledger.
     let (status, org) = call(
@@ -146,7 +156,7 @@ async fn first_start_bootstraps_a_dev_org_and_restart_keeps_everything() {
     )
     .await;
     assert_eq!(status, 200, "{org}");
-    let container = json!({ "container_id": "hello", "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) });
+    let container = container_body("hello");
     let (status, committed) = call(
         reqwest::Method::POST,
         format!("{}/v1/containers", served.url),
@@ -490,13 +500,9 @@ async fn audit_records_page_two_through_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let served = Served::start(&data);
-    let t = tokens(&data);
-    let (orchestrator, auditor) = (
-        t["orchestrator"].as_str().unwrap().to_owned(),
-        t["auditor"].as_str().unwrap().to_owned(),
-    );
+    let (orchestrator, auditor) = orchestrator_and_auditor(&data);
     for name in ["c-1", "c-2", "c-3"] {
-        let container = json!({ "container_id": name, "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) });
+        let container = container_body(name);
         let (status, committed) = call(
             reqwest::Method::POST,
             format!("{}/v1/containers", served.url),
@@ -808,14 +814,10 @@ async fn audit_subcommands_print_text_for_people_and_json_for_scripts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let served = Served::start(&data);
-    let t = tokens(&data);
-    let (orchestrator, auditor) = (
-        t["orchestrator"].as_str().unwrap().to_owned(),
-        t["auditor"].as_str().unwrap().to_owned(),
-    );
+    let (orchestrator, auditor) = orchestrator_and_auditor(&data);
     let mut txs = Vec::new();
     for name in ["c-1", "c-2"] {
-        let container = json!({ "container_id": name, "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) });
+        let container = container_body(name);
         let (status, committed) = call(
             reqwest::Method::POST,
             format!("{}/v1/containers", served.url),
@@ -963,12 +965,8 @@ async fn a_truncated_lineage_prints_the_command_that_continues_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let served = Served::start(&data);
-    let t = tokens(&data);
-    let (orchestrator, auditor) = (
-        t["orchestrator"].as_str().unwrap().to_owned(),
-        t["auditor"].as_str().unwrap().to_owned(),
-    );
-    let container = json!({ "container_id": "c-1", "org": "DevOrgMSP", "image": "example/hello:1", "digest": format!("sha256:{}", "ab".repeat(32)) });
+    let (orchestrator, auditor) = orchestrator_and_auditor(&data);
+    let container = container_body("c-1");
     let post = |path: &str, body: Value| {
         call(
             reqwest::Method::POST,
