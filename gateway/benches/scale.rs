@@ -20,7 +20,8 @@
 //! data item's inputs are committed before it is.
 //!
 //! Run: `cargo bench -p tom-gateway --bench scale` (`TOM_SCALE_RECORDS=100000`,
-//! `TOM_BENCH_DIR` to put the store on another disk).
+//! `TOM_BENCH_DIR` to put the store on another disk, `TOM_SCALE_KEEP=1` to keep the ledger
+//! directory afterwards).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -393,7 +394,9 @@ fn main() {
     let base = std::env::var_os("TOM_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(base).unwrap();
+    let mut dir = tempfile::tempdir_in(base).unwrap();
+    // TOM_SCALE_KEEP=1 leaves the grown ledger behind for inspection (`tom verify`, `tom audit`).
+    dir.disable_cleanup(std::env::var_os("TOM_SCALE_KEEP").is_some());
     let ledger = Arc::new(EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap());
     let org = tom_fixtures::org("org1");
     let n_devices = (records * 3 / 10_000).clamp(20, 300);

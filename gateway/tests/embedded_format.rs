@@ -1,8 +1,10 @@
 //! The embedded ledger's storage format version: a format-1 data directory (blocks stored whole,
 //! history entries holding their values, no `meta` table) or a format-2 one (state values without
 //! an encoding, history keyed by the whole key) is migrated in place when the ledger
-//! opens, and answers and verifies as before; a store of a newer format is refused, by
-//! `EmbeddedLedger::open` and by `tom verify`, with a message naming the format found.
+//! opens, and answers and verifies as before; a format-3 one (before value dictionaries) gains
+//! them without a rewrite; a store of a newer format is refused, by `EmbeddedLedger::open` and
+//! by `tom verify`, with a message naming the format found. Values compressed with the store's
+//! trained dictionary read back in another process, and a damaged dictionary is refused.
 
 mod embedded_common;
 
@@ -15,7 +17,7 @@ use tom_gateway::ledger::embedded::codec::{RawBlock, Transaction};
 use tom_gateway::ledger::embedded::store::{
     self, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, META, STATE, STORE_FILE,
 };
-use tom_gateway::ledger::embedded::{verify, EmbeddedLedger, EmbeddedOptions};
+use tom_gateway::ledger::embedded::{dictionary, verify, EmbeddedLedger, EmbeddedOptions};
 use tom_gateway::ledger::Ledger;
 
 async fn build(dir: &Path) -> serde_json::Value {
@@ -194,4 +196,131 @@ async fn a_store_of_a_newer_format_is_refused_naming_it() {
     );
     let err = verify(dir.path()).unwrap_err().to_string();
     assert!(err.contains("storage format 99"), "{err}");
+}
+
+/// Format 3 (before value dictionaries) opens as format 4 without rewriting anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_3_store_gains_value_dictionaries_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = build(dir.path()).await;
+    {
+        let db = redb::Database::open(dir.path().join(STORE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(dictionary::DICTIONARIES).unwrap();
+        txn.open_table(META).unwrap().insert("format", 3).unwrap();
+        txn.commit().unwrap();
+    }
+    let err = verify(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("storage format 3") && err.contains("tom serve"),
+        "{err}"
+    );
+    let ledger = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    assert_eq!(
+        query(&ledger, "GetHistory", json!({ "id": "tl-1" })).await,
+        history
+    );
+    ledger.shutdown();
+    drop(ledger);
+    assert_eq!(format_in(dir.path()), Some(FORMAT_VERSION));
+    verify(dir.path()).unwrap();
+}
+
+/// Stored state values by encoding byte (after the 12-byte version).
+fn encodings(dir: &Path) -> std::collections::BTreeMap<u8, usize> {
+    let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for row in txn.open_table(STATE).unwrap().iter().unwrap() {
+        let (_, value) = row.unwrap();
+        *seen.entry(value.value()[12]).or_default() += 1;
+    }
+    seen
+}
+
+/// The committer trains a dictionary on the values it has written, stores it with a block, and
+/// new values are compressed with it; another process (`tom verify`) reads them from the
+/// dictionary in the store, and a damaged dictionary is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_are_compressed_with_a_dictionary_the_store_keeps() {
+    let data = tempfile::tempdir().unwrap();
+    // `tom verify --data-dir` reads the ledger in `<data dir>/ledger`.
+    let dir = data.path().join("ledger");
+    let dir = dir.as_path();
+    let options = || EmbeddedOptions {
+        dictionary_samples: 24,
+        ..EmbeddedOptions::default()
+    };
+    let ledger = EmbeddedLedger::open(dir, options()).unwrap();
+    register_org1(&ledger).await;
+    identify(&ledger, "tl-1", "traffic-light-1").await;
+    let device = signer("org1", "traffic-light-1");
+    let mut i = 0;
+    let started = std::time::Instant::now();
+    // Write until the dictionary is in use (training runs beside the committer), then some more.
+    let mut after = 0;
+    while after < 10 {
+        let arg = bytes(&record_data_request(&format!("reading-{i}"), "tl-1", "traffic-light-1"));
+        ledger.submit(&device, "RecordData", &arg).await.unwrap();
+        i += 1;
+        if i > 30 && encodings_live(&ledger) {
+            after += 1;
+        }
+        assert!(started.elapsed().as_secs() < 120, "no dictionary after {i} records");
+    }
+    let last = format!("reading-{}", i - 1);
+    let entity = query(&ledger, "GetEntity", json!({ "id": last })).await;
+    ledger.shutdown();
+    drop(ledger);
+
+    let seen = encodings(dir);
+    assert!(seen.get(&4).copied().unwrap_or(0) >= 10, "{seen:?}");
+    assert!(seen.get(&2).copied().unwrap_or(0) > 0, "values before the dictionary stay: {seen:?}");
+    // A fresh process reads the dictionary from the store.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tom"))
+        .args(["verify", "--data-dir", data.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tom verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ledger = EmbeddedLedger::open(dir, options()).unwrap();
+    assert_eq!(query(&ledger, "GetEntity", json!({ "id": last })).await, entity);
+    ledger.shutdown();
+    drop(ledger);
+
+    // Damage the dictionary: refused by name, by the node and by tom verify.
+    let id = {
+        let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let id = txn.open_table(META).unwrap().get(dictionary::CURRENT_KEY).unwrap().unwrap().value();
+        {
+            let mut table = txn.open_table(dictionary::DICTIONARIES).unwrap();
+            let mut damaged = table.get(id).unwrap().unwrap().value().to_vec();
+            damaged[200] ^= 0x55;
+            table.insert(id, damaged.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        id
+    };
+    let named = format!("value dictionary {id:016x} is damaged");
+    let err = match EmbeddedLedger::open(dir, options()) {
+        Ok(_) => panic!("a store with a damaged dictionary was opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&named), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tom"))
+        .args(["verify", "--data-dir", data.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&named), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Whether the ledger's endorsers compress with a dictionary yet (read from the store).
+fn encodings_live(ledger: &EmbeddedLedger) -> bool {
+    ledger.value_dictionary().is_some()
 }

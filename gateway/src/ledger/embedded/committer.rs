@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tom_contract::simulation::{validate, MvccConflict, Version};
 
 use super::codec::{sha256, BlockHeader, Hash, RawBlock, ValidationCode};
+use super::dictionary;
 use super::health::{classify, open_fault, Shared};
 use super::node_key::NodeKey;
 use super::store::{self, BlockInProgress};
@@ -66,6 +67,8 @@ pub(super) struct Committer {
     next_number: u64,
     /// SHA-256 of the last block's header bytes.
     tip_hash: Hash,
+    /// Samples values for the store's compression dictionary until it has one.
+    trainer: dictionary::Trainer,
 }
 
 fn durability(durable: bool) -> redb::Durability {
@@ -92,7 +95,6 @@ impl Committer {
         height.store(next_number, Ordering::Release);
         Ok(Committer {
             db: Some(db),
-            shared,
             path,
             cache_size: options.cache_size,
             key,
@@ -104,6 +106,11 @@ impl Committer {
             clock: options.clock.clone(),
             next_number,
             tip_hash,
+            trainer: dictionary::Trainer::new(
+                options.dictionary_samples,
+                shared.dictionary.get().is_some(),
+            ),
+            shared,
         })
     }
 
@@ -339,6 +346,16 @@ impl Committer {
                 )),
             })?;
         let (next_number, tip_hash) = open_tip(&db, &self.key, self.clock.as_ref())?;
+        // A block whose commit reported an error may still have stored a dictionary.
+        let in_store = db
+            .begin_read()
+            .map_err(|e| e.to_string())
+            .and_then(|txn| dictionary::load(&txn))
+            .map_err(LedgerError::Internal)?;
+        if in_store.is_some() {
+            self.trainer = dictionary::Trainer::new(0, true);
+            self.shared.dictionary.set(in_store);
+        }
         if next_number != self.next_number {
             // Every block before next_number was acknowledged; a block beyond it is one whose
             // commit reported an error although it reached the disk.
@@ -423,6 +440,11 @@ impl Committer {
                         block: number,
                         tx: index,
                     };
+                    if self.trainer.sampling() {
+                        for value in e.rwset.writes.values().flatten() {
+                            self.trainer.offer(value);
+                        }
+                    }
                     for ((key, _), prepared) in e.rwset.writes.iter().zip(&e.prepared) {
                         // The value, tx id and timestamp are in this block's transaction.
                         store::record_write(&mut state, &mut history, key, version, prepared)
@@ -466,7 +488,20 @@ impl Committer {
             store::put_block(&mut blocks, &mut certs, number, &block)
                 .map_err(|e| store_error("write block", e))?;
         }
+        // A dictionary trained meanwhile is stored with this block and used only once it is
+        // durable, so no value ever names a dictionary the store lacks.
+        let new_dictionary = self.trainer.ready();
+        if let Some(d) = &new_dictionary {
+            dictionary::store(&wtx, d).map_err(|e| store_error("write value dictionary", e))?;
+        }
         wtx.commit().map_err(|e| store_error("commit block", e))?;
+        if new_dictionary.is_some() {
+            let stored = self.trainer.stored();
+            if let Some(d) = &stored {
+                tracing::info!(dictionary = format!("{:016x}", d.id), block = number, "embedded ledger: values are compressed with the new dictionary from now on");
+            }
+            self.shared.dictionary.set(stored);
+        }
         self.next_number = number + 1;
         self.tip_hash = sha256(&header_bytes);
         self.height.store(self.next_number, Ordering::Release);

@@ -33,6 +33,8 @@ pub(super) struct Shared {
     pub fault: Mutex<Option<String>>,
     pub committer_alive: AtomicBool,
     pub shut_down: AtomicBool,
+    /// The dictionary new values are compressed with, once the store has one.
+    pub dictionary: super::dictionary::InUse,
 }
 
 impl Shared {
@@ -42,6 +44,7 @@ impl Shared {
             fault: Mutex::new(None),
             committer_alive: AtomicBool::new(true),
             shut_down: AtomicBool::new(false),
+            dictionary: Default::default(),
         }
     }
 

@@ -61,6 +61,7 @@
 
 pub mod codec;
 mod committer;
+pub mod dictionary;
 mod evidence;
 mod health;
 pub mod node_key;
@@ -120,6 +121,10 @@ pub struct EmbeddedOptions {
     /// Nonces for the transaction ids of proposals this node signs. Default: the system random
     /// generator; its failure fails the call (503), never yields a zero nonce.
     pub tx_ids: Arc<dyn TxIdSource>,
+    /// Values worth compressing (entities, records) the committer samples before it trains the
+    /// store's compression dictionary ([`dictionary`]), once. Default 4096 (a few MB, the first
+    /// few thousand records); 0 never trains one.
+    pub dictionary_samples: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -135,6 +140,7 @@ impl Default for EmbeddedOptions {
                 .unwrap_or(2),
             clock: clock::system_clock(),
             tx_ids: clock::system_tx_ids(),
+            dictionary_samples: 4096,
         }
     }
 }
@@ -295,8 +301,14 @@ impl EmbeddedLedger {
             ms = started.elapsed().as_millis() as u64,
             "block log checked"
         );
+        let dictionary = db
+            .begin_read()
+            .map_err(|e| e.to_string())
+            .and_then(|txn| dictionary::load(&txn))
+            .map_err(|e| LedgerError::Internal(format!("ledger store {}: {e}", path.display())))?;
         let db = Arc::new(db);
         let shared = Arc::new(Shared::new(db.clone()));
+        shared.dictionary.set(dictionary);
         let height = Arc::new(AtomicU64::new(0));
         let (events, _) = broadcast::channel(4096);
         let committer = Committer::start(
@@ -339,6 +351,12 @@ impl EmbeddedLedger {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The id of the dictionary new state values are compressed with, once the store has one
+    /// ([`dictionary`]).
+    pub fn value_dictionary(&self) -> Option<u64> {
+        self.shared.dictionary.get().map(|d| d.id)
     }
 
     /// The node's block-signing public key (SubjectPublicKeyInfo PEM).
@@ -458,12 +476,13 @@ impl EmbeddedLedger {
         let db = self.db()?;
         let permit = self.endorser().await?;
         let clock = self.clock.clone();
+        let dictionary = self.shared.dictionary.get();
         // The blocking pool: a simulation is CPU-bound (certificate parsing, ECDSA) and reads
         // redb synchronously; running it there lets simulations proceed in parallel without
         // stalling the async workers.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            endorse_blocking(&db, proposal, signing, clock.as_ref())
+            endorse_blocking(&db, proposal, signing, clock.as_ref(), dictionary.as_deref())
         })
         .await
         .map_err(|e| LedgerError::Internal(format!("endorsement task failed: {e}")))?
@@ -630,6 +649,7 @@ fn endorse_blocking(
     proposal: Proposal,
     signing: Signing,
     clock: &dyn Clock,
+    dictionary: Option<&dictionary::ValueDictionary>,
 ) -> Result<Endorsement, LedgerError> {
     let proposal_bytes = proposal.encode();
     let signature = match signing {
@@ -662,7 +682,7 @@ fn endorse_blocking(
     let prepared = rwset
         .writes
         .iter()
-        .map(|(key, value)| store::PreparedWrite::of(key, value.as_deref()))
+        .map(|(key, value)| store::PreparedWrite::of(key, value.as_deref(), dictionary))
         .collect();
     let tx_bytes = codec::encode_tx(
         &proposal_bytes,

@@ -11,13 +11,14 @@
 //! | `world_state` | key (`&str`)                 | `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes`: the version that wrote it, then the value ([`encode_versioned`]) |
 //! | `key_history` | `(key hash u128, block, tx)` | `u8 is_delete ‖ 16 bytes of the value's SHA-256`, for keys that changed; the rest is in the transaction at `(block, tx)` |
 //! | `tx_ids`      | transaction id (`&str`)      | `(block, tx index, validation code)`                 |
-//! | `meta`        | `"format"`                   | [`FORMAT_VERSION`] of this layout                    |
+//! | `meta`        | `"format"`, `"value_dictionary"` | [`FORMAT_VERSION`] of this layout; the id of the dictionary new values are compressed with |
+//! | `value_dictionaries` | dictionary id (`u64`) | a zstd dictionary trained on this ledger's values ([`super::dictionary`]) |
 //!
 //! The block log is the record; `world_state`, `key_history` and `tx_ids` are indexes derived
 //! from it (a Fabric peer's state and history databases), kept in the same file so they never
 //! disagree, and `tom verify` re-derives them from the log.
 //!
-//! # Why this layout (format 3)
+//! # Why this layout (format 4)
 //!
 //! Every change here is to how bytes are stored, never to what is hashed or signed: readers get
 //! the canonical bytes ([`super::codec`]) back, so verification, evidence bundles and event
@@ -39,7 +40,9 @@
 //!   id they hold) stores nothing more; another transaction id (64 lowercase hex digits: the
 //!   other index entries' values) is kept as its 32 bytes; a value of 160 bytes or more (the
 //!   entities and records, JSON with signed envelopes) is compressed with zstd when that is
-//!   smaller; anything else is kept as it is.
+//!   smaller, from format 4 with a dictionary trained on the ledger's own values once the
+//!   committer has seen enough of them (about a third of the size; [`super::dictionary`]);
+//!   anything else is kept as it is.
 //! * **History** holds entries only for keys that changed. Most keys are written once and never
 //!   changed (the contract's indexes and records: about four writes in five), and such a key's
 //!   one change is its state version, so it needs no entry until it changes: then its first
@@ -68,6 +71,7 @@ use tom_contract::simulation::{CommittedState, Version, VersionedValue};
 use tom_contract::Timestamp;
 
 use super::codec::{self, sha256, Hash, RawBlock, Reader, Transaction, Writer};
+use super::dictionary::ValueDictionary;
 
 pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 /// The world state (format 3): key → `u64 block ‖ u32 tx ‖ encoded value` ([`encode_versioned`]).
@@ -101,7 +105,7 @@ pub const CERTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("certs");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The storage layout this build writes (see the module documentation).
-pub const FORMAT_VERSION: u64 = 3;
+pub const FORMAT_VERSION: u64 = 4;
 const FORMAT_KEY: &str = "format";
 
 /// The name of the store file inside the data directory.
@@ -124,8 +128,11 @@ const VALUE_ZSTD: u8 = 2;
 /// The value is the key's last attribute (an index entry `…\0<tx id>\0` whose value is that
 /// transaction id): nothing more is stored.
 const VALUE_LAST_ATTRIBUTE: u8 = 3;
+/// zstd-compressed with a dictionary trained on the ledger's own values (format 4):
+/// `u64 dictionary id ‖ frame` ([`super::dictionary`]).
+const VALUE_ZSTD_DICTIONARY: u8 = 4;
 /// Below this a value is not worth a compression frame.
-const COMPRESS_FROM: usize = 160;
+pub(super) const COMPRESS_FROM: usize = 160;
 /// zstd's level for single values: small documents gain little from higher levels.
 const VALUE_COMPRESSION_LEVEL: i32 = 3;
 
@@ -163,9 +170,10 @@ fn is_lower_hex_64(value: &[u8]) -> bool {
     value.len() == 64 && value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A state value as stored: `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes` (see [`VALUE_AS_IS`]).
+/// A state value as stored: `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes` (see [`VALUE_AS_IS`]),
+/// compressed without a dictionary.
 pub fn encode_versioned(key: &str, version: Version, value: &[u8]) -> Vec<u8> {
-    with_version(version, &encode_value(key, value))
+    with_version(version, &encode_value(key, value, None))
 }
 
 /// `u64 block ‖ u32 tx ‖ encoded`: an [`encode_value`] result placed at its version.
@@ -176,8 +184,10 @@ pub fn with_version(version: Version, encoded: &[u8]) -> Vec<u8> {
     w.buf
 }
 
-/// `u8 encoding ‖ bytes`: how the value of `key` is kept, whatever version it gets.
-pub fn encode_value(key: &str, value: &[u8]) -> Vec<u8> {
+/// `u8 encoding ‖ bytes`: how the value of `key` is kept, whatever version it gets. A value worth
+/// compressing is compressed with `dictionary` when there is one (the store's, see
+/// [`super::dictionary`]).
+pub fn encode_value(key: &str, value: &[u8], dictionary: Option<&ValueDictionary>) -> Vec<u8> {
     if is_last_attribute(key, value) {
         return vec![VALUE_LAST_ATTRIBUTE];
     }
@@ -188,6 +198,18 @@ pub fn encode_value(key: &str, value: &[u8]) -> Vec<u8> {
         return encoded;
     }
     if value.len() >= COMPRESS_FROM {
+        if let Some(dictionary) = dictionary {
+            if let Some(frame) = dictionary
+                .compress(value)
+                .filter(|frame| frame.len() + 8 < value.len())
+            {
+                let mut encoded = Vec::with_capacity(9 + frame.len());
+                encoded.push(VALUE_ZSTD_DICTIONARY);
+                encoded.extend_from_slice(&dictionary.id.to_be_bytes());
+                encoded.extend_from_slice(&frame);
+                return encoded;
+            }
+        }
         let compressed = VALUE_COMPRESSOR.with(|slot| {
             let mut slot = slot.borrow_mut();
             let compressor = match slot.as_mut() {
@@ -222,10 +244,14 @@ pub struct PreparedWrite {
 }
 
 impl PreparedWrite {
-    pub fn of(key: &str, value: Option<&[u8]>) -> PreparedWrite {
+    pub fn of(
+        key: &str,
+        value: Option<&[u8]>,
+        dictionary: Option<&ValueDictionary>,
+    ) -> PreparedWrite {
         PreparedWrite {
             key_hash: key_hash(key),
-            encoded: value.map(|value| encode_value(key, value)),
+            encoded: value.map(|value| encode_value(key, value, dictionary)),
             history_entry: encode_modification(value),
         }
     }
@@ -259,6 +285,18 @@ pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubE
         VALUE_AS_IS => stored.to_vec(),
         VALUE_HEX_64 if stored.len() == 32 => hex::encode(stored).into_bytes(),
         VALUE_ZSTD => inflate("state value", stored).map_err(|e| stub_error(key, e))?,
+        VALUE_ZSTD_DICTIONARY if stored.len() > 8 => {
+            let id = u64::from_be_bytes(stored[..8].try_into().expect("8 bytes"));
+            let dictionary = super::dictionary::lookup(id).ok_or_else(|| {
+                stub_error(
+                    key,
+                    format!("value compressed with dictionary {id:016x}, which the store does not hold"),
+                )
+            })?;
+            dictionary
+                .decompress(&stored[8..], MAX_STORED_BLOCK)
+                .map_err(|e| stub_error(key, format!("state value: {e}")))?
+        }
         VALUE_LAST_ATTRIBUTE if stored.is_empty() => last_attribute(key)
             .ok_or_else(|| {
                 stub_error(
@@ -361,8 +399,8 @@ const COMPACT_TAG: &[u8; 4] = b"TOMZ";
 /// Format 3's stored block: certificates cut out, the rest compressed with zstd.
 const COMPRESSED_TAG: &[u8; 4] = b"TOMC";
 /// zstd's level for stored blocks: measured by the scale bench, level 3 (zstd's default) takes
-/// a 64-transaction block from ~390 KB to ~XX KB in about a millisecond; higher levels cost more
-/// time on the commit path for a few percent.
+/// a 64-transaction block from ~350 KB to ~40 KB (5,531 → 638 bytes per record) in about a
+/// millisecond; higher levels cost more time on the commit path for a few percent.
 const BLOCK_COMPRESSION_LEVEL: i32 = 3;
 /// No block the node writes comes near this (a block holds at most a few hundred transactions of
 /// at most a few MiB each); a stored block inflating beyond it is damaged.
@@ -892,6 +930,7 @@ pub fn content_report(path: &std::path::Path) -> Result<ContentReport, String> {
         }
         sums[0] += canonical.len() as u64 - in_txs;
     }
+    super::dictionary::load(&txn)?;
     let state = txn.open_table(STATE).map_err(|e| e.to_string())?;
     let mut types: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
     for entry in state.iter().map_err(|e| e.to_string())? {
@@ -927,6 +966,8 @@ pub fn content_report(path: &std::path::Path) -> Result<ContentReport, String> {
 ///   ([`encode_versioned`]); `history`, keyed by the whole key and (format 1) holding values,
 ///   becomes `key_history`, keyed by the key's hash, holding [`encode_modification`]. Format 2's
 ///   blocks (compact, uncompressed) stay as they are: readers take every stored form.
+/// * Format 3 → 4: the `value_dictionaries` table is added; nothing is rewritten (values
+///   compressed without a dictionary keep that encoding).
 pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
     let found = format_of(db)?;
     match found {
@@ -935,6 +976,12 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
             return Ok(FORMAT_VERSION);
         }
         Some(FORMAT_VERSION) => return Ok(FORMAT_VERSION),
+        Some(3) => {
+            // Format 4 only adds the value dictionaries: values of format 3 read as they are.
+            write_format(db)?;
+            tracing::info!(from = 3, to = FORMAT_VERSION, "ledger store: value dictionaries enabled");
+            return Ok(3);
+        }
         Some(1 | 2) => {}
         Some(other) => return Err(unsupported_format(other)),
     }
@@ -1124,6 +1171,8 @@ fn write_format(db: &redb::Database) -> Result<(), String> {
         meta.insert(FORMAT_KEY, FORMAT_VERSION)
             .map_err(|e| e.to_string())?;
         wtx.open_table(CERTS).map_err(|e| e.to_string())?;
+        wtx.open_table(super::dictionary::DICTIONARIES)
+            .map_err(|e| e.to_string())?;
     }
     wtx.commit().map_err(|e| e.to_string())
 }

@@ -464,7 +464,7 @@ fn verify_store(
         })?;
     match format_of(&db).map_err(|e| store_error(path, e))? {
         Some(FORMAT_VERSION) | None => {}
-        Some(old @ (1 | 2)) => {
+        Some(old @ (1..=3)) => {
             return Err(store_error(
                 path,
                 format!(
@@ -478,6 +478,9 @@ fn verify_store(
         Some(other) => return Err(store_error(path, unsupported_format(other))),
     }
     let txn = db.begin_read().map_err(|e| store_error(path, e))?;
+    // The world state's values may be compressed with the store's dictionaries: register them
+    // (each checked against its id) before any value is read.
+    super::dictionary::load(&txn).map_err(|e| store_error(path, e))?;
     let blocks = txn.open_table(BLOCKS).map_err(|e| store_error(path, e))?;
     let certs = txn.open_table(CERTS).map_err(|e| store_error(path, e))?;
     let tx_ids = txn.open_table(TX_IDS).map_err(|e| store_error(path, e))?;
