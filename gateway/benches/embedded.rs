@@ -8,7 +8,8 @@
 //! chain and id-proof, for record-data the data signature).
 //!
 //! Run: `cargo bench -p tom-gateway --bench embedded` (`TOM_BENCH_SCALE=0.2` for a quick run,
-//! `TOM_BENCH_DIR` to put the store on another disk).
+//! `TOM_BENCH_DIR` to put the store on another disk, `TOM_BENCH_ENDORSERS` to bound simulations
+//! otherwise than by the number of cores).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -215,12 +216,19 @@ fn main() {
     println!("\nembedded ledger in {}", dir.path().display());
     // TOM_BENCH_NON_DURABLE=1 shows what the fsync costs; the figures that count are durable.
     let durable = std::env::var_os("TOM_BENCH_NON_DURABLE").is_none();
+    // TOM_BENCH_ENDORSERS=n tries another bound on simulations running at once.
+    let defaults = EmbeddedOptions::default();
+    let endorsers = std::env::var("TOM_BENCH_ENDORSERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(defaults.endorsers);
     let options = EmbeddedOptions {
         durable,
-        ..EmbeddedOptions::default()
+        endorsers,
+        ..defaults
     };
     let ledger = Arc::new(EmbeddedLedger::open(dir.path(), options).unwrap());
-    println!("durable (fsync per block): {durable}");
+    println!("durable (fsync per block): {durable}; endorsers: {endorsers}");
     let device = signer("org1", "traffic-light-1");
     let org = tom_fixtures::org("org1");
 

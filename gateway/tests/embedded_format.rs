@@ -260,13 +260,20 @@ async fn values_are_compressed_with_a_dictionary_the_store_keeps() {
     // Write until the dictionary is in use (training runs beside the committer), then some more.
     let mut after = 0;
     while after < 10 {
-        let arg = bytes(&record_data_request(&format!("reading-{i}"), "tl-1", "traffic-light-1"));
+        let arg = bytes(&record_data_request(
+            &format!("reading-{i}"),
+            "tl-1",
+            "traffic-light-1",
+        ));
         ledger.submit(&device, "RecordData", &arg).await.unwrap();
         i += 1;
         if i > 30 && encodings_live(&ledger) {
             after += 1;
         }
-        assert!(started.elapsed().as_secs() < 120, "no dictionary after {i} records");
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no dictionary after {i} records"
+        );
     }
     let last = format!("reading-{}", i - 1);
     let entity = query(&ledger, "GetEntity", json!({ "id": last })).await;
@@ -275,7 +282,10 @@ async fn values_are_compressed_with_a_dictionary_the_store_keeps() {
 
     let seen = encodings(dir);
     assert!(seen.get(&4).copied().unwrap_or(0) >= 10, "{seen:?}");
-    assert!(seen.get(&2).copied().unwrap_or(0) > 0, "values before the dictionary stay: {seen:?}");
+    assert!(
+        seen.get(&2).copied().unwrap_or(0) > 0,
+        "values before the dictionary stay: {seen:?}"
+    );
     // A fresh process reads the dictionary from the store.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tom"))
         .args(["verify", "--data-dir", data.path().to_str().unwrap()])
@@ -288,7 +298,10 @@ async fn values_are_compressed_with_a_dictionary_the_store_keeps() {
         String::from_utf8_lossy(&out.stderr)
     );
     let ledger = EmbeddedLedger::open(dir, options()).unwrap();
-    assert_eq!(query(&ledger, "GetEntity", json!({ "id": last })).await, entity);
+    assert_eq!(
+        query(&ledger, "GetEntity", json!({ "id": last })).await,
+        entity
+    );
     ledger.shutdown();
     drop(ledger);
 
@@ -296,7 +309,13 @@ async fn values_are_compressed_with_a_dictionary_the_store_keeps() {
     let id = {
         let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
         let txn = db.begin_write().unwrap();
-        let id = txn.open_table(META).unwrap().get(dictionary::CURRENT_KEY).unwrap().unwrap().value();
+        let id = txn
+            .open_table(META)
+            .unwrap()
+            .get(dictionary::CURRENT_KEY)
+            .unwrap()
+            .unwrap()
+            .value();
         {
             let mut table = txn.open_table(dictionary::DICTIONARIES).unwrap();
             let mut damaged = table.get(id).unwrap().unwrap().value().to_vec();
@@ -317,7 +336,11 @@ async fn values_are_compressed_with_a_dictionary_the_store_keeps() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&named), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&named),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Whether the ledger's endorsers compress with a dictionary yet (read from the store).

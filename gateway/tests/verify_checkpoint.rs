@@ -382,6 +382,17 @@ async fn checkpoints_that_do_not_vouch_for_this_log_are_refused() {
         matches!(&err, VerifyError::Checkpoint(m) if m.contains("storage format 2") && m.contains("full verification")),
         "{err}"
     );
+    // Format 3's digest is keyed as format 4's (format 4 added value dictionaries only): its
+    // checkpoint still resumes.
+    let mut statement = payload_of(&checkpoint_of(dir.path()).1);
+    statement["predicate"]["store_format"] = 3.into();
+    let format_3 = Envelope::sign(
+        &serde_json::from_value::<Statement<serde_json::Value>>(statement).unwrap(),
+        "",
+        |m| tom_fixtures::identity("org1", "auditor").sign(m),
+    )
+    .unwrap();
+    resume(dir.path(), &serde_json::to_vec(&format_3).unwrap()).unwrap();
 
     // A checkpoint of another ledger whose node key differs: refused before any block is read.
     let elsewhere = tempfile::tempdir().unwrap();

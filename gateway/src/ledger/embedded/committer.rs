@@ -498,7 +498,11 @@ impl Committer {
         if new_dictionary.is_some() {
             let stored = self.trainer.stored();
             if let Some(d) = &stored {
-                tracing::info!(dictionary = format!("{:016x}", d.id), block = number, "embedded ledger: values are compressed with the new dictionary from now on");
+                tracing::info!(
+                    dictionary = format!("{:016x}", d.id),
+                    block = number,
+                    "embedded ledger: values are compressed with the new dictionary from now on"
+                );
             }
             self.shared.dictionary.set(stored);
         }

@@ -482,7 +482,13 @@ impl EmbeddedLedger {
         // stalling the async workers.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            endorse_blocking(&db, proposal, signing, clock.as_ref(), dictionary.as_deref())
+            endorse_blocking(
+                &db,
+                proposal,
+                signing,
+                clock.as_ref(),
+                dictionary.as_deref(),
+            )
         })
         .await
         .map_err(|e| LedgerError::Internal(format!("endorsement task failed: {e}")))?

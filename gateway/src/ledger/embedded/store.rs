@@ -290,7 +290,9 @@ pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubE
             let dictionary = super::dictionary::lookup(id).ok_or_else(|| {
                 stub_error(
                     key,
-                    format!("value compressed with dictionary {id:016x}, which the store does not hold"),
+                    format!(
+                        "value compressed with dictionary {id:016x}, which the store does not hold"
+                    ),
                 )
             })?;
             dictionary
@@ -979,7 +981,11 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
         Some(3) => {
             // Format 4 only adds the value dictionaries: values of format 3 read as they are.
             write_format(db)?;
-            tracing::info!(from = 3, to = FORMAT_VERSION, "ledger store: value dictionaries enabled");
+            tracing::info!(
+                from = 3,
+                to = FORMAT_VERSION,
+                "ledger store: value dictionaries enabled"
+            );
             return Ok(3);
         }
         Some(1 | 2) => {}

@@ -366,7 +366,7 @@ fn verify_dir(
         detail,
     })?);
     if let Some(checkpoint) = resume {
-        if checkpoint.predicate.store_format != FORMAT_VERSION {
+        if !CHECKPOINT_FORMATS.contains(&checkpoint.predicate.store_format) {
             return Err(VerifyError::Checkpoint(format!(
                 "it was made over storage format {}, this tom verifies format {FORMAT_VERSION}: \
                  run a full verification once and write a new checkpoint",
@@ -541,6 +541,11 @@ fn verify_store(
         }),
     })
 }
+
+/// The storage formats whose checkpoints a run over this format may resume from: the history
+/// digest is keyed the same way from format 3 on (format 4 only added value dictionaries, which
+/// change how state values are stored, not what they are).
+const CHECKPOINT_FORMATS: std::ops::RangeInclusive<u64> = 3..=FORMAT_VERSION;
 
 /// redb page cache of `tom verify`.
 const VERIFY_CACHE_BYTES: usize = 32 << 20;
