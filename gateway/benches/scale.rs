@@ -4,7 +4,10 @@
 //!
 //! * disk bytes per record (allocated blocks of the data directory / records), and where they
 //!   go, table by table;
-//! * ingest rate per 10% slice, and the last slice as a ratio to the first (flat = 1.0);
+//! * ingest rate per 10% slice, and the last slice as a ratio to the first (flat = 1.0), with
+//!   the process's CPU time per record in each slice: on a shared machine the rate moves by
+//!   ±15% between runs of the same build, while CPU per record says whether the work per
+//!   record grows with the ledger;
 //! * lineage up at depth 5 and 20 from random data, p50/p99;
 //! * records by agent, first page and a deep page (bookmark), p50/p99;
 //! * `tom verify`: time, transactions/s (and per core) and peak RSS, measured in a child
@@ -71,6 +74,23 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Operations per second of `op` on one thread, over about `budget`.
+/// CPU time this process has used (user + system), from `/proc/self/stat` (Linux clock ticks of
+/// 1/100 s).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
 fn rate(budget: Duration, mut op: impl FnMut()) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
@@ -447,8 +467,8 @@ fn main() {
     let mut slices = Vec::new();
     let mut middle = now();
     println!(
-        "\n{:>6} {:>9} {:>10} {:>8} {:>8}",
-        "slice", "records", "records/s", "p50 ms", "p99 ms"
+        "\n{:>6} {:>9} {:>10} {:>8} {:>8} {:>14}",
+        "slice", "records", "records/s", "p50 ms", "p99 ms", "CPU µs/record"
     );
     for slice in 0..10 {
         let n = growth / 10 + usize::from(slice < growth % 10);
@@ -464,17 +484,19 @@ fn main() {
             middle = now();
         }
         let t = Instant::now();
+        let cpu = process_cpu();
         let latencies = runtime.block_on(submit_all(&ledger, &devices, &orchestrator, per_worker));
         let wall = t.elapsed();
+        let cpu_per_record = (process_cpu() - cpu).as_secs_f64() * 1e6 / n as f64;
         let per_second = n as f64 / wall.as_secs_f64();
         println!(
-            "{:>6} {:>9} {per_second:>10.0} {:>8.1} {:>8.1}",
+            "{:>6} {:>9} {per_second:>10.0} {:>8.1} {:>8.1} {cpu_per_record:>14.0}",
             slice + 1,
             setup_records + growth * (slice + 1) / 10,
             ms(percentile(&latencies, 0.5)),
             ms(percentile(&latencies, 0.99))
         );
-        slices.push((per_second, percentile(&latencies, 0.5)));
+        slices.push((per_second, percentile(&latencies, 0.5), cpu_per_record));
     }
     let total_records = setup_records + growth;
 
@@ -637,10 +659,13 @@ fn main() {
         disk as f64 / total_records as f64
     );
     println!(
-        "| ingest as the ledger grows | first 10% {first:.0}/s (p50 {:.1} ms), last 10% {last:.0}/s (p50 {:.1} ms): **last/first {:.2}** | ≥ 0.90 |",
+        "| ingest as the ledger grows | first 10% {first:.0}/s (p50 {:.1} ms, {:.0} µs CPU/record), last 10% {last:.0}/s (p50 {:.1} ms, {:.0} µs CPU/record): **last/first {:.2}**, CPU per record first/last {:.2} | ≥ 0.90 |",
         ms(slices[0].1),
+        slices[0].2,
         ms(slices[9].1),
-        last / first
+        slices[9].2,
+        last / first,
+        slices[0].2 / slices[9].2
     );
     for (depth, l, bytes) in &lineage {
         println!(
