@@ -102,6 +102,20 @@ fn resume(dir: &Path, envelope: &[u8]) -> Result<VerifyReport, VerifyError> {
     verify_from_checkpoint(dir, &node_key(dir), &checkpoint)
 }
 
+/// A checkpoint of the ledger in `dir`, re-signed by the trusted auditor with its predicate's
+/// `store_format` changed to `format`.
+fn checkpoint_claiming_format(dir: &Path, format: u64) -> Vec<u8> {
+    let mut statement = payload_of(&checkpoint_of(dir).1);
+    statement["predicate"]["store_format"] = format.into();
+    let envelope = Envelope::sign(
+        &serde_json::from_value::<Statement<serde_json::Value>>(statement).unwrap(),
+        "",
+        |m| tom_fixtures::identity("org1", "auditor").sign(m),
+    )
+    .unwrap();
+    serde_json::to_vec(&envelope).unwrap()
+}
+
 fn payload_of(envelope: &[u8]) -> serde_json::Value {
     let envelope: Envelope = serde_json::from_slice(envelope).unwrap();
     let payload = base64::engine::general_purpose::STANDARD
@@ -369,30 +383,14 @@ async fn checkpoints_that_do_not_vouch_for_this_log_are_refused() {
 
     // A checkpoint of an older storage format (its history digest keyed differently), signed
     // by the trusted auditor: refused, saying to verify in full once.
-    let mut statement = payload_of(&checkpoint_of(dir.path()).1);
-    statement["predicate"]["store_format"] = 2.into();
-    let old = Envelope::sign(
-        &serde_json::from_value::<Statement<serde_json::Value>>(statement).unwrap(),
-        "",
-        |m| tom_fixtures::identity("org1", "auditor").sign(m),
-    )
-    .unwrap();
-    let err = resume(dir.path(), &serde_json::to_vec(&old).unwrap()).unwrap_err();
+    let err = resume(dir.path(), &checkpoint_claiming_format(dir.path(), 2)).unwrap_err();
     assert!(
         matches!(&err, VerifyError::Checkpoint(m) if m.contains("storage format 2") && m.contains("full verification")),
         "{err}"
     );
     // Format 3's digest is keyed as format 4's (format 4 added value dictionaries only): its
     // checkpoint still resumes.
-    let mut statement = payload_of(&checkpoint_of(dir.path()).1);
-    statement["predicate"]["store_format"] = 3.into();
-    let format_3 = Envelope::sign(
-        &serde_json::from_value::<Statement<serde_json::Value>>(statement).unwrap(),
-        "",
-        |m| tom_fixtures::identity("org1", "auditor").sign(m),
-    )
-    .unwrap();
-    resume(dir.path(), &serde_json::to_vec(&format_3).unwrap()).unwrap();
+    resume(dir.path(), &checkpoint_claiming_format(dir.path(), 3)).unwrap();
 
     // A checkpoint of another ledger whose node key differs: refused before any block is read.
     let elsewhere = tempfile::tempdir().unwrap();
