@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tom_contract::simulation::{validate, MvccConflict, Version};
 
@@ -347,11 +347,7 @@ impl Committer {
             })?;
         let (next_number, tip_hash) = open_tip(&db, &self.key, self.clock.as_ref())?;
         // A block whose commit reported an error may still have stored a dictionary.
-        let in_store = db
-            .begin_read()
-            .map_err(|e| e.to_string())
-            .and_then(|txn| dictionary::load(&txn))
-            .map_err(LedgerError::Internal)?;
+        let in_store = dictionary::load_from(&db).map_err(LedgerError::Internal)?;
         if in_store.is_some() {
             self.trainer = dictionary::Trainer::new(0, true);
             self.shared.dictionary.set(in_store);

@@ -204,6 +204,13 @@ pub fn load(txn: &redb::ReadTransaction) -> Result<Option<Arc<ValueDictionary>>,
     }
 }
 
+/// [`load`] from a fresh read transaction of `db` (when a store is opened or reopened).
+pub fn load_from(db: &redb::Database) -> Result<Option<Arc<ValueDictionary>>, String> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    load(&txn)
+}
+
 /// Write `dictionary` into the block being committed and make it the one in use.
 pub fn store(
     wtx: &redb::WriteTransaction,

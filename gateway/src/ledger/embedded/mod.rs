@@ -306,10 +306,7 @@ impl EmbeddedLedger {
             ms = started.elapsed().as_millis() as u64,
             "block log checked"
         );
-        let dictionary = db
-            .begin_read()
-            .map_err(|e| e.to_string())
-            .and_then(|txn| dictionary::load(&txn))
+        let dictionary = dictionary::load_from(&db)
             .map_err(|e| LedgerError::Internal(format!("ledger store {}: {e}", path.display())))?;
         let db = Arc::new(db);
         let shared = Arc::new(Shared::new(db.clone()));
