@@ -60,9 +60,10 @@ fn downgrade(dir: &Path, format: u64) {
         }
         for row in txn.open_table(STATE).unwrap().iter().unwrap() {
             let (key, value) = row.unwrap();
-            let found = store::decode_versioned(key.value(), value.value()).unwrap();
+            let key = store::unpack_key(key.value()).unwrap();
+            let found = store::decode_versioned(&key, value.value()).unwrap();
             state.push((
-                key.value().to_owned(),
+                key,
                 store::encode_versioned_format_2(found.version, &found.value),
             ));
         }
@@ -198,21 +199,77 @@ async fn a_store_of_a_newer_format_is_refused_naming_it() {
     assert!(err.contains("storage format 99"), "{err}");
 }
 
-/// Format 3 (before value dictionaries) opens as format 4 without rewriting anything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_format_3_store_gains_value_dictionaries_on_open() {
+/// Rewrite a store as format 3 or 4 kept its world state: keyed by the keys as the contract
+/// wrote them (`world_state`), values as they are; format 3 without the dictionary table.
+/// Returns the stored key bytes of both layouts.
+fn unpack_state(dir: &Path, format: u64) -> (u64, u64) {
+    let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
+    let txn = db.begin_write().unwrap();
+    let (mut packed, mut unpacked) = (0, 0);
+    {
+        let mut state = txn.open_table(STATE).unwrap();
+        let mut old = txn.open_table(store::STATE_FORMAT_4).unwrap();
+        while let Some((key, value)) = state.pop_first().unwrap() {
+            let unpacked_key = store::unpack_key(key.value()).unwrap();
+            packed += key.value().len() as u64;
+            unpacked += unpacked_key.len() as u64;
+            old.insert(unpacked_key.as_str(), value.value()).unwrap();
+        }
+    }
+    txn.delete_table(STATE).unwrap();
+    if format == 3 {
+        txn.delete_table(dictionary::DICTIONARIES).unwrap();
+    }
+    txn.open_table(META)
+        .unwrap()
+        .insert("format", format)
+        .unwrap();
+    txn.commit().unwrap();
+    (packed, unpacked)
+}
+
+/// Formats 3 and 4 (keys stored as the contract wrote them; format 3 before value dictionaries)
+/// open as format 5: keys packed, values kept, and every answer the same, reads of one key and
+/// ranges (records by agent, paged, and the lineage) alike.
+async fn a_store_of_unpacked_keys_is_packed_on_open(format: u64) {
     let dir = tempfile::tempdir().unwrap();
     let history = build(dir.path()).await;
-    {
-        let db = redb::Database::open(dir.path().join(STORE_FILE)).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.delete_table(dictionary::DICTIONARIES).unwrap();
-        txn.open_table(META).unwrap().insert("format", 3).unwrap();
-        txn.commit().unwrap();
-    }
+    let ledger = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let answers = |ledger: EmbeddedLedger| async move {
+        let agent = format!("{}/traffic-light-1", tom_fixtures::org("org1").msp_id);
+        let first = query(
+            &ledger,
+            "QueryRecords",
+            json!({ "agent": agent, "page_size": 2 }),
+        )
+        .await;
+        let bookmark = first["bookmark"].as_str().unwrap().to_owned();
+        assert!(!bookmark.is_empty(), "{first}");
+        let second = query(
+            &ledger,
+            "QueryRecords",
+            json!({ "agent": agent, "page_size": 2, "bookmark": bookmark }),
+        )
+        .await;
+        let lineage = query(
+            &ledger,
+            "GetLineage",
+            json!({ "id": "reading-2", "direction": "up" }),
+        )
+        .await;
+        let devices = query(&ledger, "ListDevices", json!({})).await;
+        ledger.shutdown();
+        (first, second, lineage, devices)
+    };
+    let before = answers(ledger).await;
+    let (packed, unpacked) = unpack_state(dir.path(), format);
+    assert!(
+        packed * 10 < unpacked * 8,
+        "packed keys take {packed} bytes, unpacked {unpacked}"
+    );
     let err = verify(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("storage format 3") && err.contains("tom serve"),
+        err.contains(&format!("storage format {format}")) && err.contains("tom serve"),
         "{err}"
     );
     let ledger = EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap();
@@ -220,10 +277,22 @@ async fn a_format_3_store_gains_value_dictionaries_on_open() {
         query(&ledger, "GetHistory", json!({ "id": "tl-1" })).await,
         history
     );
-    ledger.shutdown();
-    drop(ledger);
+    assert_eq!(answers(ledger).await, before);
     assert_eq!(format_in(dir.path()), Some(FORMAT_VERSION));
     verify(dir.path()).unwrap();
+    let db = redb::Database::open(dir.path().join(STORE_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert!(txn.open_table(store::STATE_FORMAT_4).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_3_store_is_packed_and_gains_value_dictionaries_on_open() {
+    a_store_of_unpacked_keys_is_packed_on_open(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_4_store_is_packed_on_open() {
+    a_store_of_unpacked_keys_is_packed_on_open(4).await;
 }
 
 /// Stored state values by encoding byte (after the 12-byte version).

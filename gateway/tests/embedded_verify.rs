@@ -365,6 +365,7 @@ async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
     );
 
     let entity_key = tom_contract::keys::key(tom_contract::keys::ENTITY, &["tl-1"]).unwrap();
+    let stored_key = tom_gateway::ledger::embedded::state_key::pack(&entity_key);
     let edit = |f: &dyn Fn(&redb::WriteTransaction)| {
         let dir = copy_dir(template.path());
         {
@@ -387,7 +388,7 @@ async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
     let err = edit(&|txn| {
         let mut state = txn.open_table(STATE).unwrap();
         let stored = state
-            .get(entity_key.as_str())
+            .get(stored_key.as_slice())
             .unwrap()
             .unwrap()
             .value()
@@ -397,7 +398,9 @@ async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
             .unwrap()
             .replace("sensor", "camera");
         let value = store::encode_versioned(&entity_key, found.version, text.as_bytes());
-        state.insert(entity_key.as_str(), value.as_slice()).unwrap();
+        state
+            .insert(stored_key.as_slice(), value.as_slice())
+            .unwrap();
     });
     expect(err, "state", &entity_key);
 
@@ -405,7 +408,7 @@ async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
     let err = edit(&|txn| {
         txn.open_table(STATE)
             .unwrap()
-            .remove(entity_key.as_str())
+            .remove(stored_key.as_slice())
             .unwrap();
     });
     expect(err, "state", &entity_key);

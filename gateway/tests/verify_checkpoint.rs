@@ -314,7 +314,7 @@ async fn blocks_before_the_checkpoint_are_still_pinned_by_their_hashes() {
         let txn = db.begin_write().unwrap();
         txn.open_table(STATE)
             .unwrap()
-            .remove(entity_key.as_str())
+            .remove(tom_gateway::ledger::embedded::state_key::pack(&entity_key).as_slice())
             .unwrap();
         txn.commit().unwrap();
     }

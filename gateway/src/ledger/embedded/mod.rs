@@ -65,6 +65,7 @@ pub mod dictionary;
 mod evidence;
 mod health;
 pub mod node_key;
+pub mod state_key;
 pub mod store;
 mod verify;
 

@@ -72,10 +72,15 @@ use tom_contract::Timestamp;
 
 use super::codec::{self, sha256, Hash, RawBlock, Reader, Transaction, Writer};
 use super::dictionary::ValueDictionary;
+use super::state_key;
 
 pub const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-/// The world state (format 3): key → `u64 block ‖ u32 tx ‖ encoded value` ([`encode_versioned`]).
-pub const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("world_state");
+/// The world state (format 5): packed key ([`state_key::pack`]) → `u64 block ‖ u32 tx ‖ encoded
+/// value` ([`encode_versioned`]).
+pub const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("world_state_packed");
+/// Formats 3 and 4's world state, keyed by the key as the contract wrote it. Read by [`upgrade`]
+/// only (and by tests that make old stores).
+pub const STATE_FORMAT_4: TableDefinition<&str, &[u8]> = TableDefinition::new("world_state");
 /// The key history (format 3): `(key hash, block, tx)` → [`encode_modification`].
 pub const HISTORY: TableDefinition<(KeyHash, u64, u32), &[u8]> =
     TableDefinition::new("key_history");
@@ -105,7 +110,7 @@ pub const CERTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("certs");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The storage layout this build writes (see the module documentation).
-pub const FORMAT_VERSION: u64 = 4;
+pub const FORMAT_VERSION: u64 = 5;
 const FORMAT_KEY: &str = "format";
 
 /// The name of the store file inside the data directory.
@@ -236,6 +241,8 @@ pub fn encode_value(key: &str, value: &[u8], dictionary: Option<&ValueDictionary
 /// and position it lands at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedWrite {
+    /// The key as stored ([`state_key::pack`]).
+    pub stored_key: Vec<u8>,
     pub key_hash: KeyHash,
     /// [`encode_value`] of the value; `None` for a delete.
     pub encoded: Option<Vec<u8>>,
@@ -250,6 +257,7 @@ impl PreparedWrite {
         dictionary: Option<&ValueDictionary>,
     ) -> PreparedWrite {
         PreparedWrite {
+            stored_key: state_key::pack(key),
             key_hash: key_hash(key),
             encoded: value.map(|value| encode_value(key, value, dictionary)),
             history_entry: encode_modification(value),
@@ -594,11 +602,14 @@ where
 }
 
 /// A versioned `get` on any state table (snapshot or the block being written).
-pub fn get_versioned<T: ReadableTable<&'static str, &'static [u8]>>(
+pub fn get_versioned<T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
     key: &str,
 ) -> Result<Option<VersionedValue>, StubError> {
-    match table.get(key).map_err(|e| stub_error("get", e))? {
+    match table
+        .get(state_key::pack(key).as_slice())
+        .map_err(|e| stub_error("get", e))?
+    {
         None => Ok(None),
         Some(guard) => decode_versioned(key, guard.value()).map(Some),
     }
@@ -606,27 +617,47 @@ pub fn get_versioned<T: ReadableTable<&'static str, &'static [u8]>>(
 
 /// Keys in `[start, end)` ascending (`end` empty = unbounded), at most `limit` of them, on any
 /// state table. The scan stops at the limit, so a page costs what it returns.
-pub fn range_versioned<T: ReadableTable<&'static str, &'static [u8]>>(
+pub fn range_versioned<T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
     start: &str,
     end: &str,
     limit: usize,
 ) -> Result<Vec<(String, VersionedValue)>, StubError> {
-    let rows = if end.is_empty() {
-        table.range(start..)
-    } else if end <= start {
-        return Ok(Vec::new());
-    } else {
-        table.range(start..end)
-    }
-    .map_err(|e| stub_error("range", e))?;
     let mut out = Vec::new();
-    for row in rows.take(limit) {
+    for row in packed_range(table, start, end)?.take(limit) {
         let (key, value) = row.map_err(|e| stub_error("range", e))?;
-        let key = key.value();
-        out.push((key.to_owned(), decode_versioned(key, value.value())?));
+        let key = unpack_key(key.value())?;
+        let value = decode_versioned(&key, value.value())?;
+        out.push((key, value));
     }
     Ok(out)
+}
+
+/// The stored rows of the keys in `[start, end)` (`end` empty = unbounded): the bounds packed
+/// as the keys are ([`state_key`] keeps the order of the contract's ranges).
+fn packed_range<'t, T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &'t T,
+    start: &str,
+    end: &str,
+) -> Result<redb::Range<'t, &'static [u8], &'static [u8]>, StubError> {
+    let start = state_key::pack(start);
+    let rows = if end.is_empty() {
+        table.range(start.as_slice()..)
+    } else {
+        let end = state_key::pack(end);
+        if end <= start {
+            // An empty range (redb refuses an inverted one).
+            table.range(start.as_slice()..start.as_slice())
+        } else {
+            table.range(start.as_slice()..end.as_slice())
+        }
+    };
+    rows.map_err(|e| stub_error("range", e))
+}
+
+/// A stored key unpacked ([`state_key::unpack`]); a damaged one is an error naming it.
+pub fn unpack_key(stored: &[u8]) -> Result<String, StubError> {
+    state_key::unpack(stored).map_err(|e| StubError(format!("embedded ledger store: {e}")))
 }
 
 /// Every committed change of `key`, oldest first, read from the transactions in the log that
@@ -642,7 +673,7 @@ pub fn history_of<H, S, B, C>(
 ) -> Result<Vec<KeyModification>, StubError>
 where
     H: ReadableTable<(KeyHash, u64, u32), &'static [u8]>,
-    S: ReadableTable<&'static str, &'static [u8]>,
+    S: ReadableTable<&'static [u8], &'static [u8]>,
     B: ReadableTable<u64, &'static [u8]>,
     C: ReadableTable<&'static [u8], &'static [u8]>,
 {
@@ -734,7 +765,7 @@ where
 /// leaves entries (the state no longer says anything about the key). This halves the B-tree
 /// inserts the single committer thread makes per transaction, and the history's size.
 pub fn record_write(
-    state: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    state: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     history: &mut redb::Table<'_, (KeyHash, u64, u32), &'static [u8]>,
     key: &str,
     version: Version,
@@ -742,11 +773,14 @@ pub fn record_write(
 ) -> Result<(), WriteError> {
     let old = match &write.encoded {
         Some(encoded) => state
-            .insert(key, with_version(version, encoded).as_slice())
+            .insert(
+                write.stored_key.as_slice(),
+                with_version(version, encoded).as_slice(),
+            )
             .map_err(|e| WriteError::Store("write state", e.into()))?
             .map(|old| old.value().to_vec()),
         None => state
-            .remove(key)
+            .remove(write.stored_key.as_slice())
             .map_err(|e| WriteError::Store("delete state", e.into()))?
             .map(|old| old.value().to_vec()),
     };
@@ -936,15 +970,15 @@ pub fn content_report(path: &std::path::Path) -> Result<ContentReport, String> {
     let state = txn.open_table(STATE).map_err(|e| e.to_string())?;
     let mut types: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
     for entry in state.iter().map_err(|e| e.to_string())? {
-        let (key, value) = entry.map_err(|e| e.to_string())?;
-        let key = key.value();
+        let (stored_key, value) = entry.map_err(|e| e.to_string())?;
+        let key = state_key::unpack(stored_key.value())?;
         let object_type = match key.strip_prefix('\u{0}') {
             Some(rest) => rest.split('\u{0}').next().unwrap_or_default(),
             None => key.split(['\u{0}', ':', '/']).next().unwrap_or_default(),
         };
         let slot = types.entry(object_type.to_owned()).or_default();
         slot.0 += 1;
-        slot.1 += key.len() as u64;
+        slot.1 += stored_key.value().len() as u64;
         slot.2 += value.value().len() as u64;
     }
     Ok(ContentReport {
@@ -964,12 +998,14 @@ pub fn content_report(path: &std::path::Path) -> Result<ContentReport, String> {
 /// refused. Returns the format found.
 ///
 /// * Format 1 → 2 (blocks): canonical blocks become stored ones ([`compact_block`]).
-/// * Formats 1 and 2 → 3 (state, history): `state` becomes `world_state` with encoded values
+/// * Formats 1 and 2 → 5 (state, history): `state` becomes `world_state_packed` with packed
+///   keys and encoded values
 ///   ([`encode_versioned`]); `history`, keyed by the whole key and (format 1) holding values,
 ///   becomes `key_history`, keyed by the key's hash, holding [`encode_modification`]. Format 2's
 ///   blocks (compact, uncompressed) stay as they are: readers take every stored form.
-/// * Format 3 → 4: the `value_dictionaries` table is added; nothing is rewritten (values
-///   compressed without a dictionary keep that encoding).
+/// * Formats 3 and 4 → 5: `world_state` becomes `world_state_packed`, each key packed
+///   ([`state_key::pack`]), each value kept as it is (values compressed without a dictionary keep
+///   that encoding); the `value_dictionaries` table (format 4) is added.
 pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
     let found = format_of(db)?;
     match found {
@@ -978,15 +1014,23 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
             return Ok(FORMAT_VERSION);
         }
         Some(FORMAT_VERSION) => return Ok(FORMAT_VERSION),
-        Some(3) => {
-            // Format 4 only adds the value dictionaries: values of format 3 read as they are.
+        Some(from @ (3 | 4)) => {
+            // Keys packed; values (and format 3's values compressed without a dictionary) kept.
+            let started = std::time::Instant::now();
+            tracing::info!(from, to = FORMAT_VERSION, "packing the world state's keys");
+            move_rows(db, STATE_FORMAT_4, STATE, |key, value, to| {
+                to.insert(state_key::pack(key).as_slice(), value)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })?;
             write_format(db)?;
             tracing::info!(
-                from = 3,
+                from,
                 to = FORMAT_VERSION,
-                "ledger store: value dictionaries enabled"
+                seconds = started.elapsed().as_secs_f64(),
+                "ledger store migrated"
             );
-            return Ok(3);
+            return Ok(from);
         }
         Some(1 | 2) => {}
         Some(other) => return Err(unsupported_format(other)),
@@ -1001,7 +1045,7 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
     move_rows(db, STATE_FORMAT_2, STATE, |key, value, to| {
         let old = decode_format_2_value(key, value)?;
         to.insert(
-            key,
+            state_key::pack(key).as_slice(),
             encode_versioned(key, old.version, &old.value).as_slice(),
         )
         .map(drop)
@@ -1186,7 +1230,7 @@ fn write_format(db: &redb::Database) -> Result<(), String> {
 /// Committed state as of one read transaction: what simulations run against. Many may exist
 /// at once, on any threads; each sees the ledger as of the last block committed before it began.
 pub struct Snapshot {
-    state: redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    state: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     history: redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
     tx_ids: redb::ReadOnlyTable<&'static str, (u64, u32, u8)>,
     blocks: redb::ReadOnlyTable<u64, &'static [u8]>,
@@ -1258,7 +1302,7 @@ impl CommittedState for Snapshot {
 /// transactions already applied in the block being cut, so a later transaction in the same
 /// block that read what an earlier one wrote is invalidated, as on a Fabric peer.
 pub struct BlockInProgress<'a, 't> {
-    pub state: &'a redb::Table<'t, &'static str, &'static [u8]>,
+    pub state: &'a redb::Table<'t, &'static [u8], &'static [u8]>,
 }
 
 impl CommittedState for BlockInProgress<'_, '_> {
@@ -1268,26 +1312,23 @@ impl CommittedState for BlockInProgress<'_, '_> {
 
     // Validation compares versions only: no value is decompressed for it.
     fn version(&self, key: &str) -> Result<Option<Version>, StubError> {
-        match self.state.get(key).map_err(|e| stub_error("get", e))? {
+        match self
+            .state
+            .get(state_key::pack(key).as_slice())
+            .map_err(|e| stub_error("get", e))?
+        {
             None => Ok(None),
             Some(guard) => decode_version(key, guard.value()).map(Some),
         }
     }
 
     fn range_versions(&self, start: &str, end: &str) -> Result<Vec<(String, Version)>, StubError> {
-        let rows = if end.is_empty() {
-            self.state.range(start..)
-        } else if end <= start {
-            return Ok(Vec::new());
-        } else {
-            self.state.range(start..end)
-        }
-        .map_err(|e| stub_error("range", e))?;
         let mut out = Vec::new();
-        for row in rows {
+        for row in packed_range(self.state, start, end)? {
             let (key, value) = row.map_err(|e| stub_error("range", e))?;
-            let key = key.value();
-            out.push((key.to_owned(), decode_version(key, value.value())?));
+            let key = unpack_key(key.value())?;
+            let version = decode_version(&key, value.value())?;
+            out.push((key, version));
         }
         Ok(out)
     }

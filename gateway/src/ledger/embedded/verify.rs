@@ -68,6 +68,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::codec::{sha256, BlockHeader, Hash, RawBlock, Transaction};
 use super::node_key::{public_key_point, PUBLIC_KEY_FILE};
+use super::state_key;
 use super::store::{
     decode_versioned, encode_modification, entries_of, expand_block, format_of, key_hash,
     read_block, unsupported_format, KeyHash, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, STATE,
@@ -464,7 +465,7 @@ fn verify_store(
         })?;
     match format_of(&db).map_err(|e| store_error(path, e))? {
         Some(FORMAT_VERSION) | None => {}
-        Some(old @ (1..=3)) => {
+        Some(old @ (1..=4)) => {
             return Err(store_error(
                 path,
                 format!(
@@ -543,8 +544,9 @@ fn verify_store(
 }
 
 /// The storage formats whose checkpoints a run over this format may resume from: the history
-/// digest is keyed the same way from format 3 on (format 4 only added value dictionaries, which
-/// change how state values are stored, not what they are).
+/// digest is keyed the same way from format 3 on (format 4 only added value dictionaries and
+/// format 5 packed state keys, which change how state keys and values are stored, not what
+/// they are).
 const CHECKPOINT_FORMATS: std::ops::RangeInclusive<u64> = 3..=FORMAT_VERSION;
 
 /// redb page cache of `tom verify`.
@@ -1444,7 +1446,7 @@ fn contradicted_write_once_key(
     path: &Path,
     txn: &redb::ReadTransaction,
     history: &redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
-    state: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    state: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 ) -> Result<Option<(&'static str, String, String)>, VerifyError> {
     let blocks = txn.open_table(BLOCKS).map_err(|e| store_error(path, e))?;
     let certs = txn.open_table(CERTS).map_err(|e| store_error(path, e))?;
@@ -1488,7 +1490,10 @@ fn contradicted_write_once_key(
                         ),
                     )));
                 }
-                let current = match state.get(key.as_str()).map_err(|e| store_error(path, e))? {
+                let current = match state
+                    .get(state_key::pack(&key).as_slice())
+                    .map_err(|e| store_error(path, e))?
+                {
                     None => {
                         return Ok(Some((
                             "state",
@@ -1520,7 +1525,7 @@ fn missing_live_key(
     path: &Path,
     txn: &redb::ReadTransaction,
     history: &redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
-    state: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    state: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 ) -> Result<Option<String>, VerifyError> {
     let blocks = txn.open_table(BLOCKS).map_err(|e| store_error(path, e))?;
     let certs = txn.open_table(CERTS).map_err(|e| store_error(path, e))?;
@@ -1551,7 +1556,7 @@ fn missing_live_key(
         for key in tx.rwset.writes.keys() {
             if key_hash(key) == h
                 && state
-                    .get(key.as_str())
+                    .get(state_key::pack(key).as_slice())
                     .map_err(|e| store_error(path, e))?
                     .is_none()
             {
@@ -1591,8 +1596,10 @@ fn check_indexes(
     let mut state_keys = 0u64;
     let mut keys_with_entries = 0u64;
     for row in state.iter().map_err(|e| store_error(path, e))? {
-        let (key, value) = row.map_err(|e| store_error(path, e))?;
-        let key = key.value();
+        let (stored_key, value) = row.map_err(|e| store_error(path, e))?;
+        let key = state_key::unpack(stored_key.value())
+            .map_err(|e| mismatch("state", &hex::encode(stored_key.value()), e))?;
+        let key = key.as_str();
         let found = decode_versioned(key, value.value())
             .map_err(|e| mismatch("state", key, format!("undecodable value: {e}")))?;
         state_keys += 1;
