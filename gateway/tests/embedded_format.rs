@@ -213,7 +213,12 @@ fn unpack_state(dir: &Path, format: u64) -> (u64, u64) {
             let unpacked_key = store::unpack_key(key.value()).unwrap();
             packed += key.value().len() as u64;
             unpacked += unpacked_key.len() as u64;
-            old.insert(unpacked_key.as_str(), value.value()).unwrap();
+            let (version, encoded) = store::version_and_encoded(value.value()).unwrap();
+            old.insert(
+                unpacked_key.as_str(),
+                store::encode_versioned_format_4(version, encoded).as_slice(),
+            )
+            .unwrap();
         }
     }
     txn.delete_table(STATE).unwrap();
@@ -302,7 +307,9 @@ fn encodings(dir: &Path) -> std::collections::BTreeMap<u8, usize> {
     let mut seen = std::collections::BTreeMap::new();
     for row in txn.open_table(STATE).unwrap().iter().unwrap() {
         let (_, value) = row.unwrap();
-        *seen.entry(value.value()[12]).or_default() += 1;
+        *seen
+            .entry(store::value_encoding(value.value()).unwrap())
+            .or_default() += 1;
     }
     seen
 }

@@ -387,7 +387,8 @@ mod tests {
 
         // A dictionary this process never loaded is named, not guessed at.
         let mut unknown = stored.clone();
-        unknown[13..21].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
+        let at = stored.len() - with.len() + 1;
+        unknown[at..at + 8].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
         let err = decode_versioned("k", &unknown).unwrap_err().to_string();
         assert!(err.contains("dictionary 0123456789abcdef"), "{err}");
         // A damaged frame is an error naming the key, never other bytes.

@@ -175,18 +175,60 @@ fn is_lower_hex_64(value: &[u8]) -> bool {
     value.len() == 64 && value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A state value as stored: `u64 block ‖ u32 tx ‖ u8 encoding ‖ bytes` (see [`VALUE_AS_IS`]),
-/// compressed without a dictionary.
+/// A state value as stored: `varint block ‖ varint tx ‖ u8 encoding ‖ bytes` (see
+/// [`VALUE_AS_IS`]), compressed without a dictionary.
 pub fn encode_versioned(key: &str, version: Version, value: &[u8]) -> Vec<u8> {
     with_version(version, &encode_value(key, value, None))
 }
 
-/// `u64 block ‖ u32 tx ‖ encoded`: an [`encode_value`] result placed at its version.
+/// `varint block ‖ varint tx ‖ encoded` (format 5; the varints are protobuf's, LEB128): an
+/// [`encode_value`] result placed at its version. A version is most often 3 to 5 bytes this way,
+/// not 12, on every one of the several values each record writes.
 pub fn with_version(version: Version, encoded: &[u8]) -> Vec<u8> {
-    let mut w = Writer::with_capacity(12 + encoded.len());
-    w.version(version);
-    w.buf.extend_from_slice(encoded);
-    w.buf
+    let mut out = Vec::with_capacity(MAX_VERSION_LEN + encoded.len());
+    prost::encoding::encode_varint(version.block, &mut out);
+    prost::encoding::encode_varint(u64::from(version.tx), &mut out);
+    out.extend_from_slice(encoded);
+    out
+}
+
+/// The longest [`with_version`] prefix: two varints, a `u64` and a `u32`.
+const MAX_VERSION_LEN: usize = 10 + 5;
+
+/// A stored value split into its version and the encoded value after it ([`with_version`]).
+fn split_version<'b>(key: &str, bytes: &'b [u8]) -> Result<(Version, &'b [u8]), StubError> {
+    let mut rest = bytes;
+    let mut version = || -> Option<Version> {
+        let block = prost::encoding::decode_varint(&mut rest).ok()?;
+        let tx = prost::encoding::decode_varint(&mut rest).ok()?;
+        Some(Version {
+            block,
+            tx: u32::try_from(tx).ok()?,
+        })
+    };
+    match version() {
+        Some(version) => Ok((version, rest)),
+        None => Err(StubError(format!(
+            "embedded ledger store: value of key {key:?} ({} bytes) does not start with a version",
+            bytes.len()
+        ))),
+    }
+}
+
+/// A stored value's version and its [`encode_value`] part, for migrations, reports and tests.
+pub fn version_and_encoded(bytes: &[u8]) -> Option<(Version, &[u8])> {
+    split_version("", bytes).ok()
+}
+
+/// The encoding byte of a stored value (what [`encode_value`] chose).
+pub fn value_encoding(bytes: &[u8]) -> Option<u8> {
+    version_and_encoded(bytes).and_then(|(_, encoded)| encoded.first().copied())
+}
+
+/// A format-3 or format-4 stored value (`u64 block ‖ u32 tx ‖ encoded`): what [`upgrade`] reads,
+/// and what tests that make old stores write.
+pub fn encode_versioned_format_4(version: Version, encoded: &[u8]) -> Vec<u8> {
+    encode_versioned_format_2(version, encoded)
 }
 
 /// `u8 encoding ‖ bytes`: how the value of `key` is kept, whatever version it gets. A value worth
@@ -265,31 +307,21 @@ impl PreparedWrite {
     }
 }
 
-/// The version of a stored state value alone (its first 12 bytes; the value is not decoded).
+/// The version of a stored state value alone (the value is not decoded).
 pub fn decode_version(key: &str, bytes: &[u8]) -> Result<Version, StubError> {
-    let prefix = bytes.get(..12).ok_or_else(|| {
-        StubError(format!(
-            "embedded ledger store: value of key {key:?} is {} bytes, shorter than its version",
-            bytes.len()
-        ))
-    })?;
-    Reader::new("state value", prefix)
-        .version()
-        .map_err(|e| stub_error(key, e))
+    split_version(key, bytes).map(|(version, _)| version)
 }
 
 /// The version and value of a stored state value ([`encode_versioned`]).
 pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubError> {
-    if bytes.len() < 13 {
+    let (version, encoded) = split_version(key, bytes)?;
+    let Some((&encoding, stored)) = encoded.split_first() else {
         return Err(StubError(format!(
-            "embedded ledger store: value of key {key:?} is {} bytes, shorter than its version and encoding",
+            "embedded ledger store: value of key {key:?} is {} bytes, its version and no encoding",
             bytes.len()
         )));
-    }
-    let mut r = Reader::new("state value", &bytes[..12]);
-    let version = r.version().map_err(|e| stub_error(key, e))?;
-    let stored = &bytes[13..];
-    let value = match bytes[12] {
+    };
+    let value = match encoding {
         VALUE_AS_IS => stored.to_vec(),
         VALUE_HEX_64 if stored.len() == 32 => hex::encode(stored).into_bytes(),
         VALUE_ZSTD => inflate("state value", stored).map_err(|e| stub_error(key, e))?,
@@ -1019,9 +1051,13 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
             let started = std::time::Instant::now();
             tracing::info!(from, to = FORMAT_VERSION, "packing the world state's keys");
             move_rows(db, STATE_FORMAT_4, STATE, |key, value, to| {
-                to.insert(state_key::pack(key).as_slice(), value)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                let (version, encoded) = split_version_format_4(key, value)?;
+                to.insert(
+                    state_key::pack(key).as_slice(),
+                    with_version(version, encoded).as_slice(),
+                )
+                .map(drop)
+                .map_err(|e| e.to_string())
             })?;
             write_format(db)?;
             tracing::info!(
@@ -1081,6 +1117,20 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
         "ledger store migrated"
     );
     Ok(from)
+}
+
+/// A format-3 or format-4 value: `u64 block ‖ u32 tx ‖ encoded`.
+fn split_version_format_4<'b>(key: &str, bytes: &'b [u8]) -> Result<(Version, &'b [u8]), String> {
+    if bytes.len() < 13 {
+        return Err(format!(
+            "format-4 state value of {key:?} is {} bytes",
+            bytes.len()
+        ));
+    }
+    let version = Reader::new("state value", &bytes[..12])
+        .version()
+        .map_err(|e| e.to_string())?;
+    Ok((version, &bytes[12..]))
 }
 
 fn decode_format_2_value(key: &str, bytes: &[u8]) -> Result<VersionedValue, String> {
@@ -1367,23 +1417,42 @@ mod tests {
                 version: v
             }
         );
-        assert!(decode_versioned("k", &bytes[..5]).is_err());
+        assert!(decode_versioned("k", &bytes[..1]).is_err());
+        assert!(decode_versioned("k", &bytes[..2]).is_err());
+        // The version takes a byte per 7 bits of each number.
+        assert_eq!(bytes.len(), 1 + 1 + 1 + 5);
+        let late = Version {
+            block: 300_000,
+            tx: 130,
+        };
+        let bytes = encode_versioned("k", late, b"hello");
+        assert_eq!(bytes.len(), 3 + 2 + 1 + 5);
+        assert_eq!(decode_versioned("k", &bytes).unwrap().version, late);
 
         // A transaction id (an index entry's value) is kept as its 32 bytes.
         let tx_id = hex::encode(sha256(b"tx"));
         let bytes = encode_versioned("k", v, tx_id.as_bytes());
-        assert_eq!((bytes.len(), bytes[12]), (13 + 32, VALUE_HEX_64));
+        assert_eq!(
+            (bytes.len(), value_encoding(&bytes)),
+            (3 + 32, Some(VALUE_HEX_64))
+        );
         assert_eq!(
             decode_versioned("k", &bytes).unwrap().value,
             tx_id.as_bytes()
         );
         // Upper-case or shorter hex is not a transaction id: kept as it is.
         let upper = tx_id.to_uppercase();
-        assert_eq!(encode_versioned("k", v, upper.as_bytes())[12], VALUE_AS_IS);
+        assert_eq!(
+            value_encoding(&encode_versioned("k", v, upper.as_bytes())),
+            Some(VALUE_AS_IS)
+        );
         // An index entry whose value is its key's last attribute stores nothing more.
         let index_key = format!("\0tom.by-time\0{}\0{tx_id}\0", "01796053047149528857");
         let bytes = encode_versioned(&index_key, v, tx_id.as_bytes());
-        assert_eq!((bytes.len(), bytes[12]), (13, VALUE_LAST_ATTRIBUTE));
+        assert_eq!(
+            (bytes.len(), value_encoding(&bytes)),
+            (3, Some(VALUE_LAST_ATTRIBUTE))
+        );
         assert_eq!(
             decode_versioned(&index_key, &bytes).unwrap().value,
             tx_id.as_bytes()
@@ -1391,12 +1460,12 @@ mod tests {
         // Not when the value only ends the last attribute, or the key is not composite.
         let partial = format!("\0tom.by-time\0x{tx_id}\0");
         assert_ne!(
-            encode_versioned(&partial, v, tx_id.as_bytes())[12],
-            VALUE_LAST_ATTRIBUTE
+            value_encoding(&encode_versioned(&partial, v, tx_id.as_bytes())),
+            Some(VALUE_LAST_ATTRIBUTE)
         );
         assert_ne!(
-            encode_versioned(&tx_id, v, tx_id.as_bytes())[12],
-            VALUE_LAST_ATTRIBUTE
+            value_encoding(&encode_versioned(&tx_id, v, tx_id.as_bytes())),
+            Some(VALUE_LAST_ATTRIBUTE)
         );
         // The same bytes under a key without that attribute are refused, not made up.
         let err = decode_versioned("plain", &bytes).unwrap_err().to_string();
@@ -1410,8 +1479,8 @@ mod tests {
         .unwrap();
         assert!(document.len() >= COMPRESS_FROM);
         let bytes = encode_versioned("k", v, &document);
-        assert_eq!(bytes[12], VALUE_ZSTD);
-        assert!(bytes.len() < 13 + document.len());
+        assert_eq!(value_encoding(&bytes), Some(VALUE_ZSTD));
+        assert!(bytes.len() < 3 + document.len());
         assert_eq!(decode_versioned("k", &bytes).unwrap().value, document);
         // Damaged bytes are an error that names the key, never a wrong value.
         let mut damaged = bytes.clone();
@@ -1421,7 +1490,7 @@ mod tests {
             .to_string();
         assert!(err.contains("doc-key"), "{err}");
         let mut unknown = bytes.clone();
-        unknown[12] = 9;
+        unknown[2] = 9;
         let err = decode_versioned("doc-key", &unknown)
             .unwrap_err()
             .to_string();
