@@ -51,12 +51,9 @@ fn downgrade(dir: &Path, format: u64) {
         let txn = db.begin_read().unwrap();
         let table = txn.open_table(BLOCKS).unwrap();
         let certs = txn.open_table(CERTS).unwrap();
-        for row in table.iter().unwrap() {
-            let (number, _) = row.unwrap();
-            let canonical = store::read_block(&table, &certs, number.value())
-                .unwrap()
-                .unwrap();
-            blocks.push((number.value(), canonical));
+        for block in store::StoredBlocks::from(&table, 0).unwrap() {
+            let (number, stored) = block.unwrap();
+            blocks.push((number, store::expand_block(&certs, &stored).unwrap()));
         }
         for row in txn.open_table(STATE).unwrap().iter().unwrap() {
             let (key, value) = row.unwrap();
@@ -70,7 +67,7 @@ fn downgrade(dir: &Path, format: u64) {
     }
     let txn = db.begin_write().unwrap();
     {
-        let mut table = txn.open_table(BLOCKS).unwrap();
+        let mut table = txn.open_table(store::BLOCKS_FORMAT_4).unwrap();
         let mut history = txn.open_table(store::HISTORY_FORMAT_2).unwrap();
         for (number, canonical) in &blocks {
             if format == 1 {
@@ -112,6 +109,7 @@ fn downgrade(dir: &Path, format: u64) {
     }
     txn.delete_table(STATE).unwrap();
     txn.delete_table(HISTORY).unwrap();
+    txn.delete_table(BLOCKS).unwrap();
     if format == 1 {
         txn.delete_table(META).unwrap();
         txn.delete_table(CERTS).unwrap();
@@ -199,13 +197,22 @@ async fn a_store_of_a_newer_format_is_refused_naming_it() {
     assert!(err.contains("storage format 99"), "{err}");
 }
 
-/// Rewrite a store as format 3 or 4 kept its world state: keyed by the keys as the contract
-/// wrote them (`world_state`), values as they are; format 3 without the dictionary table.
-/// Returns the stored key bytes of both layouts.
+/// Rewrite a store as format 3 or 4 kept its world state and blocks: keyed by the keys as the
+/// contract wrote them (`world_state`), versions of 12 bytes, each block whole in one row;
+/// format 3 without the dictionary table. Returns the stored key bytes of both layouts.
 fn unpack_state(dir: &Path, format: u64) -> (u64, u64) {
     let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
     let txn = db.begin_write().unwrap();
     let (mut packed, mut unpacked) = (0, 0);
+    {
+        let chunks = txn.open_table(BLOCKS).unwrap();
+        let mut whole = txn.open_table(store::BLOCKS_FORMAT_4).unwrap();
+        for block in store::StoredBlocks::from(&chunks, 0).unwrap() {
+            let (number, stored) = block.unwrap();
+            whole.insert(number, stored.as_slice()).unwrap();
+        }
+    }
+    txn.delete_table(BLOCKS).unwrap();
     {
         let mut state = txn.open_table(STATE).unwrap();
         let mut old = txn.open_table(store::STATE_FORMAT_4).unwrap();

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use embedded_common::*;
 use tom_gateway::ledger::embedded::codec::RawBlock;
-use tom_gateway::ledger::embedded::store::{BLOCKS, STORE_FILE};
+use tom_gateway::ledger::embedded::store::{self, BLOCKS, STORE_FILE};
 use tom_gateway::ledger::embedded::{
     verify, verify_with_public_key, EmbeddedLedger, EmbeddedOptions, TamperKind, VerifyError,
 };
@@ -234,7 +234,7 @@ async fn removed_reordered_or_resigned_blocks_are_detected() {
     {
         let db = redb::Database::open(dir.path().join(STORE_FILE)).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(BLOCKS).unwrap().remove(2u64).unwrap();
+        store::remove_block(&mut txn.open_table(BLOCKS).unwrap(), 2).unwrap();
         txn.commit().unwrap();
     }
     let t = verify(dir.path())

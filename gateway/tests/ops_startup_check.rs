@@ -8,7 +8,7 @@ use std::path::Path;
 
 use embedded_common::*;
 use tom_gateway::ledger::embedded::codec::RawBlock;
-use tom_gateway::ledger::embedded::store::{read_block, BLOCKS, CERTS, STORE_FILE};
+use tom_gateway::ledger::embedded::store::{self, read_block, BLOCKS, CERTS, STORE_FILE};
 use tom_gateway::ledger::embedded::{verify, EmbeddedLedger, EmbeddedOptions};
 
 /// Blocks 0 (genesis), 1 (RegisterOrg), 2 (IdentifyDevice), 3, 4 (RecordData).
@@ -48,10 +48,7 @@ fn flip_transaction_byte(dir: &Path, number: u64) {
     };
     block[offset] ^= 0x01;
     let txn = db.begin_write().unwrap();
-    txn.open_table(BLOCKS)
-        .unwrap()
-        .insert(number, block.as_slice())
-        .unwrap();
+    store::put_stored_block(&mut txn.open_table(BLOCKS).unwrap(), number, &block).unwrap();
     txn.commit().unwrap();
 }
 

@@ -125,12 +125,9 @@ pub fn read_block(dir: &std::path::Path, number: u64) -> Vec<u8> {
 
 /// Replace block `number`'s stored bytes behind the ledger's back.
 pub fn write_block(dir: &std::path::Path, number: u64, bytes: &[u8]) {
-    use tom_gateway::ledger::embedded::store::{BLOCKS, STORE_FILE};
+    use tom_gateway::ledger::embedded::store::{self, BLOCKS, STORE_FILE};
     let db = redb::Database::open(dir.join(STORE_FILE)).unwrap();
     let txn = db.begin_write().unwrap();
-    txn.open_table(BLOCKS)
-        .unwrap()
-        .insert(number, bytes)
-        .unwrap();
+    store::put_stored_block(&mut txn.open_table(BLOCKS).unwrap(), number, bytes).unwrap();
     txn.commit().unwrap();
 }

@@ -536,13 +536,19 @@ fn open_tip(
         let mut certs = wtx
             .open_table(store::CERTS)
             .map_err(|e| store_error("open certs", e))?;
-        let last = blocks
-            .last()
-            .map_err(|e| store_error("read last block", e))?;
+        let unreadable =
+            |e: String| LedgerError::Internal(format!("the last block is unreadable: {e}"));
+        let last = store::last_block_number(&blocks)
+            .map_err(unreadable)?
+            .map(|number| {
+                store::stored_block(&blocks, number)
+                    .map(|stored| (number, stored.unwrap_or_default()))
+            })
+            .transpose()
+            .map_err(unreadable)?;
         match last {
             Some((number, bytes)) => {
-                let number = number.value();
-                let bytes = store::expand_block(&certs, bytes.value()).map_err(|e| {
+                let bytes = store::expand_block(&certs, &bytes).map_err(|e| {
                     LedgerError::Internal(format!(
                         "last block {number} is unreadable (run tom verify): {e}"
                     ))

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use tom_contract::transaction::Transaction as _;
 
 use base64::Engine;
-use redb::ReadableTable;
+
 use tom_contract::requests::LineageQuery;
 use tom_contract::simulation::TxSimulator;
 use tom_contract::{Creator, Timestamp};
@@ -95,10 +95,8 @@ pub(super) fn build(
         }
     }
 
-    let (tip, _) = blocks
-        .last()
+    let tip = store::last_block_number(&blocks)
         .map_err(|e| internal("read blocks", e))?
-        .map(|(n, b)| (n.value(), b.value().len()))
         .ok_or_else(|| internal("read blocks", "the block log is empty"))?;
     let first = positions.iter().map(|(b, _)| *b).min().unwrap_or(tip);
 
@@ -106,13 +104,12 @@ pub(super) fn build(
     let mut records = Vec::new();
     let mut headers = Vec::new();
     let mut wanted = positions.iter().peekable();
-    for row in blocks
-        .range(first..=tip)
-        .map_err(|e| internal("read blocks", e))?
-    {
+    for row in store::StoredBlocks::from(&blocks, first).map_err(|e| internal("read blocks", e))? {
         let (number, bytes) = row.map_err(|e| internal("read blocks", e))?;
-        let number = number.value();
-        let bytes = store::expand_block(&certs, bytes.value())
+        if number > tip {
+            break;
+        }
+        let bytes = store::expand_block(&certs, &bytes)
             .map_err(|e| internal(&format!("block {number}"), e))?;
         let raw = RawBlock::decode(&bytes).map_err(|e| internal(&format!("block {number}"), e))?;
         while let Some(&&(block, index)) = wanted.peek() {

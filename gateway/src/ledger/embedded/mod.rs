@@ -558,13 +558,11 @@ impl EmbeddedLedger {
             .open_table(store::CERTS)
             .map_err(|e| store_error("open certs", e))?;
         let mut events = Vec::new();
-        for row in blocks
-            .range(from_block..)
+        for row in store::StoredBlocks::from(&blocks, from_block)
             .map_err(|e| store_error("read blocks", e))?
         {
             let (number, bytes) = row.map_err(|e| store_error("read blocks", e))?;
-            let number = number.value();
-            let bytes = store::expand_block(&certs, bytes.value())
+            let bytes = store::expand_block(&certs, &bytes)
                 .map_err(|e| store_error(&format!("read block {number}"), e))?;
             let block = decode_block(&bytes).map_err(|e| {
                 LedgerError::Internal(format!("block {number} is undecodable: {e}"))

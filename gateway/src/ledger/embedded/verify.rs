@@ -71,8 +71,8 @@ use super::node_key::{public_key_point, PUBLIC_KEY_FILE};
 use super::state_key;
 use super::store::{
     decode_versioned, encode_modification, entries_of, expand_block, format_of, key_hash,
-    read_block, unsupported_format, KeyHash, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, STATE,
-    STORE_FILE, TX_IDS,
+    last_block_number, read_block, stored_block, unsupported_format, BlockReadError, KeyHash,
+    StoredBlocks, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, STATE, STORE_FILE, TX_IDS,
 };
 use tom_contract::claims::{ClaimError, Envelope, Statement};
 use tom_contract::simulation::{Version, DEFAULT_CHANNEL};
@@ -492,10 +492,21 @@ fn verify_store(
         checker.history = checkpoint.history.clone();
     }
     let tampered = |t: Tampering| VerifyError::Tampered(Box::new(t));
-    for row in blocks.iter().map_err(|e| store_error(path, e))? {
-        let (number, bytes) = row.map_err(|e| store_error(path, e))?;
-        let number = number.value();
-        let bytes = expand(&certs, number, bytes.value(), checker.blocks).map_err(tampered)?;
+    for row in StoredBlocks::from(&blocks, 0).map_err(|e| store_error(path, e))? {
+        let (number, bytes) = match row {
+            Ok(block) => block,
+            Err(BlockReadError::Damaged { block, detail }) => {
+                return Err(tampered(Tampering {
+                    block,
+                    tx_index: None,
+                    tx_id: None,
+                    kind: TamperKind::Undecodable(detail),
+                    intact_blocks: checker.blocks,
+                }))
+            }
+            Err(e) => return Err(store_error(path, e)),
+        };
+        let bytes = expand(&certs, number, &bytes, checker.blocks).map_err(tampered)?;
         checker.block(number, &bytes).map_err(tampered)?;
         if let Some(checkpoint) = resume {
             if checker.blocks == checkpoint.predicate.height {
@@ -627,9 +638,12 @@ pub(super) fn check_at_start(
     };
     let certs = txn.open_table(CERTS).map_err(|e| internal(&e))?;
     // A swapped or foreign node key shows first as a bad signature on every block: say what it is.
-    if let Some((number, bytes)) = blocks.last().map_err(|e| internal(&e))? {
-        let number = number.value();
-        let bytes = expand_block(&certs, bytes.value()).unwrap_or_default();
+    if let Some(number) = last_block_number(&blocks).map_err(|e| internal(&e))? {
+        let bytes = stored_block(&blocks, number)
+            .ok()
+            .flatten()
+            .and_then(|stored| expand_block(&certs, &stored).ok())
+            .unwrap_or_default();
         if let Ok(raw) = RawBlock::decode(&bytes) {
             if !key.signed(raw.header_bytes, raw.signature) {
                 return Err(LedgerError::Internal(format!(
@@ -642,10 +656,17 @@ pub(super) fn check_at_start(
     let mut checker = Checker::new(&point);
     checker.replay = false;
     checker.transactions_from = checkpoint.map_or(0, |(height, _)| height);
-    for row in blocks.iter().map_err(|e| internal(&e))? {
-        let (number, bytes) = row.map_err(|e| internal(&e))?;
+    for row in StoredBlocks::from(&blocks, 0).map_err(|e| internal(&e))? {
+        let (number, bytes) = row.map_err(|e| match e {
+            BlockReadError::Damaged { .. } => LedgerError::Internal(format!(
+                "the block log {} is damaged at {e}; tom serve will not extend a log that tom \
+                 verify rejects (run tom verify for the full report)",
+                store.display()
+            )),
+            BlockReadError::Store(e) => internal(&e),
+        })?;
         if let Some((height, tip)) = checkpoint {
-            if number.value() == height && checker.previous_hash != tip {
+            if number == height && checker.previous_hash != tip {
                 return Err(LedgerError::Internal(format!(
                     "the block log {} does not extend the last verified checkpoint (block {}): \
                      blocks before it were replaced; tom serve will not extend it \
@@ -662,8 +683,8 @@ pub(super) fn check_at_start(
                 store.display()
             ))
         };
-        let bytes = expand(&certs, number.value(), bytes.value(), checker.blocks).map_err(fail)?;
-        checker.block(number.value(), &bytes).map_err(|t| {
+        let bytes = expand(&certs, number, &bytes, checker.blocks).map_err(fail)?;
+        checker.block(number, &bytes).map_err(|t| {
             LedgerError::Internal(format!(
                 "the block log {} fails verification at {t}; tom serve will not extend a log \
                  that tom verify rejects (run tom verify for the full report)",
@@ -1450,10 +1471,11 @@ fn contradicted_write_once_key(
 ) -> Result<Option<(&'static str, String, String)>, VerifyError> {
     let blocks = txn.open_table(BLOCKS).map_err(|e| store_error(path, e))?;
     let certs = txn.open_table(CERTS).map_err(|e| store_error(path, e))?;
-    for row in blocks.iter().map_err(|e| store_error(path, e))? {
-        let (number, _) = row.map_err(|e| store_error(path, e))?;
-        let number = number.value();
-        let Ok(Some(bytes)) = read_block(&blocks, &certs, number) else {
+    for row in StoredBlocks::from(&blocks, 0).map_err(|e| store_error(path, e))? {
+        let Ok((number, stored)) = row else {
+            continue;
+        };
+        let Ok(bytes) = expand_block(&certs, &stored) else {
             continue;
         };
         let Ok(raw) = RawBlock::decode(&bytes) else {
