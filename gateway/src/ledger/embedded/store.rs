@@ -82,10 +82,12 @@ pub const BLOCKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("blo
 pub const BLOCKS_FORMAT_4: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 /// The largest chunk of a stored block. redb keeps a value inside one page sized to the next
 /// power of two, so a whole block (about 19 KB compressed at 30 transactions) took a 32 KiB
-/// page: a third of the block log's bytes were empty page. Chunks of 1 KiB fill 4 KiB pages
-/// (measured on 3,400 blocks of 15-23 KB: 102 MB in pages for 65 MB of blocks whole, 69 MB in
-/// 1 KiB chunks, 70 MB in 2 KiB, 74 MB in 4 KiB).
-pub const BLOCK_CHUNK: usize = 1024;
+/// page: a third of the block log's bytes were empty page. Four chunks of 1,000 bytes with
+/// their 12-byte keys and offsets fit one 4 KiB leaf page, so appended chunks fill the pages
+/// (measured on 3,400 blocks of 15-23 KB: 65 MB of blocks took 102 MB of pages whole, 69 MB in
+/// chunks of 1,000 bytes, but 86 MB in chunks of 1,024, three to a page, which redb's split of
+/// a full leaf leaves two to a page).
+pub const BLOCK_CHUNK: usize = 1000;
 /// The world state (format 5): packed key ([`state_key::pack`]) → `u64 block ‖ u32 tx ‖ encoded
 /// value` ([`encode_versioned`]).
 pub const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("world_state_packed");
