@@ -110,6 +110,7 @@ fn downgrade(dir: &Path, format: u64) {
     txn.delete_table(STATE).unwrap();
     txn.delete_table(HISTORY).unwrap();
     txn.delete_table(BLOCKS).unwrap();
+    unpack_tx_ids(&txn);
     if format == 1 {
         txn.delete_table(META).unwrap();
         txn.delete_table(CERTS).unwrap();
@@ -117,6 +118,20 @@ fn downgrade(dir: &Path, format: u64) {
         txn.open_table(META).unwrap().insert("format", 2).unwrap();
     }
     txn.commit().unwrap();
+}
+
+/// The transaction index as formats 1 to 4 kept it: keyed by each id's 64 hex digits.
+fn unpack_tx_ids(txn: &redb::WriteTransaction) {
+    {
+        let packed = txn.open_table(store::TX_IDS).unwrap();
+        let mut old = txn.open_table(store::TX_IDS_FORMAT_4).unwrap();
+        for row in packed.iter().unwrap() {
+            let (tx_id, position) = row.unwrap();
+            old.insert(hex::encode(tx_id.value()).as_str(), position.value())
+                .unwrap();
+        }
+    }
+    txn.delete_table(store::TX_IDS).unwrap();
 }
 
 fn format_in(dir: &Path) -> Option<u64> {
@@ -163,6 +178,8 @@ async fn an_old_store_is_migrated_on_open_and_answers_as_before(format: u64) {
     let txn = db.begin_read().unwrap();
     assert!(txn.open_table(store::STATE_FORMAT_2).is_err());
     assert!(txn.open_table(store::HISTORY_FORMAT_2).is_err());
+    assert!(txn.open_table(store::BLOCKS_FORMAT_4).is_err());
+    assert!(txn.open_table(store::TX_IDS_FORMAT_4).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,6 +230,7 @@ fn unpack_state(dir: &Path, format: u64) -> (u64, u64) {
         }
     }
     txn.delete_table(BLOCKS).unwrap();
+    unpack_tx_ids(&txn);
     {
         let mut state = txn.open_table(STATE).unwrap();
         let mut old = txn.open_table(store::STATE_FORMAT_4).unwrap();
@@ -295,6 +313,8 @@ async fn a_store_of_unpacked_keys_is_packed_on_open(format: u64) {
     let db = redb::Database::open(dir.path().join(STORE_FILE)).unwrap();
     let txn = db.begin_read().unwrap();
     assert!(txn.open_table(store::STATE_FORMAT_4).is_err());
+    assert!(txn.open_table(store::BLOCKS_FORMAT_4).is_err());
+    assert!(txn.open_table(store::TX_IDS_FORMAT_4).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

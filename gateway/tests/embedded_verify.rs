@@ -419,20 +419,19 @@ async fn state_history_and_index_edits_behind_the_logs_back_are_detected() {
         let txn = db.begin_read().unwrap();
         let ids = txn.open_table(TX_IDS).unwrap();
         let first = ids
-            .range::<&str>(..)
+            .range::<[u8; 32]>(..)
             .unwrap()
             .next()
             .unwrap()
             .unwrap()
             .0
-            .value()
-            .to_owned();
-        first
+            .value();
+        hex::encode(first)
     };
     let err = edit(&|txn| {
         txn.open_table(TX_IDS)
             .unwrap()
-            .remove(tx_id.as_str())
+            .remove(store::packed_tx_id(&tx_id).unwrap())
             .unwrap();
     });
     let VerifyError::Index(m) = &err else {

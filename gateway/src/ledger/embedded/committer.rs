@@ -417,7 +417,15 @@ impl Committer {
                     )));
                     continue;
                 }
-                if let Some(seen) = tx_ids.get(tx_id).map_err(|e| store_error("tx_ids", e))? {
+                let packed_tx_id = store::packed_tx_id(tx_id).ok_or_else(|| {
+                    LedgerError::Internal(format!(
+                        "transaction id {tx_id:?} is not 64 hex digits (accepted by mistake)"
+                    ))
+                })?;
+                if let Some(seen) = tx_ids
+                    .get(packed_tx_id)
+                    .map_err(|e| store_error("tx_ids", e))?
+                {
                     let (block, index, _) = seen.value();
                     outcomes.push(Outcome::Duplicate(format!("duplicate transaction id: already committed in block {block} at index {index}")));
                     continue;
@@ -451,7 +459,7 @@ impl Committer {
                     }
                 }
                 tx_ids
-                    .insert(tx_id, (number, index, code as u8))
+                    .insert(packed_tx_id, (number, index, code as u8))
                     .map_err(|e| store_error("write tx_ids", e))?;
                 // Encoded and hashed at endorsement as valid; the last byte is the code.
                 let mut bytes = e.tx_bytes.clone();

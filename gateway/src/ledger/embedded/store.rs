@@ -118,7 +118,21 @@ pub fn key_hash(key: &str) -> KeyHash {
     let digest = sha256(key.as_bytes());
     u128::from_be_bytes(digest[..16].try_into().expect("16 of 32 bytes"))
 }
-pub const TX_IDS: TableDefinition<&str, (u64, u32, u8)> = TableDefinition::new("tx_ids");
+/// The transaction index (format 5): transaction id as its 32 bytes ([`packed_tx_id`]) →
+/// `(block, tx index, validation code)`.
+pub const TX_IDS: TableDefinition<[u8; 32], (u64, u32, u8)> = TableDefinition::new("tx_ids_packed");
+/// Formats 1 to 4's transaction index, keyed by the id's 64 hex digits. Read by [`upgrade`]
+/// only.
+pub const TX_IDS_FORMAT_4: TableDefinition<&str, (u64, u32, u8)> = TableDefinition::new("tx_ids");
+
+/// A transaction id as the index keys it: its 32 bytes. Every id the ledger commits is
+/// `hex(sha256(…))` (checked when a proposal is accepted), so an id that is not 64 lowercase hex
+/// digits was never committed.
+pub fn packed_tx_id(tx_id: &str) -> Option<[u8; 32]> {
+    let mut packed = [0u8; 32];
+    (is_lower_hex_64(tx_id.as_bytes()) && hex::decode_to_slice(tx_id, &mut packed).is_ok())
+        .then_some(packed)
+}
 pub const CERTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("certs");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -1213,6 +1227,7 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
     let started = std::time::Instant::now();
     tracing::info!(from, to = FORMAT_VERSION, "migrating the ledger store");
     move_blocks(db)?;
+    move_tx_ids(db)?;
     if from >= 3 {
         // Keys packed; values (and format 3's values compressed without a dictionary) kept.
         move_rows(db, STATE_FORMAT_4, STATE, |key, value, to| {
@@ -1390,6 +1405,45 @@ fn move_blocks(db: &redb::Database) -> Result<(), String> {
     }
 }
 
+/// Formats 1 to 4 → 5: the transaction index keyed by each id's 32 bytes, 10,000 ids per write
+/// transaction (each removes the ids it moved, so an interrupted move resumes).
+fn move_tx_ids(db: &redb::Database) -> Result<(), String> {
+    loop {
+        let wtx = db.begin_write().map_err(|e| e.to_string())?;
+        let moved = {
+            let mut old = match wtx.open_table(TX_IDS_FORMAT_4) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut new = wtx.open_table(TX_IDS).map_err(|e| e.to_string())?;
+            let mut moved = 0usize;
+            while moved < 10_000 {
+                let Some((tx_id, position)) = old.pop_first().map_err(|e| e.to_string())? else {
+                    break;
+                };
+                let packed = packed_tx_id(tx_id.value()).ok_or_else(|| {
+                    format!(
+                        "the transaction index holds {:?}, which is not a transaction id (64 hex digits)",
+                        tx_id.value()
+                    )
+                })?;
+                new.insert(packed, position.value())
+                    .map_err(|e| e.to_string())?;
+                moved += 1;
+            }
+            moved
+        };
+        if moved == 0 {
+            wtx.delete_table(TX_IDS_FORMAT_4)
+                .map_err(|e| e.to_string())?;
+            wtx.commit().map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        wtx.commit().map_err(|e| e.to_string())?;
+    }
+}
+
 /// The message for a store this build cannot read.
 pub fn unsupported_format(found: u64) -> String {
     format!(
@@ -1434,7 +1488,7 @@ fn write_format(db: &redb::Database) -> Result<(), String> {
 pub struct Snapshot {
     state: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     history: redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
-    tx_ids: redb::ReadOnlyTable<&'static str, (u64, u32, u8)>,
+    tx_ids: redb::ReadOnlyTable<[u8; 32], (u64, u32, u8)>,
     blocks: redb::ReadOnlyTable<(u64, u32), &'static [u8]>,
     certs: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
@@ -1469,9 +1523,12 @@ impl Snapshot {
 
     /// Where a transaction id was committed, if it was.
     pub fn tx_status(&self, tx_id: &str) -> Result<Option<(u64, u32, u8)>, StubError> {
+        let Some(packed) = packed_tx_id(tx_id) else {
+            return Ok(None);
+        };
         Ok(self
             .tx_ids
-            .get(tx_id)
+            .get(packed)
             .map_err(|e| stub_error("tx_ids", e))?
             .map(|g| g.value()))
     }

@@ -1072,7 +1072,7 @@ struct Checker<'k> {
     invalid: u64,
     /// The store's transaction index, looked up for each transaction of the log (`tom verify`),
     /// so the check holds no per-transaction memory.
-    tx_index: Option<&'k redb::ReadOnlyTable<&'static str, (u64, u32, u8)>>,
+    tx_index: Option<&'k redb::ReadOnlyTable<[u8; 32], (u64, u32, u8)>>,
     /// Transactions found where the index says they are.
     indexed: u64,
     /// The first disagreement between the index and the log, reported once the log itself
@@ -1281,9 +1281,10 @@ impl<'k> Checker<'k> {
     /// otherwise a disagreement is kept for [`check_indexes`].
     fn check_index(&mut self, tx_id: &str, block: u64, index: u32, code: u8) -> Option<u64> {
         let table = self.tx_index?;
-        let found = match table.get(tx_id) {
-            Ok(found) => found.map(|g| g.value()),
-            Err(e) => {
+        let found = match super::store::packed_tx_id(tx_id).map(|packed| table.get(packed)) {
+            None => None,
+            Some(Ok(found)) => found.map(|g| g.value()),
+            Some(Err(e)) => {
                 self.mismatch("tx_ids", tx_id, format!("unreadable: {e}"));
                 return None;
             }
