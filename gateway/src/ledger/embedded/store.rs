@@ -121,6 +121,8 @@ pub fn key_hash(key: &str) -> KeyHash {
 /// The transaction index (format 5): transaction id as its 32 bytes ([`packed_tx_id`]) →
 /// `(block, tx index, validation code)`.
 pub const TX_IDS: TableDefinition<[u8; 32], (u64, u32, u8)> = TableDefinition::new("tx_ids_packed");
+/// The transaction index as a read transaction sees it.
+pub type TxIndex = redb::ReadOnlyTable<[u8; 32], (u64, u32, u8)>;
 /// Formats 1 to 4's transaction index, keyed by the id's 64 hex digits. Read by [`upgrade`]
 /// only.
 pub const TX_IDS_FORMAT_4: TableDefinition<&str, (u64, u32, u8)> = TableDefinition::new("tx_ids");
@@ -1488,7 +1490,7 @@ fn write_format(db: &redb::Database) -> Result<(), String> {
 pub struct Snapshot {
     state: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     history: redb::ReadOnlyTable<(KeyHash, u64, u32), &'static [u8]>,
-    tx_ids: redb::ReadOnlyTable<[u8; 32], (u64, u32, u8)>,
+    tx_ids: TxIndex,
     blocks: redb::ReadOnlyTable<(u64, u32), &'static [u8]>,
     certs: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }

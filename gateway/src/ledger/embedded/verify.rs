@@ -1072,7 +1072,7 @@ struct Checker<'k> {
     invalid: u64,
     /// The store's transaction index, looked up for each transaction of the log (`tom verify`),
     /// so the check holds no per-transaction memory.
-    tx_index: Option<&'k redb::ReadOnlyTable<[u8; 32], (u64, u32, u8)>>,
+    tx_index: Option<&'k super::store::TxIndex>,
     /// Transactions found where the index says they are.
     indexed: u64,
     /// The first disagreement between the index and the log, reported once the log itself
@@ -1514,7 +1514,7 @@ fn contradicted_write_once_key(
                     )));
                 }
                 let current = match state
-                    .get(state_key::pack(&key).as_slice())
+                    .get(state_key::pack(key).as_slice())
                     .map_err(|e| store_error(path, e))?
                 {
                     None => {
