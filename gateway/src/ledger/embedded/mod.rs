@@ -279,7 +279,7 @@ impl EmbeddedLedger {
             )));
         }
         let key = node_key::NodeKey::load_or_create(data_dir)?;
-        let db = redb::Builder::new()
+        let mut db = redb::Builder::new()
             .set_cache_size(options.cache_size)
             .create(&path)
             .map_err(|e| match e {
@@ -297,6 +297,21 @@ impl EmbeddedLedger {
             .map_err(|e| LedgerError::Internal(format!("ledger store {}: {e}", path.display())))?;
         if format != store::FORMAT_VERSION {
             tracing::info!(from = format, to = store::FORMAT_VERSION, store = %path.display(), "ledger store migrated to the current format");
+            // The old tables' pages are free now: give them back to the disk rather than keep
+            // the file at its old size (redb would reuse them, but an operator migrating for
+            // space expects it back).
+            let started = std::time::Instant::now();
+            let before = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            match db.compact() {
+                Ok(_) => tracing::info!(
+                    bytes_before = before,
+                    bytes_after = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "ledger store compacted after migration"
+                ),
+                // Not fatal: the store is whole, only larger than it needs to be.
+                Err(e) => tracing::warn!(error = %e, "ledger store not compacted after migration"),
+            }
         }
         // Never extend a log `tom verify` rejects: check it first (incrementally from the last
         // signed checkpoint for the per-transaction checks).
