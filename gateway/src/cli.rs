@@ -26,6 +26,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check the embedded ledger's files: block hashes, signatures and state, end to end.
     Verify(VerifyArgs),
+    /// Rewrite the embedded ledger's indexes with full pages and give the freed space back to
+    /// the disk (run with `tom serve` stopped; the block log is not touched).
+    Compact {
+        /// The gateway's data directory (the ledger is in its `ledger/`).
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
     /// Manage the ledger identities and API tokens the gateway holds.
     #[command(subcommand)]
     Identity(IdentityCommand),

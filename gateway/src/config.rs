@@ -109,6 +109,17 @@ fn open_embedded(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn Ledger>> 
     Ok(Arc::new(ledger))
 }
 
+/// `tom compact`: rewrite the embedded ledger's indexes of `data_dir` with full pages.
+pub fn compact_embedded(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let dir = ledger_dir(data_dir);
+    let started = std::time::Instant::now();
+    let report = tom_gateway::ledger::embedded::compact(&dir)
+        .with_context(|| format!("compacting the ledger in {}", dir.display()))?;
+    println!("{report}");
+    println!("compacted in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// `tom verify`: check the embedded ledger of `data_dir` end to end (hash links, block and
 /// creator signatures, state); an error names the first tampered block.
 pub fn verify_embedded(data_dir: &std::path::Path) -> anyhow::Result<()> {

@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Verify(args) => verify(&args),
+        Command::Compact { data_dir } => config::compact_embedded(&data_dir),
         Command::Identity(command) => identity(command),
         Command::Audit {
             gateway,

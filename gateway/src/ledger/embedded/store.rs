@@ -1458,6 +1458,135 @@ fn move_tx_ids(db: &redb::Database) -> Result<(), String> {
     }
 }
 
+/// What [`repack`] did to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepackedTable {
+    pub name: String,
+    pub entries: u64,
+    /// The table's pages before and after (stored + metadata + free space in its pages).
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// The suffix of a table being rewritten by [`repack`]: one left by an interrupted run is
+/// dropped by the next (the original stays in place until the rewrite is complete).
+const REPACKING: &str = "_repacking";
+
+/// Rewrite the indexes (world state, transaction index, key history) with full pages, then
+/// give the freed pages back to the disk. redb splits a full leaf in half unless the new key is
+/// past every key of the table, and the contract's indexes grow at the end of many prefixes at
+/// once, so their leaves settle about half full; copied in key order into a new table every
+/// insert is past every key, and each leaf is filled before the next is started. Each table is
+/// copied in batches of `batch` rows per write transaction, so memory stays bounded; the copy
+/// replaces the original in one transaction at the end, so an interrupted run changes nothing
+/// (its partial copy is dropped by the next run). The block log is not touched: its chunks
+/// already fill their pages, and it is the record.
+///
+/// Needs the store to itself (`tom serve` stopped): redb allows one process per file.
+pub fn repack(db: &mut redb::Database, batch: usize) -> Result<Vec<RepackedTable>, String> {
+    let out = vec![
+        repack_table(db, STATE, batch)?,
+        repack_table(db, TX_IDS, batch)?,
+        repack_table(db, HISTORY, batch)?,
+    ];
+    db.compact()
+        .map_err(|e| format!("compacting the store: {e}"))?;
+    Ok(out)
+}
+
+fn repack_table<K, V>(
+    db: &redb::Database,
+    table: TableDefinition<K, V>,
+    batch: usize,
+) -> Result<RepackedTable, String>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+    let name = table.name().to_owned();
+    let copy_name = format!("{name}{REPACKING}");
+    let copy: TableDefinition<K, V> = TableDefinition::new(&copy_name);
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("repacking {name}: {what}: {e}");
+    let bytes_of = |stats: redb::TableStats| {
+        stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes()
+    };
+    let (entries, bytes_before) = {
+        let txn = db.begin_read().map_err(|e| fail("begin read", &e))?;
+        let t = txn.open_table(table).map_err(|e| fail("open", &e))?;
+        (
+            t.len().map_err(|e| fail("count", &e))?,
+            bytes_of(t.stats().map_err(|e| fail("stats", &e))?),
+        )
+    };
+    {
+        let wtx = db.begin_write().map_err(|e| fail("begin write", &e))?;
+        wtx.delete_table(copy)
+            .map_err(|e| fail("drop an old copy", &e))?;
+        wtx.commit().map_err(|e| fail("commit", &e))?;
+    }
+    // The last key copied, as bytes: each batch resumes after it.
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let wtx = db.begin_write().map_err(|e| fail("begin write", &e))?;
+        let copied = {
+            let from = wtx.open_table(table).map_err(|e| fail("open", &e))?;
+            let mut to = wtx.open_table(copy).map_err(|e| fail("open copy", &e))?;
+            let rows = match &after {
+                None => from.range::<K::SelfType<'_>>(..),
+                Some(last) => from.range::<K::SelfType<'_>>((
+                    std::ops::Bound::Excluded(K::from_bytes(last)),
+                    std::ops::Bound::Unbounded,
+                )),
+            }
+            .map_err(|e| fail("read", &e))?;
+            let mut copied = 0usize;
+            for row in rows.take(batch) {
+                let (key, value) = row.map_err(|e| fail("read", &e))?;
+                to.insert(key.value(), value.value())
+                    .map_err(|e| fail("write", &e))?;
+                after = Some(K::as_bytes(&key.value()).as_ref().to_vec());
+                copied += 1;
+            }
+            copied
+        };
+        wtx.commit().map_err(|e| fail("commit", &e))?;
+        if copied < batch {
+            break;
+        }
+    }
+    let wtx = db.begin_write().map_err(|e| fail("begin write", &e))?;
+    let copied = wtx
+        .open_table(copy)
+        .map_err(|e| fail("open copy", &e))?
+        .len()
+        .map_err(|e| fail("count copy", &e))?;
+    if copied != entries {
+        return Err(fail(
+            "check",
+            &format!("copied {copied} of {entries} entries; the original is kept"),
+        ));
+    }
+    wtx.delete_table(table)
+        .map_err(|e| fail("drop original", &e))?;
+    wtx.rename_table(copy, table)
+        .map_err(|e| fail("rename copy", &e))?;
+    wtx.commit().map_err(|e| fail("commit", &e))?;
+    let txn = db.begin_read().map_err(|e| fail("begin read", &e))?;
+    let bytes_after = bytes_of(
+        txn.open_table(table)
+            .map_err(|e| fail("open", &e))?
+            .stats()
+            .map_err(|e| fail("stats", &e))?,
+    );
+    Ok(RepackedTable {
+        name,
+        entries,
+        bytes_before,
+        bytes_after,
+    })
+}
+
 /// The message for a store this build cannot read.
 pub fn unsupported_format(found: u64) -> String {
     format!(
