@@ -1525,35 +1525,19 @@ where
             .map_err(|e| fail("drop an old copy", &e))?;
         wtx.commit().map_err(|e| fail("commit", &e))?;
     }
-    // The last key copied, as bytes: each batch resumes after it.
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let wtx = db.begin_write().map_err(|e| fail("begin write", &e))?;
-        let copied = {
-            let from = wtx.open_table(table).map_err(|e| fail("open", &e))?;
-            let mut to = wtx.open_table(copy).map_err(|e| fail("open copy", &e))?;
-            let rows = match &after {
-                None => from.range::<K::SelfType<'_>>(..),
-                Some(last) => from.range::<K::SelfType<'_>>((
-                    std::ops::Bound::Excluded(K::from_bytes(last)),
-                    std::ops::Bound::Unbounded,
-                )),
-            }
-            .map_err(|e| fail("read", &e))?;
-            let mut copied = 0usize;
-            for row in rows.take(batch) {
-                let (key, value) = row.map_err(|e| fail("read", &e))?;
-                to.insert(key.value(), value.value())
-                    .map_err(|e| fail("write", &e))?;
-                after = Some(K::as_bytes(&key.value()).as_ref().to_vec());
-                copied += 1;
-            }
-            copied
-        };
-        wtx.commit().map_err(|e| fail("commit", &e))?;
-        if copied < batch {
-            break;
-        }
+    if let Err(e) = copy_in_key_order(db, table, copy, batch, &fail) {
+        // Give the partial copy's space back now (a full disk is the likely cause), not at the
+        // next run; if even that fails, the next run drops it.
+        let dropped = db
+            .begin_write()
+            .ok()
+            .and_then(|wtx| wtx.delete_table(copy).ok().map(|_| wtx))
+            .is_some_and(|wtx| wtx.commit().is_ok());
+        return Err(if dropped {
+            format!("{e} (the partial copy was dropped; nothing changed)")
+        } else {
+            format!("{e} (nothing changed; the partial copy is dropped by the next run)")
+        });
     }
     let wtx = db.begin_write().map_err(|e| fail("begin write", &e))?;
     let copied = wtx
@@ -1585,6 +1569,50 @@ where
         bytes_before,
         bytes_after,
     })
+}
+
+/// Copy every row of `table` into `copy` in key order, `batch` rows per write transaction.
+fn copy_in_key_order<K, V>(
+    db: &redb::Database,
+    table: TableDefinition<K, V>,
+    copy: TableDefinition<K, V>,
+    batch: usize,
+    fail: &dyn Fn(&str, &dyn std::fmt::Display) -> String,
+) -> Result<(), String>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    // The last key copied, as bytes: each batch resumes after it.
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let wtx = db.begin_write().map_err(|e| fail("begin write", &e))?;
+        let copied = {
+            let from = wtx.open_table(table).map_err(|e| fail("open", &e))?;
+            let mut to = wtx.open_table(copy).map_err(|e| fail("open copy", &e))?;
+            let rows = match &after {
+                None => from.range::<K::SelfType<'_>>(..),
+                Some(last) => from.range::<K::SelfType<'_>>((
+                    std::ops::Bound::Excluded(K::from_bytes(last)),
+                    std::ops::Bound::Unbounded,
+                )),
+            }
+            .map_err(|e| fail("read", &e))?;
+            let mut copied = 0usize;
+            for row in rows.take(batch) {
+                let (key, value) = row.map_err(|e| fail("read", &e))?;
+                to.insert(key.value(), value.value())
+                    .map_err(|e| fail("write", &e))?;
+                after = Some(K::as_bytes(&key.value()).as_ref().to_vec());
+                copied += 1;
+            }
+            copied
+        };
+        wtx.commit().map_err(|e| fail("commit", &e))?;
+        if copied < batch {
+            return Ok(());
+        }
+    }
 }
 
 /// The message for a store this build cannot read.
