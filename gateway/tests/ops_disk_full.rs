@@ -9,6 +9,8 @@
 //! Mounting needs root (CI runs `scripts/test.sh` as root); where mounting is impossible the test
 //! says so loudly and passes without running.
 
+mod embedded_common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -371,4 +373,73 @@ async fn stopping_on_a_full_disk_leaves_a_store_that_verifies() {
     ledger.shutdown();
     drop(ledger);
     embedded::verify(&ledger_dir).expect("verifies after a restart with space");
+}
+
+/// `tom compact` on a full disk: it fails naming what it was doing, changes nothing (every
+/// answer the same, the log verifies), and once space returns it runs to the end and leaves no
+/// partial copy behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_on_a_full_disk_changes_nothing() {
+    use embedded_common::*;
+    use tom_gateway::ledger::Ledger;
+    let Some(fs) = Tmpfs::mount("16m") else {
+        return;
+    };
+    let dir = fs.path().join("ledger");
+    {
+        let ledger = EmbeddedLedger::open(&dir, EmbeddedOptions::default()).unwrap();
+        register_org1(&ledger).await;
+        identify(&ledger, "tl-1", "traffic-light-1").await;
+        for i in 0..300 {
+            let arg = bytes(&record_data_request(
+                &format!("reading-{i}"),
+                "tl-1",
+                "traffic-light-1",
+            ));
+            ledger
+                .submit(&signer("org1", "traffic-light-1"), "RecordData", &arg)
+                .await
+                .unwrap();
+        }
+        ledger.shutdown();
+    }
+    let answers = |dir: PathBuf| async move {
+        let ledger = EmbeddedLedger::open(&dir, EmbeddedOptions::default()).unwrap();
+        let out = (
+            query(&ledger, "GetHistory", json!({ "id": "tl-1" })).await,
+            query(&ledger, "GetEntity", json!({ "id": "reading-299" })).await,
+            query(&ledger, "ListDevices", json!({})).await,
+        );
+        ledger.shutdown();
+        out
+    };
+    let before = answers(dir.clone()).await;
+
+    let filler = fill(fs.path());
+    let err = embedded::compact(&dir).unwrap_err().to_string();
+    assert!(err.contains("repacking world_state_packed"), "{err}");
+    assert!(err.contains("nothing changed"), "{err}");
+    eprintln!("compaction on a full disk: {err}");
+    std::fs::remove_file(&filler).unwrap();
+
+    assert_eq!(answers(dir.clone()).await, before);
+    embedded::verify(&dir).unwrap();
+    let report = embedded::compact(&dir).unwrap();
+    assert!(
+        report.tables[0].bytes_after < report.tables[0].bytes_before,
+        "{report}"
+    );
+    assert_eq!(answers(dir.clone()).await, before);
+    embedded::verify(&dir).unwrap();
+    let db = redb::Database::open(dir.join(embedded::store::STORE_FILE)).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with("_repacking")),
+        "{names:?}"
+    );
 }
