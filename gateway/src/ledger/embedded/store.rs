@@ -1242,41 +1242,28 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
     tracing::info!(from, to = FORMAT_VERSION, "migrating the ledger store");
     move_blocks(db)?;
     move_tx_ids(db)?;
-    if from >= 3 {
-        // Keys packed; values (and format 3's values compressed without a dictionary) kept.
-        move_rows(db, STATE_FORMAT_4, STATE, |key, value, to| {
-            let (version, encoded) = split_version_format_4(key, value)?;
-            to.insert(
-                state_key::pack(key).as_slice(),
-                with_version(version, encoded).as_slice(),
-            )
-            .map(drop)
-            .map_err(|e| e.to_string())
+    // World state: keys packed, 10,000 per transaction. Values of formats 3 and 4 (also rows an
+    // interrupted migration by an older tom already moved there) keep their encoding, format
+    // 3's compressed without a dictionary included; those of formats 1 and 2 are encoded.
+    for (table, format) in [(STATE_FORMAT_4, 4), (STATE_FORMAT_2, 2)] {
+        move_rows(db, table, STATE, 10_000, |key, value, to| {
+            let (version, rest) = split_fixed_version(format, key, value)?;
+            let stored = if format >= 3 {
+                with_version(version, rest)
+            } else {
+                encode_versioned(key, version, rest)
+            };
+            to.insert(state_key::pack(key).as_slice(), stored.as_slice())
+                .map(drop)
+                .map_err(|e| e.to_string())
         })?;
-        write_format(db)?;
-        tracing::info!(
-            from,
-            to = FORMAT_VERSION,
-            seconds = started.elapsed().as_secs_f64(),
-            "ledger store migrated"
-        );
-        return Ok(from);
     }
-    // World state: each value re-encoded, 10,000 keys per transaction.
-    move_rows(db, STATE_FORMAT_2, STATE, |key, value, to| {
-        let old = decode_format_2_value(key, value)?;
-        to.insert(
-            state_key::pack(key).as_slice(),
-            encode_versioned(key, old.version, &old.value).as_slice(),
-        )
-        .map(drop)
-        .map_err(|e| e.to_string())
-    })?;
     // History: keyed by the key's hash; a format-1 entry keeps only its delete flag and hash.
     move_rows(
         db,
         HISTORY_FORMAT_2,
         HISTORY,
+        10_000,
         |(key, block, tx), value, to| {
             let entry =
                 if value.len() == HISTORY_ENTRY_LEN {
@@ -1304,11 +1291,17 @@ pub fn upgrade(db: &redb::Database) -> Result<u64, String> {
     Ok(from)
 }
 
-/// A format-3 or format-4 value: `u64 block ‖ u32 tx ‖ encoded`.
-fn split_version_format_4<'b>(key: &str, bytes: &'b [u8]) -> Result<(Version, &'b [u8]), String> {
-    if bytes.len() < 13 {
+/// A value of formats 1 to 4: `u64 block ‖ u32 tx ‖ rest` (from format 3 the rest starts with
+/// the encoding byte, so it is at least 13 bytes).
+fn split_fixed_version<'b>(
+    format: u64,
+    key: &str,
+    bytes: &'b [u8],
+) -> Result<(Version, &'b [u8]), String> {
+    let least = if format >= 3 { 13 } else { 12 };
+    if bytes.len() < least {
         return Err(format!(
-            "format-4 state value of {key:?} is {} bytes",
+            "format-{format} state value of {key:?} is {} bytes",
             bytes.len()
         ));
     }
@@ -1318,144 +1311,114 @@ fn split_version_format_4<'b>(key: &str, bytes: &'b [u8]) -> Result<(Version, &'
     Ok((version, &bytes[12..]))
 }
 
-fn decode_format_2_value(key: &str, bytes: &[u8]) -> Result<VersionedValue, String> {
-    if bytes.len() < 12 {
-        return Err(format!(
-            "format-2 state value of {key:?} is {} bytes",
-            bytes.len()
-        ));
-    }
-    let version = Reader::new("state value", &bytes[..12])
-        .version()
-        .map_err(|e| e.to_string())?;
-    Ok(VersionedValue {
-        value: bytes[12..].to_vec(),
-        version,
-    })
-}
-
-/// Move every row of `old` into `new`, converted, 10,000 rows per write transaction (each
-/// removes the rows it moved, so an interrupted move resumes), then drop `old`. Nothing if `old`
-/// does not exist.
-fn move_rows<OK, NK>(
+/// Move every row of `old` into `new`, converted, `batch` rows per write transaction
+/// ([`move_batches`]).
+fn move_rows<OK, OV, NK, NV>(
     db: &redb::Database,
-    old: TableDefinition<OK, &'static [u8]>,
-    new: TableDefinition<NK, &'static [u8]>,
+    old: TableDefinition<OK, OV>,
+    new: TableDefinition<NK, NV>,
+    batch: usize,
     convert: impl Fn(
         OK::SelfType<'_>,
-        &[u8],
-        &mut redb::Table<'_, NK, &'static [u8]>,
+        OV::SelfType<'_>,
+        &mut redb::Table<'_, NK, NV>,
     ) -> Result<(), String>,
 ) -> Result<(), String>
 where
     OK: redb::Key + 'static,
+    OV: redb::Value + 'static,
     NK: redb::Key + 'static,
+    NV: redb::Value + 'static,
+{
+    move_batches(db, old, batch, |wtx, rows| {
+        let mut to = wtx.open_table(new).map_err(|e| e.to_string())?;
+        for (key, value) in rows {
+            convert(OK::from_bytes(key), OV::from_bytes(value), &mut to)?;
+        }
+        Ok(())
+    })
+}
+
+/// Take every row out of `old`, `batch` rows per write transaction, and hand each batch (keys
+/// and values as bytes) to `place` in the same transaction, so a batch is moved whole or not at
+/// all and an interrupted move resumes where it stopped; then drop `old`. Nothing if `old` does
+/// not exist. Every migration between storage formats is one of these.
+fn move_batches<OK, OV>(
+    db: &redb::Database,
+    old: TableDefinition<OK, OV>,
+    batch: usize,
+    place: impl Fn(&redb::WriteTransaction, &[(Vec<u8>, Vec<u8>)]) -> Result<(), String>,
+) -> Result<(), String>
+where
+    OK: redb::Key + 'static,
+    OV: redb::Value + 'static,
 {
     loop {
         let wtx = db.begin_write().map_err(|e| e.to_string())?;
-        let moved = {
+        let rows = {
             let mut from = match wtx.open_table(old) {
                 Ok(table) => table,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
             };
-            let mut to = wtx.open_table(new).map_err(|e| e.to_string())?;
-            let mut moved = 0usize;
-            while moved < 10_000 {
+            let mut rows = Vec::with_capacity(batch);
+            while rows.len() < batch {
                 let Some((key, value)) = from.pop_first().map_err(|e| e.to_string())? else {
                     break;
                 };
-                convert(key.value(), value.value(), &mut to)?;
-                moved += 1;
+                rows.push((
+                    OK::as_bytes(&key.value()).as_ref().to_vec(),
+                    OV::as_bytes(&value.value()).as_ref().to_vec(),
+                ));
             }
-            moved
+            rows
         };
-        if moved == 0 {
+        if rows.is_empty() {
             wtx.delete_table(old).map_err(|e| e.to_string())?;
             wtx.commit().map_err(|e| e.to_string())?;
             return Ok(());
         }
+        place(&wtx, &rows)?;
         wtx.commit().map_err(|e| e.to_string())?;
     }
 }
 
 /// Formats 1 to 4 → 5: each block moves from `blocks` (one row each) to `block_chunks`, 64 blocks
-/// per write transaction (each removes the blocks it moved, so an interrupted move resumes);
-/// format 1's canonical blocks are compacted on the way ([`put_block`]), stored forms are kept.
+/// per write transaction; format 1's canonical blocks are compacted on the way ([`put_block`]),
+/// stored forms are kept.
 fn move_blocks(db: &redb::Database) -> Result<(), String> {
-    loop {
-        let wtx = db.begin_write().map_err(|e| e.to_string())?;
-        let moved = {
-            let mut old = match wtx.open_table(BLOCKS_FORMAT_4) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
-            };
-            let mut blocks = wtx.open_table(BLOCKS).map_err(|e| e.to_string())?;
-            let mut certs = wtx.open_table(CERTS).map_err(|e| e.to_string())?;
-            let mut moved = 0usize;
-            while moved < 64 {
-                let Some((number, bytes)) = old.pop_first().map_err(|e| e.to_string())? else {
-                    break;
-                };
-                let (number, bytes) = (number.value(), bytes.value());
-                if bytes.starts_with(COMPACT_TAG) || bytes.starts_with(COMPRESSED_TAG) {
-                    put_stored_block(&mut blocks, number, bytes).map_err(|e| e.to_string())
-                } else {
-                    put_block(&mut blocks, &mut certs, number, bytes).map_err(|e| e.to_string())
-                }
-                .map_err(|e| format!("moving block {number}: {e}"))?;
-                moved += 1;
+    move_batches(db, BLOCKS_FORMAT_4, 64, |wtx, rows| {
+        let mut blocks = wtx.open_table(BLOCKS).map_err(|e| e.to_string())?;
+        let mut certs = wtx.open_table(CERTS).map_err(|e| e.to_string())?;
+        for (number, bytes) in rows {
+            let number = <u64 as redb::Value>::from_bytes(number);
+            if bytes.starts_with(COMPACT_TAG) || bytes.starts_with(COMPRESSED_TAG) {
+                put_stored_block(&mut blocks, number, bytes).map_err(|e| e.to_string())
+            } else {
+                put_block(&mut blocks, &mut certs, number, bytes).map_err(|e| e.to_string())
             }
-            moved
-        };
-        if moved == 0 {
-            wtx.delete_table(BLOCKS_FORMAT_4)
-                .map_err(|e| e.to_string())?;
-            wtx.commit().map_err(|e| e.to_string())?;
-            return Ok(());
+            .map_err(|e| format!("moving block {number}: {e}"))?;
         }
-        wtx.commit().map_err(|e| e.to_string())?;
-    }
+        Ok(())
+    })
 }
 
-/// Formats 1 to 4 → 5: the transaction index keyed by each id's 32 bytes, 10,000 ids per write
-/// transaction (each removes the ids it moved, so an interrupted move resumes).
+/// Formats 1 to 4 → 5: the transaction index keyed by each id's 32 bytes.
 fn move_tx_ids(db: &redb::Database) -> Result<(), String> {
-    loop {
-        let wtx = db.begin_write().map_err(|e| e.to_string())?;
-        let moved = {
-            let mut old = match wtx.open_table(TX_IDS_FORMAT_4) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
-            };
-            let mut new = wtx.open_table(TX_IDS).map_err(|e| e.to_string())?;
-            let mut moved = 0usize;
-            while moved < 10_000 {
-                let Some((tx_id, position)) = old.pop_first().map_err(|e| e.to_string())? else {
-                    break;
-                };
-                let packed = packed_tx_id(tx_id.value()).ok_or_else(|| {
-                    format!(
-                        "the transaction index holds {:?}, which is not a transaction id (64 hex digits)",
-                        tx_id.value()
-                    )
-                })?;
-                new.insert(packed, position.value())
-                    .map_err(|e| e.to_string())?;
-                moved += 1;
-            }
-            moved
-        };
-        if moved == 0 {
-            wtx.delete_table(TX_IDS_FORMAT_4)
-                .map_err(|e| e.to_string())?;
-            wtx.commit().map_err(|e| e.to_string())?;
-            return Ok(());
-        }
-        wtx.commit().map_err(|e| e.to_string())?;
-    }
+    move_rows(
+        db,
+        TX_IDS_FORMAT_4,
+        TX_IDS,
+        10_000,
+        |tx_id, position, to| {
+            let packed = packed_tx_id(tx_id).ok_or_else(|| {
+            format!("the transaction index holds {tx_id:?}, which is not a transaction id (64 hex digits)")
+        })?;
+            to.insert(packed, position)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
 }
 
 /// What [`repack`] did to one table.
