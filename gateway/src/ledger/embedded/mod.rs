@@ -61,6 +61,7 @@
 
 pub mod codec;
 mod committer;
+mod compaction;
 pub mod dictionary;
 mod evidence;
 mod health;
@@ -79,6 +80,7 @@ use tom_contract::simulation::{ReadWriteSet, TxSimulator};
 use tom_contract::Timestamp;
 
 pub use codec::{BlockHeader, Proposal, Transaction, ValidationCode};
+pub use compaction::{compact, CompactReport, RepackedTable};
 pub use verify::{
     checkpoint_subject, open_checkpoint, verify, verify_from_checkpoint, verify_with_public_key,
     AuditorKey, AuditorPublicKey, Checkpoint, CheckpointPredicate, HistoryDigest, IndexMismatch,
@@ -91,70 +93,6 @@ use crate::clock::{self, Clock, TxIdSource};
 use committer::{Committer, Message, Ordered};
 use health::Shared;
 use store::Snapshot;
-
-/// Rewrite the indexes of the ledger in `data_dir` with full pages and give the freed space back
-/// to the disk ([`store::repack`]); an older storage format is migrated first. The ledger must
-/// not be open elsewhere (`tom serve` stopped): the store refuses a second process. What is
-/// hashed and signed is not touched, so `tom verify` answers as before.
-pub fn compact(data_dir: &Path) -> Result<CompactReport, LedgerError> {
-    let path = data_dir.join(store::STORE_FILE);
-    if !path.exists() {
-        return Err(LedgerError::Internal(format!(
-            "no ledger store at {}",
-            path.display()
-        )));
-    }
-    let internal =
-        |e: String| LedgerError::Internal(format!("ledger store {}: {e}", path.display()));
-    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let file_before = size();
-    let mut db = redb::Database::open(&path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::Unavailable(format!(
-            "ledger store {} is open in another process (stop tom serve first)",
-            path.display()
-        )),
-        e => internal(e.to_string()),
-    })?;
-    store::upgrade(&db).map_err(internal)?;
-    let tables = store::repack(&mut db, 100_000).map_err(internal)?;
-    drop(db);
-    Ok(CompactReport {
-        tables,
-        file_before,
-        file_after: size(),
-    })
-}
-
-/// What [`compact`] did.
-#[derive(Debug, Clone)]
-pub struct CompactReport {
-    pub tables: Vec<store::RepackedTable>,
-    /// The store file's length before and after.
-    pub file_before: u64,
-    pub file_after: u64,
-}
-
-impl std::fmt::Display for CompactReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        for t in &self.tables {
-            writeln!(
-                f,
-                "{}: {} entries, {:.1} MiB of pages before, {:.1} MiB after",
-                t.name,
-                t.entries,
-                mib(t.bytes_before),
-                mib(t.bytes_after)
-            )?;
-        }
-        write!(
-            f,
-            "store file: {:.1} MiB before, {:.1} MiB after",
-            mib(self.file_before),
-            mib(self.file_after)
-        )
-    }
-}
 
 /// Tuning of the embedded ledger. Every field has a default that suits a 2-core edge gateway.
 #[derive(Debug, Clone)]
