@@ -61,7 +61,7 @@ fn downgrade(dir: &Path, format: u64) {
             let found = store::decode_versioned(&key, value.value()).unwrap();
             state.push((
                 key,
-                store::encode_versioned_format_2(found.version, &found.value),
+                store::encode_fixed_version(found.version, &found.value),
             ));
         }
     }
@@ -256,7 +256,7 @@ fn unpack_state(dir: &Path, format: u64) -> (u64, u64) {
             let (version, encoded) = store::version_and_encoded(value.value()).unwrap();
             old.insert(
                 unpacked_key.as_str(),
-                store::encode_versioned_format_4(version, encoded).as_slice(),
+                store::encode_fixed_version(version, encoded).as_slice(),
             )
             .unwrap();
         }

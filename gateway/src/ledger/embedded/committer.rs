@@ -544,16 +544,8 @@ fn open_tip(
         let mut certs = wtx
             .open_table(store::CERTS)
             .map_err(|e| store_error("open certs", e))?;
-        let unreadable =
-            |e: String| LedgerError::Internal(format!("the last block is unreadable: {e}"));
-        let last = store::last_block_number(&blocks)
-            .map_err(unreadable)?
-            .map(|number| {
-                store::stored_block(&blocks, number)
-                    .map(|stored| (number, stored.unwrap_or_default()))
-            })
-            .transpose()
-            .map_err(unreadable)?;
+        let last = store::last_stored_block(&blocks)
+            .map_err(|e| LedgerError::Internal(format!("the last block is unreadable: {e}")))?;
         match last {
             Some((number, bytes)) => {
                 let bytes = store::expand_block(&certs, &bytes).map_err(|e| {

@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use tom_contract::transaction::Transaction as _;
 
 use base64::Engine;
-
 use tom_contract::requests::LineageQuery;
 use tom_contract::simulation::TxSimulator;
 use tom_contract::{Creator, Timestamp};

@@ -245,7 +245,8 @@ fn code_of(type_name: &[u8]) -> Option<(u8, &'static [Attribute])> {
         })
 }
 
-fn is_lower_hex_64(part: &[u8]) -> bool {
+/// 64 lowercase hex digits: how the ledger writes transaction ids and certificate hashes.
+pub(super) fn is_lower_hex_64(part: &[u8]) -> bool {
     part.len() == 64 && part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 

@@ -80,7 +80,7 @@ use tom_contract::Timestamp;
 
 use super::codec::{self, sha256, Hash, RawBlock, Reader, Transaction, Writer};
 use super::dictionary::ValueDictionary;
-use super::state_key;
+use super::state_key::{self, is_lower_hex_64};
 
 /// The block log (format 5): each stored block cut into chunks of at most [`BLOCK_CHUNK`]
 /// bytes, keyed `(block number, chunk index)` ([`put_block`], [`stored_block`], [`StoredBlocks`]).
@@ -208,10 +208,6 @@ fn last_attribute(key: &str) -> Option<&[u8]> {
     Some(&body[start..]).filter(|a| !a.is_empty())
 }
 
-fn is_lower_hex_64(value: &[u8]) -> bool {
-    value.len() == 64 && value.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// A state value as stored: `varint block ‖ varint tx ‖ u8 encoding ‖ bytes` (see
 /// [`VALUE_AS_IS`]), compressed without a dictionary.
 pub fn encode_versioned(key: &str, version: Version, value: &[u8]) -> Vec<u8> {
@@ -260,12 +256,6 @@ pub fn version_and_encoded(bytes: &[u8]) -> Option<(Version, &[u8])> {
 /// The encoding byte of a stored value (what [`encode_value`] chose).
 pub fn value_encoding(bytes: &[u8]) -> Option<u8> {
     version_and_encoded(bytes).and_then(|(_, encoded)| encoded.first().copied())
-}
-
-/// A format-3 or format-4 stored value (`u64 block ‖ u32 tx ‖ encoded`): what [`upgrade`] reads,
-/// and what tests that make old stores write.
-pub fn encode_versioned_format_4(version: Version, encoded: &[u8]) -> Vec<u8> {
-    encode_versioned_format_2(version, encoded)
 }
 
 /// `u8 encoding ‖ bytes`: how the value of `key` is kept, whatever version it gets. A value worth
@@ -397,9 +387,10 @@ pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<VersionedValue, StubE
     Ok(VersionedValue { value, version })
 }
 
-/// A format-2 state value (`u64 block ‖ u32 tx ‖ value`): read by [`upgrade`], written by tests
-/// that make old stores.
-pub fn encode_versioned_format_2(version: Version, value: &[u8]) -> Vec<u8> {
+/// A state value of formats 1 to 4, `u64 block ‖ u32 tx ‖ rest` (the value itself in formats 1
+/// and 2, its encoding byte and bytes in 3 and 4; [`split_fixed_version`] reads it back): what
+/// tests that make old stores write.
+pub fn encode_fixed_version(version: Version, value: &[u8]) -> Vec<u8> {
     let mut w = Writer::with_capacity(12 + value.len());
     w.version(version);
     w.buf.extend_from_slice(value);
@@ -722,6 +713,17 @@ where
         .last()
         .map_err(|e| e.to_string())?
         .map(|(position, _)| position.value().0))
+}
+
+/// The last block of the log, as stored (its chunks joined), if any.
+pub fn last_stored_block<B>(blocks: &B) -> Result<Option<(u64, Vec<u8>)>, String>
+where
+    B: ReadableTable<(u64, u32), &'static [u8]>,
+{
+    let Some(number) = last_block_number(blocks)? else {
+        return Ok(None);
+    };
+    Ok(stored_block(blocks, number)?.map(|stored| (number, stored)))
 }
 
 /// Stored blocks in number order, each its chunks joined, from a range of the chunk table: what

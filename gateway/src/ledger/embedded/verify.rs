@@ -71,8 +71,8 @@ use super::node_key::{public_key_point, PUBLIC_KEY_FILE};
 use super::state_key;
 use super::store::{
     decode_versioned, encode_modification, entries_of, expand_block, format_of, key_hash,
-    last_block_number, read_block, stored_block, unsupported_format, BlockReadError, KeyHash,
-    StoredBlocks, BLOCKS, CERTS, FORMAT_VERSION, HISTORY, STATE, STORE_FILE, TX_IDS,
+    last_stored_block, read_block, unsupported_format, BlockReadError, KeyHash, StoredBlocks,
+    BLOCKS, CERTS, FORMAT_VERSION, HISTORY, STATE, STORE_FILE, TX_IDS,
 };
 use tom_contract::claims::{ClaimError, Envelope, Statement};
 use tom_contract::simulation::{Version, DEFAULT_CHANNEL};
@@ -638,12 +638,9 @@ pub(super) fn check_at_start(
     };
     let certs = txn.open_table(CERTS).map_err(|e| internal(&e))?;
     // A swapped or foreign node key shows first as a bad signature on every block: say what it is.
-    if let Some(number) = last_block_number(&blocks).map_err(|e| internal(&e))? {
-        let bytes = stored_block(&blocks, number)
-            .ok()
-            .flatten()
-            .and_then(|stored| expand_block(&certs, &stored).ok())
-            .unwrap_or_default();
+    // A damaged last block is named by the full check below; here only the key is in question.
+    if let Some((number, stored)) = last_stored_block(&blocks).ok().flatten() {
+        let bytes = expand_block(&certs, &stored).unwrap_or_default();
         if let Ok(raw) = RawBlock::decode(&bytes) {
             if !key.signed(raw.header_bytes, raw.signature) {
                 return Err(LedgerError::Internal(format!(
