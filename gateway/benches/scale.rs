@@ -418,7 +418,34 @@ fn main() {
     let mut dir = tempfile::tempdir_in(base).unwrap();
     // TOM_SCALE_KEEP=1 leaves the grown ledger behind for inspection (`tom verify`, `tom audit`).
     dir.disable_cleanup(std::env::var_os("TOM_SCALE_KEEP").is_some());
-    let ledger = Arc::new(EmbeddedLedger::open(dir.path(), EmbeddedOptions::default()).unwrap());
+    // TOM_SCALE_CACHE_MIB=n sizes redb's page cache (default 256 MiB), to see how much of the
+    // slow-down as the ledger grows is the store outgrowing its cache.
+    let mut options = EmbeddedOptions::default();
+    if let Some(mib) = std::env::var("TOM_SCALE_CACHE_MIB")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        options.cache_size = mib << 20;
+    }
+    let cache_mib = options.cache_size >> 20;
+    // TOM_SCALE_STORE_SYNC_MS=n: how often the store commit is durable (default 1000 ms; 0 is
+    // a durable store commit per block, without the block journal).
+    if let Some(ms) = std::env::var("TOM_SCALE_STORE_SYNC_MS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        options.store_sync_interval = Duration::from_millis(ms);
+    }
+    let store_sync_ms = options.store_sync_interval.as_millis();
+    // TOM_SCALE_NON_DURABLE=1 skips the fsync of every block: what durability costs as the
+    // ledger grows. The figures that count are durable.
+    options.durable = std::env::var_os("TOM_SCALE_NON_DURABLE").is_none();
+    let durability = if options.durable {
+        ""
+    } else {
+        ", NOT DURABLE (no fsync)"
+    };
+    let ledger = Arc::new(EmbeddedLedger::open(dir.path(), options).unwrap());
     let org = tom_fixtures::org("org1");
     let n_devices = (records * 3 / 10_000).clamp(20, 300);
     let n_containers = (records * 2 / 10_000).clamp(10, 200);
@@ -660,7 +687,7 @@ fn main() {
     let first = slices.first().unwrap().0;
     let last = slices.last().unwrap().0;
     println!(
-        "\n## {total_records} records, {cores} cores ({:.0}s in all)\n",
+        "\n## {total_records} records, {cores} cores, {cache_mib} MiB page cache, store synced every {store_sync_ms} ms{durability} ({:.0}s in all)\n",
         started.elapsed().as_secs_f64()
     );
     println!("| what | measured | goal |\n|---|---|---|");

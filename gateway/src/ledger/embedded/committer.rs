@@ -15,9 +15,10 @@ use redb::ReadableTable;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tom_contract::simulation::{validate, MvccConflict, Version};
 
-use super::codec::{sha256, BlockHeader, Hash, RawBlock, ValidationCode};
-use super::dictionary;
-use super::health::{classify, open_fault, Shared};
+use super::block_journal::BlockJournal;
+use super::codec::{sha256, BlockHeader, Hash, RawBlock, Transaction, ValidationCode};
+use super::dictionary::{self, ValueDictionary};
+use super::health::{classify, io_fault, open_fault, Shared};
 use super::node_key::NodeKey;
 use super::store::{self, BlockInProgress};
 use super::Endorsement;
@@ -69,7 +70,18 @@ pub(super) struct Committer {
     tip_hash: Hash,
     /// Samples values for the store's compression dictionary until it has one.
     trainer: dictionary::Trainer,
+    /// Where blocks are made durable between store syncs ([`super::block_journal`]); `None`
+    /// when commits are not durable at all ([`super::EmbeddedOptions::durable`] off).
+    journal: Option<BlockJournal>,
+    /// How often a block's store commit is synced (a store sync) rather than journalled.
+    store_sync_interval: Duration,
+    /// When the store was last synced.
+    last_store_sync: Instant,
 }
+
+/// The store is synced early once the journal holds this much, so that a restart after a crash
+/// never has much to replay.
+const JOURNAL_SYNC_BYTES: u64 = 64 << 20;
 
 fn durability(durable: bool) -> redb::Durability {
     if durable {
@@ -80,7 +92,8 @@ fn durability(durable: bool) -> redb::Durability {
 }
 
 impl Committer {
-    /// Find the tip of the log, writing the genesis block first if the store is new.
+    /// Find the tip of the log, writing the genesis block first if the store is new. The
+    /// journal's blocks must have been replayed ([`replay_journal`]) and the journal emptied.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         db: Arc<redb::Database>,
@@ -88,6 +101,7 @@ impl Committer {
         path: PathBuf,
         key: NodeKey,
         options: &super::EmbeddedOptions,
+        journal: BlockJournal,
         events: broadcast::Sender<CommittedEvent>,
         height: Arc<AtomicU64>,
     ) -> Result<Committer, LedgerError> {
@@ -111,6 +125,9 @@ impl Committer {
                 shared.dictionary.get().is_some(),
             ),
             shared,
+            journal: options.durable.then_some(journal),
+            store_sync_interval: options.store_sync_interval,
+            last_store_sync: Instant::now(),
         })
     }
 
@@ -157,11 +174,21 @@ impl Committer {
         // Whatever is still queued was never ordered: dropping it answers its submitters with
         // "shut down" (their reply channels close), and closing refuses newcomers.
         queue.close();
-        if !self.durable {
-            // Non-durable commits live in memory until a durable one follows; make the last
-            // ones durable so a clean shutdown loses nothing even in that mode.
-            if let Err(e) = self.flush() {
-                tracing::error!(error = %e, "embedded ledger: final flush failed");
+        // Commits since the last store sync are durable only in the journal (or, with
+        // durability off, only in memory): make them durable in the store, so a clean shutdown
+        // leaves nothing to replay.
+        if !self.durable || self.journal.as_ref().is_some_and(|j| j.bytes() > 0) {
+            match self.flush() {
+                Ok(()) => {
+                    if let Some(journal) = &mut self.journal {
+                        if let Err(e) = journal.clear() {
+                            tracing::warn!(error = %e, "embedded ledger: the block journal was not emptied (its blocks are skipped on replay)");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "embedded ledger: final flush failed (the block journal keeps every acknowledged block; the next start replays it)")
+                }
             }
         }
         tracing::info!(
@@ -345,9 +372,32 @@ impl Committer {
                     "ledger storage is being reopened after an I/O error ({e}); nothing was recorded"
                 )),
             })?;
+        // Commits since the last store sync were not durable in the store: reopening dropped
+        // them, and the journal brings them back.
+        let in_store = dictionary::load_from(&db).map_err(LedgerError::Internal)?;
+        if self.journal.is_some() {
+            let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+            let (mut journal, blocks) = BlockJournal::open(dir).map_err(|e| match e {
+                super::block_journal::JournalError::Io(io) => {
+                    LedgerError::Unavailable(io_fault(&io))
+                }
+                e => LedgerError::Internal(format!("block journal: {e}")),
+            })?;
+            let replayed = replay_journal(&db, &blocks, &self.key, in_store.as_deref())?;
+            journal
+                .clear()
+                .map_err(|e| LedgerError::Unavailable(io_fault(&e)))?;
+            if replayed > 0 {
+                tracing::info!(
+                    blocks = replayed,
+                    "embedded ledger: journalled blocks replayed into the reopened store"
+                );
+            }
+            self.journal = Some(journal);
+            self.last_store_sync = Instant::now();
+        }
         let (next_number, tip_hash) = open_tip(&db, &self.key, self.clock.as_ref())?;
         // A block whose commit reported an error may still have stored a dictionary.
-        let in_store = dictionary::load_from(&db).map_err(LedgerError::Internal)?;
         if in_store.is_some() {
             self.trainer = dictionary::Trainer::new(0, true);
             self.shared.dictionary.set(in_store);
@@ -386,12 +436,11 @@ impl Committer {
         let mut wtx = db
             .begin_write()
             .map_err(|e| store_error("begin write", e))?;
-        wtx.set_durability(durability(self.durable))
-            .map_err(|e| store_error("durability", e))?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut transactions = Vec::with_capacity(batch.len());
         let mut tx_hashes = Vec::with_capacity(batch.len());
         let header_bytes;
+        let block;
         {
             let mut state = wtx
                 .open_table(store::STATE)
@@ -487,18 +536,62 @@ impl Committer {
                 tx_hashes,
             };
             header_bytes = header.encode();
-            let block =
-                RawBlock::encode(&header_bytes, &transactions, &self.key.sign(&header_bytes)?);
+            block = RawBlock::encode(&header_bytes, &transactions, &self.key.sign(&header_bytes)?);
             store::put_block(&mut blocks, &mut certs, number, &block)
                 .map_err(|e| store_error("write block", e))?;
         }
         // A dictionary trained meanwhile is stored with this block and used only once it is
-        // durable, so no value ever names a dictionary the store lacks.
+        // durable, so no value ever names a dictionary the store lacks: that block is always a
+        // store sync.
         let new_dictionary = self.trainer.ready();
         if let Some(d) = &new_dictionary {
             dictionary::store(&wtx, d).map_err(|e| store_error("write value dictionary", e))?;
         }
-        wtx.commit().map_err(|e| store_error("commit block", e))?;
+        let journalled = match &mut self.journal {
+            None => {
+                wtx.set_durability(durability(self.durable))
+                    .map_err(|e| store_error("durability", e))?;
+                false
+            }
+            Some(journal) => {
+                let sync_store = new_dictionary.is_some()
+                    || self.last_store_sync.elapsed() >= self.store_sync_interval
+                    || journal.bytes() >= JOURNAL_SYNC_BYTES;
+                if sync_store {
+                    wtx.set_durability(redb::Durability::Immediate)
+                        .map_err(|e| store_error("durability", e))?;
+                } else {
+                    wtx.set_durability(redb::Durability::None)
+                        .map_err(|e| store_error("durability", e))?;
+                    // Durable here first: the store commit below is not. On failure the
+                    // write transaction is dropped, so nothing of the block is anywhere.
+                    journal
+                        .append(&block)
+                        .map_err(|e| LedgerError::Unavailable(io_fault(&e)))?;
+                }
+                !sync_store
+            }
+        };
+        wtx.commit().map_err(|e| {
+            let error = store_error("commit block", e);
+            match error {
+                // The block is durable in the journal: reopening the store replays it.
+                LedgerError::Unavailable(message) if journalled => LedgerError::Unavailable(format!(
+                    "{}; block {number} had reached the block journal and is recorded when the store reopens: look its transactions up before resubmitting",
+                    message.replace("; nothing was recorded", "")
+                )),
+                error => error,
+            }
+        })?;
+        if !journalled {
+            if let Some(journal) = &mut self.journal {
+                // Every journalled block is in this durable commit now.
+                self.last_store_sync = Instant::now();
+                if let Err(e) = journal.clear() {
+                    tracing::warn!(error = %e, "embedded ledger: the block journal was not emptied (its blocks are skipped on replay)");
+                }
+            }
+        }
         if new_dictionary.is_some() {
             let stored = self.trainer.stored();
             if let Some(d) = &stored {
@@ -588,4 +681,124 @@ fn open_tip(
     };
     wtx.commit().map_err(|e| store_error("commit", e))?;
     Ok((next_number, tip_hash))
+}
+
+/// Apply the journal's blocks that the store lacks ([`super::block_journal`]) in one durable
+/// commit, as the committer applied them: each must be the store's next block, continue the
+/// hash chain, carry `key`'s signature and hash to its transactions; the writes of its valid
+/// transactions and every transaction's index entry go in as they did. Blocks the store has
+/// already are skipped. Returns how many blocks were applied.
+pub(super) fn replay_journal(
+    db: &redb::Database,
+    journal: &[Vec<u8>],
+    key: &NodeKey,
+    dictionary: Option<&ValueDictionary>,
+) -> Result<u64, LedgerError> {
+    if journal.is_empty() {
+        return Ok(0);
+    }
+    let refuse = |number: u64, why: String| {
+        LedgerError::Internal(format!(
+            "the block journal's block {number} cannot be replayed: {why} (the journal is not \
+             this store's; run tom verify)"
+        ))
+    };
+    let mut wtx = db
+        .begin_write()
+        .map_err(|e| store_error("begin write", e))?;
+    wtx.set_durability(redb::Durability::Immediate)
+        .map_err(|e| store_error("durability", e))?;
+    let mut applied = 0;
+    {
+        let mut state = wtx
+            .open_table(store::STATE)
+            .map_err(|e| store_error("open state", e))?;
+        let mut history = wtx
+            .open_table(store::HISTORY)
+            .map_err(|e| store_error("open history", e))?;
+        let mut tx_ids = wtx
+            .open_table(store::TX_IDS)
+            .map_err(|e| store_error("open tx_ids", e))?;
+        let mut blocks = wtx
+            .open_table(store::BLOCKS)
+            .map_err(|e| store_error("open blocks", e))?;
+        let mut certs = wtx
+            .open_table(store::CERTS)
+            .map_err(|e| store_error("open certs", e))?;
+        let last = store::last_stored_block(&blocks)
+            .map_err(|e| LedgerError::Internal(format!("the last block is unreadable: {e}")))?;
+        let Some((last_number, last_bytes)) = last else {
+            return Err(refuse(0, "the store has no genesis block".into()));
+        };
+        let last_bytes = store::expand_block(&certs, &last_bytes)
+            .map_err(|e| LedgerError::Internal(format!("last block {last_number}: {e}")))?;
+        let last_raw = RawBlock::decode(&last_bytes)
+            .map_err(|e| LedgerError::Internal(format!("last block {last_number}: {e}")))?;
+        let mut tip_hash = sha256(last_raw.header_bytes);
+        let mut next = last_number + 1;
+        for bytes in journal {
+            let raw = RawBlock::decode(bytes).map_err(|e| refuse(next, e.to_string()))?;
+            let header =
+                BlockHeader::decode(raw.header_bytes).map_err(|e| refuse(next, e.to_string()))?;
+            if header.number < next {
+                continue;
+            }
+            if header.number > next {
+                return Err(refuse(
+                    header.number,
+                    format!("the store's next block is {next}"),
+                ));
+            }
+            if header.previous_hash != tip_hash {
+                return Err(refuse(
+                    next,
+                    "it does not continue the store's hash chain".into(),
+                ));
+            }
+            if !key.signed(raw.header_bytes, raw.signature) {
+                return Err(refuse(next, "the node key did not sign it".into()));
+            }
+            let hashes: Vec<Hash> = raw.transactions.iter().map(|t| sha256(t)).collect();
+            if header.tx_hashes != hashes || header.data_hash != BlockHeader::data_hash_of(&hashes)
+            {
+                return Err(refuse(
+                    next,
+                    "its transactions do not hash to its header".into(),
+                ));
+            }
+            for (index, tx_bytes) in raw.transactions.iter().enumerate() {
+                let tx = Transaction::decode(tx_bytes).map_err(|e| refuse(next, e.to_string()))?;
+                let index = u32::try_from(index)
+                    .map_err(|e| LedgerError::Internal(format!("block size: {e}")))?;
+                let packed = store::packed_tx_id(&tx.proposal.tx_id).ok_or_else(|| {
+                    refuse(next, format!("transaction id {:?}", tx.proposal.tx_id))
+                })?;
+                if tx.code.is_valid() {
+                    let version = Version {
+                        block: next,
+                        tx: index,
+                    };
+                    for (key, value) in &tx.rwset.writes {
+                        let prepared = store::PreparedWrite::of(key, value.as_deref(), dictionary);
+                        store::record_write(&mut state, &mut history, key, version, &prepared)
+                            .map_err(|e| match e {
+                                store::WriteError::Store(context, e) => store_error(context, e),
+                                store::WriteError::Corrupt(e) => LedgerError::Internal(e.0),
+                            })?;
+                    }
+                }
+                tx_ids
+                    .insert(packed, (next, index, tx.code as u8))
+                    .map_err(|e| store_error("write tx_ids", e))?;
+            }
+            store::put_block(&mut blocks, &mut certs, next, bytes)
+                .map_err(|e| store_error("write block", e))?;
+            tip_hash = sha256(raw.header_bytes);
+            next += 1;
+            applied += 1;
+        }
+    }
+    wtx.commit()
+        .map_err(|e| store_error("commit replayed blocks", e))?;
+    Ok(applied)
 }

@@ -30,6 +30,18 @@ pub fn compact(data_dir: &Path) -> Result<CompactReport, LedgerError> {
     }
     let internal =
         |e: String| LedgerError::Internal(format!("ledger store {}: {e}", path.display()));
+    match super::block_journal::pending(data_dir) {
+        Ok(0) => {}
+        Ok(blocks) => {
+            return Err(LedgerError::Unavailable(format!(
+                "{blocks} acknowledged block(s) are in the block journal of {}, not yet in the \
+                 store (the node stopped without a clean shutdown): start tom serve on it once \
+                 (it replays them), stop it, then compact",
+                data_dir.display()
+            )))
+        }
+        Err(e) => return Err(internal(format!("the block journal is unreadable: {e}"))),
+    }
     let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let file_before = size();
     let mut db = redb::Database::open(&path).map_err(|e| match e {
@@ -141,12 +153,13 @@ where
             bytes_of(t.stats().map_err(|e| fail("stats", &e))?),
         )
     };
-    {
+    (|| {
         let wtx = db.begin_write().map_err(|e| fail("begin write", &e))?;
         wtx.delete_table(copy)
             .map_err(|e| fail("drop an old copy", &e))?;
-        wtx.commit().map_err(|e| fail("commit", &e))?;
-    }
+        wtx.commit().map_err(|e| fail("commit", &e))
+    })()
+    .map_err(|e| format!("{e} (nothing changed)"))?;
     if let Err(e) = copy_in_key_order(db, table, copy, batch, &fail) {
         // Give the partial copy's space back now (a full disk is the likely cause), not at the
         // next run; if even that fails, the next run drops it.

@@ -22,9 +22,12 @@
 //!    not applied and its submitter gets [`LedgerError::Conflict`]. A duplicate transaction id
 //!    never enters a block.
 //! 4. **Durability.** The block, the state and history it produces and the transaction index
-//!    are written in one redb write transaction, committed with [`redb::Durability::Immediate`]
-//!    (fsync), and only then are submitters answered and [`CommittedEvent`]s broadcast. An
-//!    acknowledged transaction therefore survives a crash or restart.
+//!    are written in one redb write transaction. The block is appended to the block journal
+//!    and synced ([`block_journal`]), the store commit follows without an fsync, and once every
+//!    [`EmbeddedOptions::store_sync_interval`] a block's store commit is durable instead (a store
+//!    sync, which empties the journal). Only then are submitters answered and
+//!    [`CommittedEvent`]s broadcast. An acknowledged transaction therefore survives a crash or
+//!    restart: opening the ledger replays the journal's blocks past the store's last sync.
 //!
 //! # The block log
 //!
@@ -44,6 +47,8 @@
 //! * `node.key.pem`: the node's block-signing key (PKCS#8 P-256, mode 0600), made on first start.
 //! * `node.pub.pem`: its public key, what `tom verify` checks block signatures with (an auditor
 //!   may keep a copy elsewhere and use [`verify_with_public_key`]).
+//! * `blocks.journal`: the blocks acknowledged since the store's last sync, empty after
+//!   a clean stop ([`block_journal`]).
 //!
 //! # Performance
 //!
@@ -59,6 +64,7 @@
 //! Answer a submitter before its block is durable; apply the writes of an invalid transaction;
 //! hold a lock across an `.await`; or change a stored block (blocks are append-only).
 
+pub mod block_journal;
 pub mod codec;
 mod committer;
 mod compaction;
@@ -109,9 +115,16 @@ pub struct EmbeddedOptions {
     /// Endorsed transactions that may wait for the committer before submitters are held back
     /// (back-pressure instead of unbounded memory). Default 8192.
     pub queue_capacity: usize,
-    /// Whether each block is fsynced before its submitters are answered. Default `true`; the
+    /// Whether each block is durable before its submitters are answered. Default `true`; the
     /// gateway never turns it off. `false` exists only so benchmarks can show what the fsync costs.
     pub durable: bool,
+    /// How often a block's store commit is durable (a store sync); the blocks in between are
+    /// made durable by the block journal ([`block_journal`]), one sequential append and sync
+    /// each, and the sync writes back what they changed once. Default 1 s: the store
+    /// cannot reuse pages freed after the last sync, so a longer interval grows the file,
+    /// and a restart after a crash replays up to an interval's blocks. Zero makes every block
+    /// a store sync (a durable store commit per block, no journal).
+    pub store_sync_interval: std::time::Duration,
     /// Bytes of redb page cache. Default 256 MiB.
     pub cache_size: usize,
     /// Simulations (endorsements and queries) that may run at once. Default: twice the number
@@ -142,6 +155,7 @@ impl Default for EmbeddedOptions {
             batch_wait: std::time::Duration::ZERO,
             queue_capacity: 8192,
             durable: true,
+            store_sync_interval: std::time::Duration::from_secs(1),
             cache_size: 256 << 20,
             endorsers: 2 * std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -315,6 +329,24 @@ impl EmbeddedLedger {
                 Err(e) => tracing::warn!(error = %e, "ledger store not compacted after migration"),
             }
         }
+        // Blocks acknowledged after the store's last sync are in the block journal: put
+        // them back before anything reads the store (a crash, or a stop on a full disk).
+        let (mut journal, journalled) =
+            block_journal::BlockJournal::open(data_dir).map_err(|e| {
+                LedgerError::Internal(format!("block journal in {}: {e}", data_dir.display()))
+            })?;
+        let in_store = dictionary::load_from(&db)
+            .map_err(|e| LedgerError::Internal(format!("ledger store {}: {e}", path.display())))?;
+        let replayed = committer::replay_journal(&db, &journalled, &key, in_store.as_deref())?;
+        journal.clear().map_err(|e| {
+            LedgerError::Internal(format!(
+                "cannot empty the block journal in {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        if replayed > 0 {
+            tracing::info!(blocks = replayed, "embedded ledger: blocks acknowledged before an unclean stop replayed from the block journal");
+        }
         // Never extend a log `tom verify` rejects: check it first (incrementally from the last
         // signed checkpoint for the per-transaction checks).
         let started = std::time::Instant::now();
@@ -324,11 +356,9 @@ impl EmbeddedLedger {
             ms = started.elapsed().as_millis() as u64,
             "block log checked"
         );
-        let dictionary = dictionary::load_from(&db)
-            .map_err(|e| LedgerError::Internal(format!("ledger store {}: {e}", path.display())))?;
         let db = Arc::new(db);
         let shared = Arc::new(Shared::new(db.clone()));
-        shared.dictionary.set(dictionary);
+        shared.dictionary.set(in_store);
         let height = Arc::new(AtomicU64::new(0));
         let (events, _) = broadcast::channel(4096);
         let committer = Committer::start(
@@ -337,6 +367,7 @@ impl EmbeddedLedger {
             path.clone(),
             key,
             &options,
+            journal,
             events.clone(),
             height.clone(),
         )?;
