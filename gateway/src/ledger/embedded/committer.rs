@@ -699,8 +699,9 @@ pub(super) fn replay_journal(
     }
     let refuse = |number: u64, why: String| {
         LedgerError::Internal(format!(
-            "the block journal's block {number} cannot be replayed: {why} (the journal is not \
-             this store's; run tom verify)"
+            "the block journal's block {number} cannot be replayed: {why}. The journal or the \
+             store was changed behind the node's back (or they come from different copies): \
+             keep both as they are for investigation; nothing was applied"
         ))
     };
     let mut wtx = db
