@@ -22,17 +22,7 @@ use tom_gateway::ledger::Ledger;
 
 async fn build(dir: &Path) -> serde_json::Value {
     let ledger = EmbeddedLedger::open(dir, EmbeddedOptions::default()).unwrap();
-    register_org1(&ledger).await;
-    identify(&ledger, "tl-1", "traffic-light-1").await;
-    let device = signer("org1", "traffic-light-1");
-    for i in 0..3 {
-        let arg = bytes(&record_data_request(
-            &format!("reading-{i}"),
-            "tl-1",
-            "traffic-light-1",
-        ));
-        ledger.submit(&device, "RecordData", &arg).await.unwrap();
-    }
+    device_with_readings(&ledger, 3).await;
     let history = query(&ledger, "GetHistory", json!({ "id": "tl-1" })).await;
     ledger.shutdown();
     history

@@ -10,24 +10,11 @@ use tom_gateway::ledger::embedded::block_journal::{self, BlockJournal};
 use tom_gateway::ledger::embedded::codec::{sha256, BlockHeader, RawBlock};
 use tom_gateway::ledger::embedded::node_key::NodeKey;
 use tom_gateway::ledger::embedded::{verify, EmbeddedLedger, EmbeddedOptions};
-use tom_gateway::ledger::Ledger;
 
 /// A ledger with a few records, cleanly stopped (its journal empty); returns its height.
 async fn ledger_with_records(dir: &std::path::Path) -> u64 {
     let ledger = EmbeddedLedger::open(dir, EmbeddedOptions::default()).unwrap();
-    register_org1(&ledger).await;
-    identify(&ledger, "tl-1", "traffic-light-1").await;
-    for i in 0..3 {
-        let arg = bytes(&record_data_request(
-            &format!("reading-{i}"),
-            "tl-1",
-            "traffic-light-1",
-        ));
-        ledger
-            .submit(&signer("org1", "traffic-light-1"), "RecordData", &arg)
-            .await
-            .unwrap();
-    }
+    device_with_readings(&ledger, 3).await;
     let height = ledger.height();
     ledger.shutdown();
     height

@@ -385,26 +385,13 @@ async fn stopping_on_a_full_disk_leaves_a_store_that_verifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_on_a_full_disk_changes_nothing() {
     use embedded_common::*;
-    use tom_gateway::ledger::Ledger;
     let Some(fs) = Tmpfs::mount("16m") else {
         return;
     };
     let dir = fs.path().join("ledger");
     {
         let ledger = EmbeddedLedger::open(&dir, EmbeddedOptions::default()).unwrap();
-        register_org1(&ledger).await;
-        identify(&ledger, "tl-1", "traffic-light-1").await;
-        for i in 0..300 {
-            let arg = bytes(&record_data_request(
-                &format!("reading-{i}"),
-                "tl-1",
-                "traffic-light-1",
-            ));
-            ledger
-                .submit(&signer("org1", "traffic-light-1"), "RecordData", &arg)
-                .await
-                .unwrap();
-        }
+        device_with_readings(&ledger, 300).await;
         ledger.shutdown();
     }
     let answers = |dir: PathBuf| async move {

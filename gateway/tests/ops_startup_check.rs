@@ -14,18 +14,7 @@ use tom_gateway::ledger::embedded::{verify, EmbeddedLedger, EmbeddedOptions};
 /// Blocks 0 (genesis), 1 (RegisterOrg), 2 (IdentifyDevice), 3, 4 (RecordData).
 async fn build_log(dir: &Path) {
     let ledger = EmbeddedLedger::open(dir, EmbeddedOptions::default()).unwrap();
-    register_org1(&ledger).await;
-    identify(&ledger, "tl-1", "traffic-light-1").await;
-    let device = signer("org1", "traffic-light-1");
-    for i in 0..2 {
-        let arg = bytes(&record_data_request(
-            &format!("reading-{i}"),
-            "tl-1",
-            "traffic-light-1",
-        ));
-        use tom_gateway::ledger::Ledger;
-        ledger.submit(&device, "RecordData", &arg).await.unwrap();
-    }
+    device_with_readings(&ledger, 2).await;
     ledger.shutdown();
 }
 

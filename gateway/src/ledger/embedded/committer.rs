@@ -442,21 +442,7 @@ impl Committer {
         let header_bytes;
         let block;
         {
-            let mut state = wtx
-                .open_table(store::STATE)
-                .map_err(|e| store_error("open state", e))?;
-            let mut history = wtx
-                .open_table(store::HISTORY)
-                .map_err(|e| store_error("open history", e))?;
-            let mut tx_ids = wtx
-                .open_table(store::TX_IDS)
-                .map_err(|e| store_error("open tx_ids", e))?;
-            let mut blocks = wtx
-                .open_table(store::BLOCKS)
-                .map_err(|e| store_error("open blocks", e))?;
-            let mut certs = wtx
-                .open_table(store::CERTS)
-                .map_err(|e| store_error("open certs", e))?;
+            let mut tables = BlockTables::open(&wtx)?;
             let mut in_block = HashSet::with_capacity(batch.len());
             for Ordered { endorsement: e, .. } in batch {
                 let tx_id = e.tx_id.as_str();
@@ -471,7 +457,8 @@ impl Committer {
                         "transaction id {tx_id:?} is not 64 hex digits (accepted by mistake)"
                     ))
                 })?;
-                if let Some(seen) = tx_ids
+                if let Some(seen) = tables
+                    .tx_ids
                     .get(packed_tx_id)
                     .map_err(|e| store_error("tx_ids", e))?
                 {
@@ -481,8 +468,13 @@ impl Committer {
                 }
                 let index = u32::try_from(transactions.len())
                     .map_err(|e| LedgerError::Internal(format!("block size: {e}")))?;
-                let verdict = validate(&e.rwset, &BlockInProgress { state: &state })
-                    .map_err(|e| LedgerError::Internal(e.0))?;
+                let verdict = validate(
+                    &e.rwset,
+                    &BlockInProgress {
+                        state: &tables.state,
+                    },
+                )
+                .map_err(|e| LedgerError::Internal(e.0))?;
                 let code = match &verdict {
                     Ok(()) => ValidationCode::Valid,
                     Err(MvccConflict::ReadConflict { .. }) => ValidationCode::MvccReadConflict,
@@ -498,18 +490,10 @@ impl Committer {
                             self.trainer.offer(value);
                         }
                     }
-                    for ((key, _), prepared) in e.rwset.writes.iter().zip(&e.prepared) {
-                        // The value, tx id and timestamp are in this block's transaction.
-                        store::record_write(&mut state, &mut history, key, version, prepared)
-                            .map_err(|e| match e {
-                                store::WriteError::Store(context, e) => store_error(context, e),
-                                store::WriteError::Corrupt(e) => LedgerError::Internal(e.0),
-                            })?;
-                    }
+                    let keys = e.rwset.writes.keys().map(String::as_str);
+                    tables.apply_writes(version, keys.zip(&e.prepared))?;
                 }
-                tx_ids
-                    .insert(packed_tx_id, (number, index, code as u8))
-                    .map_err(|e| store_error("write tx_ids", e))?;
+                tables.index_tx(packed_tx_id, version_of(number, index), code)?;
                 // Encoded and hashed at endorsement as valid; the last byte is the code.
                 let mut bytes = e.tx_bytes.clone();
                 if code.is_valid() {
@@ -537,8 +521,7 @@ impl Committer {
             };
             header_bytes = header.encode();
             block = RawBlock::encode(&header_bytes, &transactions, &self.key.sign(&header_bytes)?);
-            store::put_block(&mut blocks, &mut certs, number, &block)
-                .map_err(|e| store_error("write block", e))?;
+            tables.put_block(number, &block)?;
         }
         // A dictionary trained meanwhile is stored with this block and used only once it is
         // durable, so no value ever names a dictionary the store lacks: that block is always a
@@ -711,27 +694,13 @@ pub(super) fn replay_journal(
         .map_err(|e| store_error("durability", e))?;
     let mut applied = 0;
     {
-        let mut state = wtx
-            .open_table(store::STATE)
-            .map_err(|e| store_error("open state", e))?;
-        let mut history = wtx
-            .open_table(store::HISTORY)
-            .map_err(|e| store_error("open history", e))?;
-        let mut tx_ids = wtx
-            .open_table(store::TX_IDS)
-            .map_err(|e| store_error("open tx_ids", e))?;
-        let mut blocks = wtx
-            .open_table(store::BLOCKS)
-            .map_err(|e| store_error("open blocks", e))?;
-        let mut certs = wtx
-            .open_table(store::CERTS)
-            .map_err(|e| store_error("open certs", e))?;
-        let last = store::last_stored_block(&blocks)
+        let mut tables = BlockTables::open(&wtx)?;
+        let last = store::last_stored_block(&tables.blocks)
             .map_err(|e| LedgerError::Internal(format!("the last block is unreadable: {e}")))?;
         let Some((last_number, last_bytes)) = last else {
             return Err(refuse(0, "the store has no genesis block".into()));
         };
-        let last_bytes = store::expand_block(&certs, &last_bytes)
+        let last_bytes = store::expand_block(&tables.certs, &last_bytes)
             .map_err(|e| LedgerError::Internal(format!("last block {last_number}: {e}")))?;
         let last_raw = RawBlock::decode(&last_bytes)
             .map_err(|e| LedgerError::Internal(format!("last block {last_number}: {e}")))?;
@@ -774,26 +743,22 @@ pub(super) fn replay_journal(
                 let packed = store::packed_tx_id(&tx.proposal.tx_id).ok_or_else(|| {
                     refuse(next, format!("transaction id {:?}", tx.proposal.tx_id))
                 })?;
+                let version = version_of(next, index);
                 if tx.code.is_valid() {
-                    let version = Version {
-                        block: next,
-                        tx: index,
-                    };
-                    for (key, value) in &tx.rwset.writes {
-                        let prepared = store::PreparedWrite::of(key, value.as_deref(), dictionary);
-                        store::record_write(&mut state, &mut history, key, version, &prepared)
-                            .map_err(|e| match e {
-                                store::WriteError::Store(context, e) => store_error(context, e),
-                                store::WriteError::Corrupt(e) => LedgerError::Internal(e.0),
-                            })?;
-                    }
+                    let prepared: Vec<_> = tx
+                        .rwset
+                        .writes
+                        .iter()
+                        .map(|(key, value)| {
+                            store::PreparedWrite::of(key, value.as_deref(), dictionary)
+                        })
+                        .collect();
+                    let keys = tx.rwset.writes.keys().map(String::as_str);
+                    tables.apply_writes(version, keys.zip(&prepared))?;
                 }
-                tx_ids
-                    .insert(packed, (next, index, tx.code as u8))
-                    .map_err(|e| store_error("write tx_ids", e))?;
+                tables.index_tx(packed, version, tx.code)?;
             }
-            store::put_block(&mut blocks, &mut certs, next, bytes)
-                .map_err(|e| store_error("write block", e))?;
+            tables.put_block(next, bytes)?;
             tip_hash = sha256(raw.header_bytes);
             next += 1;
             applied += 1;
@@ -802,4 +767,75 @@ pub(super) fn replay_journal(
     wtx.commit()
         .map_err(|e| store_error("commit replayed blocks", e))?;
     Ok(applied)
+}
+
+fn version_of(block: u64, tx: u32) -> Version {
+    Version { block, tx }
+}
+
+/// The tables a block writes, opened in one write transaction: the live commit and the
+/// journal's replay write a block the same way through these.
+struct BlockTables<'t> {
+    state: redb::Table<'t, &'static [u8], &'static [u8]>,
+    history: redb::Table<'t, (store::KeyHash, u64, u32), &'static [u8]>,
+    tx_ids: redb::Table<'t, [u8; 32], (u64, u32, u8)>,
+    blocks: redb::Table<'t, (u64, u32), &'static [u8]>,
+    certs: redb::Table<'t, &'static [u8], &'static [u8]>,
+}
+
+impl<'t> BlockTables<'t> {
+    fn open(wtx: &'t redb::WriteTransaction) -> Result<BlockTables<'t>, LedgerError> {
+        Ok(BlockTables {
+            state: wtx
+                .open_table(store::STATE)
+                .map_err(|e| store_error("open state", e))?,
+            history: wtx
+                .open_table(store::HISTORY)
+                .map_err(|e| store_error("open history", e))?,
+            tx_ids: wtx
+                .open_table(store::TX_IDS)
+                .map_err(|e| store_error("open tx_ids", e))?,
+            blocks: wtx
+                .open_table(store::BLOCKS)
+                .map_err(|e| store_error("open blocks", e))?,
+            certs: wtx
+                .open_table(store::CERTS)
+                .map_err(|e| store_error("open certs", e))?,
+        })
+    }
+
+    /// A valid transaction's writes, at `version` (the value, tx id and timestamp are in the
+    /// block's transaction).
+    fn apply_writes<'w>(
+        &mut self,
+        version: Version,
+        writes: impl Iterator<Item = (&'w str, &'w store::PreparedWrite)>,
+    ) -> Result<(), LedgerError> {
+        for (key, prepared) in writes {
+            store::record_write(&mut self.state, &mut self.history, key, version, prepared)
+                .map_err(|e| match e {
+                    store::WriteError::Store(context, e) => store_error(context, e),
+                    store::WriteError::Corrupt(e) => LedgerError::Internal(e.0),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Where a transaction is in the log, valid or not.
+    fn index_tx(
+        &mut self,
+        packed_tx_id: [u8; 32],
+        at: Version,
+        code: ValidationCode,
+    ) -> Result<(), LedgerError> {
+        self.tx_ids
+            .insert(packed_tx_id, (at.block, at.tx, code as u8))
+            .map_err(|e| store_error("write tx_ids", e))?;
+        Ok(())
+    }
+
+    fn put_block(&mut self, number: u64, canonical: &[u8]) -> Result<(), LedgerError> {
+        store::put_block(&mut self.blocks, &mut self.certs, number, canonical)
+            .map_err(|e| store_error("write block", e))
+    }
 }
