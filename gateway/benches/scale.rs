@@ -25,7 +25,10 @@
 //!
 //! Run: `cargo bench -p tom-gateway --bench scale` (`TOM_SCALE_RECORDS=100000`,
 //! `TOM_BENCH_DIR` to put the store on another disk, `TOM_SCALE_KEEP=1` to keep the ledger
-//! directory afterwards).
+//! directory afterwards). To take a slow-down apart: `TOM_SCALE_CACHE_MIB` (redb's page cache,
+//! default 256), `TOM_SCALE_STORE_SYNC_MS` (how often the store is synced, default 1000; 0 is
+//! a durable store commit per block, without the block journal), `TOM_SCALE_NON_DURABLE=1`
+//! (no fsync at all; not a figure that counts).
 
 use std::path::Path;
 use std::sync::Arc;
