@@ -52,7 +52,8 @@
 //!
 //! # Performance
 //!
-//! The fsync is amortised by group commit, so throughput is bound by CPU: per transaction one
+//! The fsync is amortised by group commit, and between store syncs it is the journal's (one
+//! sequential append per block), so throughput is bound by CPU: per transaction one
 //! creator signature, the contract's ECDSA verifications and certificate parsing. Simulations run
 //! on at most [`EmbeddedOptions::endorsers`] threads so the committer is never starved. The
 //! benchmark is `cargo bench -p tom-gateway --bench embedded`; how the ledger behaves as it
