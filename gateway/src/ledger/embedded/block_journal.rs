@@ -183,6 +183,23 @@ pub fn pending(data_dir: &Path) -> Result<usize, JournalError> {
     Ok(frames(&bytes)?.0.len())
 }
 
+/// For offline readers (`tom verify`, `tom compact`): `Err` with what to do while the journal in
+/// `data_dir` holds blocks (or cannot be read); `then` is what to run once they are replayed.
+pub fn check_replayed(data_dir: &Path, then: &str) -> Result<(), String> {
+    match pending(data_dir) {
+        Ok(0) => Ok(()),
+        Ok(blocks) => Err(format!(
+            "{blocks} acknowledged block(s) are in the block journal ({JOURNAL_FILE}), not yet in \
+             the store (the node stopped without a clean shutdown, e.g. killed or on a full \
+             disk): start `tom serve` on this data directory once (it replays them into the \
+             store and checks the log), stop it, then {then}"
+        )),
+        Err(e) => Err(format!(
+            "the block journal ({JOURNAL_FILE}) is unreadable: {e}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

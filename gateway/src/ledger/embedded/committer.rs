@@ -468,6 +468,10 @@ impl Committer {
                 }
                 let index = u32::try_from(transactions.len())
                     .map_err(|e| LedgerError::Internal(format!("block size: {e}")))?;
+                let version = Version {
+                    block: number,
+                    tx: index,
+                };
                 let verdict = validate(
                     &e.rwset,
                     &BlockInProgress {
@@ -481,10 +485,6 @@ impl Committer {
                     Err(MvccConflict::PhantomRead { .. }) => ValidationCode::PhantomReadConflict,
                 };
                 if code.is_valid() {
-                    let version = Version {
-                        block: number,
-                        tx: index,
-                    };
                     if self.trainer.sampling() {
                         for value in e.rwset.writes.values().flatten() {
                             self.trainer.offer(value);
@@ -493,7 +493,7 @@ impl Committer {
                     let keys = e.rwset.writes.keys().map(String::as_str);
                     tables.apply_writes(version, keys.zip(&e.prepared))?;
                 }
-                tables.index_tx(packed_tx_id, version_of(number, index), code)?;
+                tables.index_tx(packed_tx_id, version, code)?;
                 // Encoded and hashed at endorsement as valid; the last byte is the code.
                 let mut bytes = e.tx_bytes.clone();
                 if code.is_valid() {
@@ -743,7 +743,10 @@ pub(super) fn replay_journal(
                 let packed = store::packed_tx_id(&tx.proposal.tx_id).ok_or_else(|| {
                     refuse(next, format!("transaction id {:?}", tx.proposal.tx_id))
                 })?;
-                let version = version_of(next, index);
+                let version = Version {
+                    block: next,
+                    tx: index,
+                };
                 if tx.code.is_valid() {
                     let prepared: Vec<_> = tx
                         .rwset
@@ -767,10 +770,6 @@ pub(super) fn replay_journal(
     wtx.commit()
         .map_err(|e| store_error("commit replayed blocks", e))?;
     Ok(applied)
-}
-
-fn version_of(block: u64, tx: u32) -> Version {
-    Version { block, tx }
 }
 
 /// The tables a block writes, opened in one write transaction: the live commit and the

@@ -30,18 +30,8 @@ pub fn compact(data_dir: &Path) -> Result<CompactReport, LedgerError> {
     }
     let internal =
         |e: String| LedgerError::Internal(format!("ledger store {}: {e}", path.display()));
-    match super::block_journal::pending(data_dir) {
-        Ok(0) => {}
-        Ok(blocks) => {
-            return Err(LedgerError::Unavailable(format!(
-                "{blocks} acknowledged block(s) are in the block journal of {}, not yet in the \
-                 store (the node stopped without a clean shutdown): start tom serve on it once \
-                 (it replays them), stop it, then compact",
-                data_dir.display()
-            )))
-        }
-        Err(e) => return Err(internal(format!("the block journal is unreadable: {e}"))),
-    }
+    super::block_journal::check_replayed(data_dir, "compact")
+        .map_err(|e| LedgerError::Unavailable(format!("{}: {e}", data_dir.display())))?;
     let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let file_before = size();
     let mut db = redb::Database::open(&path).map_err(|e| match e {

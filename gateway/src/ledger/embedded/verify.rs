@@ -391,23 +391,12 @@ fn verify_dir(
         });
     }
     // The store alone is the log only once the journal's blocks are in it.
-    match super::block_journal::pending(data_dir) {
-        Ok(0) => {}
-        Ok(blocks) => {
-            return Err(VerifyError::Store {
-                path: data_dir.join(super::block_journal::JOURNAL_FILE),
-                detail: format!(
-                    "{blocks} acknowledged block(s) are in the block journal, not yet in the store                      (the node stopped without a clean shutdown, e.g. killed or on a full disk):                      start `tom serve` on this data directory once (it replays them into the                      store and checks the log), stop it, then run tom verify again"
-                ),
-            })
+    super::block_journal::check_replayed(data_dir, "run tom verify again").map_err(|detail| {
+        VerifyError::Store {
+            path: data_dir.join(super::block_journal::JOURNAL_FILE),
+            detail,
         }
-        Err(e) => {
-            return Err(VerifyError::Store {
-                path: data_dir.join(super::block_journal::JOURNAL_FILE),
-                detail: format!("the block journal is unreadable: {e}"),
-            })
-        }
-    }
+    })?;
     // redb may panic on a store file whose pages were altered behind its back (it trusts its
     // own pages unless asked to check integrity); that is tampering too, so report it rather
     // than crash.
