@@ -8,7 +8,9 @@
 //! * ingest rate per 10% slice, and the last slice as a ratio to the first (flat = 1.0), with
 //!   the process's CPU time per record in each slice: on a shared machine the rate moves by
 //!   ±15% between runs of the same build, while CPU per record says whether the work per
-//!   record grows with the ledger;
+//!   record grows with the ledger; beside it the committer thread's share of that CPU (the one
+//!   serial stage), transactions per block, and the bytes written per record (journal appends
+//!   and store page writes), which show what grows;
 //! * lineage up at depth 5 and 20 from random data, p50/p99;
 //! * records by agent, first page and a deep page (bookmark), p50/p99;
 //! * `tom verify`: time, transactions/s (and per core) and peak RSS, measured in a child
@@ -94,6 +96,45 @@ fn process_cpu() -> Duration {
         .sum();
     Duration::from_millis(ticks * 10)
 }
+
+/// CPU time of this process's thread named `name` (user + system), from
+/// `/proc/self/task/*/stat`; zero if there is none.
+fn thread_cpu(name: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+            .sum();
+        return Duration::from_millis(ticks * 10);
+    }
+    Duration::ZERO
+}
+
+/// Bytes this process has handed to `write`-family calls (`wchar` of `/proc/self/io`): the
+/// block journal's appends and the store's page writes.
+fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The committer's thread name as the kernel keeps it (15 bytes of `tom-ledger-commit`).
+const COMMITTER_THREAD: &str = "tom-ledger-comm";
 
 fn rate(budget: Duration, mut op: impl FnMut()) -> f64 {
     let start = Instant::now();
@@ -498,9 +539,18 @@ fn main() {
     let mut slices = Vec::new();
     let mut middle = now();
     println!(
-        "\n{:>6} {:>9} {:>10} {:>8} {:>8} {:>14}",
-        "slice", "records", "records/s", "p50 ms", "p99 ms", "CPU µs/record"
+        "\n{:>6} {:>9} {:>10} {:>8} {:>8} {:>14} {:>10} {:>9} {:>10}",
+        "slice",
+        "records",
+        "records/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/record",
+        "commit µs",
+        "tx/block",
+        "KiB written"
     );
+    println!("(commit µs: the committer thread's CPU per record; KiB written: journal and store writes per record)");
     for slice in 0..10 {
         let n = growth / 10 + usize::from(slice < growth % 10);
         let per_worker: Vec<Vec<Action>> = workers
@@ -516,12 +566,19 @@ fn main() {
         }
         let t = Instant::now();
         let cpu = process_cpu();
+        let commit_cpu = thread_cpu(COMMITTER_THREAD);
+        let written = bytes_written();
+        let height = ledger.height();
         let latencies = runtime.block_on(submit_all(&ledger, &devices, &orchestrator, per_worker));
         let wall = t.elapsed();
         let cpu_per_record = (process_cpu() - cpu).as_secs_f64() * 1e6 / n as f64;
+        let commit_per_record =
+            (thread_cpu(COMMITTER_THREAD) - commit_cpu).as_secs_f64() * 1e6 / n as f64;
+        let per_block = n as f64 / (ledger.height() - height).max(1) as f64;
+        let kib_per_record = (bytes_written() - written) as f64 / 1024.0 / n as f64;
         let per_second = n as f64 / wall.as_secs_f64();
         println!(
-            "{:>6} {:>9} {per_second:>10.0} {:>8.1} {:>8.1} {cpu_per_record:>14.0}",
+            "{:>6} {:>9} {per_second:>10.0} {:>8.1} {:>8.1} {cpu_per_record:>14.0} {commit_per_record:>10.0} {per_block:>9.1} {kib_per_record:>10.1}",
             slice + 1,
             setup_records + growth * (slice + 1) / 10,
             ms(percentile(&latencies, 0.5)),
