@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench -p tom-gateway --bench embedded` (`TOM_BENCH_SCALE=0.2` for a quick run,
 //! `TOM_BENCH_DIR` to put the store on another disk, `TOM_BENCH_ENDORSERS` to bound simulations
-//! otherwise than by the number of cores).
+//! otherwise than by the number of cores, `TOM_BENCH_STORE_SYNC_MS` for another store sync
+//! interval).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,6 +55,8 @@ struct Run {
     wall: Duration,
     /// CPU seconds the whole process used meanwhile (every thread, user and system).
     cpu: f64,
+    /// CPU seconds of the committer thread meanwhile.
+    commit_cpu: f64,
     latencies: Vec<Duration>,
     blocks: u64,
 }
@@ -70,6 +73,7 @@ async fn run(
     let next = Arc::new(AtomicUsize::new(0));
     let height = ledger.height();
     let cpu_before = process_cpu_seconds();
+    let commit_before = thread_cpu_seconds(COMMITTER_THREAD).unwrap_or(0.0);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -97,11 +101,13 @@ async fn run(
     }
     let wall = start.elapsed();
     let cpu = process_cpu_seconds() - cpu_before;
+    let commit_cpu = thread_cpu_seconds(COMMITTER_THREAD).unwrap_or(0.0) - commit_before;
     latencies.sort();
     Run {
         actions: requests.len(),
         wall,
         cpu,
+        commit_cpu,
         latencies,
         blocks: ledger.height() - height,
     }
@@ -110,7 +116,7 @@ async fn run(
 fn report(action: &str, concurrency: usize, r: &Run) -> f64 {
     let per_second = r.actions as f64 / r.wall.as_secs_f64();
     println!(
-        "{action:<12} {concurrency:>4} {:>7} {per_second:>10.0} {:>9.2} {:>9.2} {:>7} {:>8.1} {:>6.2} {:>8.0}",
+        "{action:<12} {concurrency:>4} {:>7} {per_second:>10.0} {:>9.2} {:>9.2} {:>7} {:>8.1} {:>6.2} {:>8.0} {:>9.0}",
         r.actions,
         percentile(&r.latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&r.latencies, 0.99).as_secs_f64() * 1e3,
@@ -118,6 +124,7 @@ fn report(action: &str, concurrency: usize, r: &Run) -> f64 {
         r.actions as f64 / r.blocks.max(1) as f64,
         r.cpu / r.wall.as_secs_f64(),
         r.cpu * 1e6 / r.actions as f64,
+        r.commit_cpu * 1e6 / r.actions as f64,
     );
     per_second
 }
@@ -140,6 +147,9 @@ fn process_cpu_seconds() -> f64 {
     };
     (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
 }
+
+/// The committer's thread name as the kernel keeps it (15 bytes of `tom-ledger-commit`).
+const COMMITTER_THREAD: &str = "tom-ledger-comm";
 
 /// User + system CPU seconds of this process's thread named `name` (Linux only).
 fn thread_cpu_seconds(name: &str) -> Option<f64> {
@@ -252,13 +262,24 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(defaults.endorsers);
+    // TOM_BENCH_STORE_SYNC_MS=n: how often the store commit is durable (0: every block,
+    // without the block journal).
+    let store_sync_interval = std::env::var("TOM_BENCH_STORE_SYNC_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(defaults.store_sync_interval);
     let options = EmbeddedOptions {
         durable,
         endorsers,
+        store_sync_interval,
         ..defaults
     };
     let ledger = Arc::new(EmbeddedLedger::open(dir.path(), options).unwrap());
-    println!("durable (fsync per block): {durable}; endorsers: {endorsers}");
+    println!(
+        "durable (fsync per block): {durable}; store synced every {} ms; endorsers: {endorsers}",
+        store_sync_interval.as_millis()
+    );
     let device = signer("org1", "traffic-light-1");
     let org = tom_fixtures::org("org1");
 
@@ -403,7 +424,7 @@ fn main() {
     let height = ledger.height();
     // How much CPU the single writer used: it is the one serial step, so this is the ceiling
     // no amount of parallel endorsement can lift.
-    if let Some(seconds) = thread_cpu_seconds("tom-ledger-comm") {
+    if let Some(seconds) = thread_cpu_seconds(COMMITTER_THREAD) {
         println!(
             "\ncommitter thread: {seconds:.2}s CPU for {} transactions ({:.0} µs each)",
             total_transactions,

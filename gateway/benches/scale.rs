@@ -28,7 +28,7 @@
 //! Run: `cargo bench -p tom-gateway --bench scale` (`TOM_SCALE_RECORDS=100000`,
 //! `TOM_BENCH_DIR` to put the store on another disk, `TOM_SCALE_KEEP=1` to keep the ledger
 //! directory afterwards). To take a slow-down apart: `TOM_SCALE_CACHE_MIB` (redb's page cache,
-//! default 256), `TOM_SCALE_STORE_SYNC_MS` (how often the store is synced, default 1000; 0 is
+//! default 256), `TOM_SCALE_STORE_SYNC_MS` (how often the store is synced, default 5000; 0 is
 //! a durable store commit per block, without the block journal), `TOM_SCALE_NON_DURABLE=1`
 //! (no fsync at all; not a figure that counts).
 
@@ -472,7 +472,7 @@ fn main() {
         options.cache_size = mib << 20;
     }
     let cache_mib = options.cache_size >> 20;
-    // TOM_SCALE_STORE_SYNC_MS=n: how often the store commit is durable (default 1000 ms; 0 is
+    // TOM_SCALE_STORE_SYNC_MS=n: how often the store commit is durable (default 5000 ms; 0 is
     // a durable store commit per block, without the block journal).
     if let Some(ms) = std::env::var("TOM_SCALE_STORE_SYNC_MS")
         .ok()
