@@ -79,11 +79,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Operations per second of `op` on one thread, over about `budget`.
-/// CPU time this process has used (user + system), from `/proc/self/stat` (Linux clock ticks of
-/// 1/100 s).
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU time (user + system) in a `/proc` `stat` file (Linux clock ticks of 1/100 s); zero if
+/// it cannot be read.
+fn stat_cpu(path: &Path) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // The fields after the command name (which is in parentheses and may hold spaces).
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -97,29 +96,23 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// CPU time of this process's thread named `name` (user + system), from
-/// `/proc/self/task/*/stat`; zero if there is none.
+/// CPU time this process has used (user + system).
+fn process_cpu() -> Duration {
+    stat_cpu(Path::new("/proc/self/stat"))
+}
+
+/// CPU time of this process's thread named `name` (user + system); zero if there is none.
 fn thread_cpu(name: &str) -> Duration {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Duration::ZERO;
     };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
-            .sum();
-        return Duration::from_millis(ticks * 10);
-    }
-    Duration::ZERO
+    tasks
+        .flatten()
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .map(|task| stat_cpu(&task.path().join("stat")))
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Bytes this process has handed to `write`-family calls (`wchar` of `/proc/self/io`): the
@@ -136,6 +129,7 @@ fn bytes_written() -> u64 {
 /// The committer's thread name as the kernel keeps it (15 bytes of `tom-ledger-commit`).
 const COMMITTER_THREAD: &str = "tom-ledger-comm";
 
+/// Operations per second of `op` on one thread, over about `budget`.
 fn rate(budget: Duration, mut op: impl FnMut()) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
