@@ -8,6 +8,9 @@
 //! for record-data the data signature; the caller's chain is verified once and remembered).
 //! Beside each run it prints the CPU the whole process kept busy and its CPU per action, which
 //! say whether a run is bound by the cores or by waiting (the fsync, the serial committer).
+//! Last it evaluates fresh IdentifyDevice requests without ordering them: the contract's own
+//! CPU per action, all checks included, plus the proposal signature is the most any ledger could
+//! reach on these cores, and the submitted identify run is compared with that ceiling.
 //!
 //! Run: `cargo bench -p tom-gateway --bench embedded` (`TOM_BENCH_SCALE=0.2` for a quick run,
 //! `TOM_BENCH_DIR` to put the store on another disk, `TOM_BENCH_ENDORSERS` to bound simulations
@@ -26,6 +29,8 @@ use tom_gateway::ledger::embedded::{EmbeddedLedger, EmbeddedOptions};
 use tom_gateway::ledger::{Ledger, SigningIdentity};
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
+/// The concurrency at which the contract alone is measured and compared (the busiest run).
+const CEILING_CONCURRENCY: usize = 64;
 
 fn signer(org: &str, name: &str) -> SigningIdentity {
     let id = tom_fixtures::identity(org, name);
@@ -61,13 +66,24 @@ struct Run {
     blocks: u64,
 }
 
-/// Submit every request in `requests` as `who`, from `concurrency` tasks.
+/// How a run hands its requests to the ledger.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Endorsed, ordered and committed durably: what an orchestrator gets.
+    Submit,
+    /// Only run by the contract against the committed state (an evaluation): the contract's
+    /// own cost, with no proposal signature, block, store write or fsync.
+    Evaluate,
+}
+
+/// Hand every request in `requests` to the ledger as `who`, from `concurrency` tasks.
 async fn run(
     ledger: &Arc<EmbeddedLedger>,
     who: &SigningIdentity,
     function: &'static str,
     requests: Vec<Vec<u8>>,
     concurrency: usize,
+    mode: Mode,
 ) -> Run {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
@@ -87,7 +103,11 @@ async fn run(
                     break;
                 };
                 let t = Instant::now();
-                if let Err(e) = ledger.submit(&who, function, request).await {
+                let outcome = match mode {
+                    Mode::Submit => ledger.submit(&who, function, request).await.map(drop),
+                    Mode::Evaluate => ledger.evaluate(&who, function, request).await.map(drop),
+                };
+                if let Err(e) = outcome {
                     panic!("{function} #{i} failed: {e}");
                 }
                 latencies.push(t.elapsed());
@@ -283,8 +303,10 @@ fn main() {
     let device = signer("org1", "traffic-light-1");
     let org = tom_fixtures::org("org1");
 
-    // Fresh device identities for IdentifyDevice (one per action), issued before timing starts.
-    let total_identify: usize = CONCURRENCY.iter().map(|c| count(*c)).sum();
+    // Fresh device identities for IdentifyDevice (one per action, and as many again for the
+    // contract-alone run, so no device chain is checked twice), issued before timing starts.
+    let total_identify: usize =
+        CONCURRENCY.iter().map(|c| count(*c)).sum::<usize>() + count(CEILING_CONCURRENCY);
     let issue_start = Instant::now();
     let ca = org.ca();
     let mut identify_requests: Vec<Vec<u8>> = (0..total_identify)
@@ -348,6 +370,7 @@ fn main() {
     println!("(cores: CPU the whole process kept busy; CPU µs: per action, every thread)");
     let mut best = Vec::new();
     let mut total_transactions = 0usize;
+    let mut identify_at_ceiling = None;
     let mut data_ids = Vec::new();
     for concurrency in CONCURRENCY {
         let n = count(concurrency);
@@ -358,9 +381,13 @@ fn main() {
             "IdentifyDevice",
             requests,
             concurrency,
+            Mode::Submit,
         ));
         total_transactions += r.actions;
         best.push(("identify", concurrency, report("identify", concurrency, &r)));
+        if concurrency == CEILING_CONCURRENCY {
+            identify_at_ceiling = Some(r);
+        }
     }
     for concurrency in CONCURRENCY {
         let n = count(concurrency);
@@ -393,7 +420,14 @@ fn main() {
                 serde_json::to_vec(&request).unwrap()
             })
             .collect();
-        let r = runtime.block_on(run(&ledger, &device, "RecordData", requests, concurrency));
+        let r = runtime.block_on(run(
+            &ledger,
+            &device,
+            "RecordData",
+            requests,
+            concurrency,
+            Mode::Submit,
+        ));
         total_transactions += r.actions;
         best.push((
             "record-data",
@@ -416,9 +450,47 @@ fn main() {
             "ExecContract",
             requests,
             concurrency,
+            Mode::Submit,
         ));
         total_transactions += r.actions;
         best.push(("exec", concurrency, report("exec", concurrency, &r)));
+    }
+
+    // --- the contract alone ----------------------------------------------------------------------
+    // The same IdentifyDevice requests (fresh devices) evaluated instead of submitted: the
+    // contract runs with every check against the committed state, but there is no proposal
+    // signature, no block, no store write and no fsync. Adding the one signature back gives the
+    // most any ledger could reach with this contract on these cores.
+    let requests: Vec<Vec<u8>> = identify_requests.drain(..).collect();
+    let alone = runtime.block_on(run(
+        &ledger,
+        &orchestrator,
+        "IdentifyDevice",
+        requests,
+        CEILING_CONCURRENCY,
+        Mode::Evaluate,
+    ));
+    let contract_cpu = alone.cpu / alone.actions as f64;
+    let ceiling = cores as f64 / (contract_cpu + 1.0 / gateway_sign);
+    let bound = limit(2.0);
+    println!(
+        "\nIdentifyDevice, contract alone (evaluated, {CEILING_CONCURRENCY} submitters): {:.0}/s on {:.2} cores, {:.0} µs CPU each",
+        alone.actions as f64 / alone.wall.as_secs_f64(),
+        alone.cpu / alone.wall.as_secs_f64(),
+        contract_cpu * 1e6,
+    );
+    println!(
+        "  with the proposal signature, no ledger can pass {ceiling:.0}/s on {cores} cores: {:.0}% of the signature bound",
+        100.0 * ceiling / bound
+    );
+    if let Some(r) = &identify_at_ceiling {
+        let reached = r.actions as f64 / r.wall.as_secs_f64();
+        println!(
+            "  identify submitted ({CEILING_CONCURRENCY} submitters): {reached:.0}/s = {:.0}% of the bound, {:.0}% of that ceiling; the ledger adds {:.0} µs CPU per action",
+            100.0 * reached / bound,
+            100.0 * reached / ceiling,
+            (r.cpu / r.actions as f64 - contract_cpu - 1.0 / gateway_sign) * 1e6,
+        );
     }
 
     let height = ledger.height();
