@@ -10,6 +10,7 @@ use tom_gateway::ledger::embedded::block_journal::{self, BlockJournal};
 use tom_gateway::ledger::embedded::codec::{sha256, BlockHeader, RawBlock};
 use tom_gateway::ledger::embedded::node_key::NodeKey;
 use tom_gateway::ledger::embedded::{verify, EmbeddedLedger, EmbeddedOptions};
+use tom_gateway::ledger::Ledger;
 
 /// A ledger with a few records, cleanly stopped (its journal empty); returns its height.
 async fn ledger_with_records(dir: &std::path::Path) -> u64 {
@@ -173,4 +174,65 @@ async fn query_history(dir: &std::path::Path) -> serde_json::Value {
     let answer = query(&ledger, "GetHistory", serde_json::json!({ "id": "tl-1" })).await;
     ledger.shutdown();
     answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_burst_the_store_syncs_by_itself_and_empties_the_journal() {
+    // Blocks journalled and then a quiet spell: the committer syncs the store within an
+    // interval of the last sync without waiting for another block to carry it, so the next
+    // submitter does not pay for the write-back and a crash meanwhile has nothing to replay.
+    let dir = tempfile::tempdir().unwrap();
+    let interval = std::time::Duration::from_millis(1500);
+    let options = EmbeddedOptions {
+        store_sync_interval: interval,
+        ..EmbeddedOptions::default()
+    };
+    let ledger = EmbeddedLedger::open(dir.path(), options).unwrap();
+    device_with_readings(&ledger, 1).await;
+    let journal = dir.path().join(block_journal::JOURNAL_FILE);
+    let journal_bytes = || std::fs::metadata(&journal).map(|m| m.len()).unwrap();
+    // A block that is not itself a store sync lands in the journal.
+    let device = signer("org1", "traffic-light-1");
+    let mut extra = 0;
+    while journal_bytes() == 0 {
+        extra += 1;
+        assert!(extra < 20, "no block was journalled");
+        let arg = bytes(&record_data_request(
+            &format!("extra-{extra}"),
+            "tl-1",
+            "traffic-light-1",
+        ));
+        ledger.submit(&device, "RecordData", &arg).await.unwrap();
+    }
+    let height = ledger.height();
+    let quiet = std::time::Instant::now();
+    while journal_bytes() > 0 {
+        assert!(
+            quiet.elapsed() < interval + std::time::Duration::from_secs(5),
+            "the journal still holds {} bytes {:?} after the last block",
+            journal_bytes(),
+            quiet.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(ledger.height(), height, "a block was committed meanwhile");
+
+    // The store alone now has every block: a copy of the directory taken while the node runs,
+    // opened without any journal, is at the same height and verifies.
+    let copy = copy_dir(dir.path());
+    let _ = std::fs::remove_file(copy.path().join(block_journal::JOURNAL_FILE));
+    let reopened = EmbeddedLedger::open(copy.path(), EmbeddedOptions::default()).unwrap();
+    assert_eq!(reopened.height(), height);
+    reopened.shutdown();
+    assert_eq!(verify(copy.path()).unwrap().blocks, height);
+
+    // And the ledger goes on as before.
+    let arg = bytes(&record_data_request(
+        "after-quiet",
+        "tl-1",
+        "traffic-light-1",
+    ));
+    let submitted = ledger.submit(&device, "RecordData", &arg).await.unwrap();
+    assert_eq!(submitted.block, height);
+    ledger.shutdown();
 }

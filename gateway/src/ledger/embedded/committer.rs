@@ -137,9 +137,34 @@ impl Committer {
 
     pub fn run(mut self, mut queue: mpsc::Receiver<Message>) {
         let _alive = super::health::AliveGuard(self.shared.clone());
+        // Only for waiting on the queue with a deadline (an idle store sync is due); the
+        // committer's own work stays blocking on this thread.
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "embedded ledger: no timer for idle store syncs; the store is synced by the next block instead"))
+            .ok();
         let mut stopping = false;
         while !stopping {
-            let Some(first) = queue.blocking_recv() else {
+            let next = match (&waiter, self.idle_sync_due()) {
+                (Some(waiter), Some(due)) => {
+                    let due = tokio::time::Instant::from_std(due);
+                    // The timer is made inside `block_on`: it needs the waiter's time driver.
+                    let next =
+                        waiter.block_on(async { tokio::time::timeout_at(due, queue.recv()).await });
+                    match next {
+                        Ok(next) => next,
+                        Err(_idle) => {
+                            if self.sync_idle_store() {
+                                stopping = self.recover(&mut queue);
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => queue.blocking_recv(),
+            };
+            let Some(first) = next else {
                 break;
             };
             let mut batch = Vec::new();
@@ -207,6 +232,46 @@ impl Committer {
             }
         }
         false
+    }
+
+    /// When the store must be synced if no block comes first: one interval after the last
+    /// store sync, while the journal holds blocks. Under load a block is the sync
+    /// ([`Committer::write_block`]); this is for the quiet after a burst, so that the next
+    /// submitter does not wait for the burst's write-back and a crash meanwhile has little to
+    /// replay.
+    fn idle_sync_due(&self) -> Option<Instant> {
+        let journal = self.journal.as_ref()?;
+        self.db.as_ref()?;
+        (journal.bytes() > 0).then(|| self.last_store_sync + self.store_sync_interval)
+    }
+
+    /// Sync the store while no block is waiting (see [`Committer::idle_sync_due`]), then empty
+    /// the journal. Returns true if the store failed with an I/O error and must be reopened
+    /// ([`Committer::recover`], which replays the journal).
+    fn sync_idle_store(&mut self) -> bool {
+        match self.flush() {
+            Ok(()) => {
+                self.last_store_sync = Instant::now();
+                if let Some(journal) = &mut self.journal {
+                    if let Err(e) = journal.clear() {
+                        tracing::warn!(error = %e, "embedded ledger: the block journal was not emptied (its blocks are skipped on replay)");
+                    }
+                }
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, store = %self.path.display(), "embedded ledger: idle store sync failed; the block journal keeps every acknowledged block");
+                // Not before another interval, whatever the fault.
+                self.last_store_sync = Instant::now();
+                match e {
+                    LedgerError::Unavailable(message) => {
+                        self.shared.set_fault(Some(message));
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
     }
 
     /// An empty durable commit: persists every earlier non-durable one.
