@@ -487,7 +487,9 @@ fn main() {
     let org = tom_fixtures::org("org1");
     let n_devices = (records * 3 / 10_000).clamp(20, 300);
     let n_containers = (records * 2 / 10_000).clamp(10, 200);
-    let n_identify = (records / 20).clamp(500, 2_000);
+    // Long enough at a million records (a few seconds) that the figure is not one burst
+    // between two store syncs.
+    let n_identify = (records / 20).clamp(500, 10_000);
     let issued = issue_devices(org, "dev", n_devices);
     let fresh = issue_devices(org, "late", n_identify);
     let mut setup_records = 0usize;
