@@ -461,7 +461,7 @@ fn main() {
     // contract runs with every check against the committed state, but there is no proposal
     // signature, no block, no store write and no fsync. Adding the one signature back gives the
     // most any ledger could reach with this contract on these cores.
-    let requests: Vec<Vec<u8>> = identify_requests.drain(..).collect();
+    let requests: Vec<Vec<u8>> = std::mem::take(&mut identify_requests);
     let alone = runtime.block_on(run(
         &ledger,
         &orchestrator,
