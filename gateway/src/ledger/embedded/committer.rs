@@ -204,13 +204,7 @@ impl Committer {
         // leaves nothing to replay.
         if !self.durable || self.journal.as_ref().is_some_and(|j| j.bytes() > 0) {
             match self.flush() {
-                Ok(()) => {
-                    if let Some(journal) = &mut self.journal {
-                        if let Err(e) = journal.clear() {
-                            tracing::warn!(error = %e, "embedded ledger: the block journal was not emptied (its blocks are skipped on replay)");
-                        }
-                    }
-                }
+                Ok(()) => self.store_synced(),
                 Err(e) => {
                     tracing::error!(error = %e, "embedded ledger: final flush failed (the block journal keeps every acknowledged block; the next start replays it)")
                 }
@@ -251,12 +245,7 @@ impl Committer {
     fn sync_idle_store(&mut self) -> bool {
         match self.flush() {
             Ok(()) => {
-                self.last_store_sync = Instant::now();
-                if let Some(journal) = &mut self.journal {
-                    if let Err(e) = journal.clear() {
-                        tracing::warn!(error = %e, "embedded ledger: the block journal was not emptied (its blocks are skipped on replay)");
-                    }
-                }
+                self.store_synced();
                 false
             }
             Err(e) => {
@@ -270,6 +259,17 @@ impl Committer {
                     }
                     _ => false,
                 }
+            }
+        }
+    }
+
+    /// After a durable store commit: every journalled block is in the store now, so the journal
+    /// is emptied and the store sync interval starts again.
+    fn store_synced(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            self.last_store_sync = Instant::now();
+            if let Err(e) = journal.clear() {
+                tracing::warn!(error = %e, "embedded ledger: the block journal was not emptied (its blocks are skipped on replay)");
             }
         }
     }
@@ -632,13 +632,7 @@ impl Committer {
             }
         })?;
         if !journalled {
-            if let Some(journal) = &mut self.journal {
-                // Every journalled block is in this durable commit now.
-                self.last_store_sync = Instant::now();
-                if let Err(e) = journal.clear() {
-                    tracing::warn!(error = %e, "embedded ledger: the block journal was not emptied (its blocks are skipped on replay)");
-                }
-            }
+            self.store_synced();
         }
         if new_dictionary.is_some() {
             let stored = self.trainer.stored();
