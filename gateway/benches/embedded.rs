@@ -67,7 +67,7 @@ struct Run {
 }
 
 /// How a run hands its requests to the ledger.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Mode {
     /// Endorsed, ordered and committed durably: what an orchestrator gets.
     Submit,
@@ -457,10 +457,10 @@ fn main() {
     }
 
     // --- the contract alone ----------------------------------------------------------------------
-    // The same IdentifyDevice requests (fresh devices) evaluated instead of submitted: the
-    // contract runs with every check against the committed state, but there is no proposal
-    // signature, no block, no store write and no fsync. Adding the one signature back gives the
-    // most any ledger could reach with this contract on these cores.
+    // IdentifyDevice requests like the ones above, for devices not seen yet, evaluated instead
+    // of submitted: the contract runs with every check against the committed state, but there
+    // is no proposal signature, no block, no store write and no fsync. Adding the one signature
+    // back gives the most any ledger could reach with this contract on these cores.
     let requests: Vec<Vec<u8>> = std::mem::take(&mut identify_requests);
     let alone = runtime.block_on(run(
         &ledger,

@@ -126,8 +126,8 @@ pub struct EmbeddedOptions {
     /// changed it. A sync also comes early once the journal holds 64 MiB, which is what sets
     /// the pace under sustained load, and when no block comes within an interval of the last
     /// sync the committer syncs the store by itself, so the first submitter after a quiet spell
-    /// does not wait for the write-back of the burst before it. Default 5 s. Measured with the scale bench (300,000
-    /// records, 2 cores, the same machine and day, three runs each): with 1 s, ingest p99 grew
+    /// does not wait for the write-back of the burst before it. Default 5 s. Measured with the
+    /// scale bench (300,000 records, 2 cores, the same machine and day, three runs each): with 1 s, ingest p99 grew
     /// from 65 to 156 ms as the ledger grew and 17.8 KiB were written per record by the end;
     /// with 5 s (or 15 s, when the 64 MiB bound sets the pace) p99 stayed at 24–35 ms and
     /// 12 KiB were written per record, the store file the same size. The cost: a restart after
